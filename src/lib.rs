@@ -1,0 +1,8 @@
+//! redis-gitops: keep Redis Enterprise clusters and databases exactly as a Git repository describes them.
+//!
+//! The library holds all logic; `main.rs` only parses the command line and wires things up.
+//! See `design.md` (shared with the team) for the layout; each module's `//!` says what it may do.
+
+pub mod api;
+pub mod desired;
+pub mod manifests;
