@@ -6,3 +6,5 @@
 pub mod api;
 pub mod desired;
 pub mod manifests;
+pub mod sandbox;
+pub mod source;
