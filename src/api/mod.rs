@@ -1,1 +1,126 @@
-//! CRD types.
+//! The API users write YAML against: the official operator's `RedisEnterpriseCluster` and
+//! `RedisEnterpriseDatabase` (group `app.redislabs.com`), our `GitSync` (group `redisgitops.dev`), their CRDs,
+//! and the labels and annotations the agent puts on what it manages.
+
+pub mod cluster;
+pub mod conditions;
+pub mod database;
+pub mod gitsync;
+
+pub use cluster::{RedisEnterpriseCluster, RedisEnterpriseClusterSpec, RedisEnterpriseClusterStatus};
+pub use database::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseSpec, RedisEnterpriseDatabaseStatus};
+pub use gitsync::{GitSync, GitSyncSpec, GitSyncStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of the official operator's kinds.
+pub const REDIS_GROUP: &str = "app.redislabs.com";
+/// API group of this project's own kinds.
+pub const GITOPS_GROUP: &str = "redisgitops.dev";
+
+/// Label and annotation keys the agent writes.
+pub mod keys {
+    /// `app.kubernetes.io/name` of every child object.
+    pub const NAME: &str = "app.kubernetes.io/name";
+    /// `app.kubernetes.io/instance`: the REC or REDB a child belongs to.
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    /// `app.kubernetes.io/managed-by`.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    /// `app.kubernetes.io/component`: which part of a cluster or database a child is.
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    /// The value of `managed-by` on everything this project creates.
+    pub const MANAGER: &str = "redis-gitops";
+    /// Hash of everything that should restart Redis Enterprise pods when it changes.
+    pub const POD_TEMPLATE_HASH: &str = "redisgitops.dev/pod-template-hash";
+    /// Marks an object that pruning must never delete.
+    pub const PROTECT: &str = "redisgitops.dev/protect";
+}
+
+/// Every CRD this project serves, in a stable order: RECs (v1 storage, v1alpha1 served with the same schema),
+/// REDBs, GitSyncs.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![cluster_crd(), RedisEnterpriseDatabase::crd(), GitSync::crd()]
+}
+
+/// The REC CRD with both official versions. The official CRD serves `v1alpha1` beside the storage version `v1`
+/// with the same fields, so the second version is the first one under another name, not served from storage.
+fn cluster_crd() -> CustomResourceDefinition {
+    let mut crd = RedisEnterpriseCluster::crd();
+    if let Some(storage) = crd.spec.versions.first().cloned() {
+        let mut alpha = storage;
+        alpha.name = "v1alpha1".to_string();
+        alpha.storage = false;
+        alpha.served = true;
+        crd.spec.versions.push(alpha);
+    }
+    crd
+}
+
+/// Schema transform for enum types: drops the type's own description so the description of the field that uses
+/// it (which names the default and the allowed values) is what `kubectl explain` shows. Without it kube's
+/// optional-field rewrite lets the enum's description replace the field's.
+pub(crate) fn drop_type_description(schema: &mut schemars::Schema) {
+    if let Some(object) = schema.as_object_mut() {
+        object.remove("description");
+    }
+}
+
+/// Failure to produce the CRD files.
+#[derive(Debug, thiserror::Error)]
+pub enum CrdError {
+    /// A CRD could not be written as YAML.
+    #[error("failed to write CRD {name} as YAML: {source}")]
+    Serialize {
+        /// The CRD's name.
+        name: String,
+        /// Why.
+        source: serde_saphyr::SerializeError,
+    },
+    /// A file could not be written.
+    #[error("failed to write {path}: {source}")]
+    Write {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The file name of a CRD in `crds/`: `<plural>.<group>.yaml`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default())
+}
+
+/// One CRD as a YAML document.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
+    serde_saphyr::to_string(crd)
+        .map(|text| format!("---\n{text}"))
+        .map_err(|source| CrdError::Serialize {
+            name: crd.metadata.name.clone().unwrap_or_default(),
+            source,
+        })
+}
+
+/// Every CRD as one YAML stream.
+pub fn crds_yaml() -> Result<String, CrdError> {
+    crds().iter().map(crd_yaml).collect()
+}
+
+/// Writes one file per CRD into `directory` and returns their paths.
+pub fn write_crds(directory: &std::path::Path) -> Result<Vec<std::path::PathBuf>, CrdError> {
+    std::fs::create_dir_all(directory).map_err(|source| CrdError::Write {
+        path: directory.to_path_buf(),
+        source,
+    })?;
+    let mut written = Vec::new();
+    for crd in crds() {
+        let path = directory.join(crd_file_name(&crd));
+        std::fs::write(&path, crd_yaml(&crd)?).map_err(|source| CrdError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -1,0 +1,172 @@
+//! `GitSync` (`redisgitops.dev/v1alpha1`): one Git source whose Redis Enterprise specs the agent applies, with
+//! the prune and deletion policy, and a status in the style of Flux (`lastAppliedRevision`, inventory).
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::Condition;
+
+/// One Git repository path to keep applied: where it is, which revision to follow, and how to prune.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "redisgitops.dev",
+    version = "v1alpha1",
+    kind = "GitSync",
+    plural = "gitsyncs",
+    shortname = "gsync",
+    namespaced,
+    status = "GitSyncStatus",
+    doc = "Keeps the Redis Enterprise specs under a path of a Git repository applied in the cluster.",
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSyncSpec {
+    /// Repository URL: `https://`, `http://`, `ssh://`, `git@host:path` or `file://`.
+    #[schemars(regex(pattern = r"^(https?://|ssh://|file://|[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:)"))]
+    pub url: String,
+
+    /// Which revision to follow. Default: the branch `main`.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<GitReference>,
+
+    /// Directory inside the repository whose YAML files are applied (recursively). Default: the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+
+    /// How often the repository is polled, as a duration such as `30s`, `1m` or `1h`. Default: `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub interval: Option<String>,
+
+    /// Time limit of one Git operation (connect, list refs, fetch). Default: `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub timeout: Option<String>,
+
+    /// Secret in the GitSync's namespace with the credentials: `username` and `password` (HTTPS basic or token),
+    /// `bearerToken` (HTTPS bearer), `identity` and `known_hosts` (SSH deploy key; the host key is always
+    /// checked), `ca.crt` (a custom CA for HTTPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretReference>,
+
+    /// Stop applying and pruning; status is still reported. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+
+    /// Delete objects this GitSync applied that are no longer in the repository. Databases also need
+    /// `allowDatabaseDeletion`. Default: false (removed objects are reported as orphaned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<bool>,
+
+    /// Allow pruning to delete RedisEnterpriseDatabases, and so their data. Objects annotated
+    /// `redisgitops.dev/protect: "true"` are never deleted. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_database_deletion: Option<bool>,
+
+    /// What happens to the applied objects when this GitSync is deleted: `Orphan` keeps them, `Delete` deletes
+    /// them (databases only with `allowDatabaseDeletion`). Default: `Orphan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// A Git revision to follow. Set exactly one field; `commit` may be combined with `branch` to name the branch
+/// in the revision string.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct GitReference {
+    /// A branch, for example `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// A tag, for example `v1.4.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A semantic-version range over the tags, for example `>=1.0.0, <2.0.0`: the highest matching tag is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// An exact commit (40 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{40}$"))]
+    pub commit: Option<String>,
+}
+
+/// A reference to a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretReference {
+    /// Name of the Secret.
+    pub name: String,
+}
+
+/// What happens to applied objects when their GitSync is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[schemars(transform = crate::api::drop_type_description)]
+pub enum DeletionPolicy {
+    /// Keep them, without the GitSync's labels pointing at them.
+    Orphan,
+    /// Delete them.
+    Delete,
+}
+
+/// The observed state of a GitSync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitSyncStatus {
+    /// Conditions: `Ready`, `Reconciling` and `Stalled`, kstatus style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Option<Vec<Condition>>,
+    /// The generation of the spec that the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The last revision that was applied completely, `<ref>@sha1:<commit>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The last revision the agent tried to apply, whether or not it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// When the last sync finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    /// The objects applied from the last applied revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Vec<InventoryEntry>>,
+    /// Errors of the last attempted revision, at most 50, each with its file and line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<SourceError>>,
+}
+
+/// An object applied by a GitSync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    /// `apiVersion` of the object.
+    pub api_version: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Namespace of the object.
+    pub namespace: String,
+    /// Name of the object.
+    pub name: String,
+    /// File in the repository the object came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// An error found in a revision, located in its source file.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SourceError {
+    /// File, relative to the GitSync's path.
+    pub file: String,
+    /// Line, from 1.
+    pub line: u32,
+    /// Column, from 1.
+    pub column: u32,
+    /// Field path, for example `spec.memorySize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}

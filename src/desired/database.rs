@@ -1,0 +1,448 @@
+//! Pure builders for a database: from a [`ValidatedDatabase`] to the Redis Enterprise REST request body
+//! (reference/redis-enterprise.md §2.4), the minimal update of a live bdb, its Services and its credentials
+//! Secret (§3.3). Secret values (passwords, backup keys) are parameters, never read from the spec.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::{Map, Value, json};
+
+use super::labels::{child_labels, child_metadata, owner_reference};
+use super::names;
+use crate::api::cluster::DatabaseServicePortPolicy;
+use crate::api::database::Persistence;
+use crate::manifests::validate::{BackupLocation, ValidatedCluster, ValidatedDatabase};
+
+const API_VERSION: &str = "app.redislabs.com/v1alpha1";
+const KIND: &str = "RedisEnterpriseDatabase";
+/// The port database Services expose with `databaseServicePortPolicy: RedisDefaultPort`.
+pub const REDIS_DEFAULT_PORT: u16 = 6379;
+
+/// Values that complete a bdb body at apply time; they come from Secrets and the cluster, never from Git.
+#[derive(Clone, Default)]
+pub struct RuntimeValues<'a> {
+    /// Password of the default user.
+    pub password: Option<&'a str>,
+    /// Role and ACL uids resolved from their names (`GET /v1/roles`, `GET /v1/redis_acls`), in spec order.
+    pub roles_permissions: Option<Vec<(u64, u64)>>,
+    /// Credential fields of the backup location, from the backup Secret (for example `access_key_id`).
+    pub backup_credentials: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RuntimeValues<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeValues")
+            .field("password", &self.password.map(|_| "<redacted>"))
+            .field("roles_permissions", &self.roles_permissions)
+            .field(
+                "backup_credentials",
+                &self.backup_credentials.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// The fields of a bdb body filled in at apply time, listed by `render` so a reader knows what is missing.
+pub fn runtime_fields(database: &ValidatedDatabase) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    if database.default_user {
+        fields.push("authentication_redis_pass");
+    }
+    if !database.roles_permissions.is_empty() {
+        fields.push("roles_permissions");
+    }
+    if let Some(backup) = &database.backup {
+        fields.extend(match backup.location {
+            BackupLocation::S3 { .. } => &["backup_location.access_key_id", "backup_location.secret_access_key"][..],
+            BackupLocation::Gcs { .. } => &[
+                "backup_location.client_id",
+                "backup_location.client_email",
+                "backup_location.private_key_id",
+                "backup_location.private_key",
+            ][..],
+            BackupLocation::Abs { .. } => &["backup_location.account_name", "backup_location.account_key"][..],
+            BackupLocation::Sftp { .. } => &["backup_location.key"][..],
+            BackupLocation::Ftp { .. } | BackupLocation::Mount { .. } => &[][..],
+        });
+    }
+    fields
+}
+
+/// The body of `POST /v1/bdbs` that creates the database.
+pub fn build_bdb(database: &ValidatedDatabase, runtime: &RuntimeValues<'_>) -> Map<String, Value> {
+    let mut body = Map::new();
+    let mut set = |key: &str, value: Value| {
+        body.insert(key.to_string(), value);
+    };
+    set("name", json!(database.name));
+    set("type", json!(database.database_type.as_str()));
+    set("memory_size", json!(database.memory_size_bytes));
+    if let Some(port) = database.port {
+        set("port", json!(port));
+    }
+    set("replication", json!(database.replication));
+    set("shards_count", json!(database.shard_count));
+    set("sharding", json!(database.shard_count > 1));
+    if database.shard_count > 1 {
+        // The hashing policy the official docs show: hash tags `{...}` first, else the whole key.
+        set(
+            "shard_key_regex",
+            json!([{"regex": ".*\\{(?<tag>.*)\\}.*"}, {"regex": "(?<tag>.*)"}]),
+        );
+    }
+    match database.persistence {
+        Persistence::Disabled => set("data_persistence", json!("disabled")),
+        Persistence::AofEverySecond => {
+            set("data_persistence", json!("aof"));
+            set("aof_policy", json!("appendfsync-every-sec"));
+        }
+        Persistence::AofAlways => {
+            set("data_persistence", json!("aof"));
+            set("aof_policy", json!("appendfsync-always"));
+        }
+        Persistence::SnapshotEvery1Hour | Persistence::SnapshotEvery6Hour | Persistence::SnapshotEvery12Hour => {
+            let hours = match database.persistence {
+                Persistence::SnapshotEvery1Hour => 1,
+                Persistence::SnapshotEvery6Hour => 6,
+                _ => 12,
+            };
+            set("data_persistence", json!("snapshot"));
+            set("snapshot_policy", json!([{"secs": hours * 3600, "writes": 1}]));
+        }
+    }
+    set("eviction_policy", json!(database.eviction_policy.as_str()));
+    set("tls_mode", json!(database.tls_mode.as_str()));
+    set("default_user", json!(database.default_user));
+    set("oss_cluster", json!(database.oss_cluster));
+    if let Some(policy) = database.proxy_policy {
+        set("proxy_policy", json!(policy.as_str()));
+    }
+    if let Some(placement) = database.shards_placement {
+        set("shards_placement", json!(placement.as_str()));
+    }
+    if let Some(rack_aware) = database.rack_aware {
+        set("rack_aware", json!(rack_aware));
+    }
+    if let Some(resp3) = database.resp3 {
+        set("resp3", json!(resp3));
+    }
+    if let Some(version) = &database.redis_version {
+        set("redis_version", json!(version));
+    }
+    if !database.modules.is_empty() {
+        let modules: Vec<Value> = database
+            .modules
+            .iter()
+            .map(|module| {
+                let mut entry = Map::new();
+                entry.insert("module_name".to_string(), json!(module.name));
+                if let Some(version) = &module.version {
+                    entry.insert("semantic_version".to_string(), json!(version));
+                }
+                if let Some(config) = &module.config {
+                    entry.insert("module_args".to_string(), json!(config));
+                }
+                Value::Object(entry)
+            })
+            .collect();
+        set("module_list", Value::Array(modules));
+    }
+    if let Some(permissions) = &runtime.roles_permissions {
+        let permissions: Vec<Value> = permissions
+            .iter()
+            .map(|(role, acl)| json!({"role_uid": role, "redis_acl_uid": acl}))
+            .collect();
+        set("roles_permissions", Value::Array(permissions));
+    }
+    match &database.backup {
+        Some(backup) => {
+            set("backup", json!(true));
+            set("backup_interval", json!(backup.interval));
+            if let Some(offset) = backup.interval_offset {
+                set("backup_interval_offset", json!(offset));
+            }
+            set(
+                "backup_location",
+                backup_location(&backup.location, &runtime.backup_credentials),
+            );
+        }
+        None => set("backup", json!(false)),
+    }
+    if let Some(password) = runtime.password {
+        set("authentication_redis_pass", json!(password));
+    }
+    body
+}
+
+fn backup_location(location: &BackupLocation, credentials: &BTreeMap<String, String>) -> Value {
+    let mut value = match location {
+        BackupLocation::S3 {
+            bucket_name,
+            subdir,
+            region_name,
+            ..
+        } => {
+            let mut v = json!({"type": "s3", "bucket_name": bucket_name});
+            if let Some(subdir) = subdir {
+                v["subdir"] = json!(subdir);
+            }
+            if let Some(region) = region_name {
+                v["region_name"] = json!(region);
+            }
+            v
+        }
+        BackupLocation::Gcs {
+            bucket_name, subdir, ..
+        } => {
+            let mut v = json!({"type": "gs", "bucket_name": bucket_name});
+            if let Some(subdir) = subdir {
+                v["subdir"] = json!(subdir);
+            }
+            v
+        }
+        BackupLocation::Abs { container, subdir, .. } => {
+            let mut v = json!({"type": "abs", "container": container});
+            if let Some(subdir) = subdir {
+                v["subdir"] = json!(subdir);
+            }
+            v
+        }
+        BackupLocation::Sftp { url, .. } => json!({"type": "sftp", "sftp_url": url}),
+        BackupLocation::Ftp { url } => json!({"type": "url", "url": url}),
+        BackupLocation::Mount { path } => json!({"type": "mount_point", "path": path}),
+    };
+    if let Value::Object(fields) = &mut value {
+        for (key, secret) in credentials {
+            fields.insert(key.clone(), json!(secret));
+        }
+    }
+    value
+}
+
+/// The body of `POST /v1/bdbs/alerts/{uid}`, when the spec sets alerts.
+pub fn build_alert_settings(database: &ValidatedDatabase) -> Option<Value> {
+    database
+        .alert_settings
+        .as_ref()
+        .and_then(|settings| serde_json::to_value(settings).ok())
+}
+
+/// What it takes to move a live bdb to the desired body.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BdbUpdate {
+    /// Fields for one `PUT /v1/bdbs/{uid}`, exactly those that differ. Empty means no write.
+    pub changes: Map<String, Value>,
+    /// A new Redis version, applied with `POST /v1/bdbs/{uid}/upgrade`.
+    pub upgrade_to: Option<String>,
+    /// Fields that differ but cannot change after creation (`port`, `type`, `name`).
+    pub immutable: Vec<String>,
+}
+
+/// Compares a desired bdb body with the live bdb (`GET /v1/bdbs/{uid}`) and returns the minimal update.
+/// Fields the live object does not report are treated as different, so they are sent.
+pub fn diff_bdb(desired: &Map<String, Value>, live: &Value) -> BdbUpdate {
+    let mut update = BdbUpdate::default();
+    for (key, wanted) in desired {
+        let current = live.get(key);
+        match key.as_str() {
+            // Write-only: the REST API never returns it; rotation is decided by the caller.
+            "authentication_redis_pass" => {}
+            "name" | "type" | "port" => {
+                if current.is_some_and(|c| c != wanted) {
+                    update.immutable.push(key.clone());
+                }
+            }
+            "redis_version" => {
+                let current_version = current.and_then(Value::as_str).unwrap_or_default();
+                let wanted_version = wanted.as_str().unwrap_or_default();
+                let is_policy = matches!(wanted_version, "major" | "latest");
+                if !is_policy && !current_version.starts_with(wanted_version) {
+                    update.upgrade_to = Some(wanted_version.to_string());
+                }
+            }
+            "module_list" => {
+                let names = |modules: Option<&Value>| -> Vec<String> {
+                    let mut names: Vec<String> = modules
+                        .and_then(Value::as_array)
+                        .map(|list| {
+                            list.iter()
+                                .filter_map(|m| m.get("module_name").and_then(Value::as_str))
+                                .map(str::to_string)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    names.sort();
+                    names
+                };
+                if names(Some(wanted)) != names(current) {
+                    update.changes.insert(key.clone(), wanted.clone());
+                }
+            }
+            "backup_location" => {
+                // The live location never shows credentials; compare what is not secret.
+                let comparable = |location: Option<&Value>| -> Map<String, Value> {
+                    location
+                        .and_then(Value::as_object)
+                        .map(|fields| {
+                            fields
+                                .iter()
+                                .filter(|(k, _)| !is_credential(k))
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                if comparable(Some(wanted)) != comparable(current) {
+                    update.changes.insert(key.clone(), wanted.clone());
+                }
+            }
+            "data_persistence" => {
+                if current != Some(wanted) {
+                    update.changes.insert(key.clone(), wanted.clone());
+                    // A persistence change carries its policy even when the policy itself is unchanged.
+                    for policy in ["aof_policy", "snapshot_policy"] {
+                        if let Some(value) = desired.get(policy) {
+                            update.changes.insert(policy.to_string(), value.clone());
+                        }
+                    }
+                }
+            }
+            _ => {
+                if current != Some(wanted) {
+                    update.changes.insert(key.clone(), wanted.clone());
+                }
+            }
+        }
+    }
+    update
+}
+
+fn is_credential(key: &str) -> bool {
+    matches!(
+        key,
+        "access_key_id"
+            | "secret_access_key"
+            | "client_id"
+            | "client_email"
+            | "private_key_id"
+            | "private_key"
+            | "account_name"
+            | "account_key"
+            | "sas_token"
+            | "key"
+    )
+}
+
+/// The port a database's Services expose.
+pub fn service_port(database: &ValidatedDatabase, cluster: Option<&ValidatedCluster>, port: u16) -> u16 {
+    if let Some(service_port) = database.service_port {
+        return service_port;
+    }
+    match cluster.map_or(DatabaseServicePortPolicy::DatabasePortForward, |c| {
+        c.database_service_port_policy
+    }) {
+        DatabaseServicePortPolicy::DatabasePortForward => port,
+        DatabaseServicePortPolicy::RedisDefaultPort => REDIS_DEFAULT_PORT,
+    }
+}
+
+fn database_labels(
+    database: &ValidatedDatabase,
+    cluster: Option<&ValidatedCluster>,
+    component: &str,
+) -> BTreeMap<String, String> {
+    let extra = cluster.map(|c| c.extra_labels.clone()).unwrap_or_default();
+    let mut labels = child_labels(
+        "redis-enterprise-database",
+        &database.name,
+        cluster.map(|c| c.name.as_str()),
+        component,
+        &extra,
+    );
+    labels.insert("redis.io/bdb".to_string(), database.name.clone());
+    labels
+}
+
+/// The database's Services, as the cluster's `servicesRiggerSpec` says, for the database's `port`. They have no
+/// selector: their endpoints follow the node that runs the database's proxy, maintained by the database controller.
+pub fn build_database_services(
+    database: &ValidatedDatabase,
+    cluster: Option<&ValidatedCluster>,
+    port: u16,
+) -> Vec<Service> {
+    let exposed = service_port(database, cluster, port);
+    let annotations = cluster.map(|c| c.services_annotations.clone()).unwrap_or_default();
+    names::database_service_names(database, cluster, Some(port))
+        .into_iter()
+        .map(|name| {
+            let (type_, cluster_ip) = if name.ends_with("-headless") {
+                ("ClusterIP", Some("None".to_string()))
+            } else if name.ends_with("-load-balancer") {
+                ("LoadBalancer", None)
+            } else {
+                ("ClusterIP", None)
+            };
+            Service {
+                metadata: child_metadata(
+                    &name,
+                    &database.namespace,
+                    database_labels(database, cluster, "database"),
+                    annotations.clone(),
+                    owner_reference(API_VERSION, KIND, &database.name, database.uid.as_deref()),
+                ),
+                spec: Some(ServiceSpec {
+                    type_: Some(type_.to_string()),
+                    cluster_ip,
+                    ports: Some(vec![ServicePort {
+                        name: Some("redis".to_string()),
+                        port: i32::from(exposed),
+                        target_port: Some(IntOrString::Int(i32::from(port))),
+                        protocol: Some("TCP".to_string()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// The database's credentials Secret with keys `password`, `port`, `service_names` (comma-separated) and
+/// `service_name` (the ClusterIP service applications should use). `None` with `defaultUser: false`.
+pub fn build_database_secret(
+    database: &ValidatedDatabase,
+    cluster: Option<&ValidatedCluster>,
+    port: Option<u16>,
+    password: Option<&str>,
+) -> Option<Secret> {
+    if !database.default_user {
+        return None;
+    }
+    let services = port
+        .map(|port| names::database_service_names(database, cluster, Some(port)))
+        .unwrap_or_default();
+    let data: BTreeMap<String, String> = [
+        ("password".to_string(), password.unwrap_or_default().to_string()),
+        ("port".to_string(), port.map(|p| p.to_string()).unwrap_or_default()),
+        ("service_names".to_string(), services.join(",")),
+        (
+            "service_name".to_string(),
+            services.first().cloned().unwrap_or_default(),
+        ),
+    ]
+    .into();
+    Some(Secret {
+        metadata: child_metadata(
+            &database.secret_name,
+            &database.namespace,
+            database_labels(database, cluster, "credentials"),
+            BTreeMap::new(),
+            owner_reference(API_VERSION, KIND, &database.name, database.uid.as_deref()),
+        ),
+        type_: Some("Opaque".to_string()),
+        string_data: Some(data),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,981 @@
+//! Loading a whole revision: files → YAML documents → schema checks → typed objects → semantic checks →
+//! checks across objects (duplicates, cluster references, ports, Secret and Service names). All or nothing:
+//! either every object is valid and a [`Repository`] comes back, or every error is returned, each located.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::diagnostics::{Diagnostic, FieldPath, Location, Severity};
+use super::files::{SourceFile, read_directory};
+use super::schema::{self, Violation, ViolationKind};
+use super::validate::{
+    Issue, PLAINTEXT_SECRET_MESSAGE, ValidatedCluster, ValidatedDatabase, memory_size_message, validate_cluster,
+    validate_database,
+};
+use super::yaml::{Document, Limits, Spans, parse_documents};
+use crate::api::{self, RedisEnterpriseCluster, RedisEnterpriseDatabase};
+use crate::desired::names;
+
+/// How a revision is loaded.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Namespace of objects that name none (the GitSync's namespace; `default` on the command line).
+    pub default_namespace: String,
+    /// Limits against hostile input.
+    pub limits: Limits,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            default_namespace: "default".to_string(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Where an object came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceLocation {
+    /// File relative to the repository root.
+    pub file: String,
+    /// Where the object's document starts.
+    pub location: Location,
+}
+
+/// A valid REC of the revision.
+#[derive(Clone, Debug)]
+pub struct LoadedCluster {
+    /// The object as it will be applied (defaults are not written into it).
+    pub object: RedisEnterpriseCluster,
+    /// The object with every default applied.
+    pub validated: ValidatedCluster,
+    /// Where it came from.
+    pub source: SourceLocation,
+    /// Locations of its fields.
+    pub spans: Spans,
+}
+
+/// A valid REDB of the revision.
+#[derive(Clone, Debug)]
+pub struct LoadedDatabase {
+    /// The object as it will be applied.
+    pub object: RedisEnterpriseDatabase,
+    /// The object with every default applied.
+    pub validated: ValidatedDatabase,
+    /// Index into [`Repository::clusters`] of its cluster, when that cluster is in the revision.
+    pub cluster: Option<usize>,
+    /// Where it came from.
+    pub source: SourceLocation,
+    /// Locations of its fields.
+    pub spans: Spans,
+}
+
+/// A valid revision: its objects in file order, and the warnings found.
+#[derive(Clone, Debug, Default)]
+pub struct Repository {
+    /// The RECs.
+    pub clusters: Vec<LoadedCluster>,
+    /// The REDBs.
+    pub databases: Vec<LoadedDatabase>,
+    /// Warnings (nothing that blocks applying).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Loads the config repository in a directory.
+pub fn load_directory(root: &Path, options: &LoadOptions) -> Result<Repository, Vec<Diagnostic>> {
+    let (files, mut diagnostics) = read_directory(root, &options.limits);
+    match load_files(&files, options) {
+        Ok(repository) if diagnostics.is_empty() => Ok(repository),
+        Ok(repository) => {
+            diagnostics.extend(repository.warnings);
+            diagnostics.sort();
+            Err(diagnostics)
+        }
+        Err(more) => {
+            diagnostics.extend(more);
+            diagnostics.sort();
+            Err(diagnostics)
+        }
+    }
+}
+
+/// Loads a revision from its files (from a directory or straight from a Git tree).
+pub fn load_files(files: &[SourceFile], options: &LoadOptions) -> Result<Repository, Vec<Diagnostic>> {
+    let mut loader = Loader {
+        options,
+        diagnostics: Vec::new(),
+        clusters: Vec::new(),
+        databases: Vec::new(),
+    };
+    for file in files {
+        loader.load_file(file);
+    }
+    loader.check_across_objects();
+    let Loader {
+        mut diagnostics,
+        clusters,
+        databases,
+        ..
+    } = loader;
+    diagnostics.sort();
+    diagnostics.dedup();
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics);
+    }
+    Ok(Repository {
+        clusters,
+        databases,
+        warnings: diagnostics,
+    })
+}
+
+struct Loader<'a> {
+    options: &'a LoadOptions,
+    diagnostics: Vec<Diagnostic>,
+    clusters: Vec<LoadedCluster>,
+    databases: Vec<LoadedDatabase>,
+}
+
+const CLUSTER_KIND: &str = "RedisEnterpriseCluster";
+const DATABASE_KIND: &str = "RedisEnterpriseDatabase";
+
+impl Loader<'_> {
+    fn load_file(&mut self, file: &SourceFile) {
+        if file.content.len() as u64 > self.options.limits.max_file_bytes {
+            self.error(
+                &file.path,
+                Location::default(),
+                None,
+                format!(
+                    "is {} bytes, over the limit of {} bytes; split it into smaller files",
+                    file.content.len(),
+                    self.options.limits.max_file_bytes
+                ),
+            );
+            return;
+        }
+        let Ok(text) = std::str::from_utf8(&file.content) else {
+            self.error(
+                &file.path,
+                Location::default(),
+                None,
+                "is not UTF-8 text; save it as UTF-8".to_string(),
+            );
+            return;
+        };
+        match parse_documents(text, &self.options.limits) {
+            Ok(documents) => {
+                for document in documents {
+                    self.load_document(&file.path, document);
+                }
+            }
+            Err(error) => self.error(
+                &file.path,
+                error.location,
+                None,
+                format!("invalid YAML: {}", error.message),
+            ),
+        }
+    }
+
+    fn load_document(&mut self, file: &str, document: Document) {
+        let Value::Object(fields) = &document.value else {
+            self.error(
+                file,
+                document.start,
+                None,
+                "this document is not a Kubernetes object; expected a mapping with apiVersion, kind, metadata and spec"
+                    .to_string(),
+            );
+            return;
+        };
+        let api_version = fields.get("apiVersion").and_then(Value::as_str);
+        let kind = fields.get("kind").and_then(Value::as_str);
+        let (Some(api_version), Some(kind)) = (api_version, kind) else {
+            let missing = if api_version.is_none() { "apiVersion" } else { "kind" };
+            self.error(
+                file,
+                document.start,
+                None,
+                format!(
+                    "this document has no {missing}, so it is not a Kubernetes object; add apiVersion: app.redislabs.com/v1alpha1 \
+                     and kind: RedisEnterpriseDatabase (or RedisEnterpriseCluster with app.redislabs.com/v1)"
+                ),
+            );
+            return;
+        };
+        let kind_path = FieldPath::of(&["kind"]);
+        let version_path = FieldPath::of(&["apiVersion"]);
+        match (api_version, kind) {
+            ("app.redislabs.com/v1" | "app.redislabs.com/v1alpha1", CLUSTER_KIND) => {
+                if let Some(object) = self.typed::<RedisEnterpriseCluster>(file, &document, "app.redislabs.com/v1") {
+                    self.add_cluster(file, document, object);
+                }
+            }
+            ("app.redislabs.com/v1alpha1", DATABASE_KIND) => {
+                if let Some(object) = self.typed::<RedisEnterpriseDatabase>(file, &document, "app.redislabs.com/v1alpha1") {
+                    self.add_database(file, document, object);
+                }
+            }
+            (_, CLUSTER_KIND | DATABASE_KIND) => {
+                let served = if kind == CLUSTER_KIND { "app.redislabs.com/v1 or app.redislabs.com/v1alpha1" } else { "app.redislabs.com/v1alpha1" };
+                self.error(
+                    file,
+                    document.spans.value(&version_path),
+                    Some(version_path),
+                    format!("{kind} is not served as \"{api_version}\"; use apiVersion {served}"),
+                );
+            }
+            (_, "RedisEnterpriseActiveActiveDatabase" | "RedisEnterpriseRemoteCluster") => self.error(
+                file,
+                document.spans.value(&kind_path),
+                Some(kind_path),
+                format!(
+                    "{kind} is a kind of the official operator that redis-gitops does not manage yet; keep it out of this \
+                     path (manage it with the official operator)"
+                ),
+            ),
+            (_, "GitSync") => self.error(
+                file,
+                document.spans.value(&kind_path),
+                Some(kind_path),
+                "a GitSync is not applied from Git; apply it with kubectl, and keep only RedisEnterpriseCluster and \
+                 RedisEnterpriseDatabase objects in its path"
+                    .to_string(),
+            ),
+            _ => self.error(
+                file,
+                document.spans.value(&kind_path),
+                Some(kind_path),
+                format!(
+                    "kind {kind} ({api_version}) is not managed by redis-gitops; this path may only hold \
+                     RedisEnterpriseCluster and RedisEnterpriseDatabase objects"
+                ),
+            ),
+        }
+    }
+
+    /// Checks the document's top level, metadata and spec schema, then builds the typed object.
+    fn typed<K: DeserializeOwned + kube::CustomResourceExt>(
+        &mut self,
+        file: &str,
+        document: &Document,
+        api_version: &str,
+    ) -> Option<K> {
+        let Value::Object(fields) = &document.value else {
+            return None;
+        };
+        let errors_before = self.error_count();
+        let mut clean = Map::new();
+        for (key, value) in fields {
+            let path = FieldPath::of(&[key]);
+            match key.as_str() {
+                "apiVersion" => {
+                    clean.insert(key.clone(), Value::String(api_version.to_string()));
+                }
+                "kind" => {
+                    clean.insert(key.clone(), value.clone());
+                }
+                "metadata" => {
+                    clean.insert(key.clone(), self.clean_metadata(file, document, value));
+                }
+                "spec" => {
+                    clean.insert(key.clone(), value.clone());
+                }
+                "status" => self.warning(
+                    file,
+                    document.spans.key(&path),
+                    Some(path),
+                    "status is written by the agent and ignored in Git; remove it".to_string(),
+                ),
+                _ => {
+                    let suggestions = schema::similar_names(key, &["apiVersion", "kind", "metadata", "spec"]);
+                    self.error(
+                        file,
+                        document.spans.key(&path),
+                        Some(path),
+                        unknown_field_message(key, &suggestions),
+                    );
+                }
+            }
+        }
+        if !clean.contains_key("metadata") {
+            self.error(
+                file,
+                document.start,
+                Some(FieldPath::of(&["metadata"])),
+                "missing metadata; add metadata.name".to_string(),
+            );
+        }
+        let spec = clean.entry("spec").or_insert_with(|| Value::Object(Map::new()));
+        if spec.is_null() {
+            *spec = Value::Object(Map::new());
+        }
+        let spec_schema = spec_schema(&K::crd().spec.names.kind);
+        let violations = schema::validate(spec, spec_schema, &FieldPath::of(&["spec"]));
+        let kind = K::crd().spec.names.kind;
+        for violation in violations {
+            self.report_violation(file, document, &kind, violation);
+        }
+        if self.error_count() > errors_before {
+            return None;
+        }
+        match serde_json::from_value::<K>(Value::Object(clean)) {
+            Ok(object) => Some(object),
+            Err(error) => {
+                self.error(file, document.start, None, format!("cannot be read as {kind}: {error}"));
+                None
+            }
+        }
+    }
+
+    fn clean_metadata(&mut self, file: &str, document: &Document, metadata: &Value) -> Value {
+        let path = FieldPath::of(&["metadata"]);
+        let Value::Object(fields) = metadata else {
+            self.error(
+                file,
+                document.spans.value(&path),
+                Some(path),
+                "metadata must be a mapping with name (and namespace, labels, annotations)".to_string(),
+            );
+            return Value::Object(Map::new());
+        };
+        let mut clean = Map::new();
+        for (key, value) in fields {
+            let field = path.key(key);
+            match key.as_str() {
+                "name" | "namespace" => match value {
+                    Value::String(_) => {
+                        clean.insert(key.clone(), value.clone());
+                    }
+                    other => self.error(
+                        file,
+                        document.spans.value(&field),
+                        Some(field),
+                        format!("expected a string, found {}", describe(other)),
+                    ),
+                },
+                "labels" | "annotations" => match value {
+                    Value::Object(entries) => {
+                        let mut strings = Map::new();
+                        for (entry_key, entry_value) in entries {
+                            if let Value::String(_) = entry_value {
+                                strings.insert(entry_key.clone(), entry_value.clone());
+                            } else {
+                                let entry_path = field.key(entry_key);
+                                self.error(
+                                    file,
+                                    document.spans.value(&entry_path),
+                                    Some(entry_path),
+                                    format!("{key} values are strings; found {}, quote it", describe(entry_value)),
+                                );
+                            }
+                        }
+                        clean.insert(key.clone(), Value::Object(strings));
+                    }
+                    other => self.error(
+                        file,
+                        document.spans.value(&field),
+                        Some(field),
+                        format!("expected a mapping of strings, found {}", describe(other)),
+                    ),
+                },
+                "generateName" => self.error(
+                    file,
+                    document.spans.key(&field),
+                    Some(field),
+                    "generateName cannot be used in Git: every sync would create a new object; set metadata.name"
+                        .to_string(),
+                ),
+                "uid" | "resourceVersion" | "generation" | "creationTimestamp" | "managedFields" | "selfLink"
+                | "ownerReferences" | "finalizers" | "deletionTimestamp" => self.warning(
+                    file,
+                    document.spans.key(&field),
+                    Some(field),
+                    format!("{key} is set by the cluster and ignored in Git; remove it"),
+                ),
+                _ => {
+                    let suggestions = schema::similar_names(key, &["name", "namespace", "labels", "annotations"]);
+                    self.error(
+                        file,
+                        document.spans.key(&field),
+                        Some(field),
+                        unknown_field_message(key, &suggestions),
+                    );
+                }
+            }
+        }
+        if !clean.contains_key("namespace") {
+            clean.insert(
+                "namespace".to_string(),
+                Value::String(self.options.default_namespace.clone()),
+            );
+        }
+        Value::Object(clean)
+    }
+
+    fn report_violation(&mut self, file: &str, document: &Document, kind: &str, violation: Violation) {
+        let Violation {
+            path,
+            kind: violation_kind,
+        } = violation;
+        let location = document.spans.value(&path);
+        let field = Some(path.clone());
+        match violation_kind {
+            ViolationKind::UnknownField { suggestions } => {
+                let key_location = document.spans.key(&path);
+                let name = match path.segments().last() {
+                    Some(super::diagnostics::PathSegment::Key(name)) => name.clone(),
+                    _ => String::new(),
+                };
+                if let Some(message) = unsupported_field_message(kind, &path, &name) {
+                    self.warning(file, key_location, field, message);
+                } else if looks_like_password(&name) {
+                    self.error(file, key_location, field, PLAINTEXT_SECRET_MESSAGE.to_string());
+                } else {
+                    self.error(file, key_location, field, unknown_field_message(&name, &suggestions));
+                }
+            }
+            ViolationKind::MissingField => {
+                let parent = path.parent().unwrap_or_default();
+                let name = path.to_string().rsplit('.').next().unwrap_or_default().to_string();
+                self.error(
+                    file,
+                    document.spans.key(&parent),
+                    Some(parent),
+                    format!("missing required field \"{name}\""),
+                );
+            }
+            ViolationKind::WrongType { expected, found } => {
+                self.error(file, location, field, wrong_type_message(&expected, &found));
+            }
+            ViolationKind::NotInEnum { found, allowed } => {
+                let allowed: Vec<String> = allowed
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect();
+                self.error(
+                    file,
+                    location,
+                    field,
+                    format!("{} is not one of {}", display_value(&found), allowed.join(", ")),
+                );
+            }
+            ViolationKind::PatternMismatch { found, pattern } => {
+                let message = if path.to_string() == "spec.memorySize" {
+                    memory_size_message(&found)
+                } else {
+                    format!("\"{found}\" does not have the expected format (it must match {pattern})")
+                };
+                self.error(file, location, field, message);
+            }
+            ViolationKind::BelowMinimum { found, minimum } => {
+                self.error(
+                    file,
+                    location,
+                    field,
+                    format!("{found} is below the minimum of {minimum}"),
+                );
+            }
+            ViolationKind::AboveMaximum { found, maximum } => {
+                self.error(
+                    file,
+                    location,
+                    field,
+                    format!("{found} is above the maximum of {maximum}"),
+                );
+            }
+        }
+    }
+
+    fn add_cluster(&mut self, file: &str, document: Document, object: RedisEnterpriseCluster) {
+        match validate_cluster(&object) {
+            Ok((validated, issues)) => {
+                self.report_issues(file, &document.spans, issues);
+                self.clusters.push(LoadedCluster {
+                    object,
+                    validated,
+                    source: SourceLocation {
+                        file: file.to_string(),
+                        location: document.start,
+                    },
+                    spans: document.spans,
+                });
+            }
+            Err(issues) => self.report_issues(file, &document.spans, issues),
+        }
+    }
+
+    fn add_database(&mut self, file: &str, document: Document, object: RedisEnterpriseDatabase) {
+        match validate_database(&object) {
+            Ok((validated, issues)) => {
+                self.report_issues(file, &document.spans, issues);
+                self.databases.push(LoadedDatabase {
+                    object,
+                    validated,
+                    cluster: None,
+                    source: SourceLocation {
+                        file: file.to_string(),
+                        location: document.start,
+                    },
+                    spans: document.spans,
+                });
+            }
+            Err(issues) => self.report_issues(file, &document.spans, issues),
+        }
+    }
+
+    fn report_issues(&mut self, file: &str, spans: &Spans, issues: Vec<Issue>) {
+        for issue in issues {
+            let location = spans.value(&issue.path);
+            let diagnostic = Diagnostic {
+                severity: issue.severity,
+                file: file.to_string(),
+                line: location.line,
+                column: location.column,
+                field: Some(issue.path.to_string()),
+                message: issue.message,
+            };
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// Checks that need several objects: unique names, cluster references, ports, Secret and Service names.
+    fn check_across_objects(&mut self) {
+        let name_path = FieldPath::of(&["metadata", "name"]);
+        let mut found = Vec::new();
+
+        // Unique names per kind and namespace.
+        let mut seen: HashMap<(&str, String, String), SourceLocation> = HashMap::new();
+        for (kind, namespace, name, source, spans) in self
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    CLUSTER_KIND,
+                    &c.validated.namespace,
+                    &c.validated.name,
+                    &c.source,
+                    &c.spans,
+                )
+            })
+            .chain(self.databases.iter().map(|d| {
+                (
+                    DATABASE_KIND,
+                    &d.validated.namespace,
+                    &d.validated.name,
+                    &d.source,
+                    &d.spans,
+                )
+            }))
+        {
+            if let Some(first) = seen.get(&(kind, namespace.clone(), name.clone())) {
+                found.push(error_at(
+                    source,
+                    spans,
+                    &name_path,
+                    format!(
+                        "{kind} {namespace}/{name} is also defined in {}:{}; names must be unique per kind and namespace",
+                        first.file, first.location.line
+                    ),
+                ));
+            } else {
+                seen.insert((kind, namespace.clone(), name.clone()), source.clone());
+            }
+        }
+
+        // Each database's cluster: the named one (its own namespace first), else the one REC of its namespace.
+        let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (index, cluster) in self.clusters.iter().enumerate() {
+            by_namespace
+                .entry(cluster.validated.namespace.as_str())
+                .or_default()
+                .push(index);
+        }
+        let cluster_path = FieldPath::of(&["spec", "redisEnterpriseCluster", "name"]);
+        let mut resolved = Vec::with_capacity(self.databases.len());
+        for database in &self.databases {
+            let namespace = database.validated.namespace.as_str();
+            let cluster = match &database.validated.cluster_reference {
+                Some(name) => {
+                    let same_namespace = self
+                        .clusters
+                        .iter()
+                        .position(|c| &c.validated.name == name && c.validated.namespace == namespace);
+                    let elsewhere: Vec<usize> = self
+                        .clusters
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| &c.validated.name == name)
+                        .map(|(i, _)| i)
+                        .collect();
+                    match (same_namespace, elsewhere.as_slice()) {
+                        (Some(index), _) => Some(index),
+                        (None, [index]) => Some(*index),
+                        (None, []) => {
+                            found.push(warning_at(
+                                &database.source,
+                                &database.spans,
+                                &cluster_path,
+                                format!("RedisEnterpriseCluster \"{name}\" is not in this repository; it must already exist in the cluster"),
+                            ));
+                            None
+                        }
+                        (None, several) => {
+                            let namespaces: Vec<&str> = several
+                                .iter()
+                                .map(|i| self.clusters[*i].validated.namespace.as_str())
+                                .collect();
+                            found.push(error_at(
+                                &database.source,
+                                &database.spans,
+                                &cluster_path,
+                                format!(
+                                    "RedisEnterpriseCluster \"{name}\" exists in several namespaces ({}); put the database in the namespace of its cluster",
+                                    namespaces.join(", ")
+                                ),
+                            ));
+                            None
+                        }
+                    }
+                }
+                None => match by_namespace.get(namespace).map(Vec::as_slice) {
+                    Some([index]) => Some(*index),
+                    Some(several) => {
+                        let names: Vec<&str> = several
+                            .iter()
+                            .map(|i| self.clusters[*i].validated.name.as_str())
+                            .collect();
+                        found.push(error_at(
+                            &database.source,
+                            &database.spans,
+                            &FieldPath::of(&["spec"]),
+                            format!(
+                                "namespace {namespace} has several clusters ({}); say which one with spec.redisEnterpriseCluster.name",
+                                names.join(", ")
+                            ),
+                        ));
+                        None
+                    }
+                    None => {
+                        found.push(warning_at(
+                            &database.source,
+                            &database.spans,
+                            &FieldPath::of(&["spec"]),
+                            format!(
+                                "no RedisEnterpriseCluster in namespace {namespace} in this repository; the database goes to the \
+                                 cluster of that namespace, which must already exist"
+                            ),
+                        ));
+                        None
+                    }
+                },
+            };
+            resolved.push(cluster);
+        }
+        for (database, cluster) in self.databases.iter_mut().zip(resolved) {
+            database.cluster = cluster;
+        }
+
+        // Database ports are unique per cluster.
+        let mut ports: HashMap<(usize, u16), &LoadedDatabase> = HashMap::new();
+        let port_path = FieldPath::of(&["spec", "databasePort"]);
+        for database in &self.databases {
+            if let (Some(cluster), Some(port)) = (database.cluster, database.validated.port) {
+                if let Some(first) = ports.get(&(cluster, port)) {
+                    found.push(error_at(
+                        &database.source,
+                        &database.spans,
+                        &port_path,
+                        format!(
+                            "port {port} is already used by database {} ({}:{}) in cluster {}; pick a free port or omit databasePort",
+                            first.validated.name, first.source.file, first.source.location.line, self.clusters[cluster].validated.name
+                        ),
+                    ));
+                } else {
+                    ports.insert((cluster, port), database);
+                }
+            }
+        }
+
+        // Secret and Service names are unique per namespace across clusters and databases.
+        let mut secrets: HashMap<(String, String), String> = HashMap::new();
+        let mut services: HashMap<(String, String), String> = HashMap::new();
+        for cluster in &self.clusters {
+            let owner = format!("cluster {}", cluster.validated.name);
+            secrets.insert(
+                (
+                    cluster.validated.namespace.clone(),
+                    cluster.validated.credentials_secret_name.clone(),
+                ),
+                owner.clone(),
+            );
+            for service in names::cluster_service_names(&cluster.validated) {
+                services.insert((cluster.validated.namespace.clone(), service), owner.clone());
+            }
+        }
+        for database in &self.databases {
+            let namespace = database.validated.namespace.clone();
+            let owner = format!("database {}", database.validated.name);
+            let secret_path = if database.object.spec.database_secret_name.is_some() {
+                FieldPath::of(&["spec", "databaseSecretName"])
+            } else {
+                name_path.clone()
+            };
+            if let Some(other) = secrets.insert(
+                (namespace.clone(), database.validated.secret_name.clone()),
+                owner.clone(),
+            ) {
+                found.push(error_at(
+                    &database.source,
+                    &database.spans,
+                    &secret_path,
+                    format!(
+                        "Secret {} is also the Secret of {other} in namespace {namespace}; give this database its own databaseSecretName",
+                        database.validated.secret_name
+                    ),
+                ));
+            }
+            let settings = database.cluster.map(|index| &self.clusters[index].validated);
+            for service in names::database_service_names(&database.validated, settings, database.validated.port) {
+                if let Some(other) = services.insert((namespace.clone(), service.clone()), owner.clone()) {
+                    found.push(error_at(
+                        &database.source,
+                        &database.spans,
+                        &name_path,
+                        format!("Service {service} would also be a Service of {other} in namespace {namespace}; rename the database"),
+                    ));
+                }
+                if service.len() > 63 {
+                    found.push(error_at(
+                        &database.source,
+                        &database.spans,
+                        &name_path,
+                        format!("Service name {service} is longer than 63 characters; use a shorter database name"),
+                    ));
+                }
+            }
+        }
+        self.diagnostics.extend(found);
+    }
+
+    fn error(&mut self, file: &str, location: Location, field: Option<FieldPath>, message: String) {
+        self.diagnostics
+            .push(Diagnostic::error(file, location, field.map(|f| f.to_string()), message));
+    }
+
+    fn warning(&mut self, file: &str, location: Location, field: Option<FieldPath>, message: String) {
+        self.diagnostics.push(Diagnostic::warning(
+            file,
+            location,
+            field.map(|f| f.to_string()),
+            message,
+        ));
+    }
+
+    fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+fn error_at(source: &SourceLocation, spans: &Spans, path: &FieldPath, message: String) -> Diagnostic {
+    Diagnostic::error(&source.file, spans.value(path), Some(path.to_string()), message)
+}
+
+fn warning_at(source: &SourceLocation, spans: &Spans, path: &FieldPath, message: String) -> Diagnostic {
+    Diagnostic {
+        severity: Severity::Warning,
+        ..error_at(source, spans, path, message)
+    }
+}
+
+/// The OpenAPI schema of `spec` for one of our kinds, taken from the generated CRD (computed once).
+fn spec_schema(kind: &str) -> &'static Value {
+    static SCHEMAS: OnceLock<HashMap<String, Value>> = OnceLock::new();
+    static EMPTY: Value = Value::Null;
+    let schemas = SCHEMAS.get_or_init(|| {
+        api::crds()
+            .into_iter()
+            .filter_map(|crd| {
+                let schema = crd
+                    .spec
+                    .versions
+                    .first()?
+                    .schema
+                    .as_ref()?
+                    .open_api_v3_schema
+                    .as_ref()?;
+                let spec = serde_json::to_value(schema)
+                    .ok()?
+                    .get("properties")?
+                    .get("spec")?
+                    .clone();
+                Some((crd.spec.names.kind, spec))
+            })
+            .collect()
+    });
+    schemas.get(kind).unwrap_or(&EMPTY)
+}
+
+fn unsupported_field_message(kind: &str, path: &FieldPath, name: &str) -> Option<String> {
+    let depth = path.segments().len();
+    let parent = path.parent().map(|p| p.to_string()).unwrap_or_default();
+    let known = match kind {
+        CLUSTER_KIND if depth == 2 => api::cluster::UNSUPPORTED_OFFICIAL_FIELDS.contains(&name),
+        DATABASE_KIND if depth == 2 => api::database::UNSUPPORTED_OFFICIAL_FIELDS.contains(&name),
+        DATABASE_KIND if parent == "spec.backup" => api::database::UNSUPPORTED_BACKUP_FIELDS.contains(&name),
+        _ => false,
+    };
+    known.then(|| {
+        format!("{name} is a field of the official operator that redis-gitops does not manage yet; it is ignored (not applied)")
+    })
+}
+
+fn looks_like_password(name: &str) -> bool {
+    let lowered = name.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pass",
+        "secret",
+        "token",
+        "apikey",
+        "accesskey",
+        "privatekey",
+    ]
+    .iter()
+    .any(|word| lowered == *word || lowered.ends_with(word) && !lowered.ends_with("secretname"))
+}
+
+fn unknown_field_message(name: &str, suggestions: &[String]) -> String {
+    match suggestions.first() {
+        Some(suggestion) => format!("unknown field \"{name}\"; did you mean \"{suggestion}\"?"),
+        None => format!("unknown field \"{name}\"; remove it (`kubectl explain` lists the fields)"),
+    }
+}
+
+fn wrong_type_message(expected: &str, found: &Value) -> String {
+    let wanted = match expected {
+        "integer" => "an integer",
+        "number" => "a number",
+        "string" => "a string",
+        "boolean" => "true or false",
+        "object" => "a mapping",
+        "array" => "a list",
+        "int-or-string" => "a number or a string",
+        other => other,
+    };
+    let hint = match (expected, found) {
+        ("integer" | "number", Value::String(text)) if text.parse::<f64>().is_ok() => {
+            format!("; write {text} without quotes")
+        }
+        ("boolean", Value::String(text)) if matches!(text.as_str(), "true" | "false") => {
+            format!("; write {text} without quotes")
+        }
+        ("string", Value::Number(number)) => format!("; quote it: \"{number}\""),
+        ("string", Value::Bool(flag)) => format!("; quote it: \"{flag}\""),
+        ("array", Value::Object(_) | Value::String(_)) => {
+            "; write each entry on its own line starting with \"- \"".to_string()
+        }
+        _ => String::new(),
+    };
+    format!("expected {wanted}, found {}{hint}", describe(found))
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".to_string(),
+        Value::Bool(flag) => format!("the boolean {flag}"),
+        Value::Number(number) => format!("the number {number}"),
+        Value::String(text) => format!("the string \"{text}\""),
+        Value::Array(_) => "a list".to_string(),
+        Value::Object(_) => "a mapping".to_string(),
+    }
+}
+
+fn display_value(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("\"{text}\""),
+        other => other.to_string(),
+    }
+}
+
+impl LoadedCluster {
+    /// One line for `validate`: what the cluster is and where it came from.
+    pub fn summary(&self) -> String {
+        let cluster = &self.validated;
+        let storage = cluster.persistence.as_ref().map_or_else(
+            || "no persistence".to_string(),
+            |p| format!("{} per node", p.volume_size.0),
+        );
+        format!(
+            "RedisEnterpriseCluster {}/{} ({}:{}): {} nodes, {}, {storage}",
+            cluster.namespace, cluster.name, self.source.file, self.source.location.line, cluster.nodes, cluster.image
+        )
+    }
+}
+
+impl LoadedDatabase {
+    /// One line for `validate`: what the database is and where it came from.
+    pub fn summary(&self, repository: &Repository) -> String {
+        let database = &self.validated;
+        let cluster = match self.cluster {
+            Some(index) => repository.clusters[index].validated.name.clone(),
+            None => database
+                .cluster_reference
+                .clone()
+                .unwrap_or_else(|| "the namespace's cluster".to_string()),
+        };
+        let mut traits = vec![
+            format!("cluster {cluster}"),
+            super::quantity::format_memory_size(database.memory_size_bytes),
+            format!(
+                "{} shard{}",
+                database.shard_count,
+                if database.shard_count == 1 { "" } else { "s" }
+            ),
+        ];
+        if database.replication {
+            traits.push("replication".to_string());
+        }
+        let persistence = serde_json::to_value(database.persistence)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string));
+        traits.push(format!("persistence {}", persistence.unwrap_or_default()));
+        if !database.modules.is_empty() {
+            traits.push(format!(
+                "modules {}",
+                database
+                    .modules
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("+")
+            ));
+        }
+        if database.tls_mode != crate::api::database::TlsMode::Disabled {
+            traits.push(format!("tls {}", database.tls_mode.as_str()));
+        }
+        if database.backup.is_some() {
+            traits.push("backup".to_string());
+        }
+        traits.push(
+            database
+                .port
+                .map_or_else(|| "port assigned by the cluster".to_string(), |p| format!("port {p}")),
+        );
+        format!(
+            "RedisEnterpriseDatabase {}/{} ({}:{}): {}",
+            database.namespace,
+            database.name,
+            self.source.file,
+            self.source.location.line,
+            traits.join(", ")
+        )
+    }
+}

@@ -1,0 +1,944 @@
+//! Semantic validation of one REC or REDB (no I/O, no other objects): documented invariants and defaults. The
+//! result is a `Validated…` struct with every default applied, which is all the builders ever see. Problems are
+//! reported by field path; the repository loader turns paths into file locations. Controllers call the same
+//! functions on live objects.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LocalObjectReference, PodAntiAffinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+use regex::Regex;
+use serde_json::Value;
+
+use super::diagnostics::{FieldPath, Severity};
+use super::quantity::{format_binary_quantity, parse_memory_size, parse_quantity};
+use crate::api::cluster::{DatabaseServicePortPolicy, ServiceNaming, ServiceType};
+use crate::api::database::{
+    DatabaseAlertSettings, DatabaseModule, DatabaseType, EvictionPolicy, Persistence, ProxyPolicy, RolePermission,
+    ShardsPlacement, TlsMode,
+};
+use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
+
+/// Redis Enterprise image repository used when the spec names none.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "redislabs/redis";
+/// Redis Enterprise version used when the spec names none.
+pub const DEFAULT_VERSION_TAG: &str = "8.0.20-44";
+/// Administrator user name used when the spec names none (the official default).
+pub const DEFAULT_USERNAME: &str = "demo@redis.com";
+/// Smallest database the cluster accepts: 100MB.
+pub const MINIMUM_MEMORY_BYTES: u64 = 100 << 20;
+
+/// A problem found by semantic validation, located by field path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issue {
+    /// Error or warning.
+    pub severity: Severity,
+    /// The field at fault.
+    pub path: FieldPath,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl Issue {
+    fn error(path: FieldPath, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            path,
+            message: message.into(),
+        }
+    }
+
+    fn warning(path: FieldPath, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// A REC with every default applied and every invariant checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedCluster {
+    /// Name of the REC (and of its StatefulSet and API service).
+    pub name: String,
+    /// Namespace of the REC and of everything created for it.
+    pub namespace: String,
+    /// UID of the live object, when known; children get an owner reference only then.
+    pub uid: Option<String>,
+    /// Number of Redis Enterprise nodes.
+    pub nodes: i32,
+    /// Full image reference of the node container.
+    pub image: String,
+    /// The Redis Enterprise version (the image tag).
+    pub version_tag: String,
+    /// Image pull policy, when set.
+    pub image_pull_policy: Option<String>,
+    /// Resources of the node container.
+    pub resources: ResourceRequirements,
+    /// Persistent storage per node, when enabled.
+    pub persistence: Option<ValidatedPersistence>,
+    /// Administrator user name.
+    pub username: String,
+    /// Name of the admin-credentials Secret.
+    pub credentials_secret_name: String,
+    /// Name of the license Secret, when set.
+    pub license_secret_name: Option<String>,
+    /// Type of the UI service.
+    pub ui_service_type: ServiceType,
+    /// Annotations of the UI service.
+    pub ui_annotations: BTreeMap<String, String>,
+    /// Type of the REST API service.
+    pub api_service_type: ServiceType,
+    /// Annotations of every cluster service.
+    pub services_annotations: BTreeMap<String, String>,
+    /// Which Services each database gets.
+    pub database_services: DatabaseServiceKinds,
+    /// How database Services are named.
+    pub service_naming: ServiceNaming,
+    /// Which port database Services expose.
+    pub database_service_port_policy: DatabaseServicePortPolicy,
+    /// Pod anti-affinity set by the user (the builder applies the default when `None`).
+    pub pod_anti_affinity: Option<PodAntiAffinity>,
+    /// Node selector of the pods.
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pods.
+    pub tolerations: Vec<Toleration>,
+    /// Labels added to every object of the cluster.
+    pub extra_labels: BTreeMap<String, String>,
+    /// Annotations of the pods.
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Image pull secrets of the pods.
+    pub pull_secrets: Vec<LocalObjectReference>,
+    /// ServiceAccount of the pods.
+    pub service_account_name: String,
+    /// Whether the agent creates the ServiceAccount, Role and RoleBinding.
+    pub create_service_account: bool,
+    /// Priority class of the pods.
+    pub priority_class_name: Option<String>,
+    /// Termination grace period of the pods.
+    pub termination_grace_period_seconds: i64,
+}
+
+/// Persistent storage of each node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedPersistence {
+    /// Storage class; `None` means the cluster's default.
+    pub storage_class_name: Option<String>,
+    /// Size of each claim.
+    pub volume_size: Quantity,
+}
+
+/// Which Services each database gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatabaseServiceKinds {
+    /// A ClusterIP service `<db>`.
+    pub cluster_ip: bool,
+    /// A headless service `<db>-headless`.
+    pub headless: bool,
+    /// A LoadBalancer service `<db>-load-balancer`.
+    pub load_balancer: bool,
+}
+
+/// A REDB with every default applied and every invariant checked that needs no other object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedDatabase {
+    /// Name of the REDB, and of the database in the cluster.
+    pub name: String,
+    /// Namespace of the REDB, its Secret and its Services.
+    pub namespace: String,
+    /// UID of the live object, when known.
+    pub uid: Option<String>,
+    /// The REC named by the spec; `None` means the one REC of the namespace.
+    pub cluster_reference: Option<String>,
+    /// Memory limit in bytes.
+    pub memory_size_bytes: u64,
+    /// Number of primary shards.
+    pub shard_count: u16,
+    /// Whether shards have replicas.
+    pub replication: bool,
+    /// Data persistence.
+    pub persistence: Persistence,
+    /// Eviction policy.
+    pub eviction_policy: EvictionPolicy,
+    /// TLS mode.
+    pub tls_mode: TlsMode,
+    /// Database port, when fixed by the spec.
+    pub port: Option<u16>,
+    /// Port of the Services, when it differs from the database port.
+    pub service_port: Option<u16>,
+    /// Name of the credentials Secret.
+    pub secret_name: String,
+    /// Whether the default user exists (and the Secret is maintained).
+    pub default_user: bool,
+    /// Database type.
+    pub database_type: DatabaseType,
+    /// Secret with memcached SASL credentials.
+    pub memcached_sasl_secret_name: Option<String>,
+    /// Modules.
+    pub modules: Vec<DatabaseModule>,
+    /// Redis version, when set.
+    pub redis_version: Option<String>,
+    /// Role permissions.
+    pub roles_permissions: Vec<RolePermission>,
+    /// OSS Cluster API.
+    pub oss_cluster: bool,
+    /// Proxy policy, when set.
+    pub proxy_policy: Option<ProxyPolicy>,
+    /// Shards placement, when set.
+    pub shards_placement: Option<ShardsPlacement>,
+    /// Rack awareness, when set.
+    pub rack_aware: Option<bool>,
+    /// RESP3, when set.
+    pub resp3: Option<bool>,
+    /// Secrets holding client certificates.
+    pub client_certificate_secrets: Vec<String>,
+    /// Alert settings, when set.
+    pub alert_settings: Option<DatabaseAlertSettings>,
+    /// Periodic backup, when set.
+    pub backup: Option<ValidatedBackup>,
+}
+
+/// Periodic backup of a database to one location.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidatedBackup {
+    /// Seconds between backups.
+    pub interval: i64,
+    /// Offset of the backup time, when set.
+    pub interval_offset: Option<i64>,
+    /// Where backups go.
+    pub location: BackupLocation,
+}
+
+/// Where a database's backups go. Credentials stay in the named Secrets.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BackupLocation {
+    /// An S3 bucket.
+    S3 {
+        /// Secret with the access keys.
+        secret_name: String,
+        /// Bucket.
+        bucket_name: String,
+        /// Directory in the bucket.
+        subdir: Option<String>,
+        /// Region.
+        region_name: Option<String>,
+    },
+    /// A Google Cloud Storage bucket.
+    Gcs {
+        /// Secret with the service-account key.
+        secret_name: String,
+        /// Bucket.
+        bucket_name: String,
+        /// Directory in the bucket.
+        subdir: Option<String>,
+    },
+    /// An Azure Blob Storage container.
+    Abs {
+        /// Secret with the account name and key.
+        secret_name: String,
+        /// Container.
+        container: String,
+        /// Directory in the container.
+        subdir: Option<String>,
+    },
+    /// An SFTP server.
+    Sftp {
+        /// Secret with the SSH key.
+        secret_name: String,
+        /// `sftp://` URL without a password.
+        url: String,
+    },
+    /// An FTP server.
+    Ftp {
+        /// `ftp://` URL without a password.
+        url: String,
+    },
+    /// A directory mounted on every node.
+    Mount {
+        /// Path of the mount.
+        path: String,
+    },
+}
+
+/// The backup intervals Redis Enterprise schedules: 1, 4, 12 and 24 hours.
+pub const BACKUP_INTERVALS: [i64; 4] = [3600, 14_400, 43_200, 86_400];
+
+/// Validates a REC, applying the official defaults.
+pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCluster, Vec<Issue>), Vec<Issue>> {
+    let spec = &cluster.spec;
+    let mut issues = validate_metadata(
+        cluster.metadata.name.as_deref(),
+        cluster.metadata.namespace.as_deref(),
+        54,
+    );
+    let path = FieldPath::of(&["spec"]);
+
+    let nodes = spec.nodes.unwrap_or(3);
+    if nodes < 3 || nodes % 2 == 0 {
+        issues.push(Issue::error(
+            path.key("nodes"),
+            format!(
+                "{nodes} nodes cannot keep a quorum; use an odd number of at least 3 (3, 5, 7...) so the cluster survives \
+                 losing a minority of nodes"
+            ),
+        ));
+    }
+
+    let image_spec = spec.redis_enterprise_image_spec.clone().unwrap_or_default();
+    let repository = image_spec
+        .repository
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IMAGE_REPOSITORY.to_string());
+    let version_tag = image_spec
+        .version_tag
+        .clone()
+        .unwrap_or_else(|| DEFAULT_VERSION_TAG.to_string());
+    let image_path = path.key("redisEnterpriseImageSpec");
+    if repository.contains(':') && !repository.contains('/')
+        || repository.rsplit('/').next().is_some_and(|last| last.contains(':'))
+    {
+        issues.push(Issue::error(
+            image_path.key("repository"),
+            format!("\"{repository}\" includes a tag; put the repository here and the tag in versionTag"),
+        ));
+    }
+    let image = match &image_spec.digest_hash {
+        Some(digest) if !digest.starts_with("sha256:") => {
+            issues.push(Issue::error(
+                image_path.key("digestHash"),
+                format!("\"{digest}\" is not an image digest; write it as sha256:<64 hex digits>"),
+            ));
+            format!("{repository}:{version_tag}")
+        }
+        Some(digest) => format!("{repository}@{digest}"),
+        None => format!("{repository}:{version_tag}"),
+    };
+
+    let resources = validated_resources(spec.redis_enterprise_node_resources.as_ref(), &path, &mut issues);
+    let persistence = validated_persistence(spec, &resources, &path, &mut issues);
+
+    if spec.license.as_deref().is_some_and(|l| !l.is_empty()) {
+        if spec.license_secret_name.as_deref().is_some_and(|s| !s.is_empty()) {
+            issues.push(Issue::error(
+                path.key("license"),
+                "license and licenseSecretName are mutually exclusive; keep only licenseSecretName",
+            ));
+        } else {
+            issues.push(Issue::warning(
+                path.key("license"),
+                "the license is stored in Git in plain text; prefer licenseSecretName (a Secret with key license)",
+            ));
+        }
+    }
+
+    let database_services = match spec
+        .services_rigger_spec
+        .as_ref()
+        .and_then(|r| r.database_service_type.as_deref())
+    {
+        None => DatabaseServiceKinds {
+            cluster_ip: true,
+            headless: true,
+            load_balancer: false,
+        },
+        Some(list) => {
+            let kinds: Vec<&str> = list.split(',').map(str::trim).collect();
+            DatabaseServiceKinds {
+                cluster_ip: kinds.contains(&"cluster_ip"),
+                headless: kinds.contains(&"headless"),
+                load_balancer: kinds.contains(&"load_balancer"),
+            }
+        }
+    };
+
+    let name = cluster.name_any();
+    let namespace = cluster
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let credentials_secret_name = spec
+        .cluster_credential_secret_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.clone());
+    let service_account_name = spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.clone());
+    for (field, value) in [
+        (
+            "clusterCredentialSecretName",
+            spec.cluster_credential_secret_name.as_deref(),
+        ),
+        ("licenseSecretName", spec.license_secret_name.as_deref()),
+        ("serviceAccountName", spec.service_account_name.as_deref()),
+    ] {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            check_object_name(value, &path.key(field), &mut issues);
+        }
+    }
+    if let Some(grace) = spec.redis_enterprise_termination_grace_period_seconds
+        && grace < 0
+    {
+        issues.push(Issue::error(
+            path.key("redisEnterpriseTerminationGracePeriodSeconds"),
+            format!("{grace} is negative; use 0 or more seconds (the default, one year, lets shards migrate away)"),
+        ));
+    }
+    check_no_plaintext_secrets(&serde_json::to_value(spec).unwrap_or(Value::Null), &path, &mut issues);
+
+    if issues.iter().any(|issue| issue.severity == Severity::Error) {
+        return Err(issues);
+    }
+    let validated = ValidatedCluster {
+        name,
+        namespace,
+        uid: cluster.metadata.uid.clone(),
+        nodes,
+        image,
+        version_tag,
+        image_pull_policy: image_spec.image_pull_policy.map(|p| p.as_str().to_string()),
+        resources,
+        persistence,
+        username: spec
+            .username
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_USERNAME.to_string()),
+        credentials_secret_name,
+        license_secret_name: spec.license_secret_name.clone().filter(|s| !s.is_empty()),
+        ui_service_type: spec.ui_service_type.unwrap_or(ServiceType::ClusterIP),
+        ui_annotations: spec.ui_annotations.clone().unwrap_or_default(),
+        api_service_type: spec
+            .services
+            .as_ref()
+            .and_then(|s| s.api_service.as_ref())
+            .and_then(|a| a.service_type)
+            .unwrap_or(ServiceType::ClusterIP),
+        services_annotations: spec
+            .services
+            .as_ref()
+            .and_then(|s| s.services_annotations.clone())
+            .unwrap_or_default(),
+        database_services,
+        service_naming: spec
+            .services_rigger_spec
+            .as_ref()
+            .and_then(|r| r.service_naming)
+            .unwrap_or(ServiceNaming::BdbName),
+        database_service_port_policy: spec
+            .services_rigger_spec
+            .as_ref()
+            .and_then(|r| r.database_service_port_policy)
+            .unwrap_or(DatabaseServicePortPolicy::DatabasePortForward),
+        pod_anti_affinity: spec.pod_anti_affinity.clone(),
+        node_selector: spec.node_selector.clone().unwrap_or_default(),
+        tolerations: spec.pod_tolerations.clone().unwrap_or_default(),
+        extra_labels: spec.extra_labels.clone().unwrap_or_default(),
+        pod_annotations: spec.pod_annotations.clone().unwrap_or_default(),
+        pull_secrets: spec.pull_secrets.clone().unwrap_or_default(),
+        service_account_name,
+        create_service_account: spec.create_service_account.unwrap_or(true),
+        priority_class_name: spec.priority_class_name.clone().filter(|p| !p.is_empty()),
+        termination_grace_period_seconds: spec
+            .redis_enterprise_termination_grace_period_seconds
+            .unwrap_or(31_536_000),
+    };
+    Ok((validated, issues))
+}
+
+fn validated_resources(
+    resources: Option<&ResourceRequirements>,
+    path: &FieldPath,
+    issues: &mut Vec<Issue>,
+) -> ResourceRequirements {
+    let path = path.key("redisEnterpriseNodeResources");
+    let default: BTreeMap<String, Quantity> = [
+        ("cpu".to_string(), Quantity("2".into())),
+        ("memory".to_string(), Quantity("4Gi".into())),
+    ]
+    .into();
+    let Some(resources) = resources else {
+        return ResourceRequirements {
+            limits: Some(default.clone()),
+            requests: Some(default),
+            ..Default::default()
+        };
+    };
+    for (section, values) in [("limits", &resources.limits), ("requests", &resources.requests)] {
+        for (resource, quantity) in values.iter().flatten() {
+            if parse_quantity(&quantity.0).is_none_or(|value| value < 0.0) {
+                issues.push(Issue::error(
+                    path.key(section).key(resource),
+                    format!(
+                        "\"{}\" is not a Kubernetes quantity; write for example 2, 4000m, 4Gi or 512Mi",
+                        quantity.0
+                    ),
+                ));
+            }
+        }
+    }
+    let memory = |values: &Option<BTreeMap<String, Quantity>>| {
+        values
+            .as_ref()
+            .and_then(|v| v.get("memory"))
+            .and_then(|q| parse_quantity(&q.0))
+    };
+    if let (Some(request), Some(limit)) = (memory(&resources.requests), memory(&resources.limits))
+        && request > limit
+    {
+        issues.push(Issue::error(
+            path.key("requests").key("memory"),
+            "the memory request is larger than the limit; keep requests equal to limits for Redis Enterprise nodes",
+        ));
+    }
+    if memory(&resources.limits)
+        .or(memory(&resources.requests))
+        .is_some_and(|bytes| bytes < (4u64 << 30) as f64)
+    {
+        issues.push(Issue::warning(
+            path.clone(),
+            "Redis Enterprise nodes need at least 4Gi of memory; smaller nodes are killed under load",
+        ));
+    }
+    resources.clone()
+}
+
+fn validated_persistence(
+    spec: &crate::api::RedisEnterpriseClusterSpec,
+    resources: &ResourceRequirements,
+    path: &FieldPath,
+    issues: &mut Vec<Issue>,
+) -> Option<ValidatedPersistence> {
+    let persistent = spec.persistent_spec.clone().unwrap_or_default();
+    let path = path.key("persistentSpec");
+    if persistent.enabled == Some(false) {
+        issues.push(Issue::warning(
+            path.key("enabled"),
+            "persistence is off: a cluster that loses its quorum cannot be recovered; enable it for production",
+        ));
+        return None;
+    }
+    let volume_size = match persistent.volume_size {
+        Some(size) => {
+            if parse_quantity(&size.0).is_none_or(|bytes| bytes <= 0.0) {
+                issues.push(Issue::error(
+                    path.key("volumeSize"),
+                    format!(
+                        "\"{}\" is not a storage size; write a Kubernetes quantity such as 20Gi",
+                        size.0
+                    ),
+                ));
+            }
+            size
+        }
+        None => {
+            let memory = resources
+                .limits
+                .as_ref()
+                .and_then(|l| l.get("memory"))
+                .or_else(|| resources.requests.as_ref().and_then(|r| r.get("memory")))
+                .and_then(|q| parse_quantity(&q.0))
+                .unwrap_or((4u64 << 30) as f64);
+            // Saturating conversion of a finite, positive size in bytes.
+            Quantity(format_binary_quantity((memory * 5.0) as u64))
+        }
+    };
+    Some(ValidatedPersistence {
+        storage_class_name: persistent.storage_class_name.filter(|s| !s.is_empty()),
+        volume_size,
+    })
+}
+
+/// Validates a REDB, applying the official defaults. The cluster reference is resolved by the caller.
+pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(ValidatedDatabase, Vec<Issue>), Vec<Issue>> {
+    let spec = &database.spec;
+    let mut issues = validate_metadata(
+        database.metadata.name.as_deref(),
+        database.metadata.namespace.as_deref(),
+        63,
+    );
+    let path = FieldPath::of(&["spec"]);
+
+    let memory_size_bytes = match spec.memory_size.as_deref() {
+        None => MINIMUM_MEMORY_BYTES,
+        Some(text) => match parse_memory_size(text) {
+            Some(bytes) if bytes < MINIMUM_MEMORY_BYTES => {
+                issues.push(Issue::error(
+                    path.key("memorySize"),
+                    format!("\"{text}\" is below the minimum of 100MB; use 100MB or more"),
+                ));
+                bytes
+            }
+            Some(bytes) => bytes,
+            None => {
+                issues.push(Issue::error(path.key("memorySize"), memory_size_message(text)));
+                MINIMUM_MEMORY_BYTES
+            }
+        },
+    };
+
+    let shard_count = spec.shard_count.unwrap_or(1);
+    let replication = spec.replication.unwrap_or(false);
+    let database_type = spec.database_type.unwrap_or(DatabaseType::Redis);
+    let oss_cluster = spec.oss_cluster.unwrap_or(false);
+    if oss_cluster && database_type == DatabaseType::Memcached {
+        issues.push(Issue::error(
+            path.key("ossCluster"),
+            "memcached databases cannot use the OSS Cluster API; remove ossCluster",
+        ));
+    }
+    if database_type == DatabaseType::Memcached && spec.modules_list.as_ref().is_some_and(|m| !m.is_empty()) {
+        issues.push(Issue::error(
+            path.key("modulesList"),
+            "memcached databases cannot load modules; remove modulesList",
+        ));
+    }
+    let port = checked_port(spec.database_port, &path.key("databasePort"), &mut issues);
+    if let Some(port) = port
+        && !(10_000..=19_999).contains(&port)
+    {
+        issues.push(Issue::warning(
+            path.key("databasePort"),
+            format!("port {port} is outside the range Redis Enterprise uses for databases (10000-19999); the cluster may refuse it"),
+        ));
+    }
+    let service_port = checked_port(
+        spec.database_service_port,
+        &path.key("databaseServicePort"),
+        &mut issues,
+    );
+
+    let mut modules = spec.modules_list.clone().unwrap_or_default();
+    let mut seen = BTreeMap::new();
+    for (index, module) in modules.iter().enumerate() {
+        if module.name.trim().is_empty() {
+            issues.push(Issue::error(
+                path.key("modulesList").index(index).key("name"),
+                "the module name is empty; name a module the cluster offers, such as search or ReJSON",
+            ));
+        } else if let Some(first) = seen.insert(module.name.clone(), index) {
+            issues.push(Issue::error(
+                path.key("modulesList").index(index).key("name"),
+                format!(
+                    "module \"{}\" is listed twice (also at modulesList[{first}]); keep one entry",
+                    module.name
+                ),
+            ));
+        }
+        if module.version.is_some() {
+            issues.push(Issue::warning(
+                path.key("modulesList").index(index).key("version"),
+                "module versions are deprecated: the cluster picks the version matching the database's Redis version",
+            ));
+        }
+    }
+    modules.sort_by(|a, b| a.name.cmp(&b.name));
+
+    if let Some(version) = spec.redis_version.as_deref() {
+        let valid = version == "major"
+            || version == "latest"
+            || Regex::new(r"^[0-9]+\.[0-9]+$").is_ok_and(|r| r.is_match(version));
+        if !valid {
+            issues.push(Issue::error(
+                path.key("redisVersion"),
+                format!(
+                    "\"{version}\" is not a Redis version; write major.minor such as 7.4 or 8.0, or major or latest"
+                ),
+            ));
+        }
+    }
+    let roles_permissions = spec.roles_permissions.clone().unwrap_or_default();
+    for (index, permission) in roles_permissions.iter().enumerate() {
+        for (field, value) in [("role", &permission.role), ("acl", &permission.acl)] {
+            if value.trim().is_empty() {
+                issues.push(Issue::error(
+                    path.key("rolesPermissions").index(index).key(field),
+                    format!("{field} is empty; name an existing {field} of the cluster (case-sensitive)"),
+                ));
+            }
+        }
+    }
+    let secret_name = spec
+        .database_secret_name
+        .clone()
+        .unwrap_or_else(|| format!("redb-{}", database.name_any()));
+    if let Some(name) = spec.database_secret_name.as_deref() {
+        if name.is_empty() {
+            issues.push(Issue::error(
+                path.key("databaseSecretName"),
+                "an empty Secret name would leave the database without a password; omit the field for redb-<name> or name a Secret",
+            ));
+        } else {
+            check_object_name(name, &path.key("databaseSecretName"), &mut issues);
+        }
+    }
+    for (index, secret) in spec.client_authentication_certificates.iter().flatten().enumerate() {
+        check_object_name(
+            secret,
+            &path.key("clientAuthenticationCertificates").index(index),
+            &mut issues,
+        );
+    }
+    if spec
+        .client_authentication_certificates
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+        && spec.tls_mode != Some(TlsMode::Enabled)
+    {
+        issues.push(Issue::error(
+            path.key("clientAuthenticationCertificates"),
+            "client certificates need TLS; set tlsMode: enabled",
+        ));
+    }
+    let backup = spec
+        .backup
+        .as_ref()
+        .and_then(|backup| validated_backup(backup, &path.key("backup"), &mut issues));
+    check_no_plaintext_secrets(&serde_json::to_value(spec).unwrap_or(Value::Null), &path, &mut issues);
+
+    if issues.iter().any(|issue| issue.severity == Severity::Error) {
+        return Err(issues);
+    }
+    let validated = ValidatedDatabase {
+        name: database.name_any(),
+        namespace: database
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        uid: database.metadata.uid.clone(),
+        cluster_reference: spec.redis_enterprise_cluster.as_ref().map(|c| c.name.clone()),
+        memory_size_bytes,
+        shard_count,
+        replication,
+        persistence: spec.persistence.unwrap_or(Persistence::Disabled),
+        eviction_policy: spec.eviction_policy.unwrap_or(EvictionPolicy::VolatileLru),
+        tls_mode: spec.tls_mode.unwrap_or(TlsMode::Disabled),
+        port,
+        service_port,
+        secret_name,
+        default_user: spec.default_user.unwrap_or(true),
+        database_type,
+        memcached_sasl_secret_name: spec.memcached_sasl_secret_name.clone(),
+        modules,
+        redis_version: spec.redis_version.clone(),
+        roles_permissions,
+        oss_cluster,
+        proxy_policy: spec.proxy_policy,
+        shards_placement: spec.shards_placement,
+        rack_aware: spec.rack_aware,
+        resp3: spec.resp3,
+        client_certificate_secrets: spec.client_authentication_certificates.clone().unwrap_or_default(),
+        alert_settings: spec.alert_settings.clone(),
+        backup,
+    };
+    Ok((validated, issues))
+}
+
+/// The message for a memory size that does not parse, shared with schema pattern errors.
+pub fn memory_size_message(text: &str) -> String {
+    format!(
+        "\"{text}\" is not a memory size; write a number and a unit (B, KB, MB, GB, TB), for example 100MB or 1.5GB"
+    )
+}
+
+fn checked_port(port: Option<i32>, path: &FieldPath, issues: &mut Vec<Issue>) -> Option<u16> {
+    let port = port?;
+    match u16::try_from(port) {
+        Ok(port) if port > 0 => Some(port),
+        _ => {
+            issues.push(Issue::error(
+                path.clone(),
+                format!("{port} is not a TCP port; use 1-65535"),
+            ));
+            None
+        }
+    }
+}
+
+fn validated_backup(
+    backup: &crate::api::database::DatabaseBackupSpec,
+    path: &FieldPath,
+    issues: &mut Vec<Issue>,
+) -> Option<ValidatedBackup> {
+    let mut locations = Vec::new();
+    if let Some(s3) = &backup.s3 {
+        locations.push((
+            "s3",
+            BackupLocation::S3 {
+                secret_name: s3.aws_secret_name.clone(),
+                bucket_name: s3.bucket_name.clone(),
+                subdir: s3.subdir.clone(),
+                region_name: s3.region_name.clone(),
+            },
+        ));
+    }
+    if let Some(gcs) = &backup.gcs {
+        locations.push((
+            "gcs",
+            BackupLocation::Gcs {
+                secret_name: gcs.gcs_secret_name.clone(),
+                bucket_name: gcs.bucket_name.clone(),
+                subdir: gcs.subdir.clone(),
+            },
+        ));
+    }
+    if let Some(abs) = &backup.abs {
+        locations.push((
+            "abs",
+            BackupLocation::Abs {
+                secret_name: abs.abs_secret_name.clone(),
+                container: abs.container.clone(),
+                subdir: abs.subdir.clone(),
+            },
+        ));
+    }
+    if let Some(sftp) = &backup.sftp {
+        locations.push((
+            "sftp",
+            BackupLocation::Sftp {
+                secret_name: sftp.sftp_secret_name.clone(),
+                url: sftp.sftp_url.clone(),
+            },
+        ));
+    }
+    if let Some(ftp) = &backup.ftp {
+        locations.push(("ftp", BackupLocation::Ftp { url: ftp.url.clone() }));
+    }
+    if let Some(mount) = &backup.mount {
+        locations.push((
+            "mount",
+            BackupLocation::Mount {
+                path: mount.path.clone(),
+            },
+        ));
+    }
+    let interval = backup.interval.unwrap_or(86_400);
+    if !BACKUP_INTERVALS.contains(&interval) {
+        issues.push(Issue::error(
+            path.key("interval"),
+            format!("{interval} is not a backup interval Redis Enterprise schedules; use 3600, 14400, 43200 or 86400 seconds"),
+        ));
+    }
+    if let Some(offset) = backup.interval_offset {
+        if interval < 43_200 {
+            issues.push(Issue::error(
+                path.key("intervalOffset"),
+                "intervalOffset only applies to 12 and 24 hour intervals; remove it or use interval 43200 or 86400",
+            ));
+        } else if offset >= interval {
+            issues.push(Issue::error(
+                path.key("intervalOffset"),
+                format!(
+                    "{offset} is not smaller than the interval {interval}; use 0 to {}",
+                    interval - 1
+                ),
+            ));
+        }
+    }
+    match locations.len() {
+        0 => {
+            issues.push(Issue::error(
+                path.clone(),
+                "no backup location; set exactly one of s3, gcs, abs, sftp, ftp or mount",
+            ));
+            None
+        }
+        1 => locations.pop().map(|(_, location)| ValidatedBackup {
+            interval,
+            interval_offset: backup.interval_offset,
+            location,
+        }),
+        _ => {
+            let names: Vec<&str> = locations.iter().map(|(name, _)| *name).collect();
+            issues.push(Issue::error(
+                path.key(names[1]),
+                format!(
+                    "backup has {} locations ({}); a database backs up to exactly one, keep one",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Checks `metadata.name` and `metadata.namespace`. `max_name` keeps derived names (`<name>-headless`) within
+/// the 63 characters of a DNS label.
+fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usize) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    let label = Regex::new(r"^[a-z]([-a-z0-9]*[a-z0-9])?$").ok();
+    match name {
+        None | Some("") => issues.push(Issue::error(
+            FieldPath::of(&["metadata", "name"]),
+            "the object has no name; set metadata.name",
+        )),
+        Some(name) => {
+            if !label.as_ref().is_some_and(|l| l.is_match(name)) || name.len() > max_name {
+                issues.push(Issue::error(
+                    FieldPath::of(&["metadata", "name"]),
+                    format!(
+                        "\"{name}\" is not a valid name; use at most {max_name} lowercase letters, digits and '-', starting \
+                         with a letter and ending with a letter or digit (it names Services and the database)"
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(namespace) = namespace
+        && (!Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").is_ok_and(|r| r.is_match(namespace))
+            || namespace.len() > 63)
+    {
+        issues.push(Issue::error(
+            FieldPath::of(&["metadata", "namespace"]),
+            format!("\"{namespace}\" is not a valid namespace; use at most 63 lowercase letters, digits and '-'"),
+        ));
+    }
+    issues
+}
+
+fn check_object_name(name: &str, path: &FieldPath, issues: &mut Vec<Issue>) {
+    let valid = Regex::new(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$").is_ok_and(|r| r.is_match(name)) && name.len() <= 253;
+    if !valid {
+        issues.push(Issue::error(
+            path.clone(),
+            format!("\"{name}\" is not a valid object name; use lowercase letters, digits, '-' and '.'"),
+        ));
+    }
+}
+
+/// Rejects passwords written in plain text anywhere in a spec: URLs with a password part (`scheme://user:pass@`).
+/// Unknown fields named like passwords are caught by schema validation with the same advice.
+fn check_no_plaintext_secrets(value: &Value, path: &FieldPath, issues: &mut Vec<Issue>) {
+    match value {
+        Value::String(text) => {
+            if let Some((_, rest)) = text.split_once("://")
+                && let Some((userinfo, _)) = rest.split_once('@')
+                && userinfo.contains(':')
+                && !userinfo.contains('/')
+            {
+                issues.push(Issue::error(path.clone(), PLAINTEXT_SECRET_MESSAGE));
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                check_no_plaintext_secrets(item, &path.index(index), issues);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, field) in fields {
+                check_no_plaintext_secrets(field, &path.key(key), issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The advice given for any password found in a spec.
+pub const PLAINTEXT_SECRET_MESSAGE: &str = "a plaintext password would be stored in Git; remove it and use a Secret reference (the password goes into a Kubernetes Secret)";
