@@ -285,8 +285,8 @@ pub fn default_pod_anti_affinity(cluster_name: &str) -> PodAntiAffinity {
 /// restarts pods is visible, and the update strategy is staged by `partition` so upgrades go one node at a time.
 pub fn build_statefulset(cluster: &ValidatedCluster, partition: i32) -> StatefulSet {
     let selector = node_selector_labels(&cluster.name);
-    let mut pod_labels = cluster.extra_labels.clone();
-    pod_labels.extend(selector.clone());
+    // extraLabels stay off the pod template: changing them must not restart Redis Enterprise nodes.
+    let mut pod_labels = selector.clone();
     pod_labels.insert(keys::NAME.to_string(), "redis-enterprise".to_string());
     pod_labels.insert(keys::INSTANCE.to_string(), cluster.name.clone());
     pod_labels.insert(keys::MANAGED_BY.to_string(), keys::MANAGER.to_string());
@@ -420,5 +420,136 @@ pub fn build_statefulset(cluster: &ValidatedCluster, partition: i32) -> Stateful
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RedisEnterpriseCluster;
+    use crate::manifests::validate::validate_cluster;
+
+    fn cluster(yaml: &str) -> ValidatedCluster {
+        let object: RedisEnterpriseCluster = serde_saphyr::from_str(yaml).expect("fixture parses");
+        validate_cluster(&object).expect("fixture is valid").0
+    }
+
+    const MINIMAL: &str = "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata: {name: rec, namespace: ns}\nspec: {}\n";
+
+    fn template_hash(statefulset: &StatefulSet) -> String {
+        statefulset
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(keys::POD_TEMPLATE_HASH))
+            .cloned()
+            .expect("hash annotation")
+    }
+
+    #[test]
+    fn official_defaults_make_a_three_node_statefulset_with_storage() {
+        let resources = build_cluster(&cluster(MINIMAL), None, 0);
+        let spec = resources.stateful_set.spec.as_ref().expect("spec");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.service_name.as_deref(), Some("rec-headless"));
+        let pod = spec.template.spec.as_ref().expect("pod spec");
+        let container = &pod.containers[0];
+        assert_eq!(container.image.as_deref(), Some("redislabs/redis:8.0.20-44"));
+        let ports: Vec<i32> = container.ports.iter().flatten().map(|p| p.container_port).collect();
+        assert_eq!(ports, [8443, 9443, 8001, 8070]);
+        let limits = container
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .expect("limits");
+        assert_eq!(limits["memory"].0, "4Gi");
+        let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+        let storage = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .expect("size");
+        assert_eq!(storage["storage"].0, "20Gi", "five times the node memory");
+        let anti_affinity = pod
+            .affinity
+            .as_ref()
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .expect("anti-affinity");
+        let term = &anti_affinity
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .expect("required")[0];
+        assert_eq!(term.topology_key, "kubernetes.io/hostname");
+        assert_eq!(pod.termination_grace_period_seconds, Some(31_536_000));
+        assert_eq!(
+            resources
+                .pod_disruption_budget
+                .spec
+                .as_ref()
+                .and_then(|s| s.max_unavailable.clone()),
+            Some(IntOrString::Int(1))
+        );
+        let service_names: Vec<_> = resources
+            .services
+            .iter()
+            .filter_map(|s| s.metadata.name.clone())
+            .collect();
+        assert_eq!(service_names, ["rec", "rec-ui", "rec-prom", "rec-headless"]);
+        assert!(resources.service_account.is_some() && resources.role.is_some() && resources.role_binding.is_some());
+    }
+
+    #[test]
+    fn the_credentials_secret_is_a_template_until_a_password_is_given() {
+        let validated = cluster(MINIMAL);
+        let template = build_credentials_secret(&validated, None);
+        let data = template.string_data.expect("data");
+        assert_eq!(data["username"], "demo@redis.com");
+        assert_eq!(data["password"], "");
+        let filled = build_credentials_secret(&validated, Some("s3cret"))
+            .string_data
+            .expect("data");
+        assert_eq!(filled["password"], "s3cret");
+    }
+
+    #[test]
+    fn only_changes_that_need_a_restart_change_the_pod_template_hash() {
+        let base = template_hash(&build_statefulset(&cluster(MINIMAL), 0));
+        let labels = MINIMAL.replace("spec: {}", "spec: {extraLabels: {team: a}}");
+        assert_eq!(
+            template_hash(&build_statefulset(&cluster(&labels), 0)),
+            base,
+            "extraLabels apply without restart"
+        );
+        let upgraded = MINIMAL.replace("spec: {}", "spec: {redisEnterpriseImageSpec: {versionTag: 8.2.0-1}}");
+        assert_ne!(template_hash(&build_statefulset(&cluster(&upgraded), 0)), base);
+    }
+
+    #[test]
+    fn owner_references_only_with_a_uid() {
+        let mut validated = cluster(MINIMAL);
+        assert!(build_statefulset(&validated, 0).metadata.owner_references.is_none());
+        validated.uid = Some("1234".into());
+        let owners = build_statefulset(&validated, 0)
+            .metadata
+            .owner_references
+            .expect("owner");
+        assert_eq!(
+            (owners[0].kind.as_str(), owners[0].controller),
+            ("RedisEnterpriseCluster", Some(true))
+        );
+    }
+
+    #[test]
+    fn no_service_account_objects_when_the_user_brings_their_own() {
+        let own = MINIMAL.replace(
+            "spec: {}",
+            "spec: {createServiceAccount: false, serviceAccountName: mine}",
+        );
+        let resources = build_cluster(&cluster(&own), None, 0);
+        assert!(resources.service_account.is_none() && resources.role.is_none() && resources.role_binding.is_none());
+        let pod = resources.stateful_set.spec.and_then(|s| s.template.spec).expect("pod");
+        assert_eq!(pod.service_account_name.as_deref(), Some("mine"));
     }
 }

@@ -446,3 +446,130 @@ pub fn build_database_secret(
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RedisEnterpriseDatabase;
+    use crate::manifests::validate::validate_database;
+
+    fn database(spec: &str) -> ValidatedDatabase {
+        let yaml = format!(
+            "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata: {{name: cache, namespace: ns}}\nspec: {spec}\n"
+        );
+        let object: RedisEnterpriseDatabase = serde_saphyr::from_str(&yaml).expect("fixture parses");
+        validate_database(&object).expect("fixture is valid").0
+    }
+
+    #[test]
+    fn the_bdb_body_uses_the_documented_field_names_and_units() {
+        let body = build_bdb(
+            &database(
+                "{memorySize: 1GB, shardCount: 2, replication: true, persistence: snapshotEvery6Hour, modulesList: [{name: search}]}",
+            ),
+            &RuntimeValues::default(),
+        );
+        assert_eq!(body["memory_size"], json!(1_073_741_824u64));
+        assert_eq!(body["shards_count"], json!(2));
+        assert_eq!(body["sharding"], json!(true));
+        assert_eq!(body["data_persistence"], json!("snapshot"));
+        assert_eq!(body["snapshot_policy"], json!([{"secs": 21_600, "writes": 1}]));
+        assert_eq!(body["module_list"], json!([{"module_name": "search"}]));
+        assert_eq!(body["eviction_policy"], json!("volatile-lru"));
+        assert!(
+            !body.contains_key("authentication_redis_pass"),
+            "no password without a runtime value"
+        );
+        assert!(!body.contains_key("port"), "the cluster assigns the port");
+    }
+
+    #[test]
+    fn runtime_values_complete_the_body_and_never_show_in_debug() {
+        let runtime = RuntimeValues {
+            password: Some("hunter2"),
+            backup_credentials: [("access_key_id".to_string(), "AKIA".to_string())].into(),
+            ..Default::default()
+        };
+        let validated = database("{backup: {s3: {awsSecretName: keys, bucketName: b}}}");
+        let body = build_bdb(&validated, &runtime);
+        assert_eq!(body["authentication_redis_pass"], json!("hunter2"));
+        assert_eq!(body["backup_location"]["access_key_id"], json!("AKIA"));
+        let debug = format!("{runtime:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("AKIA"), "{debug}");
+    }
+
+    #[test]
+    fn the_diff_sends_exactly_the_changed_fields() {
+        let desired = build_bdb(
+            &database("{memorySize: 200MB, evictionPolicy: allkeys-lru, databasePort: 12000}"),
+            &RuntimeValues::default(),
+        );
+        let mut live = Value::Object(desired.clone());
+        live["uid"] = json!(7);
+        live["status"] = json!("active");
+        assert_eq!(diff_bdb(&desired, &live), BdbUpdate::default(), "no change, no write");
+
+        live["memory_size"] = json!(104_857_600u64);
+        live["eviction_policy"] = json!("volatile-lru");
+        let update = diff_bdb(&desired, &live);
+        assert_eq!(
+            Value::Object(update.changes),
+            json!({"memory_size": 209_715_200u64, "eviction_policy": "allkeys-lru"})
+        );
+        assert!(update.immutable.is_empty() && update.upgrade_to.is_none());
+    }
+
+    #[test]
+    fn the_diff_refuses_port_changes_and_upgrades_through_the_upgrade_call() {
+        let desired = build_bdb(
+            &database("{databasePort: 12001, redisVersion: \"8.0\"}"),
+            &RuntimeValues::default(),
+        );
+        let mut live = Value::Object(desired.clone());
+        live["port"] = json!(12000);
+        live["redis_version"] = json!("7.4");
+        let update = diff_bdb(&desired, &live);
+        assert_eq!(update.immutable, ["port"]);
+        assert_eq!(update.upgrade_to.as_deref(), Some("8.0"));
+        assert!(update.changes.is_empty());
+    }
+
+    #[test]
+    fn persistence_changes_carry_their_policy_and_modules_compare_by_name() {
+        let desired = build_bdb(
+            &database("{persistence: aofAlways, modulesList: [{name: search}, {name: ReJSON}]}"),
+            &RuntimeValues::default(),
+        );
+        let mut live = Value::Object(desired.clone());
+        live["data_persistence"] = json!("disabled");
+        live["module_list"] = json!([{"module_name": "search", "module_id": "x", "semantic_version": "2.8.4"}, {"module_name": "ReJSON"}]);
+        let update = diff_bdb(&desired, &live);
+        assert_eq!(
+            Value::Object(update.changes),
+            json!({"data_persistence": "aof", "aof_policy": "appendfsync-always"})
+        );
+    }
+
+    #[test]
+    fn services_and_secret_follow_the_cluster_settings() {
+        let validated = database("{databasePort: 12000}");
+        let services = build_database_services(&validated, None, 12000);
+        let names: Vec<_> = services.iter().filter_map(|s| s.metadata.name.clone()).collect();
+        assert_eq!(names, ["cache", "cache-headless"]);
+        let headless = services[1].spec.as_ref().expect("spec");
+        assert_eq!(headless.cluster_ip.as_deref(), Some("None"));
+        let secret = build_database_secret(&validated, None, Some(12000), None).expect("default user has a secret");
+        assert_eq!(secret.metadata.name.as_deref(), Some("redb-cache"));
+        let data = secret.string_data.expect("data");
+        assert_eq!(
+            (
+                data["password"].as_str(),
+                data["port"].as_str(),
+                data["service_names"].as_str(),
+                data["service_name"].as_str()
+            ),
+            ("", "12000", "cache,cache-headless", "cache")
+        );
+        assert!(build_database_secret(&database("{defaultUser: false}"), None, Some(12000), None).is_none());
+    }
+}
