@@ -144,6 +144,11 @@ impl FieldPath {
         }
     }
 
+    /// Whether `prefix` is this path or one of its ancestors.
+    pub fn starts_with(&self, prefix: &FieldPath) -> bool {
+        self.0.starts_with(&prefix.0)
+    }
+
     /// The segments of the path.
     pub fn segments(&self) -> &[PathSegment] {
         &self.0

@@ -213,13 +213,15 @@ impl Loader<'_> {
         let version_path = FieldPath::of(&["apiVersion"]);
         match (api_version, kind) {
             ("app.redislabs.com/v1" | "app.redislabs.com/v1alpha1", CLUSTER_KIND) => {
-                if let Some(object) = self.typed::<RedisEnterpriseCluster>(file, &document, "app.redislabs.com/v1") {
-                    self.add_cluster(file, document, object);
+                if let Some((object, removed)) = self.typed::<RedisEnterpriseCluster>(file, &document, "app.redislabs.com/v1") {
+                    self.add_cluster(file, document, object, &removed);
                 }
             }
             ("app.redislabs.com/v1alpha1", DATABASE_KIND) => {
-                if let Some(object) = self.typed::<RedisEnterpriseDatabase>(file, &document, "app.redislabs.com/v1alpha1") {
-                    self.add_database(file, document, object);
+                if let Some((object, removed)) =
+                    self.typed::<RedisEnterpriseDatabase>(file, &document, "app.redislabs.com/v1alpha1")
+                {
+                    self.add_database(file, document, object, &removed);
                 }
             }
             (_, CLUSTER_KIND | DATABASE_KIND) => {
@@ -253,7 +255,7 @@ impl Loader<'_> {
                 document.spans.value(&kind_path),
                 Some(kind_path),
                 format!(
-                    "kind {kind} ({api_version}) is not managed by redis-gitops; this path may only hold \
+                    "{kind} ({api_version}) is not managed by redis-gitops; this path may only hold \
                      RedisEnterpriseCluster and RedisEnterpriseDatabase objects"
                 ),
             ),
@@ -261,12 +263,14 @@ impl Loader<'_> {
     }
 
     /// Checks the document's top level, metadata and spec schema, then builds the typed object.
+    /// Fields the schema rejects are reported and left out, so the rest of the object is still checked and every
+    /// error of the revision is reported at once; the paths left out come back with the object.
     fn typed<K: DeserializeOwned + kube::CustomResourceExt>(
         &mut self,
         file: &str,
         document: &Document,
         api_version: &str,
-    ) -> Option<K> {
+    ) -> Option<(K, Vec<FieldPath>)> {
         let Value::Object(fields) = &document.value else {
             return None;
         };
@@ -319,16 +323,23 @@ impl Loader<'_> {
         let spec_schema = spec_schema(&K::crd().spec.names.kind);
         let violations = schema::validate(spec, spec_schema, &FieldPath::of(&["spec"]));
         let kind = K::crd().spec.names.kind;
+        let mut removed = Vec::new();
         for violation in violations {
+            let culprit = match violation.kind {
+                ViolationKind::MissingField => violation.path.parent().unwrap_or_default(),
+                _ => violation.path.clone(),
+            };
+            removed.push(culprit);
             self.report_violation(file, document, &kind, violation);
         }
-        if self.error_count() > errors_before {
-            return None;
-        }
-        match serde_json::from_value::<K>(Value::Object(clean)) {
-            Ok(object) => Some(object),
+        let mut object = Value::Object(clean);
+        let removed: Vec<FieldPath> = removed.iter().map(|path| remove_path(&mut object, path)).collect();
+        match serde_json::from_value::<K>(object) {
+            Ok(object) => Some((object, removed)),
             Err(error) => {
-                self.error(file, document.start, None, format!("cannot be read as {kind}: {error}"));
+                if self.error_count() == errors_before {
+                    self.error(file, document.start, None, format!("cannot be read as {kind}: {error}"));
+                }
                 None
             }
         }
@@ -469,6 +480,10 @@ impl Loader<'_> {
             ViolationKind::PatternMismatch { found, pattern } => {
                 let message = if path.to_string() == "spec.memorySize" {
                     memory_size_message(&found)
+                } else if path.to_string() == "spec.servicesRiggerSpec.databaseServiceType" {
+                    format!(
+                        "\"{found}\" is not a comma-separated list of cluster_ip, headless and load_balancer (no spaces)"
+                    )
                 } else {
                     format!("\"{found}\" does not have the expected format (it must match {pattern})")
                 };
@@ -493,10 +508,10 @@ impl Loader<'_> {
         }
     }
 
-    fn add_cluster(&mut self, file: &str, document: Document, object: RedisEnterpriseCluster) {
+    fn add_cluster(&mut self, file: &str, document: Document, object: RedisEnterpriseCluster, removed: &[FieldPath]) {
         match validate_cluster(&object) {
             Ok((validated, issues)) => {
-                self.report_issues(file, &document.spans, issues);
+                self.report_issues(file, &document.spans, issues, removed);
                 self.clusters.push(LoadedCluster {
                     object,
                     validated,
@@ -507,14 +522,14 @@ impl Loader<'_> {
                     spans: document.spans,
                 });
             }
-            Err(issues) => self.report_issues(file, &document.spans, issues),
+            Err(issues) => self.report_issues(file, &document.spans, issues, removed),
         }
     }
 
-    fn add_database(&mut self, file: &str, document: Document, object: RedisEnterpriseDatabase) {
+    fn add_database(&mut self, file: &str, document: Document, object: RedisEnterpriseDatabase, removed: &[FieldPath]) {
         match validate_database(&object) {
             Ok((validated, issues)) => {
-                self.report_issues(file, &document.spans, issues);
+                self.report_issues(file, &document.spans, issues, removed);
                 self.databases.push(LoadedDatabase {
                     object,
                     validated,
@@ -526,12 +541,20 @@ impl Loader<'_> {
                     spans: document.spans,
                 });
             }
-            Err(issues) => self.report_issues(file, &document.spans, issues),
+            Err(issues) => self.report_issues(file, &document.spans, issues, removed),
         }
     }
 
-    fn report_issues(&mut self, file: &str, spans: &Spans, issues: Vec<Issue>) {
+    /// Reports semantic issues, except those about fields the schema already rejected (or their parents and
+    /// children), which would only repeat the same mistake.
+    fn report_issues(&mut self, file: &str, spans: &Spans, issues: Vec<Issue>, removed: &[FieldPath]) {
         for issue in issues {
+            if removed
+                .iter()
+                .any(|path| issue.path.starts_with(path) || path.starts_with(&issue.path))
+            {
+                continue;
+            }
             let location = spans.value(&issue.path);
             let diagnostic = Diagnostic {
                 severity: issue.severity,
@@ -550,44 +573,53 @@ impl Loader<'_> {
         let name_path = FieldPath::of(&["metadata", "name"]);
         let mut found = Vec::new();
 
-        // Unique names per kind and namespace.
+        // Unique names per kind and namespace. A duplicate is reported once and left out of the checks below,
+        // which would otherwise repeat it as Secret and Service collisions.
         let mut seen: HashMap<(&str, String, String), SourceLocation> = HashMap::new();
-        for (kind, namespace, name, source, spans) in self
-            .clusters
-            .iter()
-            .map(|c| {
-                (
-                    CLUSTER_KIND,
-                    &c.validated.namespace,
-                    &c.validated.name,
-                    &c.source,
-                    &c.spans,
-                )
-            })
-            .chain(self.databases.iter().map(|d| {
-                (
-                    DATABASE_KIND,
-                    &d.validated.namespace,
-                    &d.validated.name,
-                    &d.source,
-                    &d.spans,
-                )
-            }))
-        {
-            if let Some(first) = seen.get(&(kind, namespace.clone(), name.clone())) {
-                found.push(error_at(
-                    source,
-                    spans,
-                    &name_path,
-                    format!(
-                        "{kind} {namespace}/{name} is also defined in {}:{}; names must be unique per kind and namespace",
-                        first.file, first.location.line
-                    ),
-                ));
-            } else {
-                seen.insert((kind, namespace.clone(), name.clone()), source.clone());
+        let mut duplicate = |kind: &'static str,
+                             validated_namespace: &str,
+                             validated_name: &str,
+                             source: &SourceLocation,
+                             spans: &Spans| {
+            let key = (kind, validated_namespace.to_string(), validated_name.to_string());
+            match seen.get(&key) {
+                Some(first) => {
+                    found.push(error_at(
+                        source,
+                        spans,
+                        &name_path,
+                        format!(
+                            "{kind} {validated_namespace}/{validated_name} is also defined in {}:{}; names must be unique per \
+                             kind and namespace",
+                            first.file, first.location.line
+                        ),
+                    ));
+                    true
+                }
+                None => {
+                    seen.insert(key, source.clone());
+                    false
+                }
             }
-        }
+        };
+        self.clusters.retain(|c| {
+            !duplicate(
+                CLUSTER_KIND,
+                &c.validated.namespace,
+                &c.validated.name,
+                &c.source,
+                &c.spans,
+            )
+        });
+        self.databases.retain(|d| {
+            !duplicate(
+                DATABASE_KIND,
+                &d.validated.namespace,
+                &d.validated.name,
+                &d.source,
+                &d.spans,
+            )
+        });
 
         // Each database's cluster: the named one (its own namespace first), else the one REC of its namespace.
         let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -781,6 +813,35 @@ impl Loader<'_> {
     fn error_count(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
+}
+
+/// Removes the field at `path` (a whole list when the path ends in a list item, so indices stay valid) and returns
+/// the path actually removed.
+fn remove_path(value: &mut Value, path: &FieldPath) -> FieldPath {
+    use super::diagnostics::PathSegment;
+    let mut target = path.clone();
+    while let Some(PathSegment::Index(_)) = target.segments().last() {
+        target = target.parent().unwrap_or_default();
+    }
+    let Some((PathSegment::Key(last), parents)) = target.segments().split_last() else {
+        return target;
+    };
+    let mut current = &mut *value;
+    for segment in parents {
+        let next = match (segment, current) {
+            (PathSegment::Key(key), Value::Object(fields)) => fields.get_mut(key),
+            (PathSegment::Index(index), Value::Array(items)) => items.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(next) => current = next,
+            None => return target,
+        }
+    }
+    if let Value::Object(fields) = current {
+        fields.remove(last);
+    }
+    target
 }
 
 fn error_at(source: &SourceLocation, spans: &Spans, path: &FieldPath, message: String) -> Diagnostic {

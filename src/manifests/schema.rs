@@ -92,6 +92,20 @@ fn check(value: &Value, schema: &Value, path: &FieldPath, violations: &mut Vec<V
         }
         return;
     }
+    // A value outside an enum is reported as such even when its type is also wrong: the list is the useful hint.
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        push(
+            violations,
+            path,
+            ViolationKind::NotInEnum {
+                found: value.clone(),
+                allowed: allowed.clone(),
+            },
+        );
+        return;
+    }
     let expected = schema.get("type").and_then(Value::as_str);
     if let Some(expected) = expected
         && !has_type(value, expected)
@@ -105,18 +119,6 @@ fn check(value: &Value, schema: &Value, path: &FieldPath, violations: &mut Vec<V
             },
         );
         return;
-    }
-    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
-        && !allowed.contains(value)
-    {
-        push(
-            violations,
-            path,
-            ViolationKind::NotInEnum {
-                found: value.clone(),
-                allowed: allowed.clone(),
-            },
-        );
     }
     if let (Some(pattern), Some(text)) = (schema.get("pattern").and_then(Value::as_str), value.as_str())
         && let Ok(regex) = Regex::new(pattern)

@@ -272,6 +272,7 @@ pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCl
         cluster.metadata.name.as_deref(),
         cluster.metadata.namespace.as_deref(),
         54,
+        "it names the StatefulSet and Services",
     );
     let path = FieldPath::of(&["spec"]);
 
@@ -280,8 +281,9 @@ pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCl
         issues.push(Issue::error(
             path.key("nodes"),
             format!(
-                "{nodes} nodes cannot keep a quorum; use an odd number of at least 3 (3, 5, 7...) so the cluster survives \
-                 losing a minority of nodes"
+                "a cluster of {nodes} node{} cannot keep a quorum; use an odd number of at least 3 (3, 5, 7...) so the \
+                 cluster survives losing a minority of nodes",
+                if nodes == 1 { "" } else { "s" }
             ),
         ));
     }
@@ -561,6 +563,7 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
         database.metadata.name.as_deref(),
         database.metadata.namespace.as_deref(),
         63,
+        "it names Services and the database",
     );
     let path = FieldPath::of(&["spec"]);
 
@@ -871,7 +874,7 @@ fn validated_backup(
 
 /// Checks `metadata.name` and `metadata.namespace`. `max_name` keeps derived names (`<name>-headless`) within
 /// the 63 characters of a DNS label.
-fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usize) -> Vec<Issue> {
+fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usize, names_what: &str) -> Vec<Issue> {
     let mut issues = Vec::new();
     let label = Regex::new(r"^[a-z]([-a-z0-9]*[a-z0-9])?$").ok();
     match name {
@@ -885,7 +888,7 @@ fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usiz
                     FieldPath::of(&["metadata", "name"]),
                     format!(
                         "\"{name}\" is not a valid name; use at most {max_name} lowercase letters, digits and '-', starting \
-                         with a letter and ending with a letter or digit (it names Services and the database)"
+                         with a letter and ending with a letter or digit ({names_what})"
                     ),
                 ));
             }

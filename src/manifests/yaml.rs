@@ -94,7 +94,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Syn
     budget.max_aliases = 10_000;
     options.budget = Some(budget);
     let documents: Vec<Option<Spanned<Node>>> =
-        serde_saphyr::from_str_multiple_with_options(text, options).map_err(|error| syntax_error(&error))?;
+        serde_saphyr::from_str_multiple_with_options(text, options).map_err(|error| syntax_error(&error, limits))?;
     let mut parsed = Vec::with_capacity(documents.len());
     for document in documents.into_iter().flatten() {
         let start = to_location(&document.referenced);
@@ -109,7 +109,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Syn
     Ok(parsed)
 }
 
-fn syntax_error(error: &serde_saphyr::Error) -> SyntaxError {
+fn syntax_error(error: &serde_saphyr::Error, limits: &Limits) -> SyntaxError {
     let location = error.location().map(|l| to_location(&l)).unwrap_or_default();
     let text = error.to_string();
     // The parser's text carries its own location ("error: line L column C: ..." or "... at line L, column C");
@@ -125,14 +125,34 @@ fn syntax_error(error: &serde_saphyr::Error) -> SyntaxError {
     }
     .to_string();
     let message = if message.contains("budget breached") {
-        format!(
-            "the YAML is too large or too deeply nested ({message}); split it into smaller documents and avoid \
-             aliases that expand to many nodes"
-        )
+        budget_message(&message, limits)
+    } else if let Some((duplicate, _)) = message.split_once(", set DuplicateKeyPolicy") {
+        format!("{duplicate}; keep only one of them")
     } else {
         message
     };
     SyntaxError { location, message }
+}
+
+/// A limit message in the user's terms, without the parser's internal accounting.
+fn budget_message(message: &str, limits: &Limits) -> String {
+    if message.contains("Nodes") {
+        format!(
+            "the YAML expands to more than {} nodes (aliases can multiply a small file); split it or remove the aliases",
+            limits.max_nodes
+        )
+    } else if message.contains("Depth") {
+        format!("the YAML is nested deeper than {} levels; flatten it", limits.max_depth)
+    } else if message.contains("Documents") {
+        format!(
+            "the file has more than {} documents; split it into several files",
+            limits.max_documents
+        )
+    } else if message.contains("Alias") {
+        "the YAML uses too many aliases; write the values out or split the file".to_string()
+    } else {
+        "the YAML exceeds the parser's limits; split it into smaller files".to_string()
+    }
 }
 
 fn to_location(location: &serde_saphyr::Location) -> Location {
