@@ -60,7 +60,8 @@ fn main() {
     let mut objects = 0;
     for _ in 0..RUNS {
         let start = Instant::now();
-        let repository = load_directory(&root, &options).unwrap_or_else(|errors| panic!("generated repository is valid: {:?}", &errors[..1]));
+        let repository = load_directory(&root, &options)
+            .unwrap_or_else(|errors| panic!("generated repository is valid: {:?}", &errors[..1]));
         let loaded = start.elapsed();
         let rendered = render(&repository);
         let text = to_yaml_stream(&rendered, Only::All).expect("renders");
@@ -72,8 +73,16 @@ fn main() {
         total_times.push(total);
     }
     fs::remove_dir_all(&root).ok();
-    println!("validate_render: {CLUSTERS} clusters, {DATABASES} databases, {objects} rendered objects, {RUNS} runs (median)");
+    println!(
+        "validate_render: {CLUSTERS} clusters, {DATABASES} databases, {objects} rendered objects, {RUNS} runs (median)"
+    );
     println!("  load + validate : {:>8.1} ms", median(load_times).as_secs_f64() * 1e3);
-    println!("  render to YAML  : {:>8.1} ms", median(render_times).as_secs_f64() * 1e3);
-    println!("  total           : {:>8.1} ms   (target < 200 ms)", median(total_times).as_secs_f64() * 1e3);
+    println!(
+        "  render to YAML  : {:>8.1} ms",
+        median(render_times).as_secs_f64() * 1e3
+    );
+    println!(
+        "  total           : {:>8.1} ms   (target < 200 ms)",
+        median(total_times).as_secs_f64() * 1e3
+    );
 }

@@ -149,6 +149,14 @@ impl FieldPath {
         self.0.starts_with(&prefix.0)
     }
 
+    /// The last mapping key of the path, if it ends in one.
+    pub fn last_key(&self) -> Option<&str> {
+        match self.0.last() {
+            Some(PathSegment::Key(key)) => Some(key),
+            _ => None,
+        }
+    }
+
     /// The segments of the path.
     pub fn segments(&self) -> &[PathSegment] {
         &self.0

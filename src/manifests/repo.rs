@@ -297,15 +297,7 @@ impl Loader<'_> {
                     Some(path),
                     "status is written by the agent and ignored in Git; remove it".to_string(),
                 ),
-                _ => {
-                    let suggestions = schema::similar_names(key, &["apiVersion", "kind", "metadata", "spec"]);
-                    self.error(
-                        file,
-                        document.spans.key(&path),
-                        Some(path),
-                        unknown_field_message(key, &suggestions),
-                    );
-                }
+                _ => self.unknown_field(file, document, path, &["apiVersion", "kind", "metadata", "spec"]),
             }
         }
         if !clean.contains_key("metadata") {
@@ -410,15 +402,7 @@ impl Loader<'_> {
                     Some(field),
                     format!("{key} is set by the cluster and ignored in Git; remove it"),
                 ),
-                _ => {
-                    let suggestions = schema::similar_names(key, &["name", "namespace", "labels", "annotations"]);
-                    self.error(
-                        file,
-                        document.spans.key(&field),
-                        Some(field),
-                        unknown_field_message(key, &suggestions),
-                    );
-                }
+                _ => self.unknown_field(file, document, field, &["name", "namespace", "labels", "annotations"]),
             }
         }
         if !clean.contains_key("namespace") {
@@ -440,10 +424,7 @@ impl Loader<'_> {
         match violation_kind {
             ViolationKind::UnknownField { suggestions } => {
                 let key_location = document.spans.key(&path);
-                let name = match path.segments().last() {
-                    Some(super::diagnostics::PathSegment::Key(name)) => name.clone(),
-                    _ => String::new(),
-                };
+                let name = path.last_key().unwrap_or_default().to_string();
                 if let Some(message) = unsupported_field_message(kind, &path, &name) {
                     self.warning(file, key_location, field, message);
                 } else if looks_like_password(&name) {
@@ -454,7 +435,7 @@ impl Loader<'_> {
             }
             ViolationKind::MissingField => {
                 let parent = path.parent().unwrap_or_default();
-                let name = path.to_string().rsplit('.').next().unwrap_or_default().to_string();
+                let name = path.last_key().unwrap_or_default().to_string();
                 self.error(
                     file,
                     document.spans.key(&parent),
@@ -808,6 +789,18 @@ impl Loader<'_> {
             field.map(|f| f.to_string()),
             message,
         ));
+    }
+
+    /// Reports a field that is not in `known`, suggesting the closest known name.
+    fn unknown_field(&mut self, file: &str, document: &Document, path: FieldPath, known: &[&str]) {
+        let name = path.last_key().unwrap_or_default().to_string();
+        let suggestions = schema::similar_names(&name, known);
+        self.error(
+            file,
+            document.spans.key(&path),
+            Some(path),
+            unknown_field_message(&name, &suggestions),
+        );
     }
 
     fn error_count(&self) -> usize {
