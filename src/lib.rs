@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod desired;
+pub mod enterprise;
 pub mod manifests;
 pub mod sandbox;
 pub mod source;

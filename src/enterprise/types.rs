@@ -1,0 +1,173 @@
+//! The REST API's objects, with the documented field names (reference/redis-enterprise.md §4). Only the fields
+//! the agent reads are typed; everything else is kept in `other`, so nothing the cluster reports is lost.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `GET /v1/bootstrap`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Bootstrap {
+    /// Where the node's bootstrap stands.
+    #[serde(default)]
+    pub bootstrap_status: BootstrapStatus,
+    /// Everything else the node reports.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// The bootstrap state of a node.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct BootstrapStatus {
+    /// `idle`, `initiated`, `creating_cluster`, `recovering_cluster`, `joining_cluster`, `error` or `completed`.
+    #[serde(default)]
+    pub state: String,
+    /// Error code when `state` is `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Error details when `state` is `error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_details: Option<Value>,
+}
+
+/// A node of the cluster (`GET /v1/nodes`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Node {
+    /// The node's id.
+    pub uid: u64,
+    /// Internal address.
+    #[serde(default)]
+    pub addr: String,
+    /// `active`, `decommissioning`, `down` or `provisioning`.
+    #[serde(default)]
+    pub status: String,
+    /// Redis Enterprise version of the node.
+    #[serde(default)]
+    pub software_version: String,
+    /// Everything else the node reports.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// A database (`GET /v1/bdbs/{uid}`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Bdb {
+    /// The database's id.
+    pub uid: u64,
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// `pending`, `active`, `active-change-pending`, `delete-pending`, `import-pending`, `creation-failed`, `recovery`.
+    #[serde(default)]
+    pub status: String,
+    /// Port, 0 until assigned.
+    #[serde(default)]
+    pub port: u16,
+    /// The action that the last change started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_uid: Option<String>,
+    /// Everything else, as the cluster reports it (used to compute the minimal update).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl Bdb {
+    /// The whole object as JSON, for comparing with a desired body.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// An asynchronous action (`GET /v1/actions/{uid}`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct Action {
+    /// The action's id.
+    pub action_uid: String,
+    /// What it does.
+    #[serde(default)]
+    pub name: String,
+    /// `pending`, `active`, `completed` or `failed`.
+    #[serde(default)]
+    pub status: String,
+    /// Progress in percent.
+    #[serde(default)]
+    pub progress: f64,
+    /// Everything else (for example `error` on failure).
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+impl Action {
+    /// Whether the action finished, well or not.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.status.as_str(), "completed" | "failed")
+    }
+}
+
+/// The body of `POST /v1/bootstrap/create_cluster` and `/join_cluster`. Debug never shows the password.
+#[derive(Clone, Serialize, PartialEq)]
+pub struct BootstrapRequest {
+    /// `create_cluster` or `join_cluster`.
+    pub action: String,
+    /// The cluster: its FQDN name, and for a join the address of a member.
+    pub cluster: BootstrapCluster,
+    /// The node: its address.
+    pub node: BootstrapNode,
+    /// The administrator's credentials.
+    pub credentials: Credentials,
+    /// The license; omitted for a trial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+impl std::fmt::Debug for BootstrapRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapRequest")
+            .field("action", &self.action)
+            .field("cluster", &self.cluster)
+            .field("node", &self.node)
+            .field("credentials", &self.credentials)
+            .field("license", &self.license.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// The cluster part of a bootstrap request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BootstrapCluster {
+    /// The cluster's FQDN, `<rec>.<ns>.svc.cluster.local`.
+    pub name: String,
+    /// For a join: addresses of existing members.
+    pub nodes: Vec<String>,
+}
+
+/// The node part of a bootstrap request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BootstrapNode {
+    /// The node's identity.
+    pub identity: NodeIdentity,
+}
+
+/// A node's identity.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct NodeIdentity {
+    /// The node's address (the pod IP).
+    pub addr: String,
+}
+
+/// User name and password. Debug never shows the password.
+#[derive(Clone, Serialize, PartialEq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
