@@ -9,3 +9,4 @@ pub mod enterprise;
 pub mod manifests;
 pub mod sandbox;
 pub mod source;
+pub mod sync;

@@ -1,0 +1,523 @@
+//! The pure core of a sync: from a validated revision to the server-side-apply bodies (with the ownership labels
+//! and source annotations), which objects changed, which fields drifted, and what pruning may do. No clients
+//! here: the GitSync controller feeds in what it read and carries out the plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::api::gitsync::InventoryEntry;
+use crate::api::keys;
+use crate::manifests::diagnostics::{Diagnostic, FieldPath};
+use crate::manifests::repo::{Repository, SourceLocation};
+use crate::manifests::yaml::Spans;
+
+/// Label naming the GitSync that applied an object.
+pub const GITSYNC_NAME_LABEL: &str = "redisgitops.dev/gitsync-name";
+/// Label naming the namespace of the GitSync that applied an object.
+pub const GITSYNC_NAMESPACE_LABEL: &str = "redisgitops.dev/gitsync-namespace";
+/// Annotation with the file an object came from.
+pub const SOURCE_FILE_ANNOTATION: &str = "redisgitops.dev/source-file";
+/// Annotation with the revision an object came from.
+pub const REVISION_ANNOTATION: &str = "redisgitops.dev/revision";
+
+/// The GitSync a plan is made for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncTarget {
+    /// Name of the GitSync.
+    pub name: String,
+    /// Namespace of the GitSync (and the default namespace of its objects).
+    pub namespace: String,
+    /// Revision being applied, `<ref>@sha1:<commit>`.
+    pub revision: String,
+    /// Namespaces the agent may write to besides the GitSync's own.
+    pub extra_namespaces: BTreeSet<String>,
+}
+
+/// One object to apply.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredObject {
+    /// Where it is and what it is.
+    pub entry: InventoryEntry,
+    /// The server-side-apply body: apiVersion, kind, metadata (name, namespace, labels, annotations), spec.
+    pub body: Value,
+}
+
+/// The objects of a revision as apply bodies, RECs first (a REDB needs its cluster), or the errors that forbid
+/// applying it (objects in namespaces the agent may not write to), located in their files.
+pub fn desired_objects(repository: &Repository, target: &SyncTarget) -> Result<Vec<DesiredObject>, Vec<Diagnostic>> {
+    let mut objects = Vec::new();
+    let mut errors = Vec::new();
+    let clusters = repository
+        .clusters
+        .iter()
+        .map(|c| (serde_json::to_value(&c.object), &c.source, &c.spans));
+    let databases = repository
+        .databases
+        .iter()
+        .map(|d| (serde_json::to_value(&d.object), &d.source, &d.spans));
+    for (value, source, spans) in clusters.chain(databases) {
+        let Ok(value) = value else { continue };
+        match desired_object(value, source, target) {
+            Ok(object) => objects.push(object),
+            Err(message) => errors.push(namespace_error(source, spans, message)),
+        }
+    }
+    if errors.is_empty() { Ok(objects) } else { Err(errors) }
+}
+
+fn namespace_error(source: &SourceLocation, spans: &Spans, message: String) -> Diagnostic {
+    let path = FieldPath::of(&["metadata", "namespace"]);
+    Diagnostic::error(&source.file, spans.value(&path), Some(path.to_string()), message)
+}
+
+fn desired_object(mut value: Value, source: &SourceLocation, target: &SyncTarget) -> Result<DesiredObject, String> {
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
+    let namespace = text(&metadata, "namespace");
+    if namespace != target.namespace && !target.extra_namespaces.contains(&namespace) {
+        return Err(format!(
+            "namespace {namespace} is outside what this GitSync may write to ({}); move the object to {} or start the agent \
+             with --allow-namespace {namespace}",
+            std::iter::once(target.namespace.as_str())
+                .chain(target.extra_namespaces.iter().map(String::as_str))
+                .collect::<Vec<_>>()
+                .join(", "),
+            target.namespace
+        ));
+    }
+    let entry = InventoryEntry {
+        api_version: text(&value, "apiVersion"),
+        kind: text(&value, "kind"),
+        namespace,
+        name: text(&metadata, "name"),
+        file: Some(source.file.clone()),
+    };
+    let mut labels: Map<String, Value> = metadata
+        .get("labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(GITSYNC_NAME_LABEL.to_string(), json!(target.name));
+    labels.insert(GITSYNC_NAMESPACE_LABEL.to_string(), json!(target.namespace));
+    let mut annotations: Map<String, Value> = metadata
+        .get("annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    annotations.insert(SOURCE_FILE_ANNOTATION.to_string(), json!(source.file));
+    annotations.insert(REVISION_ANNOTATION.to_string(), json!(target.revision));
+    value["metadata"] = json!({
+        "name": entry.name,
+        "namespace": entry.namespace,
+        "labels": labels,
+        "annotations": annotations,
+    });
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("status");
+    }
+    Ok(DesiredObject { entry, body: value })
+}
+
+/// The fields of `desired` (spec, labels, annotations) whose live value differs, as paths such as
+/// `spec.memorySize`. Empty means the object needs no write. Fields only the live object has are not compared:
+/// other writers (defaults, controllers) may own them.
+pub fn drifted_fields(desired: &Value, live: &Value) -> Vec<String> {
+    let mut drifted = Vec::new();
+    for (section, path) in [
+        (desired.get("spec"), vec!["spec"]),
+        (desired.pointer("/metadata/labels"), vec!["metadata", "labels"]),
+        (
+            desired.pointer("/metadata/annotations"),
+            vec!["metadata", "annotations"],
+        ),
+    ] {
+        let Some(wanted) = section else { continue };
+        let pointer = format!("/{}", path.join("/"));
+        compare(wanted, live.pointer(&pointer), &FieldPath::of(&path), &mut drifted);
+    }
+    drifted
+}
+
+fn compare(wanted: &Value, live: Option<&Value>, path: &FieldPath, drifted: &mut Vec<String>) {
+    match (wanted, live) {
+        (Value::Object(wanted_fields), Some(Value::Object(live_fields))) => {
+            for (key, value) in wanted_fields {
+                compare(value, live_fields.get(key), &path.key(key), drifted);
+            }
+        }
+        (wanted, Some(live)) if numbers_equal(wanted, live) || wanted == live => {}
+        _ => drifted.push(path.to_string()),
+    }
+}
+
+/// 3 and 3.0 are the same number to the API server.
+fn numbers_equal(a: &Value, b: &Value) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
+/// What pruning may do with an object that was applied before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrunePolicy {
+    /// `spec.prune`: delete what was removed from Git.
+    pub prune: bool,
+    /// `spec.allowDatabaseDeletion`: pruning may delete databases.
+    pub allow_database_deletion: bool,
+}
+
+/// An object as it is in the cluster, as far as pruning cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveObject {
+    /// Where it is and what it is.
+    pub entry: InventoryEntry,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Why an object removed from Git stays in the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeepReason {
+    /// `spec.prune` is off.
+    PruneDisabled,
+    /// A database, and the GitSync does not allow deleting databases.
+    DatabaseDeletionNotAllowed,
+    /// Annotated `redisgitops.dev/protect: "true"`.
+    Protected,
+    /// The revision has no objects at all while the last one had some: more likely a mistake (a wrong path, an
+    /// emptied directory) than a wish to delete everything.
+    EmptyRevision,
+}
+
+impl KeepReason {
+    /// A sentence for conditions and events.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Self::PruneDisabled => "removed from Git; kept because pruning is off (spec.prune)",
+            Self::DatabaseDeletionNotAllowed => {
+                "removed from Git; kept because the GitSync does not allow deleting databases (spec.allowDatabaseDeletion)"
+            }
+            Self::Protected => "removed from Git; kept because it is annotated redisgitops.dev/protect=true",
+            Self::EmptyRevision => "the revision has no objects at all; nothing is pruned (check the GitSync's path)",
+        }
+    }
+}
+
+/// What pruning does after a revision is applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrunePlan {
+    /// Objects to delete.
+    pub delete: Vec<InventoryEntry>,
+    /// Objects removed from Git that stay, and why (reported as orphaned: `Synced=False`, `RemovedFromSource`).
+    pub keep: Vec<(InventoryEntry, KeepReason)>,
+    /// Objects of the old inventory that now belong to someone else (their labels point elsewhere) or are gone:
+    /// they are dropped from the inventory and left alone.
+    pub released: Vec<InventoryEntry>,
+}
+
+/// Plans pruning: what the last inventory had and the new revision does not. Only objects whose live labels still
+/// point at this GitSync are ever deleted; databases need the GitSync's permission; protected objects never go.
+pub fn plan_prune(
+    previous: &[InventoryEntry],
+    desired: &[InventoryEntry],
+    live: &[LiveObject],
+    target: &SyncTarget,
+    policy: PrunePolicy,
+) -> PrunePlan {
+    let key = |entry: &InventoryEntry| (entry.kind.clone(), entry.namespace.clone(), entry.name.clone());
+    let wanted: BTreeSet<_> = desired.iter().map(key).collect();
+    let live_by_key: BTreeMap<_, &LiveObject> = live.iter().map(|object| (key(&object.entry), object)).collect();
+    let mut plan = PrunePlan::default();
+    for entry in previous.iter().filter(|entry| !wanted.contains(&key(entry))) {
+        let Some(object) = live_by_key.get(&key(entry)) else {
+            plan.released.push(entry.clone());
+            continue;
+        };
+        let ours = object.labels.get(GITSYNC_NAME_LABEL) == Some(&target.name)
+            && object.labels.get(GITSYNC_NAMESPACE_LABEL) == Some(&target.namespace);
+        if !ours {
+            plan.released.push(entry.clone());
+            continue;
+        }
+        let reason = if desired.is_empty() {
+            Some(KeepReason::EmptyRevision)
+        } else if object.annotations.get(keys::PROTECT).is_some_and(|v| v == "true") {
+            Some(KeepReason::Protected)
+        } else if !policy.prune {
+            Some(KeepReason::PruneDisabled)
+        } else if entry.kind == "RedisEnterpriseDatabase" && !policy.allow_database_deletion {
+            Some(KeepReason::DatabaseDeletionNotAllowed)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => plan.keep.push((entry.clone(), reason)),
+            None => plan.delete.push(entry.clone()),
+        }
+    }
+    // Databases go before the clusters they live in.
+    plan.delete.sort_by_key(|entry| entry.kind != "RedisEnterpriseDatabase");
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::{LoadOptions, SourceFile, load_files};
+
+    fn target() -> SyncTarget {
+        SyncTarget {
+            name: "config".into(),
+            namespace: "redis".into(),
+            revision: "main@sha1:0123456789abcdef0123456789abcdef01234567".into(),
+            extra_namespaces: BTreeSet::new(),
+        }
+    }
+
+    fn repository(files: &[(&str, &str)]) -> Repository {
+        let files: Vec<SourceFile> = files
+            .iter()
+            .map(|(path, text)| SourceFile {
+                path: (*path).into(),
+                content: text.as_bytes().to_vec(),
+            })
+            .collect();
+        let options = LoadOptions {
+            default_namespace: "redis".into(),
+            ..LoadOptions::default()
+        };
+        load_files(&files, &options).unwrap_or_else(|errors| panic!("{errors:?}"))
+    }
+
+    const REC: &str = "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseCluster\nmetadata: {name: rec}\nspec: {nodes: 3}\n";
+    const REDB: &str = "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata: {name: cache, labels: {team: a}}\nspec: {memorySize: 1GB}\n";
+
+    fn entry(kind: &str, name: &str) -> InventoryEntry {
+        let api_version = if kind == "RedisEnterpriseCluster" {
+            "app.redislabs.com/v1"
+        } else {
+            "app.redislabs.com/v1alpha1"
+        };
+        InventoryEntry {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: "redis".into(),
+            name: name.into(),
+            file: None,
+        }
+    }
+
+    fn live(kind: &str, name: &str, owner: &str, protected: bool) -> LiveObject {
+        LiveObject {
+            entry: entry(kind, name),
+            labels: [
+                (GITSYNC_NAME_LABEL.to_string(), owner.to_string()),
+                (GITSYNC_NAMESPACE_LABEL.to_string(), "redis".to_string()),
+            ]
+            .into(),
+            annotations: if protected {
+                [(keys::PROTECT.to_string(), "true".to_string())].into()
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+
+    #[test]
+    fn apply_bodies_carry_ownership_labels_source_annotations_and_no_status() {
+        let objects =
+            desired_objects(&repository(&[("db.yaml", REDB), ("rec.yaml", REC)]), &target()).expect("allowed");
+        assert_eq!(
+            objects.iter().map(|o| o.entry.kind.as_str()).collect::<Vec<_>>(),
+            ["RedisEnterpriseCluster", "RedisEnterpriseDatabase"]
+        );
+        let database = &objects[1];
+        assert_eq!(database.entry.file.as_deref(), Some("db.yaml"));
+        let metadata = &database.body["metadata"];
+        assert_eq!(metadata["labels"]["team"], "a", "the user's labels stay");
+        assert_eq!(metadata["labels"][GITSYNC_NAME_LABEL], "config");
+        assert_eq!(metadata["annotations"][SOURCE_FILE_ANNOTATION], "db.yaml");
+        assert_eq!(metadata["annotations"][REVISION_ANNOTATION], target().revision);
+        assert_eq!(database.body["apiVersion"], "app.redislabs.com/v1alpha1");
+        assert_eq!(
+            objects[0].body["apiVersion"], "app.redislabs.com/v1",
+            "v1alpha1 RECs are applied as the storage version"
+        );
+        assert!(database.body.get("status").is_none());
+    }
+
+    #[test]
+    fn objects_outside_the_allowed_namespaces_are_refused_with_their_location() {
+        let elsewhere = REDB.replace("metadata: {name: cache,", "metadata: {name: cache, namespace: other,");
+        let errors = desired_objects(&repository(&[("db.yaml", &elsewhere)]), &target()).expect_err("refused");
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "db.yaml:3:36: metadata.namespace: namespace other is outside what this GitSync may write to (redis); move the \
+             object to redis or start the agent with --allow-namespace other"
+        );
+        let mut allowed = target();
+        allowed.extra_namespaces.insert("other".into());
+        assert!(desired_objects(&repository(&[("db.yaml", &elsewhere)]), &allowed).is_ok());
+    }
+
+    #[test]
+    fn drift_names_the_fields_that_differ_and_ignores_fields_others_own() {
+        let objects = desired_objects(&repository(&[("db.yaml", REDB)]), &target()).expect("allowed");
+        let desired = &objects[0].body;
+        let mut live = desired.clone();
+        live["spec"]["shardCount"] = json!(1);
+        live["metadata"]["labels"]["added-by-someone"] = json!("x");
+        live["status"] = json!({"status": "active"});
+        assert!(
+            drifted_fields(desired, &live).is_empty(),
+            "extra live fields are not drift"
+        );
+        live["spec"]["memorySize"] = json!("2GB");
+        live["metadata"]["labels"]["team"] = json!("b");
+        assert_eq!(
+            drifted_fields(desired, &live),
+            ["spec.memorySize", "metadata.labels.team"]
+        );
+    }
+
+    #[test]
+    fn pruning_deletes_only_what_it_may() {
+        let previous = [
+            entry("RedisEnterpriseCluster", "rec"),
+            entry("RedisEnterpriseDatabase", "gone"),
+            entry("RedisEnterpriseDatabase", "kept"),
+        ];
+        let desired = [
+            entry("RedisEnterpriseCluster", "rec"),
+            entry("RedisEnterpriseDatabase", "kept"),
+        ];
+        let live_objects = [
+            live("RedisEnterpriseCluster", "rec", "config", false),
+            live("RedisEnterpriseDatabase", "gone", "config", false),
+        ];
+        let all = PrunePolicy {
+            prune: true,
+            allow_database_deletion: true,
+        };
+        let plan = plan_prune(&previous, &desired, &live_objects, &target(), all);
+        assert_eq!(plan.delete, [entry("RedisEnterpriseDatabase", "gone")]);
+
+        let no_database_deletion = PrunePolicy {
+            prune: true,
+            allow_database_deletion: false,
+        };
+        let plan = plan_prune(&previous, &desired, &live_objects, &target(), no_database_deletion);
+        assert!(plan.delete.is_empty());
+        assert_eq!(
+            plan.keep,
+            [(
+                entry("RedisEnterpriseDatabase", "gone"),
+                KeepReason::DatabaseDeletionNotAllowed
+            )]
+        );
+
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &target(),
+            PrunePolicy {
+                prune: false,
+                allow_database_deletion: true,
+            },
+        );
+        assert_eq!(plan.keep[0].1, KeepReason::PruneDisabled);
+    }
+
+    #[test]
+    fn protected_foreign_and_missing_objects_are_never_deleted() {
+        let previous = [
+            entry("RedisEnterpriseDatabase", "protected"),
+            entry("RedisEnterpriseDatabase", "taken"),
+            entry("RedisEnterpriseDatabase", "missing"),
+        ];
+        let desired = [entry("RedisEnterpriseCluster", "rec")];
+        let live_objects = [
+            live("RedisEnterpriseDatabase", "protected", "config", true),
+            live("RedisEnterpriseDatabase", "taken", "another-gitsync", false),
+        ];
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &target(),
+            PrunePolicy {
+                prune: true,
+                allow_database_deletion: true,
+            },
+        );
+        assert!(plan.delete.is_empty());
+        assert_eq!(
+            plan.keep,
+            [(entry("RedisEnterpriseDatabase", "protected"), KeepReason::Protected)]
+        );
+        assert_eq!(
+            plan.released,
+            [
+                entry("RedisEnterpriseDatabase", "taken"),
+                entry("RedisEnterpriseDatabase", "missing")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_revision_never_prunes_everything() {
+        let previous = [
+            entry("RedisEnterpriseCluster", "rec"),
+            entry("RedisEnterpriseDatabase", "cache"),
+        ];
+        let live_objects = [
+            live("RedisEnterpriseCluster", "rec", "config", false),
+            live("RedisEnterpriseDatabase", "cache", "config", false),
+        ];
+        let plan = plan_prune(
+            &previous,
+            &[],
+            &live_objects,
+            &target(),
+            PrunePolicy {
+                prune: true,
+                allow_database_deletion: true,
+            },
+        );
+        assert!(plan.delete.is_empty());
+        assert!(plan.keep.iter().all(|(_, reason)| *reason == KeepReason::EmptyRevision));
+    }
+
+    #[test]
+    fn databases_are_deleted_before_their_clusters() {
+        let previous = [
+            entry("RedisEnterpriseCluster", "rec"),
+            entry("RedisEnterpriseDatabase", "cache"),
+        ];
+        let desired = [entry("RedisEnterpriseCluster", "other")];
+        let live_objects = [
+            live("RedisEnterpriseCluster", "rec", "config", false),
+            live("RedisEnterpriseDatabase", "cache", "config", false),
+        ];
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &target(),
+            PrunePolicy {
+                prune: true,
+                allow_database_deletion: true,
+            },
+        );
+        assert_eq!(
+            plan.delete,
+            [
+                entry("RedisEnterpriseDatabase", "cache"),
+                entry("RedisEnterpriseCluster", "rec")
+            ]
+        );
+    }
+}
