@@ -48,15 +48,27 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
     // create_cluster moves through creating_cluster; a second request meanwhile is 409.
     let create_url = harness.node_url("rec-0", "/v1/bootstrap/create_cluster");
     let body = harness.bootstrap_body("create_cluster", &[]);
-    let created = harness.call_url(Method::POST, &create_url, Some(body.clone())).await;
+    let created = harness
+        .call_url(Method::POST, &create_url, Some(body.clone()))
+        .await;
     assert_eq!(created.status, StatusCode::OK, "{created:?}");
-    let again = harness.call_url(Method::POST, &create_url, Some(body)).await;
+    let again = harness
+        .call_url(Method::POST, &create_url, Some(body))
+        .await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
     let during = harness
-        .call_url(Method::GET, &harness.node_url("rec-0", "/v1/bootstrap"), None)
+        .call_url(
+            Method::GET,
+            &harness.node_url("rec-0", "/v1/bootstrap"),
+            None,
+        )
         .await;
     assert!(
-        ["creating_cluster", "completed"].contains(&during.body["bootstrap_status"]["state"].as_str().unwrap_or("")),
+        ["creating_cluster", "completed"].contains(
+            &during.body["bootstrap_status"]["state"]
+                .as_str()
+                .unwrap_or("")
+        ),
         "{during:?}"
     );
     harness.wait_bootstrap("rec-0", "completed").await;
@@ -66,7 +78,9 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
         .call_url(
             Method::POST,
             &harness.node_url("rec-2", "/v1/bootstrap/join_cluster"),
-            Some(harness.bootstrap_body("join_cluster", &["rec-9.rec-headless.ns.svc".to_string()])),
+            Some(
+                harness.bootstrap_body("join_cluster", &["rec-9.rec-headless.ns.svc".to_string()]),
+            ),
         )
         .await;
     assert_eq!(stray.status, StatusCode::OK);
@@ -91,13 +105,20 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
     assert_eq!(nodes.status, StatusCode::OK);
     let nodes = nodes.body.as_array().expect("a node list").clone();
     assert_eq!(nodes.len(), 3, "{nodes:?}");
-    let uids: Vec<u64> = nodes.iter().filter_map(|node| node["uid"].as_u64()).collect();
+    let uids: Vec<u64> = nodes
+        .iter()
+        .filter_map(|node| node["uid"].as_u64())
+        .collect();
     assert_eq!(uids, vec![1, 2, 3]);
     for node in &nodes {
         assert_eq!(node["status"], "active");
         assert_eq!(node["software_version"], "7.22.2-43");
         assert!(node["total_memory"].as_u64().unwrap_or(0) > 0);
-        assert!(node["addr"].as_str().is_some_and(|addr| addr.starts_with("127.")));
+        assert!(
+            node["addr"]
+                .as_str()
+                .is_some_and(|addr| addr.starts_with("127."))
+        );
     }
     let cluster = harness.call(Method::GET, "/v1/cluster", None).await;
     assert_eq!(cluster.body["name"], "rec.ns.svc.cluster.local");
@@ -120,11 +141,23 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
 
     // A pod that goes away leaves a down node; the same pod coming back is active again.
-    harness.emulator.remove_node(&harness.key, "rec-2").expect("remove rec-2");
+    harness
+        .emulator
+        .remove_node(&harness.key, "rec-2")
+        .expect("remove rec-2");
     let nodes = harness.call(Method::GET, "/v1/nodes/3", None).await;
     assert_eq!(nodes.body["status"], "down");
-    assert!(harness.emulator.names().lookup("rec-2.rec-headless.ns.svc").is_none());
-    harness.emulator.add_node(&harness.key, "rec-2").expect("re-add rec-2");
+    assert!(
+        harness
+            .emulator
+            .names()
+            .lookup("rec-2.rec-headless.ns.svc")
+            .is_none()
+    );
+    harness
+        .emulator
+        .add_node(&harness.key, "rec-2")
+        .expect("re-add rec-2");
     let back = harness
         .call_url(Method::GET, &harness.node_url("rec-2", "/v1/nodes/3"), None)
         .await;
@@ -147,29 +180,55 @@ async fn database_serves_redis_with_its_password() {
     let ip = harness.resolve("orders.ns.svc");
     assert_eq!(harness.resolve("orders.ns.svc.cluster.local"), ip);
 
-    let mut connection = redis_connect(ip, port, Some("s3cret pass")).expect("connect with the password");
+    let mut connection =
+        redis_connect(ip, port, Some("s3cret pass")).expect("connect with the password");
     redis_set(&mut connection, "order:1", "paid");
-    assert_eq!(redis_get(&mut connection, "order:1").as_deref(), Some("paid"));
+    assert_eq!(
+        redis_get(&mut connection, "order:1").as_deref(),
+        Some("paid")
+    );
     assert_eq!(config_get(&mut connection, "maxmemory"), MB100.to_string());
 
     let wrong = redis_connect(ip, port, Some("guess"));
     let error = wrong.err().expect("a wrong password is refused");
-    assert_eq!(error.kind(), redis::ErrorKind::AuthenticationFailed, "{error}");
+    assert_eq!(
+        error.kind(),
+        redis::ErrorKind::AuthenticationFailed,
+        "{error}"
+    );
     let mut anonymous = redis_connect(ip, port, None).expect("TCP connect without password");
-    let refused = redis::cmd("GET").arg("order:1").query::<Option<String>>(&mut anonymous);
-    assert!(refused.is_err(), "a client without the password must be refused");
+    let refused = redis::cmd("GET")
+        .arg("order:1")
+        .query::<Option<String>>(&mut anonymous);
+    assert!(
+        refused.is_err(),
+        "a client without the password must be refused"
+    );
 
     // Password rotation applies at once.
     let rotated = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{}/passwords", bdb["uid"]), Some(json!({"password": "n3w"})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{}/passwords", bdb["uid"]),
+            Some(json!({"password": "n3w"})),
+        )
         .await;
     assert_eq!(rotated.status, StatusCode::OK, "{rotated:?}");
-    assert!(redis_connect(ip, port, Some("s3cret pass")).is_err(), "the old password must stop working");
-    let mut connection = redis_connect(ip, port, Some("n3w")).expect("connect with the new password");
-    assert_eq!(redis_get(&mut connection, "order:1").as_deref(), Some("paid"));
+    assert!(
+        redis_connect(ip, port, Some("s3cret pass")).is_err(),
+        "the old password must stop working"
+    );
+    let mut connection =
+        redis_connect(ip, port, Some("n3w")).expect("connect with the new password");
+    assert_eq!(
+        redis_get(&mut connection, "order:1").as_deref(),
+        Some("paid")
+    );
 
     // ?fields= selects fields.
-    let listed = harness.call(Method::GET, "/v1/bdbs?fields=uid,name", None).await;
+    let listed = harness
+        .call(Method::GET, "/v1/bdbs?fields=uid,name", None)
+        .await;
     assert_eq!(listed.body, json!([{"uid": bdb["uid"], "name": "orders"}]));
 }
 
@@ -178,19 +237,24 @@ async fn update_changes_memory_eviction_and_persistence_live() {
     let harness = Harness::new();
     harness.bootstrap_cluster(1).await;
     let bdb = harness
-        .create_database(json!({"name": "cache", "memory_size": MB100, "authentication_redis_pass": "pw"}))
+        .create_database(
+            json!({"name": "cache", "memory_size": MB100, "authentication_redis_pass": "pw"}),
+        )
         .await;
     let uid = bdb["uid"].as_u64().expect("uid");
     let port = bdb["port"].as_u64().expect("port") as u16;
-    let mut connection = redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw")).expect("connect");
+    let mut connection =
+        redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw")).expect("connect");
     redis_set(&mut connection, "kept", "yes");
 
     let updated = harness
         .call(
             Method::PUT,
             &format!("/v1/bdbs/{uid}"),
-            Some(json!({"memory_size": 2 * MB100, "eviction_policy": "allkeys-lru",
-                        "data_persistence": "aof", "aof_policy": "appendfsync-always"})),
+            Some(
+                json!({"memory_size": 2 * MB100, "eviction_policy": "allkeys-lru",
+                        "data_persistence": "aof", "aof_policy": "appendfsync-always"}),
+            ),
         )
         .await;
     assert_eq!(updated.status, StatusCode::OK, "{updated:?}");
@@ -201,34 +265,57 @@ async fn update_changes_memory_eviction_and_persistence_live() {
     assert_eq!(action["status"], "completed", "{action}");
     assert_eq!(action["progress"], 100.0);
 
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
+        .await;
     assert_eq!(view.body["status"], "active");
     assert_eq!(view.body["memory_size"], 2 * MB100);
     assert_eq!(view.body["eviction_policy"], "allkeys-lru");
-    assert_eq!(config_get(&mut connection, "maxmemory"), (2 * MB100).to_string());
-    assert_eq!(config_get(&mut connection, "maxmemory-policy"), "allkeys-lru");
+    assert_eq!(
+        config_get(&mut connection, "maxmemory"),
+        (2 * MB100).to_string()
+    );
+    assert_eq!(
+        config_get(&mut connection, "maxmemory-policy"),
+        "allkeys-lru"
+    );
     assert_eq!(config_get(&mut connection, "appendonly"), "yes");
     assert_eq!(config_get(&mut connection, "appendfsync"), "always");
     assert_eq!(redis_get(&mut connection, "kept").as_deref(), Some("yes"));
 
     // The password can also change through authentication_redis_pass in a PUT.
     let repassed = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{uid}"), Some(json!({"authentication_redis_pass": "pw2"})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{uid}"),
+            Some(json!({"authentication_redis_pass": "pw2"})),
+        )
         .await;
-    harness.wait_action(repassed.body["action_uid"].as_str().expect("action_uid")).await;
+    harness
+        .wait_action(repassed.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert!(redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw")).is_err());
     assert!(redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw2")).is_ok());
 
     // Upgrade keeps the data (even without persistence the snapshot carries it over).
     let upgraded = harness
-        .call(Method::POST, &format!("/v1/bdbs/{uid}/upgrade"), Some(json!({"redis_version": "7.2"})))
+        .call(
+            Method::POST,
+            &format!("/v1/bdbs/{uid}/upgrade"),
+            Some(json!({"redis_version": "7.2"})),
+        )
         .await;
     assert_eq!(upgraded.status, StatusCode::OK, "{upgraded:?}");
-    let action = harness.wait_action(upgraded.body["action_uid"].as_str().expect("action_uid")).await;
+    let action = harness
+        .wait_action(upgraded.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert_eq!(action["status"], "completed", "{action}");
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
+        .await;
     assert_eq!(view.body["redis_version"], "7.2");
-    let mut connection = redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw2")).expect("reconnect");
+    let mut connection =
+        redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw2")).expect("reconnect");
     assert_eq!(redis_get(&mut connection, "kept").as_deref(), Some("yes"));
 }
 
@@ -243,29 +330,91 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
     let cases = [
         (json!({"memory_size": MB100}), 406, "missing_db_name"),
         (json!({"name": "x"}), 406, "missing_memory_size"),
-        (json!({"name": "x", "memory_size": MB100, "eviction_policy": "illegal"}), 400, "invalid_schema"),
-        (json!({"name": "x", "memory_size": MB100, "data_persistence": "sometimes"}), 406, "invalid_data_persistence"),
-        (json!({"name": "x", "memory_size": MB100, "aof_policy": "never"}), 406, "invalid_data_persistence"),
-        (json!({"name": "x", "memory_size": MB100, "shards_count": 0}), 406, "invalid_sharding"),
-        (json!({"name": "x", "memory_size": MB100, "shards_count": 600, "sharding": true}), 406, "invalid_sharding"),
-        (json!({"name": "x", "memory_size": MB100, "replication": true}), 406, "invalid_replication"),
-        (json!({"name": "x", "memory_size": MB100, "port": 12100}), 406, "port_unavailable"),
-        (json!({"name": "x", "memory_size": MB100, "port": 9443}), 406, "port_unavailable"),
-        (json!({"name": "x", "memory_size": MB100, "redis_version": "4.0"}), 406, "invalid_version"),
-        (json!({"name": "x", "memory_size": MB100, "module_list": [{"module_name": "graph"}]}), 406, "missing_module"),
-        (json!({"name": "first", "memory_size": MB100}), 409, "db_name_exists"),
-        (json!({"name": "x", "memory_size": MB100, "uid": existing["uid"]}), 409, "uid_exists"),
-        (json!({"name": "x", "memory_size": MB100, "flavour": "vanilla"}), 400, "invalid_schema"),
-        (json!({"name": "x", "memory_size": MB100, "tls_mode": "enabled"}), 501, "not_implemented"),
+        (
+            json!({"name": "x", "memory_size": MB100, "eviction_policy": "illegal"}),
+            400,
+            "invalid_schema",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "data_persistence": "sometimes"}),
+            406,
+            "invalid_data_persistence",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "aof_policy": "never"}),
+            406,
+            "invalid_data_persistence",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "shards_count": 0}),
+            406,
+            "invalid_sharding",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "shards_count": 600, "sharding": true}),
+            406,
+            "invalid_sharding",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "replication": true}),
+            406,
+            "invalid_replication",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "port": 12100}),
+            406,
+            "port_unavailable",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "port": 9443}),
+            406,
+            "port_unavailable",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "redis_version": "4.0"}),
+            406,
+            "invalid_version",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "module_list": [{"module_name": "graph"}]}),
+            406,
+            "missing_module",
+        ),
+        (
+            json!({"name": "first", "memory_size": MB100}),
+            409,
+            "db_name_exists",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "uid": existing["uid"]}),
+            409,
+            "uid_exists",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "flavour": "vanilla"}),
+            400,
+            "invalid_schema",
+        ),
+        (
+            json!({"name": "x", "memory_size": MB100, "tls_mode": "enabled"}),
+            501,
+            "not_implemented",
+        ),
     ];
     for (body, status, error_code) in cases {
-        let answer = harness.call(Method::POST, "/v1/bdbs", Some(body.clone())).await;
+        let answer = harness
+            .call(Method::POST, "/v1/bdbs", Some(body.clone()))
+            .await;
         assert_eq!(
             (answer.status.as_u16(), answer.error_code()),
             (status, error_code),
             "body {body}: {answer:?}"
         );
-        assert!(answer.body["description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(
+            answer.body["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty())
+        );
     }
     let malformed = harness
         .client
@@ -281,9 +430,16 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
     // A bad update changes nothing either.
     let uid = existing["uid"].as_u64().expect("uid");
     let bad_update = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{uid}"), Some(json!({"eviction_policy": "sometimes"})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{uid}"),
+            Some(json!({"eviction_policy": "sometimes"})),
+        )
         .await;
-    assert_eq!((bad_update.status.as_u16(), bad_update.error_code()), (400, "invalid_schema"));
+    assert_eq!(
+        (bad_update.status.as_u16(), bad_update.error_code()),
+        (400, "invalid_schema")
+    );
 
     let all = harness.call(Method::GET, "/v1/bdbs", None).await;
     assert_eq!(all.body.as_array().map(Vec::len), Some(1), "{all:?}");
@@ -295,16 +451,39 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let unknown = harness.call(Method::GET, "/v1/crdbs", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(unknown.body["description"].as_str().is_some_and(|d| d.contains("GET /v1/crdbs")), "{unknown:?}");
+    assert!(
+        unknown.body["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("GET /v1/crdbs")),
+        "{unknown:?}"
+    );
 
     let dry_run = harness
-        .call(Method::POST, "/v1/bdbs?dry_run=1", Some(json!({"name": "dry", "memory_size": MB100})))
+        .call(
+            Method::POST,
+            "/v1/bdbs?dry_run=1",
+            Some(json!({"name": "dry", "memory_size": MB100})),
+        )
         .await;
     assert_eq!(dry_run.status, StatusCode::OK);
-    assert_eq!(harness.call(Method::GET, "/v1/bdbs", None).await.body.as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        harness
+            .call(Method::GET, "/v1/bdbs", None)
+            .await
+            .body
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
 
     let modules = harness.call(Method::GET, "/v1/modules", None).await;
-    let names: Vec<&str> = modules.body.as_array().expect("modules").iter().filter_map(|m| m["module_name"].as_str()).collect();
+    let names: Vec<&str> = modules
+        .body
+        .as_array()
+        .expect("modules")
+        .iter()
+        .filter_map(|m| m["module_name"].as_str())
+        .collect();
     assert_eq!(names, vec!["search", "ReJSON", "timeseries", "bf"]);
     let license = harness.call(Method::GET, "/v1/license", None).await;
     assert_eq!(license.body["expired"], false);
@@ -314,44 +493,76 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
 async fn a_database_is_busy_while_its_action_runs() {
     let harness = Harness::new();
     harness.bootstrap_cluster(3).await;
-    let bdb = harness.create_database(json!({"name": "busy", "memory_size": MB100})).await;
+    let bdb = harness
+        .create_database(json!({"name": "busy", "memory_size": MB100}))
+        .await;
     let uid = bdb["uid"].as_u64().expect("uid");
 
     let faults = harness.emulator.faults();
     faults.hold_actions(true);
     let first = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{uid}"), Some(json!({"replication": true})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{uid}"),
+            Some(json!({"replication": true})),
+        )
         .await;
     assert_eq!(first.status, StatusCode::OK, "{first:?}");
-    let action_uid = first.body["action_uid"].as_str().expect("action_uid").to_string();
+    let action_uid = first.body["action_uid"]
+        .as_str()
+        .expect("action_uid")
+        .to_string();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let action = harness.call(Method::GET, &format!("/v1/actions/{action_uid}"), None).await;
+        let action = harness
+            .call(Method::GET, &format!("/v1/actions/{action_uid}"), None)
+            .await;
         if action.body["status"] == "active" {
             break;
         }
-        assert!(Instant::now() < deadline, "the action never became active: {action:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the action never became active: {action:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let second = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{uid}"), Some(json!({"memory_size": 2 * MB100})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{uid}"),
+            Some(json!({"memory_size": 2 * MB100})),
+        )
         .await;
-    assert_eq!((second.status.as_u16(), second.error_code()), (409, "busy"), "{second:?}");
-    let delete = harness.call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None).await;
+    assert_eq!(
+        (second.status.as_u16(), second.error_code()),
+        (409, "busy"),
+        "{second:?}"
+    );
+    let delete = harness
+        .call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None)
+        .await;
     assert_eq!(delete.status, StatusCode::CONFLICT);
     let listed = harness.call(Method::GET, "/v1/actions", None).await;
     assert!(
-        listed.body["state-machines"].as_array().is_some_and(|sms| sms.iter().any(|sm| sm["action_uid"] == action_uid.as_str())),
+        listed.body["state-machines"]
+            .as_array()
+            .is_some_and(|sms| sms.iter().any(|sm| sm["action_uid"] == action_uid.as_str())),
         "{listed:?}"
     );
 
     faults.hold_actions(false);
     let action = harness.wait_action(&action_uid).await;
     assert_eq!(action["status"], "completed");
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
+        .await;
     assert_eq!(view.body["replication"], true);
     let third = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{uid}"), Some(json!({"memory_size": 2 * MB100})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{uid}"),
+            Some(json!({"memory_size": 2 * MB100})),
+        )
         .await;
     assert_eq!(third.status, StatusCode::OK, "{third:?}");
 }
@@ -362,11 +573,15 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
     harness.bootstrap_cluster(1).await;
     let backups = TempDir::new("backups");
     let source = harness
-        .create_database(json!({"name": "source", "memory_size": MB100, "authentication_redis_pass": "a"}))
+        .create_database(
+            json!({"name": "source", "memory_size": MB100, "authentication_redis_pass": "a"}),
+        )
         .await;
     let target = harness
-        .create_database(json!({"name": "target", "memory_size": MB100, "authentication_redis_pass": "b",
-                                "data_persistence": "aof"}))
+        .create_database(
+            json!({"name": "target", "memory_size": MB100, "authentication_redis_pass": "b",
+                                "data_persistence": "aof"}),
+        )
         .await;
     let source_port = source["port"].as_u64().expect("port") as u16;
     let target_port = target["port"].as_u64().expect("port") as u16;
@@ -385,9 +600,13 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         )
         .await;
     assert_eq!(exported.status, StatusCode::OK, "{exported:?}");
-    let action = harness.wait_action(exported.body["action_uid"].as_str().expect("action_uid")).await;
+    let action = harness
+        .wait_action(exported.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert_eq!(action["status"], "completed", "{action}");
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None).await;
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None)
+        .await;
     assert_eq!(view.body["export_status"], "succeeded");
     assert_eq!(view.body["export_progress"], 100.0);
     let files: Vec<_> = std::fs::read_dir(&backups.0)
@@ -409,18 +628,38 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         )
         .await;
     assert_eq!(imported.status, StatusCode::OK, "{imported:?}");
-    let action = harness.wait_action(imported.body["action_uid"].as_str().expect("action_uid")).await;
+    let action = harness
+        .wait_action(imported.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert_eq!(action["status"], "completed", "{action}");
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None).await;
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None)
+        .await;
     assert_eq!(view.body["import_status"], "succeeded");
     assert_eq!(view.body["status"], "active");
-    let mut target_connection = redis_connect(ip, target_port, Some("b")).expect("reconnect target");
-    assert_eq!(redis_get(&mut target_connection, "invoice:7").as_deref(), Some("sent"));
-    assert_eq!(redis_get(&mut target_connection, "stale"), None, "import replaces the content");
-    assert_eq!(config_get(&mut target_connection, "appendonly"), "yes", "persistence comes back after import");
+    let mut target_connection =
+        redis_connect(ip, target_port, Some("b")).expect("reconnect target");
+    assert_eq!(
+        redis_get(&mut target_connection, "invoice:7").as_deref(),
+        Some("sent")
+    );
+    assert_eq!(
+        redis_get(&mut target_connection, "stale"),
+        None,
+        "import replaces the content"
+    );
+    assert_eq!(
+        config_get(&mut target_connection, "appendonly"),
+        "yes",
+        "persistence comes back after import"
+    );
 
     // Import with a mount_point source and an explicit filename works as well.
-    let file_name = files[0].file_name().and_then(|n| n.to_str()).expect("file name").to_string();
+    let file_name = files[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("file name")
+        .to_string();
     let again = harness
         .call(
             Method::POST,
@@ -428,7 +667,9 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
             Some(json!({"dataset_import_sources": [{"type": "mount_point", "path": backups.0.display().to_string(), "filename": file_name}]})),
         )
         .await;
-    let action = harness.wait_action(again.body["action_uid"].as_str().expect("action_uid")).await;
+    let action = harness
+        .wait_action(again.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert_eq!(action["status"], "completed", "{action}");
 
     // An export to a missing directory fails with the documented reason.
@@ -436,12 +677,18 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .call(
             Method::POST,
             &format!("/v1/bdbs/{source_uid}/actions/export"),
-            Some(json!({"export_location": {"type": "url", "url": "file:///nonexistent/backups/"}})),
+            Some(
+                json!({"export_location": {"type": "url", "url": "file:///nonexistent/backups/"}}),
+            ),
         )
         .await;
-    let action = harness.wait_action(missing.body["action_uid"].as_str().expect("action_uid")).await;
+    let action = harness
+        .wait_action(missing.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert_eq!(action["status"], "failed");
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None).await;
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None)
+        .await;
     assert_eq!(view.body["export_status"], "failed");
     assert_eq!(view.body["export_failure_reason"], "wrong-file-path");
     let s3 = harness
@@ -466,25 +713,50 @@ async fn delete_stops_the_process_and_frees_the_port() {
     let mut connection = redis_connect(ip, 12345, None).expect("connect");
     redis_set(&mut connection, "k", "old");
 
-    let deleted = harness.call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None).await;
+    let deleted = harness
+        .call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None)
+        .await;
     assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
-    let pending = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
+    let pending = harness
+        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
+        .await;
     assert!(
         pending.status == StatusCode::NOT_FOUND || pending.body["status"] == "delete-pending",
         "{pending:?}"
     );
-    let action = harness.wait_action(deleted.body["action_uid"].as_str().expect("action_uid")).await;
+    let action = harness
+        .wait_action(deleted.body["action_uid"].as_str().expect("action_uid"))
+        .await;
     assert_eq!(action["status"], "completed");
-    assert_eq!(harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await.status, StatusCode::NOT_FOUND);
-    assert!(redis_connect(ip, 12345, None).is_err(), "the port is closed");
-    assert!(harness.emulator.names().lookup("short-lived.ns.svc").is_none());
+    assert_eq!(
+        harness
+            .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        redis_connect(ip, 12345, None).is_err(),
+        "the port is closed"
+    );
+    assert!(
+        harness
+            .emulator
+            .names()
+            .lookup("short-lived.ns.svc")
+            .is_none()
+    );
 
     let again = harness
         .create_database(json!({"name": "short-lived", "memory_size": MB100, "port": 12345}))
         .await;
     assert_eq!(again["port"], 12345);
     let mut connection = redis_connect(ip, 12345, None).expect("connect to the new database");
-    assert_eq!(redis_get(&mut connection, "k"), None, "a new database starts empty");
+    assert_eq!(
+        redis_get(&mut connection, "k"),
+        None,
+        "a new database starts empty"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,24 +768,51 @@ async fn faults_fail_delay_and_kill() {
     });
     harness.bootstrap_cluster(1).await;
     let bdb = harness
-        .create_database(json!({"name": "fragile", "memory_size": MB100, "data_persistence": "aof"}))
+        .create_database(
+            json!({"name": "fragile", "memory_size": MB100, "data_persistence": "aof"}),
+        )
         .await;
     let uid = bdb["uid"].as_u64().expect("uid");
     let faults = harness.emulator.faults();
 
-    faults.fail_next(Some(Method::GET), "/v1/bdbs", 2, StatusCode::INTERNAL_SERVER_ERROR, "internal_error");
+    faults.fail_next(
+        Some(Method::GET),
+        "/v1/bdbs",
+        2,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+    );
     for _ in 0..2 {
         let failed = harness.call(Method::GET, "/v1/bdbs", None).await;
-        assert_eq!((failed.status.as_u16(), failed.error_code()), (500, "internal_error"));
+        assert_eq!(
+            (failed.status.as_u16(), failed.error_code()),
+            (500, "internal_error")
+        );
     }
-    assert_eq!(harness.call(Method::GET, "/v1/bdbs", None).await.status, StatusCode::OK);
+    assert_eq!(
+        harness.call(Method::GET, "/v1/bdbs", None).await.status,
+        StatusCode::OK
+    );
 
-    faults.fail_next(None, "/v1/nodes", 1, StatusCode::SERVICE_UNAVAILABLE, "node_unavailable");
-    assert_eq!(harness.call(Method::GET, "/v1/nodes", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    faults.fail_next(
+        None,
+        "/v1/nodes",
+        1,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "node_unavailable",
+    );
+    assert_eq!(
+        harness.call(Method::GET, "/v1/nodes", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
 
     faults.busy_next(Some(Method::PUT), &format!("/v1/bdbs/{uid}"), 1);
     let busy = harness
-        .call(Method::PUT, &format!("/v1/bdbs/{uid}"), Some(json!({"memory_size": MB100})))
+        .call(
+            Method::PUT,
+            &format!("/v1/bdbs/{uid}"),
+            Some(json!({"memory_size": MB100})),
+        )
         .await;
     assert_eq!((busy.status.as_u16(), busy.error_code()), (409, "busy"));
 
@@ -524,8 +823,7 @@ async fn faults_fail_delay_and_kill() {
         .basic_auth(USER, Some(PASSWORD))
         .send()
         .await
-        .err()
-        .expect("the delayed request times out");
+        .expect_err("the delayed request times out");
     assert!(timed_out.is_timeout(), "{timed_out:?}");
 
     // A killed process is reported, restarted, and keeps its AOF data.
@@ -533,16 +831,24 @@ async fn faults_fail_delay_and_kill() {
     let ip = harness.resolve("fragile.ns.svc");
     let mut connection = redis_connect(ip, port, None).expect("connect");
     redis_set(&mut connection, "survives", "yes");
-    let pid = harness.emulator.kill_database_process(&harness.key, uid).expect("kill the process");
+    let pid = harness
+        .emulator
+        .kill_database_process(&harness.key, uid)
+        .expect("kill the process");
     assert!(pid > 0);
     let down = harness.wait_bdb_field(uid, "status", "recovery").await;
     assert_eq!(down["uid"], uid);
-    let shard = harness.call(Method::GET, &format!("/v1/shards/{uid}"), None).await;
+    let shard = harness
+        .call(Method::GET, &format!("/v1/shards/{uid}"), None)
+        .await;
     assert_eq!(shard.body["detailed_status"], "down", "{shard:?}");
     assert_eq!(shard.body["status"], "inactive", "{shard:?}");
     harness.wait_bdb_field(uid, "status", "active").await;
     let mut connection = redis_connect(ip, port, None).expect("reconnect after the restart");
-    assert_eq!(redis_get(&mut connection, "survives").as_deref(), Some("yes"));
+    assert_eq!(
+        redis_get(&mut connection, "survives").as_deref(),
+        Some("yes")
+    );
     assert!(!harness.emulator.database_pids().contains(&pid));
 }
 
@@ -561,13 +867,20 @@ async fn shutdown_leaves_no_process_behind() {
     };
     harness.bootstrap_cluster(1).await;
     for name in ["one", "two"] {
-        harness.create_database(json!({"name": name, "memory_size": MB100})).await;
+        harness
+            .create_database(json!({"name": name, "memory_size": MB100}))
+            .await;
     }
     let pids = harness.emulator.database_pids();
     assert_eq!(pids.len(), 2);
     let work_dir = harness.emulator.work_dir().to_path_buf();
     assert!(harness.emulator.ca_path().exists());
-    assert!(harness.emulator.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+    assert!(
+        harness
+            .emulator
+            .ca_pem()
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
 
     harness.emulator.shutdown();
     for pid in pids {
@@ -576,8 +889,15 @@ async fn shutdown_leaves_no_process_behind() {
             "redis-server {pid} outlived the emulator"
         );
     }
-    assert!(!work_dir.exists(), "the temporary work directory is removed");
-    let refused = harness.client.get(harness.service_url("/v1/bdbs")).send().await;
+    assert!(
+        !work_dir.exists(),
+        "the temporary work directory is removed"
+    );
+    let refused = harness
+        .client
+        .get(harness.service_url("/v1/bdbs"))
+        .send()
+        .await;
     assert!(refused.is_err(), "the REST API is gone");
     assert!(harness.emulator.names().lookup("one.ns.svc").is_none());
 }
@@ -591,8 +911,7 @@ async fn the_resolver_refuses_names_outside_the_sandbox() {
         .get("https://unknown.ns.svc:9443/v1/bdbs")
         .send()
         .await
-        .err()
-        .expect("an unknown name cannot be resolved");
+        .expect_err("an unknown name cannot be resolved");
     let chain = format!("{error:?}");
     assert!(chain.contains("unknown.ns.svc"), "{chain}");
     // The same cluster answers on the service name and on each pod name, with a valid certificate.
@@ -601,4 +920,172 @@ async fn the_resolver_refuses_names_outside_the_sandbox() {
         .await;
     let by_service = harness.call(Method::GET, "/v1/cluster", None).await;
     assert_eq!(by_pod.body["name"], by_service.body["name"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_settings_license_and_extra_passwords() {
+    let harness = Harness::new();
+    harness.bootstrap_cluster(1).await;
+
+    let put = harness
+        .call(
+            Method::PUT,
+            "/v1/cluster",
+            Some(json!({"email_alerts": true})),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{put:?}");
+    let cluster = harness.call(Method::GET, "/v1/cluster", None).await;
+    assert_eq!(cluster.body["email_alerts"], true);
+    let rename = harness
+        .call(Method::PUT, "/v1/cluster", Some(json!({"name": "other"})))
+        .await;
+    assert_eq!(
+        (rename.status.as_u16(), rename.error_code()),
+        (400, "invalid_schema")
+    );
+
+    let license = harness
+        .call(
+            Method::PUT,
+            "/v1/license",
+            Some(json!({"license": "----- LICENSE -----"})),
+        )
+        .await;
+    assert_eq!(license.status, StatusCode::OK, "{license:?}");
+    assert_eq!(license.body["license"], "----- LICENSE -----");
+
+    // POST adds a second password, DELETE removes one, the last one cannot be removed.
+    let bdb = harness
+        .create_database(
+            json!({"name": "shared", "memory_size": MB100, "authentication_redis_pass": "one"}),
+        )
+        .await;
+    let uid = bdb["uid"].as_u64().expect("uid");
+    let port = bdb["port"].as_u64().expect("port") as u16;
+    let ip = harness.resolve("shared.ns.svc");
+    let path = format!("/v1/bdbs/{uid}/passwords");
+    let added = harness
+        .call(Method::POST, &path, Some(json!({"password": "two"})))
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{added:?}");
+    assert!(redis_connect(ip, port, Some("one")).is_ok());
+    assert!(redis_connect(ip, port, Some("two")).is_ok());
+    let removed = harness
+        .call(Method::DELETE, &path, Some(json!({"password": "one"})))
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{removed:?}");
+    assert!(redis_connect(ip, port, Some("one")).is_err());
+    assert!(redis_connect(ip, port, Some("two")).is_ok());
+    let last = harness
+        .call(Method::DELETE, &path, Some(json!({"password": "two"})))
+        .await;
+    assert_eq!(
+        (last.status.as_u16(), last.error_code()),
+        (406, "cannot_delete_last_password")
+    );
+}
+
+#[test]
+fn a_missing_redis_server_is_reported_with_the_install_hint() {
+    let error = EnterpriseEmulator::start(EmulatorConfig {
+        redis_server: "/nonexistent/bin/redis-server".into(),
+        ..EmulatorConfig::default()
+    })
+    .expect_err("the emulator cannot run without redis-server");
+    assert!(
+        error.to_string().contains("apt-get install redis-server"),
+        "{error}"
+    );
+}
+
+/// Set in the child process that plays the emulator killed without running destructors.
+const ORPHAN_HELPER_DIR: &str = "EMULATOR_TEST_ORPHAN_HELPER_DIR";
+
+/// Whether process `pid` is gone (or a zombie: dead, waiting to be reaped).
+fn process_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_die_with_a_killed_emulator_process() {
+    if let Ok(dir) = std::env::var(ORPHAN_HELPER_DIR) {
+        // The child: run an emulator with one database, report its pid, wait to be killed.
+        let harness = Harness::with_config(EmulatorConfig {
+            work_dir: Some(dir.into()),
+            step_delay: Duration::from_millis(10),
+            ..EmulatorConfig::default()
+        });
+        harness.bootstrap_cluster(1).await;
+        harness
+            .create_database(json!({"name": "orphan", "memory_size": MB100}))
+            .await;
+        let pids = harness.emulator.database_pids();
+        println!("REDIS_PID {}", pids[0]);
+        std::io::Write::flush(&mut std::io::stdout()).expect("flush stdout");
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        return;
+    }
+
+    support::require_redis_server();
+    let dir = TempDir::new("orphans");
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "databases_die_with_a_killed_emulator_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ORPHAN_HELPER_DIR, &dir.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the helper process");
+    let stdout = child.stdout.take().expect("helper stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            // libtest prints "test <name> ... " before the helper's line, on the same line.
+            if let Some((_, pid)) = line.split_once("REDIS_PID ") {
+                let _ = sender.send(pid.trim().parse::<u32>().ok());
+                return;
+            }
+        }
+        let _ = sender.send(None);
+    });
+    let pid = receiver
+        .recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten();
+    let Some(pid) = pid else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the helper emulator never reported its redis-server pid");
+    };
+    assert!(
+        !process_dead(pid),
+        "redis-server {pid} runs while the emulator runs"
+    );
+
+    // SIGKILL: no destructor runs; only the kernel's parent-death signal can stop redis-server.
+    child.kill().expect("kill the helper");
+    child.wait().expect("reap the helper");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !process_dead(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server {pid} outlived its killed emulator"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

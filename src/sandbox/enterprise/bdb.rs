@@ -131,9 +131,7 @@ pub struct ClusterFacts {
 }
 
 fn schema_error(field: &str, expected: &str, value: &Value) -> ApiError {
-    ApiError::invalid_schema(format!(
-        "field '{field}' must be {expected}, got {value}"
-    ))
+    ApiError::invalid_schema(format!("field '{field}' must be {expected}, got {value}"))
 }
 
 fn as_bool(field: &str, value: &Value) -> Result<bool, ApiError> {
@@ -254,7 +252,11 @@ impl BdbConfig {
     }
 
     /// Parses a PUT body: the body over the current configuration.
-    pub fn updated(&self, body: &Map<String, Value>, facts: ClusterFacts) -> Result<Self, ApiError> {
+    pub fn updated(
+        &self,
+        body: &Map<String, Value>,
+        facts: ClusterFacts,
+    ) -> Result<Self, ApiError> {
         let mut fields = self.to_json();
         overlay(&mut fields, body, false)?;
         let mut updated = Self::from_fields(&fields, facts)?;
@@ -286,11 +288,18 @@ impl BdbConfig {
             }
         }
         let memory_size = as_u64("memory_size", get("memory_size"))?;
-        let port = match as_u64("port", &get("port").clone().as_null_or(0))? {
+        let port_value = match get("port") {
+            Value::Null => json!(0),
+            value => value.clone(),
+        };
+        let port = match as_u64("port", &port_value)? {
             0 => None,
             port => {
                 let port = u16::try_from(port).map_err(|_| {
-                    ApiError::not_acceptable("port_unavailable", format!("port {port} is out of range"))
+                    ApiError::not_acceptable(
+                        "port_unavailable",
+                        format!("port {port} is out of range"),
+                    )
                 })?;
                 check_port_allowed(port)?;
                 Some(port)
@@ -335,9 +344,8 @@ impl BdbConfig {
             ));
         }
 
-        let persistence_error = |detail: String| {
-            ApiError::not_acceptable("invalid_data_persistence", detail)
-        };
+        let persistence_error =
+            |detail: String| ApiError::not_acceptable("invalid_data_persistence", detail);
         let data_persistence = as_str("data_persistence", get("data_persistence"))?.to_string();
         if !["disabled", "snapshot", "aof"].contains(&data_persistence.as_str()) {
             return Err(persistence_error(format!(
@@ -443,7 +451,10 @@ impl BdbConfig {
 fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
     if let Some(modules) = fields.get("module_list").and_then(Value::as_array) {
         for module in modules {
-            let name = module.get("module_name").and_then(Value::as_str).unwrap_or("");
+            let name = module
+                .get("module_name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !MODULES.iter().any(|(known, _, _)| *known == name) {
                 return Err(ApiError::not_acceptable(
                     "missing_module",
@@ -480,8 +491,13 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
             "the cluster is not rack-aware and a rack-aware database was requested",
         ));
     }
-    if fields.get("bigstore").is_some_and(|bigstore| bigstore == true) {
-        return Err(ApiError::not_implemented("Redis on Flash databases (bigstore)"));
+    if fields
+        .get("bigstore")
+        .is_some_and(|bigstore| bigstore == true)
+    {
+        return Err(ApiError::not_implemented(
+            "Redis on Flash databases (bigstore)",
+        ));
     }
     if fields
         .get("replica_sources")
@@ -551,17 +567,6 @@ fn overlay(
     Ok(())
 }
 
-/// `Value::Null` → a default, for optional numeric fields.
-trait NullOr {
-    fn as_null_or(self, default: u64) -> Value;
-}
-
-impl NullOr for Value {
-    fn as_null_or(self, default: u64) -> Value {
-        if self.is_null() { json!(default) } else { self }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,31 +606,89 @@ mod tests {
         let cases = [
             (json!({"memory_size": 1}), 406, "missing_db_name"),
             (json!({"name": "a"}), 406, "missing_memory_size"),
-            (json!({"name": "a", "memory_size": 1, "eviction_policy": "illegal"}), 400, "invalid_schema"),
-            (json!({"name": "a", "memory_size": 1, "data_persistence": "rdb"}), 406, "invalid_data_persistence"),
-            (json!({"name": "a", "memory_size": 1, "shards_count": 0}), 406, "invalid_sharding"),
-            (json!({"name": "a", "memory_size": 1, "shards_count": 513, "sharding": true}), 406, "invalid_sharding"),
-            (json!({"name": "a", "memory_size": 1, "shards_count": 2}), 406, "invalid_sharding"),
-            (json!({"name": "a", "memory_size": 1, "port": 9443}), 406, "port_unavailable"),
-            (json!({"name": "a", "memory_size": 1, "redis_version": "5.0"}), 406, "invalid_version"),
-            (json!({"name": "a", "memory_size": 1, "module_list": [{"module_name": "nope"}]}), 406, "missing_module"),
-            (json!({"name": "a", "memory_size": "big"}), 400, "invalid_schema"),
-            (json!({"name": "-a", "memory_size": 1}), 400, "invalid_schema"),
-            (json!({"name": "a", "memory_size": 1, "colour": "red"}), 400, "invalid_schema"),
-            (json!({"name": "a", "memory_size": 1, "status": "active"}), 400, "invalid_schema"),
-            (json!({"name": "a", "memory_size": 1, "tls_mode": "enabled"}), 501, "not_implemented"),
+            (
+                json!({"name": "a", "memory_size": 1, "eviction_policy": "illegal"}),
+                400,
+                "invalid_schema",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "data_persistence": "rdb"}),
+                406,
+                "invalid_data_persistence",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "shards_count": 0}),
+                406,
+                "invalid_sharding",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "shards_count": 513, "sharding": true}),
+                406,
+                "invalid_sharding",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "shards_count": 2}),
+                406,
+                "invalid_sharding",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "port": 9443}),
+                406,
+                "port_unavailable",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "redis_version": "5.0"}),
+                406,
+                "invalid_version",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "module_list": [{"module_name": "nope"}]}),
+                406,
+                "missing_module",
+            ),
+            (
+                json!({"name": "a", "memory_size": "big"}),
+                400,
+                "invalid_schema",
+            ),
+            (
+                json!({"name": "-a", "memory_size": 1}),
+                400,
+                "invalid_schema",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "colour": "red"}),
+                400,
+                "invalid_schema",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "status": "active"}),
+                400,
+                "invalid_schema",
+            ),
+            (
+                json!({"name": "a", "memory_size": 1, "tls_mode": "enabled"}),
+                501,
+                "not_implemented",
+            ),
         ];
         for (input, status, error_code) in cases {
             let (got_status, got_code) = code(BdbConfig::from_create(&body(input.clone()), THREE));
-            assert_eq!((got_status, got_code.as_str()), (status, error_code), "body {input}");
+            assert_eq!(
+                (got_status, got_code.as_str()),
+                (status, error_code),
+                "body {input}"
+            );
         }
     }
 
     #[test]
     fn replication_needs_two_nodes() {
         let input = body(json!({"name": "a", "memory_size": 1, "replication": true}));
-        let (status, error_code) =
-            code(BdbConfig::from_create(&input, ClusterFacts { active_nodes: 1 }));
+        let (status, error_code) = code(BdbConfig::from_create(
+            &input,
+            ClusterFacts { active_nodes: 1 },
+        ));
         assert_eq!((status, error_code.as_str()), (406, "invalid_replication"));
         assert!(BdbConfig::from_create(&input, THREE).is_ok());
     }
@@ -633,15 +696,19 @@ mod tests {
     #[test]
     fn update_is_partial_and_keeps_other_fields() {
         let config = BdbConfig::from_create(
-            &body(json!({"name": "a", "memory_size": 1, "authentication_redis_pass": "pw",
-                         "proxy_policy": "single"})),
+            &body(
+                json!({"name": "a", "memory_size": 1, "authentication_redis_pass": "pw",
+                         "proxy_policy": "single"}),
+            ),
             THREE,
         )
         .expect("valid body");
         let updated = config
             .updated(
-                &body(json!({"eviction_policy": "allkeys-lru", "data_persistence": "aof",
-                             "aof_policy": "appendfsync-always"})),
+                &body(
+                    json!({"eviction_policy": "allkeys-lru", "data_persistence": "aof",
+                             "aof_policy": "appendfsync-always"}),
+                ),
                 THREE,
             )
             .expect("valid update");

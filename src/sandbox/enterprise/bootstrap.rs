@@ -39,7 +39,9 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
         }
     };
     if !body.is_object() {
-        return Err(ApiError::invalid_schema("the bootstrap body must be a JSON object"));
+        return Err(ApiError::invalid_schema(
+            "the bootstrap body must be a JSON object",
+        ));
     }
     if let Some(named) = body.get("action").and_then(Value::as_str)
         && named != action
@@ -48,26 +50,36 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
             "body action {named:?} does not match the path action {action:?}"
         )));
     }
-    let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let text = |pointer: &str| {
+        body.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
     let username = text("/credentials/username")
         .ok_or_else(|| ApiError::invalid_schema("missing credentials.username"))?;
     let password = text("/credentials/password")
         .ok_or_else(|| ApiError::invalid_schema("missing credentials.password"))?;
     let cluster_name = text("/cluster/name");
     if create && cluster_name.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid_schema("missing cluster.name (the cluster FQDN)"));
+        return Err(ApiError::invalid_schema(
+            "missing cluster.name (the cluster FQDN)",
+        ));
     }
     let cluster_nodes: Vec<String> = match body.pointer("/cluster/nodes") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| {
-                item.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::invalid_schema("cluster.nodes must be a list of addresses"))
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::invalid_schema("cluster.nodes must be a list of addresses")
+                })
             })
             .collect::<Result<_, _>>()?,
-        Some(_) => return Err(ApiError::invalid_schema("cluster.nodes must be a list of addresses")),
+        Some(_) => {
+            return Err(ApiError::invalid_schema(
+                "cluster.nodes must be a list of addresses",
+            ));
+        }
     };
     if !create && cluster_nodes.is_empty() {
         return Err(ApiError::invalid_schema(
@@ -85,7 +97,11 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
 }
 
 /// The `GET /v1/bootstrap` answer for `pod`.
-pub(crate) fn status_json(cluster: &Cluster, shared: &Shared, pod: &str) -> Result<Value, ApiError> {
+pub(crate) fn status_json(
+    cluster: &Cluster,
+    shared: &Shared,
+    pod: &str,
+) -> Result<Value, ApiError> {
     let state = cluster.lock();
     let node = state
         .nodes
@@ -211,9 +227,10 @@ fn finish_join(
             .parse::<IpAddr>()
             .ok()
             .or_else(|| shared.names.lookup(address));
-        state.nodes.values().any(|node| {
-            node.joined() && (ip == Some(node.ip) || node.addr == *address)
-        })
+        state
+            .nodes
+            .values()
+            .any(|node| node.joined() && (ip == Some(node.ip) || node.addr == *address))
     });
     if !reachable {
         return Err((

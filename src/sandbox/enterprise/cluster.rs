@@ -329,7 +329,10 @@ impl ClusterState {
     /// The `GET /v1/nodes/{uid}` view.
     pub fn node_json(&self, node: &Node, config: &EmulatorConfig) -> Value {
         let shard_count = if node.uid.is_some() && node.uid == self.master_node_uid() {
-            self.bdbs.values().filter(|bdb| bdb.process.is_some()).count()
+            self.bdbs
+                .values()
+                .filter(|bdb| bdb.process.is_some())
+                .count()
         } else {
             0
         };

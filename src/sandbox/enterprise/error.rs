@@ -43,7 +43,9 @@ pub enum EmulatorError {
         source: rustls::Error,
     },
     /// No free loopback address could be bound.
-    #[error("unable to find a free loopback address for {what} after {attempts} attempts: {last_error}")]
+    #[error(
+        "unable to find a free loopback address for {what} after {attempts} attempts: {last_error}"
+    )]
     NoFreeAddress {
         /// What the address was for.
         what: String,
@@ -212,7 +214,11 @@ impl ApiError {
 
     /// 500: the emulator failed internally while serving the request.
     pub fn internal(description: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", description)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            description,
+        )
     }
 }
 

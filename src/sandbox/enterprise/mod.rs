@@ -269,7 +269,10 @@ impl EnterpriseEmulator {
         let names = vec![service_name.clone()];
         let mut cert_names = names.clone();
         cert_names.push(format!("{service_name}.cluster.local"));
-        let tls = self.shared.ca.server_config(&what, &cert_names, &[service_ip])?;
+        let tls = self
+            .shared
+            .ca
+            .server_config(&what, &cert_names, &[service_ip])?;
         let endpoint = Arc::new(Endpoint {
             ops: ops.clone(),
             target: Target::Service,
@@ -301,7 +304,12 @@ impl EnterpriseEmulator {
             self.add_cluster(key)?;
         }
         let (cluster, ops) = self.handle(key)?;
-        if cluster.lock().nodes.get(pod).is_some_and(|node| node.running) {
+        if cluster
+            .lock()
+            .nodes
+            .get(pod)
+            .is_some_and(|node| node.running)
+        {
             return Err(EmulatorError::NodeExists {
                 cluster: key.to_string(),
                 pod: pod.to_string(),
@@ -311,7 +319,8 @@ impl EnterpriseEmulator {
         let mut cert_names = names.clone();
         cert_names.push(cluster.service_name());
         let what = format!("node {pod} of cluster {key}");
-        let (ip, listener) = self.listen(&ops, Target::Node(pod.to_string()), &cert_names, &what)?;
+        let (ip, listener) =
+            self.listen(&ops, Target::Node(pod.to_string()), &cert_names, &what)?;
         {
             let mut state = cluster.lock();
             match state.nodes.get_mut(pod) {
@@ -467,7 +476,11 @@ impl EnterpriseEmulator {
 
     /// Serves `name` at the address of a cluster's databases (e.g. a database Service in another
     /// namespace than the REC).
-    pub fn register_database_name(&self, key: &ClusterKey, name: &str) -> Result<(), EmulatorError> {
+    pub fn register_database_name(
+        &self,
+        key: &ClusterKey,
+        name: &str,
+    ) -> Result<(), EmulatorError> {
         let (cluster, _) = self.handle(key)?;
         self.shared.names.insert(name, cluster.service_ip)
     }

@@ -44,12 +44,19 @@ pub struct AddressAllocator {
 
 impl AddressAllocator {
     /// Binds a TCP listener on a fresh random loopback address at `port`, retrying on bind errors.
-    pub fn bind_fresh(&self, port: u16, what: &str) -> Result<std::net::TcpListener, EmulatorError> {
+    pub fn bind_fresh(
+        &self,
+        port: u16,
+        what: &str,
+    ) -> Result<std::net::TcpListener, EmulatorError> {
         let mut last_error = std::io::Error::other("no attempt made");
         for _ in 0..BIND_ATTEMPTS {
             let ip = random_loopback();
             {
-                let mut used = self.used.lock().unwrap_or_else(|poison| poison.into_inner());
+                let mut used = self
+                    .used
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner());
                 if !used.insert(ip) {
                     continue;
                 }

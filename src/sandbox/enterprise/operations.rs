@@ -19,7 +19,9 @@ use serde_json::{Map, Value, json};
 
 use super::actions::{ActionKind, ActionStatus};
 use super::bdb::{BdbConfig, REDIS_VERSIONS};
-use super::cluster::{Bdb, Cluster, ClusterState, Shared, TransferStatus, now, restart_delay, step};
+use super::cluster::{
+    Bdb, Cluster, ClusterState, Shared, TransferStatus, now, restart_delay, step,
+};
 use super::error::ApiError;
 use super::process::{Persistence, RedisProcess, apply_settings, save_snapshot};
 
@@ -167,7 +169,11 @@ impl Ops {
                 uid
             }
         };
-        if state.bdbs.values().any(|bdb| bdb.config.name == config.name) {
+        if state
+            .bdbs
+            .values()
+            .any(|bdb| bdb.config.name == config.name)
+        {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "db_name_exists",
@@ -280,17 +286,16 @@ impl Ops {
                 "changing the port of an existing database (port)",
             ));
         }
-        if updated.name != bdb.config.name {
-            if names_in_use
+        if updated.name != bdb.config.name
+            && names_in_use
                 .iter()
                 .any(|(other, name)| *other != uid && *name == updated.name)
-            {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "db_name_exists",
-                    format!("a database named {:?} already exists", updated.name),
-                ));
-            }
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "db_name_exists",
+                format!("a database named {:?} already exists", updated.name),
+            ));
         }
         if dry_run {
             let mut view = updated.to_json();
@@ -302,7 +307,8 @@ impl Ops {
         let old_settings = bdb.settings(ip);
         let old_config = std::mem::replace(&mut bdb.config, updated);
         let new_settings = bdb.settings(ip);
-        let (old_name, new_name, port) = (old_config.name.clone(), bdb.config.name.clone(), bdb.port);
+        let (old_name, new_name, port) =
+            (old_config.name.clone(), bdb.config.name.clone(), bdb.port);
         bdb.status = "active-change-pending";
         bdb.last_changed_time = now();
         if old_name != new_name {
@@ -505,7 +511,9 @@ impl Ops {
             .unwrap_or(Value::Null);
         drop(state);
         let ops = self.clone();
-        self.spawn_action(uid, action_uid, async move { ops.restart_keeping_data(uid).await });
+        self.spawn_action(uid, action_uid, async move {
+            ops.restart_keeping_data(uid).await
+        });
         Ok(view)
     }
 
@@ -618,7 +626,10 @@ impl Ops {
             if bdb.process.is_none() {
                 return Err(general(format!("database {uid} has no running process")));
             }
-            (bdb.settings(self.cluster.service_ip), bdb.config.name.clone())
+            (
+                bdb.settings(self.cluster.service_ip),
+                bdb.config.name.clone(),
+            )
         };
         let dump = save_snapshot(&settings)
             .await
@@ -626,7 +637,8 @@ impl Ops {
         let stamp = now().replace(':', "-");
         let target = dir.join(format!("{name}-{uid}-{stamp}.rdb"));
         let partial = dir.join(format!(".{name}-{uid}-{stamp}.rdb.partial"));
-        let copied = std::fs::copy(&dump, &partial).and_then(|_| std::fs::rename(&partial, &target));
+        let copied =
+            std::fs::copy(&dump, &partial).and_then(|_| std::fs::rename(&partial, &target));
         if settings.persistence == Persistence::Disabled {
             // A database without persistence must not find this snapshot when it restarts.
             let _ = std::fs::remove_file(&dump);
@@ -638,7 +650,10 @@ impl Ops {
             } else {
                 "general-error"
             };
-            (reason, format!("failed to write {}: {error}", target.display()))
+            (
+                reason,
+                format!("failed to write {}: {error}", target.display()),
+            )
         })?;
         Ok(target)
     }
@@ -659,7 +674,9 @@ impl Ops {
             .and_then(Value::as_array)
             .filter(|sources| !sources.is_empty())
             .ok_or_else(|| {
-                ApiError::invalid_schema("missing field 'dataset_import_sources' (a non-empty list)")
+                ApiError::invalid_schema(
+                    "missing field 'dataset_import_sources' (a non-empty list)",
+                )
             })?;
         if sources.len() > 1 {
             return Err(ApiError::not_implemented(
@@ -718,7 +735,8 @@ impl Ops {
         if header[..2] == [0x1f, 0x8b] {
             return Err((
                 "general-error",
-                "importing gzip-compressed RDB files is not implemented by the emulator".to_string(),
+                "importing gzip-compressed RDB files is not implemented by the emulator"
+                    .to_string(),
             ));
         }
         if &header != b"REDIS" {
@@ -744,7 +762,10 @@ impl Ops {
         let copied = std::fs::copy(file, &dump).map(|_| ());
         let binary = &self.shared.config.redis_server;
         let mut outcome = copied.map_err(|error| {
-            ("general-error", format!("failed to copy {}: {error}", file.display()))
+            (
+                "general-error",
+                format!("failed to copy {}: {error}", file.display()),
+            )
         });
         let mut process = None;
         if outcome.is_ok() {
@@ -756,7 +777,9 @@ impl Ops {
         if process.is_none() {
             // The file did not load: come back empty, as RS leaves a database after a failed import.
             let _ = std::fs::remove_file(&dump);
-            process = RedisProcess::start(binary, settings.clone(), false).await.ok();
+            process = RedisProcess::start(binary, settings.clone(), false)
+                .await
+                .ok();
         }
         if let Some(running) = &mut process
             && matches!(settings.persistence, Persistence::Aof { .. })
@@ -794,9 +817,13 @@ impl Ops {
         } else {
             bdb.import = TransferStatus::default();
         }
-        let view = self.view(&state, state.bdbs.get(&uid).ok_or_else(|| {
-            ApiError::internal(format!("database {uid} vanished"))
-        })?);
+        let view = self.view(
+            &state,
+            state
+                .bdbs
+                .get(&uid)
+                .ok_or_else(|| ApiError::internal(format!("database {uid} vanished")))?,
+        );
         Ok(view)
     }
 

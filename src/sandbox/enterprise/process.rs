@@ -70,9 +70,7 @@ impl RedisSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     /// redis-server is not installed.
-    #[error(
-        "unable to run {binary}: {source} (install it with `apt-get install redis-server`)"
-    )]
+    #[error("unable to run {binary}: {source} (install it with `apt-get install redis-server`)")]
     NotInstalled {
         /// The program that was run.
         binary: PathBuf,
@@ -166,7 +164,9 @@ fn save_rules(persistence: &Persistence) -> String {
 pub fn render_config(settings: &RedisSettings, load_aof: bool) -> String {
     let dir = settings.dir.display().to_string();
     let (appendonly, appendfsync) = match &settings.persistence {
-        Persistence::Aof { always } if load_aof => ("yes", if *always { "always" } else { "everysec" }),
+        Persistence::Aof { always } if load_aof => {
+            ("yes", if *always { "always" } else { "everysec" })
+        }
         _ => ("no", "everysec"),
     };
     let user_rules = default_user_rules(&settings.passwords)
@@ -396,10 +396,18 @@ async fn run(settings: &RedisSettings, args: &[&str]) -> Result<RespValue, Proce
 /// process: memory, eviction, persistence and passwords. IP, port and directory cannot change live.
 pub async fn apply_settings(old: &RedisSettings, new: &RedisSettings) -> Result<(), ProcessError> {
     if new.max_memory != old.max_memory {
-        run(old, &["CONFIG", "SET", "maxmemory", &new.max_memory.to_string()]).await?;
+        run(
+            old,
+            &["CONFIG", "SET", "maxmemory", &new.max_memory.to_string()],
+        )
+        .await?;
     }
     if new.eviction_policy != old.eviction_policy {
-        run(old, &["CONFIG", "SET", "maxmemory-policy", &new.eviction_policy]).await?;
+        run(
+            old,
+            &["CONFIG", "SET", "maxmemory-policy", &new.eviction_policy],
+        )
+        .await?;
     }
     if new.persistence != old.persistence {
         let (appendonly, appendfsync) = match &new.persistence {
@@ -409,7 +417,11 @@ pub async fn apply_settings(old: &RedisSettings, new: &RedisSettings) -> Result<
         };
         run(old, &["CONFIG", "SET", "appendfsync", appendfsync]).await?;
         run(old, &["CONFIG", "SET", "appendonly", appendonly]).await?;
-        run(old, &["CONFIG", "SET", "save", &save_rules(&new.persistence)]).await?;
+        run(
+            old,
+            &["CONFIG", "SET", "save", &save_rules(&new.persistence)],
+        )
+        .await?;
     }
     if new.passwords != old.passwords {
         // Last: the commands above authenticate with the old password.
@@ -484,7 +496,8 @@ mod tests {
     fn config_persistence_modes() {
         let aof = render_config(&settings(Persistence::Aof { always: true }, &["x"]), true);
         assert!(aof.contains("appendonly yes\nappendfsync always\n"));
-        let aof_skipped = render_config(&settings(Persistence::Aof { always: true }, &["x"]), false);
+        let aof_skipped =
+            render_config(&settings(Persistence::Aof { always: true }, &["x"]), false);
         assert!(aof_skipped.contains("appendonly no\n"));
         let snapshot = render_config(
             &settings(Persistence::Snapshot(vec![(3600, 1), (60, 1000)]), &["x"]),

@@ -172,8 +172,9 @@ impl RespConnection {
     fn read_value<'a>(
         &'a mut self,
         command: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RespValue, RespError>> + Send + 'a>>
-    {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<RespValue, RespError>> + Send + 'a>,
+    > {
         Box::pin(async move {
             let line = self.read_line(command).await?;
             let (kind, rest) = line.split_at(line.len().min(1));

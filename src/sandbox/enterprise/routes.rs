@@ -71,7 +71,10 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         .route("/v1/nodes", get(get_nodes))
         .route("/v1/nodes/{uid}", get(get_node))
         .route("/v1/bdbs", get(get_bdbs).post(post_bdb))
-        .route("/v1/bdbs/{uid}", get(get_bdb).put(put_bdb).delete(delete_bdb))
+        .route(
+            "/v1/bdbs/{uid}",
+            get(get_bdb).put(put_bdb).delete(delete_bdb),
+        )
         .route(
             "/v1/bdbs/{uid}/passwords",
             put(passwords).post(passwords).delete(passwords),
@@ -174,10 +177,7 @@ fn serving_pod(request_pod: Option<axum::Extension<ServingPod>>) -> Result<Strin
         .ok_or_else(|| ApiError::internal("the request passed no gate"))
 }
 
-async fn get_bootstrap(
-    State(endpoint): Ep,
-    pod: Option<axum::Extension<ServingPod>>,
-) -> ApiResult {
+async fn get_bootstrap(State(endpoint): Ep, pod: Option<axum::Extension<ServingPod>>) -> ApiResult {
     let pod = serving_pod(pod)?;
     ok(bootstrap::status_json(
         &endpoint.ops.cluster,
@@ -234,10 +234,14 @@ async fn put_cluster(State(endpoint): Ep, body: Bytes) -> ApiResult {
     for (key, value) in fields {
         match key.as_str() {
             "name" | "created_time" => {
-                return Err(ApiError::invalid_schema(format!("field '{key}' is read-only")));
+                return Err(ApiError::invalid_schema(format!(
+                    "field '{key}' is read-only"
+                )));
             }
             "rack_aware" if value == true => {
-                return Err(ApiError::not_implemented("rack-aware clusters (rack_aware)"));
+                return Err(ApiError::not_implemented(
+                    "rack-aware clusters (rack_aware)",
+                ));
             }
             "rack_aware" => {}
             key if CLUSTER_SETTINGS.contains(&key) => {}
@@ -257,7 +261,11 @@ async fn put_cluster(State(endpoint): Ep, body: Bytes) -> ApiResult {
 
 async fn get_nodes(State(endpoint): Ep) -> ApiResult {
     let state = endpoint.ops.cluster.lock();
-    let mut nodes: Vec<_> = state.nodes.values().filter(|node| node.uid.is_some()).collect();
+    let mut nodes: Vec<_> = state
+        .nodes
+        .values()
+        .filter(|node| node.uid.is_some())
+        .collect();
     nodes.sort_by_key(|node| node.uid);
     let views: Vec<Value> = nodes
         .into_iter()
@@ -338,7 +346,9 @@ async fn put_bdb(
 ) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     let body = parse_body(&body)?;
-    ok(endpoint.ops.update(uid, &body, query.contains_key("dry_run"))?)
+    ok(endpoint
+        .ops
+        .update(uid, &body, query.contains_key("dry_run"))?)
 }
 
 async fn delete_bdb(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
@@ -413,7 +423,11 @@ async fn get_action(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
 
 async fn get_shards(State(endpoint): Ep) -> ApiResult {
     let state = endpoint.ops.cluster.lock();
-    let views: Vec<Value> = state.bdbs.values().map(|bdb| state.shard_json(bdb)).collect();
+    let views: Vec<Value> = state
+        .bdbs
+        .values()
+        .map(|bdb| state.shard_json(bdb))
+        .collect();
     ok(Value::Array(views))
 }
 

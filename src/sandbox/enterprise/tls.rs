@@ -44,9 +44,10 @@ impl CertificateAuthority {
         };
         let key = KeyPair::generate().map_err(cert_error)?;
         let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "redis-gitops sandbox Redis Enterprise CA");
+        params.distinguished_name.push(
+            DnType::CommonName,
+            "redis-gitops sandbox Redis Enterprise CA",
+        );
         params
             .distinguished_name
             .push(DnType::OrganizationName, "redis-gitops sandbox");
