@@ -400,6 +400,12 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
             501,
             "not_implemented",
         ),
+        (
+            json!({"name": "x", "memory_size": MB100,
+                   "roles_permissions": [{"role_uid": 1, "redis_acl_uid": 1}]}),
+            501,
+            "not_implemented",
+        ),
     ];
     for (body, status, error_code) in cases {
         let answer = harness
@@ -526,6 +532,12 @@ async fn a_database_is_busy_while_its_action_runs() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let v2 = harness
+        .call(Method::GET, &format!("/v2/actions/{action_uid}"), None)
+        .await;
+    assert_eq!(v2.body["status"], "running", "{v2:?}");
+    assert_eq!(v2.body["action_type"], "state-machine");
+    assert_eq!(v2.body["additional_info"]["object_uid"], uid.to_string());
     let second = harness
         .call(
             Method::PUT,
@@ -671,6 +683,33 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .wait_action(again.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "completed", "{action}");
+
+    // A file that is no RDB fails the import and leaves the content alone.
+    let junk = backups.0.join("junk.rdb");
+    std::fs::write(&junk, b"not an rdb").expect("write a junk file");
+    let bad = harness
+        .call(
+            Method::POST,
+            &format!("/v1/bdbs/{target_uid}/actions/import"),
+            Some(json!({"dataset_import_sources": [{"type": "url", "url": format!("file://{}", junk.display())}]})),
+        )
+        .await;
+    let action = harness
+        .wait_action(bad.body["action_uid"].as_str().expect("action_uid"))
+        .await;
+    assert_eq!(action["status"], "failed", "{action}");
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None)
+        .await;
+    assert_eq!(view.body["import_status"], "failed");
+    assert_eq!(view.body["import_failure_reason"], "file-corrupted");
+    assert_eq!(view.body["status"], "active");
+    let mut target_connection =
+        redis_connect(ip, target_port, Some("b")).expect("reconnect target");
+    assert_eq!(
+        redis_get(&mut target_connection, "invoice:7").as_deref(),
+        Some("sent")
+    );
 
     // An export to a missing directory fails with the documented reason.
     let missing = harness
@@ -944,6 +983,28 @@ async fn cluster_settings_license_and_extra_passwords() {
         (rename.status.as_u16(), rename.error_code()),
         (400, "invalid_schema")
     );
+
+    let v2 = harness
+        .call(
+            Method::POST,
+            "/v2/bdbs",
+            Some(json!({"bdb": {"name": "via-v2", "memory_size": MB100}})),
+        )
+        .await;
+    assert_eq!(v2.status, StatusCode::OK, "{v2:?}");
+    let action = harness
+        .wait_action(v2.body["action_uid"].as_str().expect("action_uid"))
+        .await;
+    assert_eq!(action["status"], "completed", "{action}");
+    let recovery = harness
+        .call(
+            Method::POST,
+            "/v2/bdbs",
+            Some(json!({"bdb": {"name": "recovered", "memory_size": MB100},
+                        "recovery_plan": {"data_files": []}})),
+        )
+        .await;
+    assert_eq!(recovery.status, StatusCode::NOT_IMPLEMENTED, "{recovery:?}");
 
     let license = harness
         .call(

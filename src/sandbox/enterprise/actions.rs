@@ -100,6 +100,42 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The `GET /v2/actions/{uid}` view.
+    pub fn to_json_v2(&self) -> Value {
+        let (object_type, object_uid) = self
+            .object_name
+            .split_once(':')
+            .unwrap_or((self.object_name.as_str(), ""));
+        let status = match self.status {
+            ActionStatus::Pending => "queued",
+            ActionStatus::Active => "running",
+            ActionStatus::Completed => "completed",
+            ActionStatus::Failed => "failed",
+        };
+        let mut info = json!({
+            "description": format!("{} of {}", self.name, self.object_name),
+            "object_type": object_type,
+            "object_uid": object_uid,
+        });
+        if let Some(error) = &self.error {
+            info["error"] = json!(error);
+        }
+        json!({
+            "action_uid": self.uid,
+            "action_type": match self.kind {
+                ActionKind::StateMachine => "state-machine",
+                ActionKind::Task => "task",
+            },
+            "creation_time": self.creation_time,
+            "name": self.name,
+            "progress": self.progress,
+            "status": status,
+            "additional_info": info,
+        })
+    }
+}
+
 /// Formats a time as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 pub fn iso8601(time: SystemTime) -> String {
     let secs = time

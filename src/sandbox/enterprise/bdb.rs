@@ -68,13 +68,12 @@ const READ_ONLY_FIELDS: [&str; 18] = [
 ];
 
 /// Fields accepted, stored and returned as given, without behaviour in the emulator.
-const RECORDED_FIELDS: [&str; 19] = [
+const RECORDED_FIELDS: [&str; 18] = [
     "proxy_policy",
     "shards_placement",
     "oss_cluster",
     "resp3",
     "data_internode_encryption",
-    "roles_permissions",
     "authentication_ssl_client_certs",
     "conns",
     "conns_type",
@@ -221,6 +220,7 @@ impl BdbConfig {
             "default_user": true,
             "redis_version": self.redis_version,
             "module_list": [],
+            "roles_permissions": [],
             "tls_mode": "disabled",
             "backup": false,
             "rack_aware": false,
@@ -469,6 +469,15 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
         }
     }
     if fields
+        .get("roles_permissions")
+        .and_then(Value::as_array)
+        .is_some_and(|roles| !roles.is_empty())
+    {
+        return Err(ApiError::not_implemented(
+            "role-based database access (roles_permissions)",
+        ));
+    }
+    if fields
         .get("tls_mode")
         .is_some_and(|mode| mode != "disabled")
     {
@@ -520,7 +529,7 @@ fn overlay(
     body: &Map<String, Value>,
     create: bool,
 ) -> Result<(), ApiError> {
-    const ACTED_ON: [&str; 23] = [
+    const ACTED_ON: [&str; 24] = [
         "name",
         "type",
         "memory_size",
@@ -543,6 +552,7 @@ fn overlay(
         "bigstore",
         "replica_sources",
         "replica_sync",
+        "roles_permissions",
         "uid",
     ];
     for (key, value) in body {

@@ -16,6 +16,8 @@
 //! - one redis-server process serves a database whatever its `shards_count` and `replication`
 //!   (recorded and returned, with one master shard reported).
 
+#![warn(missing_docs)]
+
 mod actions;
 mod bdb;
 mod bootstrap;
@@ -44,6 +46,7 @@ pub use faults::{FaultAction, Faults};
 pub use network::NameTable;
 pub use process::ProcessError;
 pub use resolver::{ResolveError, SandboxResolver};
+pub use resp::RespError;
 pub use tls::CertificateAuthority;
 
 use cluster::{BootstrapStatus, Cluster, Node, Shared};

@@ -23,7 +23,9 @@ use super::cluster::{
     Bdb, Cluster, ClusterState, Shared, TransferStatus, now, restart_delay, step,
 };
 use super::error::ApiError;
-use super::process::{Persistence, RedisProcess, apply_settings, save_snapshot};
+use super::process::{
+    Persistence, ProcessError, RedisProcess, RedisSettings, apply_settings, save_snapshot,
+};
 
 /// How often the monitor looks for dead processes.
 const MONITOR_INTERVAL: Duration = Duration::from_millis(100);
@@ -535,25 +537,26 @@ impl Ops {
             }
             return Err(format!("database {uid} has no running process"));
         };
-        let saved = save_snapshot(&settings).await;
-        drop(process);
-        let started = match saved {
-            Ok(_) => RedisProcess::start(&self.shared.config.redis_server, settings.clone(), true)
-                .await
-                .map_err(|error| error.to_string()),
-            Err(error) => Err(error.to_string()),
-        };
-        if settings.persistence == Persistence::Disabled {
-            let _ = std::fs::remove_file(settings.dir.join("dump.rdb"));
+        if let Err(error) = save_snapshot(&settings).await {
+            let mut state = self.cluster.lock();
+            if let Some(bdb) = state.bdbs.get_mut(&uid) {
+                bdb.process = Some(process);
+                settle_status(bdb);
+            }
+            return Err(error.to_string());
         }
+        drop(process);
+        let started = start_from_snapshot(&self.shared.config.redis_server, &settings).await;
         let mut state = self.cluster.lock();
         let bdb = state
             .bdbs
             .get_mut(&uid)
             .ok_or_else(|| format!("database {uid} vanished"))?;
-        let outcome = started.map(|process| {
-            bdb.process = Some(process);
-        });
+        let outcome = started
+            .map(|process| {
+                bdb.process = Some(process);
+            })
+            .map_err(|error| error.to_string());
         settle_status(bdb);
         outcome
     }
@@ -755,13 +758,9 @@ impl Ops {
         };
         // Killed, not stopped: the old content must not be saved over the import.
         drop(process);
-        let dir = &settings.dir;
-        let _ = std::fs::remove_dir_all(dir.join("appendonlydir"));
-        let _ = std::fs::remove_file(dir.join("appendonly.aof"));
-        let dump = dir.join("dump.rdb");
-        let copied = std::fs::copy(file, &dump).map(|_| ());
+        let dump = settings.dir.join("dump.rdb");
         let binary = &self.shared.config.redis_server;
-        let mut outcome = copied.map_err(|error| {
+        let mut outcome = std::fs::copy(file, &dump).map(|_| ()).map_err(|error| {
             (
                 "general-error",
                 format!("failed to copy {}: {error}", file.display()),
@@ -769,7 +768,7 @@ impl Ops {
         });
         let mut process = None;
         if outcome.is_ok() {
-            match RedisProcess::start(binary, settings.clone(), false).await {
+            match start_from_snapshot(binary, &settings).await {
                 Ok(started) => process = Some(started),
                 Err(error) => outcome = Err(("file-corrupted", error.to_string())),
             }
@@ -777,23 +776,7 @@ impl Ops {
         if process.is_none() {
             // The file did not load: come back empty, as RS leaves a database after a failed import.
             let _ = std::fs::remove_file(&dump);
-            process = RedisProcess::start(binary, settings.clone(), false)
-                .await
-                .ok();
-        }
-        if let Some(running) = &mut process
-            && matches!(settings.persistence, Persistence::Aof { .. })
-        {
-            // Started without its AOF; turning it on rewrites the AOF from the imported data.
-            let mut without_aof = settings.clone();
-            without_aof.persistence = Persistence::Disabled;
-            if let Err(error) = apply_settings(&without_aof, &settings).await {
-                outcome = outcome.and(Err(("general-error", error.to_string())));
-            }
-            running.set_settings(settings.clone());
-        }
-        if settings.persistence == Persistence::Disabled {
-            let _ = std::fs::remove_file(&dump);
+            process = start_from_snapshot(binary, &settings).await.ok();
         }
         let mut state = self.cluster.lock();
         if let Some(bdb) = state.bdbs.get_mut(&uid) {
@@ -884,6 +867,10 @@ impl Ops {
                         }
                         continue;
                     }
+                    if bdb.busy.is_none() && bdb.down_since.is_some() && bdb.status == "active" {
+                        // Died while an action ran; the action ended without noticing.
+                        bdb.status = "recovery";
+                    }
                     let due = match (delay, bdb.down_since) {
                         (Some(delay), Some(since)) => since.elapsed() >= delay,
                         _ => false,
@@ -917,6 +904,29 @@ impl Ops {
             }
         }
     }
+}
+
+/// Starts a database from `dir/dump.rdb` alone (never from an older AOF), then turns its AOF on
+/// when it has AOF persistence, which rewrites the AOF from what was loaded. Used after an import
+/// and for upgrades, so the loaded data never depends on an AOF rewrite having finished.
+async fn start_from_snapshot(
+    binary: &Path,
+    settings: &RedisSettings,
+) -> Result<RedisProcess, ProcessError> {
+    let dir = &settings.dir;
+    let _ = std::fs::remove_dir_all(dir.join("appendonlydir"));
+    let _ = std::fs::remove_file(dir.join("appendonly.aof"));
+    let process = RedisProcess::start(binary, settings.clone(), false).await?;
+    if matches!(settings.persistence, Persistence::Aof { .. }) {
+        let mut without_aof = settings.clone();
+        without_aof.persistence = Persistence::Disabled;
+        apply_settings(&without_aof, settings).await?;
+    }
+    if settings.persistence == Persistence::Disabled {
+        // A database without persistence must not find this snapshot when it restarts.
+        let _ = std::fs::remove_file(dir.join("dump.rdb"));
+    }
+    Ok(process)
 }
 
 /// The local path of an export location (a directory) or import source (a file).

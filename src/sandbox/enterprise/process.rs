@@ -121,6 +121,20 @@ pub enum ProcessError {
     },
 }
 
+impl ProcessError {
+    /// A stable category (the variant name), for logs and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::NotInstalled { .. } => "NotInstalled",
+            Self::Files { .. } => "Files",
+            Self::Spawn { .. } => "Spawn",
+            Self::ExitedEarly { .. } => "ExitedEarly",
+            Self::NotReady { .. } => "NotReady",
+            Self::Command { .. } => "Command",
+        }
+    }
+}
+
 /// Quotes a redis.conf argument (double quotes, with `\\`, `\"` and `\xHH` escapes).
 fn quote(value: &str) -> String {
     let mut quoted = String::with_capacity(value.len() + 2);

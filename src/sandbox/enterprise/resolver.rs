@@ -27,6 +27,16 @@ pub enum ResolveError {
     },
 }
 
+impl ResolveError {
+    /// A stable category (the variant name), for logs and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::UnknownName { .. } => "UnknownName",
+            Self::System { .. } => "System",
+        }
+    }
+}
+
 /// Resolves sandbox names to the emulator's loopback addresses.
 #[derive(Debug, Clone)]
 pub struct SandboxResolver {

@@ -76,6 +76,19 @@ pub enum RespError {
     },
 }
 
+impl RespError {
+    /// A stable category (the variant name), for logs and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Connect { .. } => "Connect",
+            Self::Io { .. } => "Io",
+            Self::Timeout { .. } => "Timeout",
+            Self::Protocol { .. } => "Protocol",
+            Self::Server { .. } => "Server",
+        }
+    }
+}
+
 /// One connection to a redis-server.
 pub struct RespConnection {
     addr: SocketAddr,

@@ -85,6 +85,9 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         .route("/v1/bdbs/{uid}/actions/{action}", put(reset_status))
         .route("/v1/actions", get(get_actions))
         .route("/v1/actions/{uid}", get(get_action))
+        .route("/v2/actions", get(get_actions_v2))
+        .route("/v2/actions/{uid}", get(get_action_v2))
+        .route("/v2/bdbs", post(post_bdb_v2))
         .route("/v1/shards", get(get_shards))
         .route("/v1/shards/{uid}", get(get_shard))
         .route("/v1/modules", get(get_modules))
@@ -419,6 +422,54 @@ async fn get_action(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
         .get(&uid)
         .ok_or_else(|| ApiError::not_found(format!("action {uid} does not exist")))?;
     ok(action.to_json())
+}
+
+async fn get_actions_v2(State(endpoint): Ep) -> ApiResult {
+    let state = endpoint.ops.cluster.lock();
+    let views: Vec<Value> = state
+        .actions
+        .values()
+        .map(|action| action.to_json_v2())
+        .collect();
+    ok(Value::Array(views))
+}
+
+async fn get_action_v2(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
+    let state = endpoint.ops.cluster.lock();
+    let action = state
+        .actions
+        .get(&uid)
+        .ok_or_else(|| ApiError::not_found(format!("action {uid} does not exist")))?;
+    ok(action.to_json_v2())
+}
+
+async fn post_bdb_v2(
+    State(endpoint): Ep,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult {
+    let body = parse_body(&body)?;
+    if let Some(key) = body.as_object().and_then(|fields| {
+        fields
+            .keys()
+            .find(|key| *key != "bdb" && *key != "recovery_plan")
+    }) {
+        return Err(ApiError::invalid_schema(format!(
+            "unknown field '{key}' in a POST /v2/bdbs body (expected bdb, recovery_plan)"
+        )));
+    }
+    if body
+        .get("recovery_plan")
+        .is_some_and(|plan| !plan.is_null())
+    {
+        return Err(ApiError::not_implemented(
+            "POST /v2/bdbs with a recovery_plan (creating a database from persistence files)",
+        ));
+    }
+    let bdb = body
+        .get("bdb")
+        .ok_or_else(|| ApiError::invalid_schema("missing field 'bdb'"))?;
+    ok(endpoint.ops.create(bdb, query.contains_key("dry_run"))?)
 }
 
 async fn get_shards(State(endpoint): Ep) -> ApiResult {
