@@ -29,6 +29,21 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
         assert!(node.ip.is_loopback() && node.ip.to_string() != "127.0.0.1");
     }
 
+    let node0 = harness
+        .emulator
+        .node(&harness.key, "rec-0")
+        .expect("rec-0 runs");
+    assert_eq!(harness.resolve("rec-0.rec-headless.ns.svc"), node0.ip);
+    let cluster = harness
+        .emulator
+        .cluster(&harness.key)
+        .expect("the cluster exists");
+    assert_eq!(cluster.service_name, "rec.ns.svc");
+    assert_eq!(
+        harness.resolve("rec.ns.svc.cluster.local"),
+        cluster.service_ip
+    );
+
     // Bootstrap is open on a node that belongs to no cluster; the rest of the API is not.
     let idle = harness
         .client
@@ -1058,6 +1073,17 @@ fn a_missing_redis_server_is_reported_with_the_install_hint() {
         error.to_string().contains("apt-get install redis-server"),
         "{error}"
     );
+}
+
+#[test]
+fn adding_a_node_outside_a_tokio_runtime_is_an_error() {
+    support::require_redis_server();
+    let emulator = EnterpriseEmulator::start(EmulatorConfig::default()).expect("start");
+    let error = emulator
+        .add_node(&ClusterKey::new(NAMESPACE, REC), "rec-0")
+        .expect_err("no runtime, no listener");
+    assert_eq!(error.category(), "NoRuntime", "{error}");
+    assert!(emulator.names().entries().is_empty());
 }
 
 /// Set in the child process that plays the emulator killed without running destructors.

@@ -21,6 +21,7 @@ struct BootstrapRequest {
     identity_addr: Option<String>,
     username: String,
     password: String,
+    license: Option<String>,
 }
 
 fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
@@ -91,6 +92,7 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
         cluster_name,
         cluster_nodes,
         identity_addr: text("/node/identity/addr"),
+        license: text("/license").filter(|license| !license.trim().is_empty()),
         username,
         password,
     })
@@ -213,6 +215,7 @@ fn finish_create(cluster: &Cluster, request: &BootstrapRequest) -> Result<(), Fa
     state.fqdn = request.cluster_name.clone();
     state.credentials = Some((request.username.clone(), request.password.clone()));
     state.created_time = Some(now());
+    state.license = request.license.clone();
     Ok(())
 }
 

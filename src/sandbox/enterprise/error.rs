@@ -64,6 +64,12 @@ pub enum EmulatorError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A method that starts listeners was called outside a tokio runtime.
+    #[error("unable to {what}: the emulator must be driven from inside a tokio runtime")]
+    NoRuntime {
+        /// What was being done.
+        what: String,
+    },
     /// The cluster key names no cluster.
     #[error("unknown cluster {namespace}/{name}")]
     UnknownCluster {
@@ -140,6 +146,7 @@ impl EmulatorError {
             Self::TlsConfig { .. } => "TlsConfig",
             Self::NoFreeAddress { .. } => "NoFreeAddress",
             Self::Bind { .. } => "Bind",
+            Self::NoRuntime { .. } => "NoRuntime",
             Self::UnknownCluster { .. } => "UnknownCluster",
             Self::ClusterExists { .. } => "ClusterExists",
             Self::NodeExists { .. } => "NodeExists",

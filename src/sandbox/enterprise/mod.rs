@@ -154,6 +154,15 @@ impl std::fmt::Debug for EnterpriseEmulator {
     }
 }
 
+/// Listeners and monitors are tokio tasks: refuse (instead of panicking) outside a runtime.
+fn require_runtime(what: &str) -> Result<(), EmulatorError> {
+    tokio::runtime::Handle::try_current()
+        .map(|_| ())
+        .map_err(|_| EmulatorError::NoRuntime {
+            what: what.to_string(),
+        })
+}
+
 fn random_suffix() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -238,6 +247,7 @@ impl EnterpriseEmulator {
     /// Starts hosting the cluster of REC `key`: its API service listens on `<rec>.<ns>.svc:9443`
     /// (answering 503 until a node has joined). Must run inside a tokio runtime.
     pub fn add_cluster(&self, key: &ClusterKey) -> Result<EmulatedCluster, EmulatorError> {
+        require_runtime(&format!("add cluster {key}"))?;
         if self.clusters().contains_key(key) {
             return Err(EmulatorError::ClusterExists {
                 namespace: key.namespace.clone(),
@@ -303,6 +313,7 @@ impl EnterpriseEmulator {
     /// `<pod>.<rec>-headless.<ns>.svc:9443`. The cluster is added first if needed. A new pod starts
     /// `idle` (bootstrap it); a pod whose node had joined and was removed comes back joined.
     pub fn add_node(&self, key: &ClusterKey, pod: &str) -> Result<EmulatedNode, EmulatorError> {
+        require_runtime(&format!("add node {pod} to cluster {key}"))?;
         if !self.clusters().contains_key(key) {
             self.add_cluster(key)?;
         }
@@ -359,6 +370,28 @@ impl EnterpriseEmulator {
             pod: pod.to_string(),
             ip,
             names,
+        })
+    }
+
+    /// The cluster of REC `key`, if the emulator hosts it.
+    pub fn cluster(&self, key: &ClusterKey) -> Option<EmulatedCluster> {
+        self.clusters().get(key).map(|handle| EmulatedCluster {
+            key: key.clone(),
+            service_ip: handle.cluster.service_ip,
+            service_name: handle.cluster.service_name(),
+        })
+    }
+
+    /// The node of pod `pod`, if it runs.
+    pub fn node(&self, key: &ClusterKey, pod: &str) -> Option<EmulatedNode> {
+        let clusters = self.clusters();
+        let cluster = &clusters.get(key)?.cluster;
+        let state = cluster.lock();
+        let node = state.nodes.get(pod).filter(|node| node.running)?;
+        Some(EmulatedNode {
+            pod: pod.to_string(),
+            ip: node.ip,
+            names: cluster.pod_names(pod),
         })
     }
 
