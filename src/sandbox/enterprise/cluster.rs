@@ -107,6 +107,8 @@ pub(crate) struct Node {
     pub uid: Option<u64>,
     /// Whether the pod runs (a removed pod of a joined node stays, `down`).
     pub running: bool,
+    /// A member whose pod came back and is still starting its services (`provisioning`).
+    pub starting: bool,
     pub listener: Option<AbortHandle>,
     pub bootstrap: BootstrapStatus,
 }
@@ -120,6 +122,8 @@ impl Node {
     pub fn status(&self) -> &'static str {
         if !self.running {
             "down"
+        } else if self.starting {
+            "provisioning"
         } else if self.joined() {
             "active"
         } else {

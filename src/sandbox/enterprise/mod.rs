@@ -345,6 +345,19 @@ impl EnterpriseEmulator {
                     node.listener = Some(listener);
                     if node.uid.is_none() {
                         node.bootstrap = BootstrapStatus::idle();
+                    } else {
+                        // A member coming back is `provisioning` for a moment, as RS nodes are
+                        // while their services start, then `active`.
+                        node.starting = true;
+                        let (cluster, shared, pod) =
+                            (cluster.clone(), self.shared.clone(), pod.to_string());
+                        tokio::spawn(async move {
+                            cluster::step(&shared).await;
+                            cluster::step(&shared).await;
+                            if let Some(node) = cluster.lock().nodes.get_mut(&pod) {
+                                node.starting = false;
+                            }
+                        });
                     }
                 }
                 None => {
@@ -356,6 +369,7 @@ impl EnterpriseEmulator {
                             addr: ip.to_string(),
                             uid: None,
                             running: true,
+                            starting: false,
                             listener: Some(listener),
                             bootstrap: BootstrapStatus::idle(),
                         },

@@ -138,7 +138,11 @@ async fn gate(State(endpoint): Ep, mut request: Request, next: Next) -> Response
         let state = endpoint.ops.cluster.lock();
         let serving = match &endpoint.target {
             Target::Node(pod) => state.nodes.get(pod).filter(|node| node.running),
-            Target::Service => state.nodes.values().find(|node| node.joined()),
+            // The Service routes only to ready pods: members that are not starting.
+            Target::Service => state
+                .nodes
+                .values()
+                .find(|node| node.joined() && !node.starting),
         };
         let Some(node) = serving else {
             return ApiError::new(
