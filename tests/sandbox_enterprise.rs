@@ -177,10 +177,22 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let back = harness
-            .call_url(Method::GET, &harness.node_url("rec-2", "/v1/nodes/3"), None)
+        // A connection pooled to the pod's previous address may be reset once, as in Kubernetes.
+        let response = harness
+            .client
+            .get(harness.node_url("rec-2", "/v1/nodes/3"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
             .await;
-        let status = back.body["status"].as_str().unwrap_or_default().to_string();
+        let Ok(response) = response else {
+            assert!(
+                Instant::now() < deadline,
+                "rec-2 never answered: {response:?}"
+            );
+            continue;
+        };
+        let back: serde_json::Value = response.json().await.expect("node JSON");
+        let status = back["status"].as_str().unwrap_or_default().to_string();
         if seen.last() != Some(&status) {
             seen.push(status.clone());
         }
@@ -1195,4 +1207,61 @@ async fn databases_die_with_a_killed_emulator_process() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_password_rotates_without_a_gap() {
+    let harness = Harness::new();
+    harness.bootstrap_cluster(1).await;
+    let status_with = |password: &'static str| {
+        let request = harness
+            .client
+            .get(harness.service_url("/v1/cluster"))
+            .basic_auth(USER, Some(password));
+        async move { request.send().await.expect("GET /v1/cluster").status() }
+    };
+
+    let added = harness
+        .call(
+            Method::POST,
+            "/v1/users/password",
+            Some(json!({"username": USER, "old_password": PASSWORD, "new_password": "rotated"})),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::OK, "{added:?}");
+    assert_eq!(status_with(PASSWORD).await, StatusCode::OK);
+    assert_eq!(status_with("rotated").await, StatusCode::OK);
+
+    let wrong_old = harness
+        .call(
+            Method::POST,
+            "/v1/users/password",
+            Some(json!({"username": USER, "old_password": "nope", "new_password": "x"})),
+        )
+        .await;
+    assert_eq!(wrong_old.status, StatusCode::UNAUTHORIZED);
+
+    let removed = harness
+        .call(
+            Method::DELETE,
+            "/v1/users/password",
+            Some(json!({"username": USER, "old_password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{removed:?}");
+    assert_eq!(status_with(PASSWORD).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status_with("rotated").await, StatusCode::OK);
+
+    // The cluster policy is readable and writable with the new password.
+    let policy = harness
+        .client
+        .put(harness.service_url("/v1/cluster/policy"))
+        .basic_auth(USER, Some("rotated"))
+        .json(&json!({"default_shards_placement": "sparse"}))
+        .send()
+        .await
+        .expect("PUT /v1/cluster/policy");
+    assert_eq!(policy.status(), StatusCode::OK);
+    let policy: serde_json::Value = policy.json().await.expect("policy JSON");
+    assert_eq!(policy["default_shards_placement"], "sparse");
 }

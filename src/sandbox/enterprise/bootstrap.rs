@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::cluster::{BootstrapStatus, Cluster, Shared, now, step};
+use super::cluster::{BootstrapStatus, Cluster, Credentials, Shared, now, step};
 use super::error::ApiError;
 
 /// A parsed bootstrap request.
@@ -213,7 +213,10 @@ fn finish_create(cluster: &Cluster, request: &BootstrapRequest) -> Result<(), Fa
         ));
     }
     state.fqdn = request.cluster_name.clone();
-    state.credentials = Some((request.username.clone(), request.password.clone()));
+    state.credentials = Some(Credentials {
+        username: request.username.clone(),
+        passwords: vec![request.password.clone()],
+    });
     state.created_time = Some(now());
     state.license = request.license.clone();
     Ok(())
@@ -245,9 +248,7 @@ fn finish_join(
         ));
     }
     match &state.credentials {
-        Some((user, password)) if *user == request.username && *password == request.password => {
-            Ok(())
-        }
+        Some(credentials) if credentials.accepts(&request.username, &request.password) => Ok(()),
         _ => Err((
             "access_denied",
             "the cluster refused the given credentials".to_string(),

@@ -179,7 +179,9 @@ impl Bdb {
 pub(crate) struct ClusterState {
     /// The cluster FQDN (`cluster.name` of create_cluster); None until created.
     pub fqdn: Option<String>,
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<Credentials>,
+    /// The object of `PUT /v1/cluster/policy` (recorded).
+    pub policy: Map<String, Value>,
     pub created_time: Option<String>,
     /// Fields set with `PUT /v1/cluster`.
     pub settings: Map<String, Value>,
@@ -189,6 +191,19 @@ pub(crate) struct ClusterState {
     pub bdbs: BTreeMap<u64, Bdb>,
     pub next_bdb_uid: u64,
     pub actions: BTreeMap<String, Action>,
+}
+
+/// The cluster admin user and its passwords (RS lets a user hold several during a rotation).
+#[derive(Debug, Clone)]
+pub(crate) struct Credentials {
+    pub username: String,
+    pub passwords: Vec<String>,
+}
+
+impl Credentials {
+    pub fn accepts(&self, username: &str, password: &str) -> bool {
+        self.username == username && self.passwords.iter().any(|known| known == password)
+    }
 }
 
 /// One emulated cluster.
@@ -213,6 +228,7 @@ impl Cluster {
             state: Mutex::new(ClusterState {
                 fqdn: None,
                 credentials: None,
+                policy: Map::new(),
                 created_time: None,
                 settings: Map::new(),
                 license: None,

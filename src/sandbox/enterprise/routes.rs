@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::bdb::MODULES;
 use super::bootstrap;
-use super::cluster::now;
+use super::cluster::{Credentials, now};
 use super::error::ApiError;
 use super::faults::FaultAction;
 use super::operations::Ops;
@@ -68,6 +68,11 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         .route("/v1/bootstrap", get(get_bootstrap))
         .route("/v1/bootstrap/{action}", post(post_bootstrap))
         .route("/v1/cluster", get(get_cluster).put(put_cluster))
+        .route("/v1/cluster/policy", get(get_policy).put(put_policy))
+        .route(
+            "/v1/users/password",
+            put(user_password).post(user_password).delete(user_password),
+        )
         .route("/v1/nodes", get(get_nodes))
         .route("/v1/nodes/{uid}", get(get_node))
         .route("/v1/bdbs", get(get_bdbs).post(post_bdb))
@@ -103,8 +108,8 @@ async fn not_implemented(method: Method, request: Request) -> Response {
 }
 
 /// Whether the request's basic-auth credentials match.
-fn authorized(request: &Request, credentials: &Option<(String, String)>) -> bool {
-    let Some((user, password)) = credentials else {
+fn authorized(request: &Request, credentials: &Option<Credentials>) -> bool {
+    let Some(credentials) = credentials else {
         return false;
     };
     let Some(encoded) = request
@@ -121,7 +126,9 @@ fn authorized(request: &Request, credentials: &Option<(String, String)>) -> bool
     let Ok(decoded) = String::from_utf8(decoded) else {
         return false;
     };
-    decoded.split_once(':') == Some((user.as_str(), password.as_str()))
+    decoded
+        .split_once(':')
+        .is_some_and(|(user, password)| credentials.accepts(user, password))
 }
 
 /// Every request passes here: faults, then node liveness, then auth.
@@ -264,6 +271,92 @@ async fn put_cluster(State(endpoint): Ep, body: Bytes) -> ApiResult {
         state.settings.insert(key.clone(), value.clone());
     }
     ok(state.cluster_json())
+}
+
+async fn get_policy(State(endpoint): Ep) -> ApiResult {
+    let state = endpoint.ops.cluster.lock();
+    let mut policy = json!({
+        "default_non_sharded_proxy_policy": "single",
+        "default_sharded_proxy_policy": "all-master-shards",
+        "default_shards_placement": "dense",
+        "rack_aware": false,
+        "default_redis_version": super::bdb::DEFAULT_REDIS_VERSION,
+    });
+    for (key, value) in &state.policy {
+        policy[key] = value.clone();
+    }
+    ok(policy)
+}
+
+async fn put_policy(State(endpoint): Ep, body: Bytes) -> ApiResult {
+    let body = parse_body(&body)?;
+    let fields = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_schema("the request body must be a JSON object"))?;
+    if fields.get("rack_aware").is_some_and(|rack| rack == true) {
+        return Err(ApiError::not_implemented(
+            "rack-aware clusters (policy rack_aware)",
+        ));
+    }
+    endpoint.ops.cluster.lock().policy.extend(
+        fields
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
+    get_policy(State(endpoint)).await
+}
+
+/// `PUT` (replace), `POST` (add) and `DELETE` (remove) `/v1/users/password`, used to rotate the
+/// admin password without a moment where neither the old nor the new one works.
+async fn user_password(State(endpoint): Ep, method: Method, body: Bytes) -> ApiResult {
+    let body = parse_body(&body)?;
+    let text = |field: &str| {
+        body.get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::invalid_schema(format!("missing field '{field}' (a string)")))
+    };
+    let username = text("username")?;
+    let old_password = text("old_password")?;
+    let new_password = if method == Method::DELETE {
+        None
+    } else {
+        Some(text("new_password")?).filter(|password| !password.is_empty())
+    };
+    let mut state = endpoint.ops.cluster.lock();
+    let credentials = state
+        .credentials
+        .as_mut()
+        .filter(|credentials| credentials.username == username)
+        .ok_or_else(|| ApiError::not_found(format!("user {username} does not exist")))?;
+    if !credentials.accepts(&username, &old_password) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "old_password is not a password of this user",
+        ));
+    }
+    match (method.as_str(), new_password) {
+        ("DELETE", _) => {
+            if credentials.passwords.len() == 1 {
+                return Err(ApiError::not_acceptable(
+                    "cannot_delete_last_password",
+                    "the user's only password cannot be deleted",
+                ));
+            }
+            credentials
+                .passwords
+                .retain(|password| *password != old_password);
+        }
+        ("PUT", Some(new_password)) => credentials.passwords = vec![new_password],
+        (_, Some(new_password)) => {
+            if !credentials.passwords.contains(&new_password) {
+                credentials.passwords.push(new_password);
+            }
+        }
+        (_, None) => return Err(ApiError::invalid_schema("new_password must not be empty")),
+    }
+    ok(json!({}))
 }
 
 async fn get_nodes(State(endpoint): Ep) -> ApiResult {
