@@ -6,6 +6,13 @@
 //! databases on their real ports. The in-cluster names map to those addresses in a [`NameTable`];
 //! [`SandboxResolver`] serves it to reqwest, which is how the agent reaches the emulator.
 //!
+//! Wiring it into the sandbox: [`EnterpriseEmulator::start`] once; [`EnterpriseEmulator::add_node`]
+//! when a REC pod appears (report the returned IP as the pod IP) and
+//! [`EnterpriseEmulator::remove_node`] when it goes; give the agent [`EnterpriseEmulator::resolver`]
+//! and [`EnterpriseEmulator::ca_pem`] (or [`EnterpriseEmulator::client_tls_config`]); tests drive
+//! [`EnterpriseEmulator::faults`]. Requests it does not implement answer 501 `not_implemented`
+//! naming the method and path (or the field).
+//!
 //! Behaviour chosen where the documentation is silent:
 //! - a removed pod leaves its node in the cluster as `down`; adding the same pod again brings the
 //!   node back (new address, `active`, bootstrap `completed`), as an RS pod with its persistent

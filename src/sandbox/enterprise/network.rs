@@ -142,3 +142,40 @@ impl NameTable {
         entries
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn svc_names_also_answer_as_cluster_local() {
+        let names = NameTable::default();
+        let ip: IpAddr = "127.4.5.6".parse().expect("literal ip");
+        names.insert("Rec.NS.svc.", ip).expect("a valid name");
+        assert_eq!(names.lookup("rec.ns.svc"), Some(ip));
+        assert_eq!(names.lookup("rec.ns.svc.cluster.local."), Some(ip));
+        names.remove("rec.ns.svc");
+        assert_eq!(names.lookup("rec.ns.svc.cluster.local"), None);
+        assert!(names.entries().is_empty());
+    }
+
+    #[test]
+    fn invalid_names_are_refused() {
+        let names = NameTable::default();
+        let ip: IpAddr = "127.4.5.6".parse().expect("literal ip");
+        for bad in ["", "a..b", "white space.svc", "slash/name"] {
+            assert!(names.insert(bad, ip).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn random_addresses_avoid_127_0() {
+        for _ in 0..1000 {
+            let ip = random_loopback();
+            assert_eq!(ip.octets()[0], 127);
+            assert_ne!(ip.octets()[1], 0, "{ip}");
+            assert_ne!(ip.octets()[3], 0, "{ip}");
+            assert_ne!(ip.octets()[3], 255, "{ip}");
+        }
+    }
+}
