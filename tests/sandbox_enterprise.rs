@@ -957,9 +957,42 @@ async fn shutdown_leaves_no_process_behind() {
             .create_database(json!({"name": name, "memory_size": MB100}))
             .await;
     }
+    // A third database is still being created (its action held) when the emulator stops.
+    let faults = harness.emulator.faults();
+    faults.hold_actions(true);
+    let pending = harness
+        .call(
+            Method::POST,
+            "/v1/bdbs",
+            Some(json!({"name": "three", "memory_size": MB100})),
+        )
+        .await;
+    assert_eq!(pending.status, StatusCode::OK, "{pending:?}");
     let pids = harness.emulator.database_pids();
     assert_eq!(pids.len(), 2);
     let work_dir = harness.emulator.work_dir().to_path_buf();
+    let service_ip = harness
+        .emulator
+        .cluster(&harness.key)
+        .expect("the cluster")
+        .service_ip;
+    // redis-server retitles itself "redis-server <ip>:<port>"; find ours by the cluster's address.
+    let ours = |cmdline: &str| {
+        cmdline.contains(&format!("{service_ip}:"))
+            || cmdline.contains(&work_dir.display().to_string())
+    };
+    let running: Vec<String> = std::fs::read_dir("/proc")
+        .expect("list /proc")
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| ours(cmdline))
+        .collect();
+    assert_eq!(
+        running.len(),
+        2,
+        "the probe sees both databases: {running:?}"
+    );
     assert!(harness.emulator.ca_path().exists());
     assert!(
         harness
@@ -969,6 +1002,20 @@ async fn shutdown_leaves_no_process_behind() {
     );
 
     harness.emulator.shutdown();
+    // Releasing the held action after the shutdown must not start a process.
+    faults.hold_actions(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let survivors: Vec<String> = std::fs::read_dir("/proc")
+        .expect("list /proc")
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| ours(cmdline))
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "processes outlived the emulator: {survivors:?}"
+    );
     for pid in pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),

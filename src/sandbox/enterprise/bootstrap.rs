@@ -167,7 +167,8 @@ pub(crate) fn start(
             node.addr = addr.clone();
         }
     }
-    tokio::spawn(async move {
+    let finishing = cluster.clone();
+    finishing.spawn(async move {
         step(&shared).await;
         step(&shared).await;
         let outcome = if request.create {

@@ -242,6 +242,18 @@ impl Cluster {
         }
     }
 
+    /// Spawns a background task that [`super::EnterpriseEmulator::shutdown`] aborts with the
+    /// cluster (so no action can start a process after the shutdown).
+    pub fn spawn<F>(&self, future: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(future).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(handle);
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, ClusterState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -97,7 +97,7 @@ impl Faults {
         self.rules.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    /// While held, every async action stops at `active` (progress 50) and its database stays busy.
+    /// While held, every async action stops at `active` (progress 10) and its database stays busy.
     pub fn hold_actions(&self, hold: bool) {
         self.hold_actions.send_replace(hold);
     }

@@ -358,7 +358,8 @@ impl EnterpriseEmulator {
                         node.starting = true;
                         let (cluster, shared, pod) =
                             (cluster.clone(), self.shared.clone(), pod.to_string());
-                        tokio::spawn(async move {
+                        let starting = cluster.clone();
+                        starting.spawn(async move {
                             cluster::step(&shared).await;
                             cluster::step(&shared).await;
                             if let Some(node) = cluster.lock().nodes.get_mut(&pod) {

@@ -107,11 +107,11 @@ impl Ops {
         F: Future<Output = Result<(), String>> + Send + 'static,
     {
         let ops = self.clone();
-        tokio::spawn(async move {
+        self.cluster.spawn(async move {
             step(&ops.shared).await;
             ops.set_action(&action_uid, ActionStatus::Active, 10.0, None);
-            ops.set_action(&action_uid, ActionStatus::Active, 50.0, None);
             ops.shared.faults.wait_actions_released().await;
+            ops.set_action(&action_uid, ActionStatus::Active, 50.0, None);
             let outcome = work.await;
             let mut state = ops.cluster.lock();
             if let Some(bdb) = state.bdbs.get_mut(&bdb_uid)
@@ -883,7 +883,7 @@ impl Ops {
             }
             for (uid, settings) in restarts {
                 let ops = self.clone();
-                tokio::spawn(async move {
+                self.cluster.spawn(async move {
                     let started =
                         RedisProcess::start(&ops.shared.config.redis_server, settings, true).await;
                     let mut state = ops.cluster.lock();

@@ -223,7 +223,12 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
             .name("redis-spawner".to_string())
             .spawn(move || {
                 for mut request in receiver {
-                    let _ = request.reply.send(request.command.spawn());
+                    // Nobody waits for this child any more (the starting task was aborted):
+                    // kill it rather than leave it running unowned.
+                    if let Err(Ok(mut child)) = request.reply.send(request.command.spawn()) {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
                 }
             });
         if let Err(error) = spawned {
