@@ -1119,6 +1119,18 @@ async fn cluster_settings_license_and_extra_passwords() {
     let uid = bdb["uid"].as_u64().expect("uid");
     let port = bdb["port"].as_u64().expect("port") as u16;
     let ip = harness.resolve("shared.ns.svc");
+    let alerts = harness
+        .call(
+            Method::POST,
+            &format!("/v1/bdbs/alerts/{uid}"),
+            Some(json!({"bdb_size": {"enabled": true, "threshold": "80"}})),
+        )
+        .await;
+    assert_eq!(alerts.status, StatusCode::OK, "{alerts:?}");
+    let alerts = harness
+        .call(Method::GET, &format!("/v1/bdbs/alerts/{uid}"), None)
+        .await;
+    assert_eq!(alerts.body["bdb_size"]["threshold"], "80");
     let path = format!("/v1/bdbs/{uid}/passwords");
     let added = harness
         .call(Method::POST, &path, Some(json!({"password": "two"})))

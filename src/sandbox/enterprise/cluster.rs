@@ -158,6 +158,8 @@ pub(crate) struct Bdb {
     pub down_since: Option<Instant>,
     pub export: TransferStatus,
     pub import: TransferStatus,
+    /// The alert settings (`/v1/bdbs/alerts/{uid}`), recorded: the sandbox sends no alerts.
+    pub alerts: Map<String, Value>,
 }
 
 impl Bdb {

@@ -225,6 +225,7 @@ impl Ops {
                 down_since: None,
                 export: TransferStatus::default(),
                 import: TransferStatus::default(),
+                alerts: Map::new(),
             },
         );
         state.next_bdb_uid = state.next_bdb_uid.max(uid + 1);

@@ -85,6 +85,7 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
             put(passwords).post(passwords).delete(passwords),
         )
         .route("/v1/bdbs/{uid}/upgrade", post(upgrade))
+        .route("/v1/bdbs/alerts/{uid}", get(get_alerts).post(post_alerts))
         .route("/v1/bdbs/{uid}/actions/export", post(export))
         .route("/v1/bdbs/{uid}/actions/import", post(import))
         .route("/v1/bdbs/{uid}/actions/{action}", put(reset_status))
@@ -465,6 +466,41 @@ async fn passwords(
     let uid = parse_uid(&uid, "database")?;
     let body = parse_body(&body)?;
     ok(endpoint.ops.change_password(uid, &method, &body).await?)
+}
+
+async fn get_alerts(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
+    let uid = parse_uid(&uid, "database")?;
+    let state = endpoint.ops.cluster.lock();
+    let bdb = state
+        .bdbs
+        .get(&uid)
+        .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
+    ok(Value::Object(bdb.alerts.clone()))
+}
+
+/// Alert settings are recorded (an object of `{enabled, threshold}` per alert name).
+async fn post_alerts(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) -> ApiResult {
+    let uid = parse_uid(&uid, "database")?;
+    let body = parse_body(&body)?;
+    let fields = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_schema("alert settings must be a JSON object"))?;
+    if let Some((name, _)) = fields.iter().find(|(_, setting)| !setting.is_object()) {
+        return Err(ApiError::invalid_schema(format!(
+            "alert '{name}' must be an object like {{\"enabled\": true, \"threshold\": \"80\"}}"
+        )));
+    }
+    let mut state = endpoint.ops.cluster.lock();
+    let bdb = state
+        .bdbs
+        .get_mut(&uid)
+        .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
+    bdb.alerts.extend(
+        fields
+            .iter()
+            .map(|(key, value)| (key.clone(), value.clone())),
+    );
+    ok(Value::Object(bdb.alerts.clone()))
 }
 
 async fn upgrade(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) -> ApiResult {
