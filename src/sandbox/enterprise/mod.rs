@@ -21,7 +21,15 @@
 //!   and is restarted after [`EmulatorConfig::restart_dead_databases_after`] (data kept only as its
 //!   persistence allows, as in RS without replication);
 //! - one redis-server process serves a database whatever its `shards_count` and `replication`
-//!   (recorded and returned, with one master shard reported).
+//!   (recorded and returned, with one master shard reported);
+//! - quorum is not emulated: nodes report `down`, but the API keeps answering, and pods that all
+//!   come back rejoin without `recover_cluster`.
+//!
+//! Not implemented (answered with 501 `not_implemented` naming what was asked): database TLS,
+//! memcached, modules in databases, Replica Of, scheduled backups, `roles_permissions`,
+//! `default_user: false`, port changes, gzip RDB imports, export/import locations other than
+//! `mount_point` and `file://` URLs, `recover_cluster`, `/v2/bdbs` recovery plans, and every path
+//! not routed (roles, ACLs, users other than `/v1/users/password`, CRDBs, stats, ...).
 
 #![warn(missing_docs)]
 
