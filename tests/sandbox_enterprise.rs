@@ -758,6 +758,21 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         Some("sent")
     );
 
+    let gzipped = backups.0.join("dump.rdb.gz");
+    std::fs::write(&gzipped, [0x1f, 0x8b, 0x08, 0x00, 0x00]).expect("write a gzip header");
+    let gz = harness
+        .call(
+            Method::POST,
+            &format!("/v1/bdbs/{target_uid}/actions/import"),
+            Some(json!({"dataset_import_sources": [{"type": "url", "url": format!("file://{}", gzipped.display())}]})),
+        )
+        .await;
+    assert_eq!(
+        (gz.status.as_u16(), gz.error_code()),
+        (501, "not_implemented"),
+        "{gz:?}"
+    );
+
     // An export to a missing directory fails with the documented reason.
     let missing = harness
         .call(

@@ -688,6 +688,11 @@ impl Ops {
             ));
         }
         let file = location_path(&sources[0], true)?;
+        if read_magic(&file).is_ok_and(|magic| magic[..2] == [0x1f, 0x8b]) {
+            return Err(ApiError::not_implemented(
+                "importing gzip-compressed RDB files (RDB.gz)",
+            ));
+        }
         let mut state = self.cluster.lock();
         let bdb = state
             .bdbs
@@ -727,15 +732,12 @@ impl Ops {
     }
 
     async fn import_from(&self, uid: u64, file: &Path) -> Result<(), (&'static str, String)> {
-        let mut header = [0u8; 5];
-        let read = std::fs::File::open(file)
-            .and_then(|mut opened| std::io::Read::read_exact(&mut opened, &mut header));
-        if let Err(error) = read {
-            return Err((
+        let header = read_magic(file).map_err(|error| {
+            (
                 "file-not-found",
                 format!("unable to read {}: {error}", file.display()),
-            ));
-        }
+            )
+        })?;
         if header[..2] == [0x1f, 0x8b] {
             return Err((
                 "general-error",
@@ -905,6 +907,14 @@ impl Ops {
             }
         }
     }
+}
+
+/// The first five bytes of a file (`REDIS` for an RDB file, `1f 8b` for gzip).
+fn read_magic(file: &Path) -> std::io::Result<[u8; 5]> {
+    let mut header = [0u8; 5];
+    let mut opened = std::fs::File::open(file)?;
+    std::io::Read::read_exact(&mut opened, &mut header)?;
+    Ok(header)
 }
 
 /// Starts a database from `dir/dump.rdb` alone (never from an older AOF), then turns its AOF on
