@@ -12,8 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use support::{
-    Harness, NAMESPACE, PASSWORD, REC, TempDir, USER, client_for, config_get, redis_connect,
-    redis_get, redis_set,
+    Harness, NAMESPACE, PASSWORD, REC, TempDir, USER, client_for, config_get, redis_connect, redis_get, redis_set,
 };
 
 const MB100: u64 = 100 * 1024 * 1024;
@@ -29,20 +28,11 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
         assert!(node.ip.is_loopback() && node.ip.to_string() != "127.0.0.1");
     }
 
-    let node0 = harness
-        .emulator
-        .node(&harness.key, "rec-0")
-        .expect("rec-0 runs");
+    let node0 = harness.emulator.node(&harness.key, "rec-0").expect("rec-0 runs");
     assert_eq!(harness.resolve("rec-0.rec-headless.ns.svc"), node0.ip);
-    let cluster = harness
-        .emulator
-        .cluster(&harness.key)
-        .expect("the cluster exists");
+    let cluster = harness.emulator.cluster(&harness.key).expect("the cluster exists");
     assert_eq!(cluster.service_name, "rec.ns.svc");
-    assert_eq!(
-        harness.resolve("rec.ns.svc.cluster.local"),
-        cluster.service_ip
-    );
+    assert_eq!(harness.resolve("rec.ns.svc.cluster.local"), cluster.service_ip);
 
     // Bootstrap is open on a node that belongs to no cluster; the rest of the API is not.
     let idle = harness
@@ -63,27 +53,15 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
     // create_cluster moves through creating_cluster; a second request meanwhile is 409.
     let create_url = harness.node_url("rec-0", "/v1/bootstrap/create_cluster");
     let body = harness.bootstrap_body("create_cluster", &[]);
-    let created = harness
-        .call_url(Method::POST, &create_url, Some(body.clone()))
-        .await;
+    let created = harness.call_url(Method::POST, &create_url, Some(body.clone())).await;
     assert_eq!(created.status, StatusCode::OK, "{created:?}");
-    let again = harness
-        .call_url(Method::POST, &create_url, Some(body))
-        .await;
+    let again = harness.call_url(Method::POST, &create_url, Some(body)).await;
     assert_eq!(again.status, StatusCode::CONFLICT, "{again:?}");
     let during = harness
-        .call_url(
-            Method::GET,
-            &harness.node_url("rec-0", "/v1/bootstrap"),
-            None,
-        )
+        .call_url(Method::GET, &harness.node_url("rec-0", "/v1/bootstrap"), None)
         .await;
     assert!(
-        ["creating_cluster", "completed"].contains(
-            &during.body["bootstrap_status"]["state"]
-                .as_str()
-                .unwrap_or("")
-        ),
+        ["creating_cluster", "completed"].contains(&during.body["bootstrap_status"]["state"].as_str().unwrap_or("")),
         "{during:?}"
     );
     harness.wait_bootstrap("rec-0", "completed").await;
@@ -93,9 +71,7 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
         .call_url(
             Method::POST,
             &harness.node_url("rec-2", "/v1/bootstrap/join_cluster"),
-            Some(
-                harness.bootstrap_body("join_cluster", &["rec-9.rec-headless.ns.svc".to_string()]),
-            ),
+            Some(harness.bootstrap_body("join_cluster", &["rec-9.rec-headless.ns.svc".to_string()])),
         )
         .await;
     assert_eq!(stray.status, StatusCode::OK);
@@ -120,20 +96,13 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
     assert_eq!(nodes.status, StatusCode::OK);
     let nodes = nodes.body.as_array().expect("a node list").clone();
     assert_eq!(nodes.len(), 3, "{nodes:?}");
-    let uids: Vec<u64> = nodes
-        .iter()
-        .filter_map(|node| node["uid"].as_u64())
-        .collect();
+    let uids: Vec<u64> = nodes.iter().filter_map(|node| node["uid"].as_u64()).collect();
     assert_eq!(uids, vec![1, 2, 3]);
     for node in &nodes {
         assert_eq!(node["status"], "active");
         assert_eq!(node["software_version"], "7.22.2-43");
         assert!(node["total_memory"].as_u64().unwrap_or(0) > 0);
-        assert!(
-            node["addr"]
-                .as_str()
-                .is_some_and(|addr| addr.starts_with("127."))
-        );
+        assert!(node["addr"].as_str().is_some_and(|addr| addr.starts_with("127.")));
     }
     let cluster = harness.call(Method::GET, "/v1/cluster", None).await;
     assert_eq!(cluster.body["name"], "rec.ns.svc.cluster.local");
@@ -162,17 +131,8 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
         .expect("remove rec-2");
     let nodes = harness.call(Method::GET, "/v1/nodes/3", None).await;
     assert_eq!(nodes.body["status"], "down");
-    assert!(
-        harness
-            .emulator
-            .names()
-            .lookup("rec-2.rec-headless.ns.svc")
-            .is_none()
-    );
-    harness
-        .emulator
-        .add_node(&harness.key, "rec-2")
-        .expect("re-add rec-2");
+    assert!(harness.emulator.names().lookup("rec-2.rec-headless.ns.svc").is_none());
+    harness.emulator.add_node(&harness.key, "rec-2").expect("re-add rec-2");
     // It comes back through `provisioning` (while its services start) to `active`.
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -185,10 +145,7 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
             .send()
             .await;
         let Ok(response) = response else {
-            assert!(
-                Instant::now() < deadline,
-                "rec-2 never answered: {response:?}"
-            );
+            assert!(Instant::now() < deadline, "rec-2 never answered: {response:?}");
             continue;
         };
         let back: serde_json::Value = response.json().await.expect("node JSON");
@@ -199,10 +156,7 @@ async fn bootstrap_creates_a_cluster_and_joins_three_nodes() {
         if status == "active" {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "rec-2 never became active: {seen:?}"
-        );
+        assert!(Instant::now() < deadline, "rec-2 never became active: {seen:?}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(
@@ -227,30 +181,17 @@ async fn database_serves_redis_with_its_password() {
     let ip = harness.resolve("orders.ns.svc");
     assert_eq!(harness.resolve("orders.ns.svc.cluster.local"), ip);
 
-    let mut connection =
-        redis_connect(ip, port, Some("s3cret pass")).expect("connect with the password");
+    let mut connection = redis_connect(ip, port, Some("s3cret pass")).expect("connect with the password");
     redis_set(&mut connection, "order:1", "paid");
-    assert_eq!(
-        redis_get(&mut connection, "order:1").as_deref(),
-        Some("paid")
-    );
+    assert_eq!(redis_get(&mut connection, "order:1").as_deref(), Some("paid"));
     assert_eq!(config_get(&mut connection, "maxmemory"), MB100.to_string());
 
     let wrong = redis_connect(ip, port, Some("guess"));
     let error = wrong.err().expect("a wrong password is refused");
-    assert_eq!(
-        error.kind(),
-        redis::ErrorKind::AuthenticationFailed,
-        "{error}"
-    );
+    assert_eq!(error.kind(), redis::ErrorKind::AuthenticationFailed, "{error}");
     let mut anonymous = redis_connect(ip, port, None).expect("TCP connect without password");
-    let refused = redis::cmd("GET")
-        .arg("order:1")
-        .query::<Option<String>>(&mut anonymous);
-    assert!(
-        refused.is_err(),
-        "a client without the password must be refused"
-    );
+    let refused = redis::cmd("GET").arg("order:1").query::<Option<String>>(&mut anonymous);
+    assert!(refused.is_err(), "a client without the password must be refused");
 
     // Password rotation applies at once.
     let rotated = harness
@@ -265,17 +206,11 @@ async fn database_serves_redis_with_its_password() {
         redis_connect(ip, port, Some("s3cret pass")).is_err(),
         "the old password must stop working"
     );
-    let mut connection =
-        redis_connect(ip, port, Some("n3w")).expect("connect with the new password");
-    assert_eq!(
-        redis_get(&mut connection, "order:1").as_deref(),
-        Some("paid")
-    );
+    let mut connection = redis_connect(ip, port, Some("n3w")).expect("connect with the new password");
+    assert_eq!(redis_get(&mut connection, "order:1").as_deref(), Some("paid"));
 
     // ?fields= selects fields.
-    let listed = harness
-        .call(Method::GET, "/v1/bdbs?fields=uid,name", None)
-        .await;
+    let listed = harness.call(Method::GET, "/v1/bdbs?fields=uid,name", None).await;
     assert_eq!(listed.body, json!([{"uid": bdb["uid"], "name": "orders"}]));
 }
 
@@ -284,24 +219,19 @@ async fn update_changes_memory_eviction_and_persistence_live() {
     let harness = Harness::new();
     harness.bootstrap_cluster(1).await;
     let bdb = harness
-        .create_database(
-            json!({"name": "cache", "memory_size": MB100, "authentication_redis_pass": "pw"}),
-        )
+        .create_database(json!({"name": "cache", "memory_size": MB100, "authentication_redis_pass": "pw"}))
         .await;
     let uid = bdb["uid"].as_u64().expect("uid");
     let port = bdb["port"].as_u64().expect("port") as u16;
-    let mut connection =
-        redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw")).expect("connect");
+    let mut connection = redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw")).expect("connect");
     redis_set(&mut connection, "kept", "yes");
 
     let updated = harness
         .call(
             Method::PUT,
             &format!("/v1/bdbs/{uid}"),
-            Some(
-                json!({"memory_size": 2 * MB100, "eviction_policy": "allkeys-lru",
-                        "data_persistence": "aof", "aof_policy": "appendfsync-always"}),
-            ),
+            Some(json!({"memory_size": 2 * MB100, "eviction_policy": "allkeys-lru",
+                        "data_persistence": "aof", "aof_policy": "appendfsync-always"})),
         )
         .await;
     assert_eq!(updated.status, StatusCode::OK, "{updated:?}");
@@ -312,20 +242,12 @@ async fn update_changes_memory_eviction_and_persistence_live() {
     assert_eq!(action["status"], "completed", "{action}");
     assert_eq!(action["progress"], 100.0);
 
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
     assert_eq!(view.body["status"], "active");
     assert_eq!(view.body["memory_size"], 2 * MB100);
     assert_eq!(view.body["eviction_policy"], "allkeys-lru");
-    assert_eq!(
-        config_get(&mut connection, "maxmemory"),
-        (2 * MB100).to_string()
-    );
-    assert_eq!(
-        config_get(&mut connection, "maxmemory-policy"),
-        "allkeys-lru"
-    );
+    assert_eq!(config_get(&mut connection, "maxmemory"), (2 * MB100).to_string());
+    assert_eq!(config_get(&mut connection, "maxmemory-policy"), "allkeys-lru");
     assert_eq!(config_get(&mut connection, "appendonly"), "yes");
     assert_eq!(config_get(&mut connection, "appendfsync"), "always");
     assert_eq!(redis_get(&mut connection, "kept").as_deref(), Some("yes"));
@@ -357,12 +279,9 @@ async fn update_changes_memory_eviction_and_persistence_live() {
         .wait_action(upgraded.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "completed", "{action}");
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
     assert_eq!(view.body["redis_version"], "7.2");
-    let mut connection =
-        redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw2")).expect("reconnect");
+    let mut connection = redis_connect(harness.resolve("cache.ns.svc"), port, Some("pw2")).expect("reconnect");
     assert_eq!(redis_get(&mut connection, "kept").as_deref(), Some("yes"));
 }
 
@@ -427,11 +346,7 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
             406,
             "missing_module",
         ),
-        (
-            json!({"name": "first", "memory_size": MB100}),
-            409,
-            "db_name_exists",
-        ),
+        (json!({"name": "first", "memory_size": MB100}), 409, "db_name_exists"),
         (
             json!({"name": "x", "memory_size": MB100, "uid": existing["uid"]}),
             409,
@@ -455,19 +370,13 @@ async fn invalid_bodies_get_the_documented_errors_and_create_nothing() {
         ),
     ];
     for (body, status, error_code) in cases {
-        let answer = harness
-            .call(Method::POST, "/v1/bdbs", Some(body.clone()))
-            .await;
+        let answer = harness.call(Method::POST, "/v1/bdbs", Some(body.clone())).await;
         assert_eq!(
             (answer.status.as_u16(), answer.error_code()),
             (status, error_code),
             "body {body}: {answer:?}"
         );
-        assert!(
-            answer.body["description"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty())
-        );
+        assert!(answer.body["description"].as_str().is_some_and(|d| !d.is_empty()));
     }
     let malformed = harness
         .client
@@ -561,10 +470,7 @@ async fn a_database_is_busy_while_its_action_runs() {
         )
         .await;
     assert_eq!(first.status, StatusCode::OK, "{first:?}");
-    let action_uid = first.body["action_uid"]
-        .as_str()
-        .expect("action_uid")
-        .to_string();
+    let action_uid = first.body["action_uid"].as_str().expect("action_uid").to_string();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let action = harness
@@ -573,10 +479,7 @@ async fn a_database_is_busy_while_its_action_runs() {
         if action.body["status"] == "active" {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the action never became active: {action:?}"
-        );
+        assert!(Instant::now() < deadline, "the action never became active: {action:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let v2 = harness
@@ -597,9 +500,7 @@ async fn a_database_is_busy_while_its_action_runs() {
         (409, "busy"),
         "{second:?}"
     );
-    let delete = harness
-        .call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None)
-        .await;
+    let delete = harness.call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None).await;
     assert_eq!(delete.status, StatusCode::CONFLICT);
     let listed = harness.call(Method::GET, "/v1/actions", None).await;
     assert!(
@@ -612,9 +513,7 @@ async fn a_database_is_busy_while_its_action_runs() {
     faults.hold_actions(false);
     let action = harness.wait_action(&action_uid).await;
     assert_eq!(action["status"], "completed");
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
     assert_eq!(view.body["replication"], true);
     let third = harness
         .call(
@@ -632,9 +531,7 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
     harness.bootstrap_cluster(1).await;
     let backups = TempDir::new("backups");
     let source = harness
-        .create_database(
-            json!({"name": "source", "memory_size": MB100, "authentication_redis_pass": "a"}),
-        )
+        .create_database(json!({"name": "source", "memory_size": MB100, "authentication_redis_pass": "a"}))
         .await;
     let target = harness
         .create_database(
@@ -663,9 +560,7 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .wait_action(exported.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "completed", "{action}");
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None).await;
     assert_eq!(view.body["export_status"], "succeeded");
     assert_eq!(view.body["export_progress"], 100.0);
     let files: Vec<_> = std::fs::read_dir(&backups.0)
@@ -691,17 +586,11 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .wait_action(imported.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "completed", "{action}");
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None).await;
     assert_eq!(view.body["import_status"], "succeeded");
     assert_eq!(view.body["status"], "active");
-    let mut target_connection =
-        redis_connect(ip, target_port, Some("b")).expect("reconnect target");
-    assert_eq!(
-        redis_get(&mut target_connection, "invoice:7").as_deref(),
-        Some("sent")
-    );
+    let mut target_connection = redis_connect(ip, target_port, Some("b")).expect("reconnect target");
+    assert_eq!(redis_get(&mut target_connection, "invoice:7").as_deref(), Some("sent"));
     assert_eq!(
         redis_get(&mut target_connection, "stale"),
         None,
@@ -745,18 +634,12 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .wait_action(bad.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "failed", "{action}");
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None).await;
     assert_eq!(view.body["import_status"], "failed");
     assert_eq!(view.body["import_failure_reason"], "file-corrupted");
     assert_eq!(view.body["status"], "active");
-    let mut target_connection =
-        redis_connect(ip, target_port, Some("b")).expect("reconnect target");
-    assert_eq!(
-        redis_get(&mut target_connection, "invoice:7").as_deref(),
-        Some("sent")
-    );
+    let mut target_connection = redis_connect(ip, target_port, Some("b")).expect("reconnect target");
+    assert_eq!(redis_get(&mut target_connection, "invoice:7").as_deref(), Some("sent"));
 
     let gzipped = backups.0.join("dump.rdb.gz");
     std::fs::write(&gzipped, [0x1f, 0x8b, 0x08, 0x00, 0x00]).expect("write a gzip header");
@@ -778,18 +661,14 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .call(
             Method::POST,
             &format!("/v1/bdbs/{source_uid}/actions/export"),
-            Some(
-                json!({"export_location": {"type": "url", "url": "file:///nonexistent/backups/"}}),
-            ),
+            Some(json!({"export_location": {"type": "url", "url": "file:///nonexistent/backups/"}})),
         )
         .await;
     let action = harness
         .wait_action(missing.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "failed");
-    let view = harness
-        .call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None)
-        .await;
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{source_uid}"), None).await;
     assert_eq!(view.body["export_status"], "failed");
     assert_eq!(view.body["export_failure_reason"], "wrong-file-path");
     let s3 = harness
@@ -814,13 +693,9 @@ async fn delete_stops_the_process_and_frees_the_port() {
     let mut connection = redis_connect(ip, 12345, None).expect("connect");
     redis_set(&mut connection, "k", "old");
 
-    let deleted = harness
-        .call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None)
-        .await;
+    let deleted = harness.call(Method::DELETE, &format!("/v1/bdbs/{uid}"), None).await;
     assert_eq!(deleted.status, StatusCode::OK, "{deleted:?}");
-    let pending = harness
-        .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-        .await;
+    let pending = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
     assert!(
         pending.status == StatusCode::NOT_FOUND || pending.body["status"] == "delete-pending",
         "{pending:?}"
@@ -830,34 +705,18 @@ async fn delete_stops_the_process_and_frees_the_port() {
         .await;
     assert_eq!(action["status"], "completed");
     assert_eq!(
-        harness
-            .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-            .await
-            .status,
+        harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await.status,
         StatusCode::NOT_FOUND
     );
-    assert!(
-        redis_connect(ip, 12345, None).is_err(),
-        "the port is closed"
-    );
-    assert!(
-        harness
-            .emulator
-            .names()
-            .lookup("short-lived.ns.svc")
-            .is_none()
-    );
+    assert!(redis_connect(ip, 12345, None).is_err(), "the port is closed");
+    assert!(harness.emulator.names().lookup("short-lived.ns.svc").is_none());
 
     let again = harness
         .create_database(json!({"name": "short-lived", "memory_size": MB100, "port": 12345}))
         .await;
     assert_eq!(again["port"], 12345);
     let mut connection = redis_connect(ip, 12345, None).expect("connect to the new database");
-    assert_eq!(
-        redis_get(&mut connection, "k"),
-        None,
-        "a new database starts empty"
-    );
+    assert_eq!(redis_get(&mut connection, "k"), None, "a new database starts empty");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -869,9 +728,7 @@ async fn faults_fail_delay_and_kill() {
     });
     harness.bootstrap_cluster(1).await;
     let bdb = harness
-        .create_database(
-            json!({"name": "fragile", "memory_size": MB100, "data_persistence": "aof"}),
-        )
+        .create_database(json!({"name": "fragile", "memory_size": MB100, "data_persistence": "aof"}))
         .await;
     let uid = bdb["uid"].as_u64().expect("uid");
     let faults = harness.emulator.faults();
@@ -885,15 +742,9 @@ async fn faults_fail_delay_and_kill() {
     );
     for _ in 0..2 {
         let failed = harness.call(Method::GET, "/v1/bdbs", None).await;
-        assert_eq!(
-            (failed.status.as_u16(), failed.error_code()),
-            (500, "internal_error")
-        );
+        assert_eq!((failed.status.as_u16(), failed.error_code()), (500, "internal_error"));
     }
-    assert_eq!(
-        harness.call(Method::GET, "/v1/bdbs", None).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(harness.call(Method::GET, "/v1/bdbs", None).await.status, StatusCode::OK);
 
     faults.fail_next(
         None,
@@ -939,17 +790,12 @@ async fn faults_fail_delay_and_kill() {
     assert!(pid > 0);
     let down = harness.wait_bdb_field(uid, "status", "recovery").await;
     assert_eq!(down["uid"], uid);
-    let shard = harness
-        .call(Method::GET, &format!("/v1/shards/{uid}"), None)
-        .await;
+    let shard = harness.call(Method::GET, &format!("/v1/shards/{uid}"), None).await;
     assert_eq!(shard.body["detailed_status"], "down", "{shard:?}");
     assert_eq!(shard.body["status"], "inactive", "{shard:?}");
     harness.wait_bdb_field(uid, "status", "active").await;
     let mut connection = redis_connect(ip, port, None).expect("reconnect after the restart");
-    assert_eq!(
-        redis_get(&mut connection, "survives").as_deref(),
-        Some("yes")
-    );
+    assert_eq!(redis_get(&mut connection, "survives").as_deref(), Some("yes"));
     assert!(!harness.emulator.database_pids().contains(&pid));
 }
 
@@ -986,15 +832,10 @@ async fn shutdown_leaves_no_process_behind() {
     let pids = harness.emulator.database_pids();
     assert_eq!(pids.len(), 2);
     let work_dir = harness.emulator.work_dir().to_path_buf();
-    let service_ip = harness
-        .emulator
-        .cluster(&harness.key)
-        .expect("the cluster")
-        .service_ip;
+    let service_ip = harness.emulator.cluster(&harness.key).expect("the cluster").service_ip;
     // redis-server retitles itself "redis-server <ip>:<port>"; find ours by the cluster's address.
     let ours = |cmdline: &str| {
-        cmdline.contains(&format!("{service_ip}:"))
-            || cmdline.contains(&work_dir.display().to_string())
+        cmdline.contains(&format!("{service_ip}:")) || cmdline.contains(&work_dir.display().to_string())
     };
     let running: Vec<String> = std::fs::read_dir("/proc")
         .expect("list /proc")
@@ -1003,18 +844,9 @@ async fn shutdown_leaves_no_process_behind() {
         .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
         .filter(|cmdline| ours(cmdline))
         .collect();
-    assert_eq!(
-        running.len(),
-        2,
-        "the probe sees both databases: {running:?}"
-    );
+    assert_eq!(running.len(), 2, "the probe sees both databases: {running:?}");
     assert!(harness.emulator.ca_path().exists());
-    assert!(
-        harness
-            .emulator
-            .ca_pem()
-            .starts_with("-----BEGIN CERTIFICATE-----")
-    );
+    assert!(harness.emulator.ca_pem().starts_with("-----BEGIN CERTIFICATE-----"));
 
     harness.emulator.shutdown();
     // Releasing the held action after the shutdown must not start a process.
@@ -1027,25 +859,15 @@ async fn shutdown_leaves_no_process_behind() {
         .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
         .filter(|cmdline| ours(cmdline))
         .collect();
-    assert!(
-        survivors.is_empty(),
-        "processes outlived the emulator: {survivors:?}"
-    );
+    assert!(survivors.is_empty(), "processes outlived the emulator: {survivors:?}");
     for pid in pids {
         assert!(
             !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             "redis-server {pid} outlived the emulator"
         );
     }
-    assert!(
-        !work_dir.exists(),
-        "the temporary work directory is removed"
-    );
-    let refused = harness
-        .client
-        .get(harness.service_url("/v1/bdbs"))
-        .send()
-        .await;
+    assert!(!work_dir.exists(), "the temporary work directory is removed");
+    let refused = harness.client.get(harness.service_url("/v1/bdbs")).send().await;
     assert!(refused.is_err(), "the REST API is gone");
     assert!(harness.emulator.names().lookup("one.ns.svc").is_none());
 }
@@ -1076,11 +898,7 @@ async fn cluster_settings_license_and_extra_passwords() {
     harness.bootstrap_cluster(1).await;
 
     let put = harness
-        .call(
-            Method::PUT,
-            "/v1/cluster",
-            Some(json!({"email_alerts": true})),
-        )
+        .call(Method::PUT, "/v1/cluster", Some(json!({"email_alerts": true})))
         .await;
     assert_eq!(put.status, StatusCode::OK, "{put:?}");
     let cluster = harness.call(Method::GET, "/v1/cluster", None).await;
@@ -1088,10 +906,7 @@ async fn cluster_settings_license_and_extra_passwords() {
     let rename = harness
         .call(Method::PUT, "/v1/cluster", Some(json!({"name": "other"})))
         .await;
-    assert_eq!(
-        (rename.status.as_u16(), rename.error_code()),
-        (400, "invalid_schema")
-    );
+    assert_eq!((rename.status.as_u16(), rename.error_code()), (400, "invalid_schema"));
 
     let v2 = harness
         .call(
@@ -1127,9 +942,7 @@ async fn cluster_settings_license_and_extra_passwords() {
 
     // POST adds a second password, DELETE removes one, the last one cannot be removed.
     let bdb = harness
-        .create_database(
-            json!({"name": "shared", "memory_size": MB100, "authentication_redis_pass": "one"}),
-        )
+        .create_database(json!({"name": "shared", "memory_size": MB100, "authentication_redis_pass": "one"}))
         .await;
     let uid = bdb["uid"].as_u64().expect("uid");
     let port = bdb["port"].as_u64().expect("port") as u16;
@@ -1142,9 +955,7 @@ async fn cluster_settings_license_and_extra_passwords() {
         )
         .await;
     assert_eq!(alerts.status, StatusCode::OK, "{alerts:?}");
-    let alerts = harness
-        .call(Method::GET, &format!("/v1/bdbs/alerts/{uid}"), None)
-        .await;
+    let alerts = harness.call(Method::GET, &format!("/v1/bdbs/alerts/{uid}"), None).await;
     assert_eq!(alerts.body["bdb_size"]["threshold"], "80");
     let path = format!("/v1/bdbs/{uid}/passwords");
     let added = harness
@@ -1175,10 +986,7 @@ fn a_missing_redis_server_is_reported_with_the_install_hint() {
         ..EmulatorConfig::default()
     })
     .expect_err("the emulator cannot run without redis-server");
-    assert!(
-        error.to_string().contains("apt-get install redis-server"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("apt-get install redis-server"), "{error}");
 }
 
 #[test]
@@ -1244,10 +1052,7 @@ async fn databases_die_with_a_killed_emulator_process() {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             // libtest prints "test <name> ... " before the helper's line, on the same line.
             if let Some((_, pid)) = line.split_once("REDIS_PID ") {
                 let _ = sender.send(pid.trim().parse::<u32>().ok());
@@ -1256,19 +1061,13 @@ async fn databases_die_with_a_killed_emulator_process() {
         }
         let _ = sender.send(None);
     });
-    let pid = receiver
-        .recv_timeout(Duration::from_secs(60))
-        .ok()
-        .flatten();
+    let pid = receiver.recv_timeout(Duration::from_secs(60)).ok().flatten();
     let Some(pid) = pid else {
         let _ = child.kill();
         let _ = child.wait();
         panic!("the helper emulator never reported its redis-server pid");
     };
-    assert!(
-        !process_dead(pid),
-        "redis-server {pid} runs while the emulator runs"
-    );
+    assert!(!process_dead(pid), "redis-server {pid} runs while the emulator runs");
 
     // SIGKILL: no destructor runs; only the kernel's parent-death signal can stop redis-server.
     child.kill().expect("kill the helper");

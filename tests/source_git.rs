@@ -10,8 +10,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use redis_gitops::source::{
-    Credentials, GitRef, GitSource, PollOutcome, Revision, SourceConfig, TreeEntry, TreeLimits,
-    set_network_timeouts,
+    Credentials, GitRef, GitSource, PollOutcome, Revision, SourceConfig, TreeEntry, TreeLimits, set_network_timeouts,
 };
 use repo::{TestRepo, git, object_count};
 use servers::{Blackhole, GitDaemon, HttpAuth, HttpGitServer, Sshd, free_port, generate_key};
@@ -26,12 +25,7 @@ fn setup() {
     });
 }
 
-fn source(
-    url: &str,
-    reference: GitRef,
-    credentials: Credentials,
-    cache: &tempfile::TempDir,
-) -> GitSource {
+fn source(url: &str, reference: GitRef, credentials: Credentials, cache: &tempfile::TempDir) -> GitSource {
     setup();
     GitSource::new(SourceConfig {
         url: url.to_string(),
@@ -56,19 +50,10 @@ fn poll_ok(source: &GitSource) -> PollOutcome {
 /// A repository with a few YAML files, a non-YAML file and a nested directory.
 fn sample_repo() -> TestRepo {
     let repo = TestRepo::new();
-    repo.write(
-        "clusters/prod/cluster.yaml",
-        b"kind: RedisEnterpriseCluster\n",
-    );
-    repo.write(
-        "clusters/prod/databases/cache.yml",
-        b"kind: RedisEnterpriseDatabase\n",
-    );
+    repo.write("clusters/prod/cluster.yaml", b"kind: RedisEnterpriseCluster\n");
+    repo.write("clusters/prod/databases/cache.yml", b"kind: RedisEnterpriseDatabase\n");
     repo.write("clusters/prod/README.md", b"not yaml\n");
-    repo.write(
-        "clusters/staging/cluster.yaml",
-        b"kind: RedisEnterpriseCluster\n",
-    );
+    repo.write("clusters/staging/cluster.yaml", b"kind: RedisEnterpriseCluster\n");
     repo.commit("first");
     repo.push();
     repo
@@ -78,9 +63,7 @@ fn files(entries: &[TreeEntry]) -> Vec<(String, String)> {
     entries
         .iter()
         .map(|entry| match entry {
-            TreeEntry::File { path, content } => {
-                (path.clone(), String::from_utf8_lossy(content).into_owned())
-            }
+            TreeEntry::File { path, content } => (path.clone(), String::from_utf8_lossy(content).into_owned()),
             TreeEntry::Symlink { path, target } => (path.clone(), format!("-> {target}")),
         })
         .collect()
@@ -91,12 +74,7 @@ fn file_first_fetch_then_noop_poll_fetches_nothing() {
     let repo = sample_repo();
     let head = git(repo.work.path(), &["rev-parse", "HEAD"]);
     let cache = tempfile::tempdir().unwrap();
-    let source = source(
-        &repo.file_url(),
-        branch("main"),
-        Credentials::none(),
-        &cache,
-    );
+    let source = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
 
     let first = poll_ok(&source);
     assert!(first.fetched);
@@ -106,10 +84,7 @@ fn file_first_fetch_then_noop_poll_fetches_nothing() {
 
     let second = poll_ok(&source);
     assert_eq!(second.revision, first.revision);
-    assert!(
-        !second.fetched,
-        "a poll with an unchanged head must not fetch"
-    );
+    assert!(!second.fetched, "a poll with an unchanged head must not fetch");
     assert_eq!(second.received_objects, 0);
     assert_eq!(
         object_count(source.cache_path()),
@@ -122,12 +97,7 @@ fn file_first_fetch_then_noop_poll_fetches_nothing() {
 fn file_new_commit_is_fetched_and_tree_read_from_objects() {
     let repo = sample_repo();
     let cache = tempfile::tempdir().unwrap();
-    let source = source(
-        &repo.file_url(),
-        branch("main"),
-        Credentials::none(),
-        &cache,
-    );
+    let source = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
     let first = poll_ok(&source);
 
     repo.write(
@@ -147,10 +117,7 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
     assert_eq!(
         files(&entries),
         vec![
-            (
-                "cluster.yaml".to_string(),
-                "kind: RedisEnterpriseCluster\n".to_string()
-            ),
+            ("cluster.yaml".to_string(), "kind: RedisEnterpriseCluster\n".to_string()),
             (
                 "databases/cache.yml".to_string(),
                 "kind: RedisEnterpriseDatabase\n".to_string()
@@ -167,9 +134,7 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
         .unwrap();
     assert_eq!(old.len(), 2);
     // The whole repository: every YAML file, nothing else.
-    let all = source
-        .read_tree(&second.revision, "", &TreeLimits::default())
-        .unwrap();
+    let all = source.read_tree(&second.revision, "", &TreeLimits::default()).unwrap();
     let paths: Vec<&str> = all.iter().map(TreeEntry::path).collect();
     assert_eq!(
         paths,
@@ -186,12 +151,7 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
 fn file_force_push_to_unrelated_history() {
     let repo = sample_repo();
     let cache = tempfile::tempdir().unwrap();
-    let source = source(
-        &repo.file_url(),
-        branch("main"),
-        Credentials::none(),
-        &cache,
-    );
+    let source = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
     let before = poll_ok(&source);
 
     let rewritten = repo.rewrite_history(&[("only/db.yaml", "kind: RedisEnterpriseDatabase\n")]);
@@ -205,10 +165,7 @@ fn file_force_push_to_unrelated_history() {
         .unwrap();
     assert_eq!(
         files(&entries),
-        vec![(
-            "db.yaml".to_string(),
-            "kind: RedisEnterpriseDatabase\n".to_string()
-        )]
+        vec![("db.yaml".to_string(), "kind: RedisEnterpriseDatabase\n".to_string())]
     );
     let gone = source
         .read_tree(&after.revision, "clusters", &TreeLimits::default())
@@ -233,10 +190,7 @@ fn file_tags_annotated_and_lightweight() {
         &cache,
     );
     let outcome = poll_ok(&annotated);
-    assert_eq!(
-        outcome.revision.to_string(),
-        format!("v1.0.0@sha1:{tagged}")
-    );
+    assert_eq!(outcome.revision.to_string(), format!("v1.0.0@sha1:{tagged}"));
     assert!(!poll_ok(&annotated).fetched);
 
     let light = source(
@@ -245,10 +199,7 @@ fn file_tags_annotated_and_lightweight() {
         Credentials::none(),
         &cache,
     );
-    assert_eq!(
-        poll_ok(&light).revision.to_string(),
-        format!("light@sha1:{tagged}")
-    );
+    assert_eq!(poll_ok(&light).revision.to_string(), format!("light@sha1:{tagged}"));
 }
 
 #[test]
@@ -274,13 +225,8 @@ fn file_semver_picks_highest_matching_tag() {
         outcome.revision.to_string(),
         format!("v1.10.0@sha1:{}", commits["v1.10.0"])
     );
-    let entries = ranged
-        .read_tree(&outcome.revision, "", &TreeLimits::default())
-        .unwrap();
-    assert_eq!(
-        files(&entries),
-        vec![("db.yaml".to_string(), "v1.10.0".to_string())]
-    );
+    let entries = ranged.read_tree(&outcome.revision, "", &TreeLimits::default()).unwrap();
+    assert_eq!(files(&entries), vec![("db.yaml".to_string(), "v1.10.0".to_string())]);
 
     let any = source(
         &repo.file_url(),
@@ -325,10 +271,7 @@ fn file_exact_commit_and_missing_refs() {
     let outcome = poll_ok(&pinned);
     assert_eq!(outcome.revision.to_string(), format!("sha1:{first}"));
     assert!(outcome.fetched);
-    assert!(
-        !poll_ok(&pinned).fetched,
-        "a cached exact commit needs no fetch"
-    );
+    assert!(!poll_ok(&pinned).fetched, "a cached exact commit needs no fetch");
 
     let unknown = "0123456789abcdef0123456789abcdef01234567";
     let missing_commit = source(
@@ -341,20 +284,12 @@ fn file_exact_commit_and_missing_refs() {
     assert_eq!(error.category(), "RefNotFound");
     assert!(error.to_string().contains(unknown), "{error}");
 
-    let missing_branch = source(
-        &repo.file_url(),
-        branch("does-not-exist"),
-        Credentials::none(),
-        &cache,
-    );
+    let missing_branch = source(&repo.file_url(), branch("does-not-exist"), Credentials::none(), &cache);
     let error = missing_branch.poll().unwrap_err();
     assert_eq!(error.category(), "RefNotFound");
     assert_eq!(
         error.to_string(),
-        format!(
-            "ref branch 'does-not-exist' not found in {}",
-            repo.file_url()
-        )
+        format!("ref branch 'does-not-exist' not found in {}", repo.file_url())
     );
 
     let error = GitSource::new(SourceConfig {
@@ -378,21 +313,14 @@ fn read_tree_errors_and_symlinks() {
     repo.commit("links and big files");
     repo.push();
     let cache = tempfile::tempdir().unwrap();
-    let source = source(
-        &repo.file_url(),
-        branch("main"),
-        Credentials::none(),
-        &cache,
-    );
+    let source = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
     let revision = poll_ok(&source).revision;
     let limits = TreeLimits {
         max_file_size: 1024,
         max_files: 10,
     };
 
-    let entries = source
-        .read_tree(&revision, "clusters/prod", &limits)
-        .unwrap();
+    let entries = source.read_tree(&revision, "clusters/prod", &limits).unwrap();
     assert!(entries.contains(&TreeEntry::Symlink {
         path: "linked.yaml".into(),
         target: "../../../etc/passwd".into()
@@ -402,29 +330,21 @@ fn read_tree_errors_and_symlinks() {
         target: "../staging".into()
     }));
 
-    let error = source
-        .read_tree(&revision, "clusters/missing", &limits)
-        .unwrap_err();
+    let error = source.read_tree(&revision, "clusters/missing", &limits).unwrap_err();
     assert_eq!(error.category(), "PathNotFound");
     assert_eq!(
         error.to_string(),
         format!("path 'clusters/missing' not found in revision {revision}")
     );
 
-    let error = source
-        .read_tree(&revision, "clusters/big", &limits)
-        .unwrap_err();
+    let error = source.read_tree(&revision, "clusters/big", &limits).unwrap_err();
     assert_eq!(error.category(), "TooLarge");
     assert_eq!(
         error.to_string(),
-        format!(
-            "file 'clusters/big/huge.yaml' in revision {revision} is 2048 bytes, over the limit of 1024 bytes"
-        )
+        format!("file 'clusters/big/huge.yaml' in revision {revision} is 2048 bytes, over the limit of 1024 bytes")
     );
 
-    let error = source
-        .read_tree(&revision, "clusters/file.yaml", &limits)
-        .unwrap_err();
+    let error = source.read_tree(&revision, "clusters/file.yaml", &limits).unwrap_err();
     assert_eq!(error.category(), "NotADirectory");
 
     let tight = TreeLimits {
@@ -438,9 +358,7 @@ fn read_tree_errors_and_symlinks() {
         format!("more than 2 files under 'clusters' in revision {revision}")
     );
 
-    let error = source
-        .read_tree(&revision, "../outside", &limits)
-        .unwrap_err();
+    let error = source.read_tree(&revision, "../outside", &limits).unwrap_err();
     assert_eq!(error.category(), "InvalidPath");
 
     let never_fetched = Revision {
@@ -448,10 +366,7 @@ fn read_tree_errors_and_symlinks() {
         commit: "0123456789abcdef0123456789abcdef01234567".into(),
     };
     assert_eq!(
-        source
-            .read_tree(&never_fetched, "", &limits)
-            .unwrap_err()
-            .category(),
+        source.read_tree(&never_fetched, "", &limits).unwrap_err().category(),
         "CommitNotCached"
     );
 }
@@ -469,24 +384,13 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
     repo.push();
     let daemon = GitDaemon::start(repo.root.path());
     let cache = tempfile::tempdir().unwrap();
-    let source = source(
-        &daemon.url(TestRepo::NAME),
-        branch("main"),
-        Credentials::none(),
-        &cache,
-    );
+    let source = source(&daemon.url(TestRepo::NAME), branch("main"), Credentials::none(), &cache);
 
     let first = poll_ok(&source);
     assert!(first.fetched);
-    assert_eq!(
-        first.revision.commit,
-        git(repo.work.path(), &["rev-parse", "HEAD"])
-    );
+    assert_eq!(first.revision.commit, git(repo.work.path(), &["rev-parse", "HEAD"]));
     let cached = git2::Repository::open_bare(source.cache_path()).unwrap();
-    assert!(
-        cached.is_shallow(),
-        "the first fetch should be shallow (depth 1)"
-    );
+    assert!(cached.is_shallow(), "the first fetch should be shallow (depth 1)");
     // Depth 1: one commit, not the six of the history.
     assert!(
         cached
@@ -494,11 +398,7 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
             .is_ok()
     );
     let parent = git(repo.work.path(), &["rev-parse", "HEAD~1"]);
-    assert!(
-        cached
-            .find_commit(git2::Oid::from_str(&parent).unwrap())
-            .is_err()
-    );
+    assert!(cached.find_commit(git2::Oid::from_str(&parent).unwrap()).is_err());
     let objects = object_count(source.cache_path());
 
     let noop = poll_ok(&source);
@@ -521,15 +421,10 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
     let third = poll_ok(&source);
     assert!(third.fetched);
     assert_eq!(third.revision.commit, rewritten);
-    let entries = source
-        .read_tree(&third.revision, "", &TreeLimits::default())
-        .unwrap();
+    let entries = source.read_tree(&third.revision, "", &TreeLimits::default()).unwrap();
     assert_eq!(
         files(&entries),
-        vec![(
-            "db.yaml".to_string(),
-            "kind: RedisEnterpriseDatabase\n".to_string()
-        )]
+        vec![("db.yaml".to_string(), "kind: RedisEnterpriseDatabase\n".to_string())]
     );
 }
 
@@ -549,33 +444,12 @@ fn git_daemon_semver_tag_and_exact_commit() {
     let cache = tempfile::tempdir().unwrap();
     let url = daemon.url(TestRepo::NAME);
 
-    let ranged = source(
-        &url,
-        GitRef::Semver("~1".into()),
-        Credentials::none(),
-        &cache,
-    );
-    assert_eq!(
-        poll_ok(&ranged).revision.to_string(),
-        format!("v1.1.0@sha1:{second}")
-    );
-    let tag = source(
-        &url,
-        GitRef::Tag("v1.0.0".into()),
-        Credentials::none(),
-        &cache,
-    );
-    assert_eq!(
-        poll_ok(&tag).revision.to_string(),
-        format!("v1.0.0@sha1:{first}")
-    );
+    let ranged = source(&url, GitRef::Semver("~1".into()), Credentials::none(), &cache);
+    assert_eq!(poll_ok(&ranged).revision.to_string(), format!("v1.1.0@sha1:{second}"));
+    let tag = source(&url, GitRef::Tag("v1.0.0".into()), Credentials::none(), &cache);
+    assert_eq!(poll_ok(&tag).revision.to_string(), format!("v1.0.0@sha1:{first}"));
     // The cache is shallow from the tag fetches; an exact older commit still resolves (full fetch).
-    let pinned = source(
-        &url,
-        GitRef::Commit(first.clone()),
-        Credentials::none(),
-        &cache,
-    );
+    let pinned = source(&url, GitRef::Commit(first.clone()), Credentials::none(), &cache);
     let outcome = poll_ok(&pinned);
     assert_eq!(outcome.revision.to_string(), format!("sha1:{first}"));
     let entries = pinned
@@ -628,10 +502,7 @@ fn silent_server_times_out() {
         "took {:?}",
         started.elapsed()
     );
-    assert!(
-        error.to_string().contains("while listing remote refs"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("while listing remote refs"), "{error}");
 }
 
 fn basic(user: &str, password: &str) -> Credentials {
@@ -662,27 +533,17 @@ fn http_basic_auth_noop_poll_is_one_request() {
 
     let first = poll_ok(&source);
     assert!(first.fetched);
-    assert_eq!(
-        first.revision.commit,
-        git(repo.work.path(), &["rev-parse", "HEAD"])
-    );
+    assert_eq!(first.revision.commit, git(repo.work.path(), &["rev-parse", "HEAD"]));
     // Fetch negotiation happened (stateless HTTP with depth takes more than one POST).
-    let posts_after_fetch = server
-        .upload_pack_posts
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let posts_after_fetch = server.upload_pack_posts.load(std::sync::atomic::Ordering::SeqCst);
     assert!(posts_after_fetch >= 1);
 
     let requests_before = server.requests.load(std::sync::atomic::Ordering::SeqCst);
-    let unauthorized_before = server
-        .unauthorized
-        .load(std::sync::atomic::Ordering::SeqCst);
+    let unauthorized_before = server.unauthorized.load(std::sync::atomic::Ordering::SeqCst);
     let noop = poll_ok(&source);
     assert!(!noop.fetched);
     let requests = server.requests.load(std::sync::atomic::Ordering::SeqCst) - requests_before;
-    let challenges = server
-        .unauthorized
-        .load(std::sync::atomic::Ordering::SeqCst)
-        - unauthorized_before;
+    let challenges = server.unauthorized.load(std::sync::atomic::Ordering::SeqCst) - unauthorized_before;
     // One ref advertisement (plus libgit2's unauthenticated first try, answered 401), and no negotiation.
     assert_eq!(
         requests - challenges,
@@ -690,9 +551,7 @@ fn http_basic_auth_noop_poll_is_one_request() {
         "a no-op poll is one authenticated ref listing"
     );
     assert_eq!(
-        server
-            .upload_pack_posts
-            .load(std::sync::atomic::Ordering::SeqCst),
+        server.upload_pack_posts.load(std::sync::atomic::Ordering::SeqCst),
         posts_after_fetch,
         "no fetch negotiation on a no-op poll"
     );
@@ -718,34 +577,22 @@ fn http_wrong_or_missing_credentials_are_clear_and_secret_free() {
     let url = server.url(TestRepo::NAME);
     let cache = tempfile::tempdir().unwrap();
 
-    let wrong = source(
-        &url,
-        branch("main"),
-        basic("deploy", "battery-staple-WRONG"),
-        &cache,
-    );
+    let wrong = source(&url, branch("main"), basic("deploy", "battery-staple-WRONG"), &cache);
     let error = wrong.poll().unwrap_err();
     assert_eq!(error.category(), "AuthenticationFailed", "{error}");
     assert_eq!(
         error.to_string(),
-        format!(
-            "authentication failed for {url} while listing remote refs: the server refused the username/password"
-        )
+        format!("authentication failed for {url} while listing remote refs: the server refused the username/password")
     );
     let debug = format!("{error:?} {wrong:?}");
-    assert!(
-        !debug.contains("battery-staple-WRONG"),
-        "secret leaked: {debug}"
-    );
+    assert!(!debug.contains("battery-staple-WRONG"), "secret leaked: {debug}");
     assert!(!error.to_string().contains("battery-staple-WRONG"));
 
     let anonymous = source(&url, branch("main"), Credentials::none(), &cache);
     let error = anonymous.poll().unwrap_err();
     assert_eq!(error.category(), "AuthenticationFailed", "{error}");
     assert!(
-        error
-            .to_string()
-            .contains("the Secret has no 'username'/'password'"),
+        error.to_string().contains("the Secret has no 'username'/'password'"),
         "{error}"
     );
 }
@@ -793,10 +640,7 @@ fn ssh_deploy_key_with_known_hosts() {
     );
     let first = poll_ok(&source);
     assert!(first.fetched);
-    assert_eq!(
-        first.revision.commit,
-        git(repo.work.path(), &["rev-parse", "HEAD"])
-    );
+    assert_eq!(first.revision.commit, git(repo.work.path(), &["rev-parse", "HEAD"]));
     let objects = object_count(source.cache_path());
     let noop = poll_ok(&source);
     assert!(!noop.fetched);
@@ -820,10 +664,7 @@ fn ssh_wrong_or_unknown_host_key_is_refused() {
     let mismatch = source(
         &url,
         branch("main"),
-        ssh_credentials(
-            &sshd,
-            format!("[127.0.0.1]:{} {other_host_key}\n", sshd.port),
-        ),
+        ssh_credentials(&sshd, format!("[127.0.0.1]:{} {other_host_key}\n", sshd.port)),
         &cache,
     );
     let error = mismatch.poll().unwrap_err();
@@ -836,10 +677,7 @@ fn ssh_wrong_or_unknown_host_key_is_refused() {
         )),
         "{text}"
     );
-    assert!(
-        text.contains("known_hosts expects ssh-ed25519 SHA256:"),
-        "{text}"
-    );
+    assert!(text.contains("known_hosts expects ssh-ed25519 SHA256:"), "{text}");
     assert!(!text.contains("PRIVATE KEY") && !format!("{error:?}").contains("PRIVATE KEY"));
 
     let unknown = source(
@@ -851,9 +689,7 @@ fn ssh_wrong_or_unknown_host_key_is_refused() {
     let error = unknown.poll().unwrap_err();
     assert_eq!(error.category(), "UnknownHostKey", "{error}");
     assert!(
-        error
-            .to_string()
-            .contains("known_hosts has no entry for this host"),
+        error.to_string().contains("known_hosts has no entry for this host"),
         "{error}"
     );
     // Nothing was fetched from a server we did not trust.
@@ -897,11 +733,7 @@ fn config_errors_are_clear() {
             timeout: Duration::from_secs(5),
         })
     };
-    let error = make(
-        "https://user:p4ssw0rd@example.com/repo.git",
-        Credentials::none(),
-    )
-    .unwrap_err();
+    let error = make("https://user:p4ssw0rd@example.com/repo.git", Credentials::none()).unwrap_err();
     assert_eq!(error.category(), "InvalidUrl");
     assert!(!error.to_string().contains("p4ssw0rd"));
     let error = make("ssh://git@example.com/repo.git", Credentials::none()).unwrap_err();

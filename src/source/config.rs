@@ -63,16 +63,12 @@ impl RepoUrl {
             "git" => Scheme::Git,
             "file" => Scheme::File,
             _ => {
-                return Err(invalid(
-                    "unsupported scheme; expected https, http, ssh, git or file",
-                ));
+                return Err(invalid("unsupported scheme; expected https, http, ssh, git or file"));
             }
         };
         if scheme == Scheme::File {
             if !rest.starts_with('/') {
-                return Err(invalid(
-                    "a file:// url needs an absolute path (file:///path/to/repo)",
-                ));
+                return Err(invalid("a file:// url needs an absolute path (file:///path/to/repo)"));
             }
             return Ok(RepoUrl {
                 raw: url.to_string(),
@@ -108,8 +104,7 @@ impl RepoUrl {
             Some(info) => Some(info.to_string()),
             None => None,
         };
-        let (host, port) =
-            split_host_port(host_port).ok_or_else(|| invalid("malformed host or port"))?;
+        let (host, port) = split_host_port(host_port).ok_or_else(|| invalid("malformed host or port"))?;
         if host.is_empty() {
             return Err(invalid("the url has no host"));
         }
@@ -177,16 +172,11 @@ fn split_host_port(host_port: &str) -> Option<(String, Option<u16>)> {
         let (host, after) = rest.split_once(']')?;
         return match after {
             "" => Some((host.to_string(), None)),
-            _ => Some((
-                host.to_string(),
-                Some(after.strip_prefix(':')?.parse().ok()?),
-            )),
+            _ => Some((host.to_string(), Some(after.strip_prefix(':')?.parse().ok()?))),
         };
     }
     match host_port.rsplit_once(':') {
-        Some((host, port)) if !port.is_empty() => {
-            Some((host.to_string(), Some(port.parse().ok()?)))
-        }
+        Some((host, port)) if !port.is_empty() => Some((host.to_string(), Some(port.parse().ok()?))),
         Some((host, _)) => Some((host.to_string(), None)),
         None => Some((host_port.to_string(), None)),
     }
@@ -323,38 +313,24 @@ impl Credentials {
         };
         match url.scheme {
             Scheme::Ssh => {
-                if self
-                    .known_hosts
-                    .as_deref()
-                    .is_none_or(|text| text.trim().is_empty())
-                {
+                if self.known_hosts.as_deref().is_none_or(|text| text.trim().is_empty()) {
                     return Err(invalid(
                         "ssh needs 'known_hosts' in the Secret (host keys are never trusted on first use)",
                     ));
                 }
                 if self.identity.is_none() {
-                    return Err(invalid(
-                        "ssh needs a private key under 'identity' in the Secret",
-                    ));
+                    return Err(invalid("ssh needs a private key under 'identity' in the Secret"));
                 }
                 if self.bearer_token.is_some() || self.username.is_some() {
-                    return Err(invalid(
-                        "'username' and 'bearerToken' are for https, not ssh",
-                    ));
+                    return Err(invalid("'username' and 'bearerToken' are for https, not ssh"));
                 }
             }
             Scheme::Https | Scheme::Http => {
                 if self.identity.is_some() || self.known_hosts.is_some() {
-                    return Err(invalid(
-                        "'identity' and 'known_hosts' are for ssh urls, not http(s)",
-                    ));
+                    return Err(invalid("'identity' and 'known_hosts' are for ssh urls, not http(s)"));
                 }
-                if self.bearer_token.is_some()
-                    && (self.username.is_some() || self.password.is_some())
-                {
-                    return Err(invalid(
-                        "use either 'bearerToken' or 'username'/'password', not both",
-                    ));
+                if self.bearer_token.is_some() && (self.username.is_some() || self.password.is_some()) {
+                    return Err(invalid("use either 'bearerToken' or 'username'/'password', not both"));
                 }
                 if self.username.is_some() && self.password.is_none() {
                     return Err(invalid("'username' is set but 'password' is missing"));
@@ -449,14 +425,8 @@ mod tests {
         assert_eq!(url.known_hosts_name(), "github.com");
         let url = RepoUrl::parse("https://[::1]:8443/repo.git").unwrap();
         assert_eq!((url.host.as_str(), url.port), ("::1", Some(8443)));
-        assert_eq!(
-            RepoUrl::parse("file:///srv/repo.git").unwrap().scheme,
-            Scheme::File
-        );
-        assert_eq!(
-            RepoUrl::parse("git://127.0.0.1:9418/repo").unwrap().scheme,
-            Scheme::Git
-        );
+        assert_eq!(RepoUrl::parse("file:///srv/repo.git").unwrap().scheme, Scheme::File);
+        assert_eq!(RepoUrl::parse("git://127.0.0.1:9418/repo").unwrap().scheme, Scheme::Git);
     }
 
     #[test]
@@ -464,10 +434,7 @@ mod tests {
         let error = RepoUrl::parse("https://bob:hunter2@example.com/repo.git").unwrap_err();
         let text = error.to_string();
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(
-            text.contains("https://bob:***@example.com/repo.git"),
-            "{text}"
-        );
+        assert!(text.contains("https://bob:***@example.com/repo.git"), "{text}");
         assert_eq!(error.category(), "InvalidUrl");
     }
 

@@ -154,9 +154,7 @@ pub enum SourceError {
         reason: String,
     },
     /// A file is larger than the configured limit.
-    #[error(
-        "file '{path}' in revision {revision} is {size} bytes, over the limit of {limit} bytes"
-    )]
+    #[error("file '{path}' in revision {revision} is {size} bytes, over the limit of {limit} bytes")]
     TooLarge {
         /// The file's path, relative to the repository root.
         path: String,

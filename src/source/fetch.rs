@@ -20,17 +20,12 @@ use super::resolve::AdvertisedRef;
 const LIST_ONLY_REFSPEC: &str = "refs/gitops-list-only/none:refs/gitops-list-only/none";
 
 /// One lock per cache repository, so two sources with the same url never fetch into it at once.
-static CACHE_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static CACHE_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The cache repository of a url: `<cache_dir>/<first 32 hex of sha256(url)>.git`.
 pub(crate) fn cache_path(cache_dir: &Path, url: &RepoUrl) -> PathBuf {
     let digest = Sha256::digest(url.as_str().as_bytes());
-    let hex: String = digest
-        .iter()
-        .take(16)
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let hex: String = digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect();
     cache_dir.join(format!("{hex}.git"))
 }
 
@@ -58,15 +53,13 @@ pub(crate) fn open_cache(path: &Path) -> Result<git2::Repository, SourceError> {
             Ok(repository) => return Ok(repository),
             Err(_) => {
                 // A cache is only a cache: an unreadable one is thrown away and fetched again.
-                std::fs::remove_dir_all(path).map_err(|error| {
-                    cache_error(path, "removing an unreadable cache repository", error)
-                })?;
+                std::fs::remove_dir_all(path)
+                    .map_err(|error| cache_error(path, "removing an unreadable cache repository", error))?;
             }
         }
     }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|error| cache_error(path, "creating the cache directory", error))?;
+        std::fs::create_dir_all(parent).map_err(|error| cache_error(path, "creating the cache directory", error))?;
     }
     git2::Repository::init_bare(path)
         .map_err(|error| cache_error(path, "creating the cache repository", error.message()))
@@ -74,10 +67,7 @@ pub(crate) fn open_cache(path: &Path) -> Result<git2::Repository, SourceError> {
 
 /// The name under which we keep a fetched remote ref in the cache.
 pub(crate) fn local_ref_name(remote_ref: &str) -> String {
-    format!(
-        "refs/gitops/{}",
-        remote_ref.strip_prefix("refs/").unwrap_or(remote_ref)
-    )
+    format!("refs/gitops/{}", remote_ref.strip_prefix("refs/").unwrap_or(remote_ref))
 }
 
 /// Lists the remote's refs (the `git ls-remote` equivalent): one connection, no objects transferred.
@@ -152,12 +142,7 @@ pub(crate) fn pin_local_ref(
         return Ok(());
     }
     repository
-        .reference(
-            local_ref,
-            oid,
-            true,
-            "redis-gitops: remote ref seen at this commit",
-        )
+        .reference(local_ref, oid, true, "redis-gitops: remote ref seen at this commit")
         .map(|_| ())
         .map_err(|error| cache_error(path, "updating a cached ref", error.message()))
 }

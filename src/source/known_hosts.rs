@@ -35,10 +35,7 @@ struct Entry {
 
 /// The SHA256 fingerprint the way `ssh-keygen -l` prints it.
 pub(crate) fn fingerprint(key_blob: &[u8]) -> String {
-    format!(
-        "SHA256:{}",
-        STANDARD_NO_PAD.encode(Sha256::digest(key_blob))
-    )
+    format!("SHA256:{}", STANDARD_NO_PAD.encode(Sha256::digest(key_blob)))
 }
 
 fn parse(known_hosts: &str) -> Vec<Entry> {
@@ -60,8 +57,7 @@ fn parse(known_hosts: &str) -> Vec<Entry> {
             Some("@cert-authority") => continue,
             _ => {}
         }
-        let (Some(patterns), Some(key_type), Some(key)) = (first, fields.next(), fields.next())
-        else {
+        let (Some(patterns), Some(key_type), Some(key)) = (first, fields.next(), fields.next()) else {
             continue;
         };
         let Ok(key_blob) = STANDARD.decode(key) else {
@@ -159,12 +155,8 @@ pub(crate) fn check(known_hosts: &str, host: &str, offered: OfferedKey<'_>) -> H
         OfferedKey::Sha256(digest) => format!("SHA256:{}", STANDARD_NO_PAD.encode(digest)),
     };
     let same_key = |entry: &Entry| match &offered {
-        OfferedKey::Blob { key_type, blob } => {
-            entry.key_type == *key_type && entry.key_blob == *blob
-        }
-        OfferedKey::Sha256(digest) => {
-            Sha256::digest(&entry.key_blob).as_slice() == digest.as_slice()
-        }
+        OfferedKey::Blob { key_type, blob } => entry.key_type == *key_type && entry.key_blob == *blob,
+        OfferedKey::Sha256(digest) => Sha256::digest(&entry.key_blob).as_slice() == digest.as_slice(),
     };
     if entries.iter().any(|entry| entry.revoked && same_key(entry)) {
         return HostKeyVerdict::Mismatch {
@@ -174,9 +166,7 @@ pub(crate) fn check(known_hosts: &str, host: &str, offered: OfferedKey<'_>) -> H
     }
     let listed: Vec<&Entry> = entries.iter().filter(|entry| !entry.revoked).collect();
     if listed.is_empty() {
-        return HostKeyVerdict::Unknown {
-            offered: offered_text,
-        };
+        return HostKeyVerdict::Unknown { offered: offered_text };
     }
     if listed.iter().any(|entry| same_key(entry)) {
         return HostKeyVerdict::Trusted;
@@ -210,10 +200,7 @@ mod tests {
             key_type: "ssh-ed25519",
             blob,
         };
-        assert_eq!(
-            check(&text, "[127.0.0.1]:2222", offered(&a)),
-            HostKeyVerdict::Trusted
-        );
+        assert_eq!(check(&text, "[127.0.0.1]:2222", offered(&a)), HostKeyVerdict::Trusted);
         assert!(matches!(
             check(&text, "[127.0.0.1]:2222", offered(&b)),
             HostKeyVerdict::Mismatch { .. }
@@ -238,20 +225,14 @@ mod tests {
             blob: &a,
         };
         let text = format!("{hashed} ssh-ed25519 {KEY_A}");
-        assert_eq!(
-            check(&text, "example.com", offered),
-            HostKeyVerdict::Trusted
-        );
+        assert_eq!(check(&text, "example.com", offered), HostKeyVerdict::Trusted);
 
         let text = format!("*.example.org,!bad.example.org ssh-ed25519 {KEY_A}");
         let offered = || OfferedKey::Blob {
             key_type: "ssh-ed25519",
             blob: &a,
         };
-        assert_eq!(
-            check(&text, "git.example.org", offered()),
-            HostKeyVerdict::Trusted
-        );
+        assert_eq!(check(&text, "git.example.org", offered()), HostKeyVerdict::Trusted);
         assert!(matches!(
             check(&text, "bad.example.org", offered()),
             HostKeyVerdict::Unknown { .. }
@@ -267,9 +248,6 @@ mod tests {
     #[test]
     fn fingerprint_matches_ssh_keygen_format() {
         let print = fingerprint(&blob(KEY_A));
-        assert!(
-            print.starts_with("SHA256:") && !print.ends_with('='),
-            "{print}"
-        );
+        assert!(print.starts_with("SHA256:") && !print.ends_with('='), "{print}");
     }
 }

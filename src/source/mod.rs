@@ -67,9 +67,7 @@ impl GitSource {
                 })?;
             }
             GitRef::Branch(name) | GitRef::Tag(name) | GitRef::Name(name) => {
-                if name.trim().is_empty()
-                    || !git2::Reference::is_valid_name(&full_ref_for_check(&config.reference))
-                {
+                if name.trim().is_empty() || !git2::Reference::is_valid_name(&full_ref_for_check(&config.reference)) {
                     return Err(SourceError::InvalidRef {
                         reference: config.reference.to_string(),
                         reason: "not a valid git ref name".to_string(),
@@ -119,40 +117,31 @@ impl GitSource {
                 let local_ref = fetch::local_ref_name(remote_ref);
                 let commit = match self.peel_cached(&repository, resolved.oid) {
                     Some(commit) => {
-                        fetch::pin_local_ref(
-                            &repository,
-                            &self.cache_path,
-                            &local_ref,
-                            resolved.oid,
-                        )?;
+                        fetch::pin_local_ref(&repository, &self.cache_path, &local_ref, resolved.oid)?;
                         commit
                     }
                     None => {
                         let refspec = format!("+{remote_ref}:{local_ref}");
                         // libgit2's local (file://) transport cannot fetch shallow; it copies objects locally.
-                        let depth = if self.url.scheme == Scheme::File {
-                            0
-                        } else {
-                            1
-                        };
+                        let depth = if self.url.scheme == Scheme::File { 0 } else { 1 };
                         let result = fetch::fetch(&repository, &session, &[refspec], depth)?;
                         fetched = true;
                         received_objects = result.received_objects;
                         // The ref may have moved again since we listed it: what we fetched is the truth.
-                        let fetched_oid = repository.refname_to_id(&local_ref).map_err(|_| {
-                            SourceError::RefNotFound {
-                                url: url_text.clone(),
-                                reference: self.reference.to_string(),
-                                detail: ": it disappeared while fetching".to_string(),
-                            }
-                        })?;
-                        self.peel_cached(&repository, fetched_oid).ok_or_else(|| {
-                            SourceError::GitOperation {
+                        let fetched_oid =
+                            repository
+                                .refname_to_id(&local_ref)
+                                .map_err(|_| SourceError::RefNotFound {
+                                    url: url_text.clone(),
+                                    reference: self.reference.to_string(),
+                                    detail: ": it disappeared while fetching".to_string(),
+                                })?;
+                        self.peel_cached(&repository, fetched_oid)
+                            .ok_or_else(|| SourceError::GitOperation {
                                 url: url_text.clone(),
                                 operation: "fetching",
                                 detail: format!("{remote_ref} does not point to a commit"),
-                            }
-                        })?
+                            })?
                     }
                 };
                 commit
@@ -170,13 +159,13 @@ impl GitSource {
                     let result = fetch::fetch(&repository, &session, &refspecs, depth)?;
                     fetched = true;
                     received_objects = result.received_objects;
-                    let commit = self.peel_cached(&repository, resolved.oid).ok_or_else(|| {
-                        SourceError::RefNotFound {
-                            url: url_text.clone(),
-                            reference: self.reference.to_string(),
-                            detail: ": no branch or tag of the remote contains it".to_string(),
-                        }
-                    })?;
+                    let commit =
+                        self.peel_cached(&repository, resolved.oid)
+                            .ok_or_else(|| SourceError::RefNotFound {
+                                url: url_text.clone(),
+                                reference: self.reference.to_string(),
+                                detail: ": no branch or tag of the remote contains it".to_string(),
+                            })?;
                     fetch::pin_local_ref(
                         &repository,
                         &self.cache_path,
@@ -229,11 +218,10 @@ impl GitSource {
             return Err(not_cached());
         }
         let repository = fetch::open_cache(&self.cache_path)?;
-        let oid =
-            resolve::parse_commit(&revision.commit).map_err(|reason| SourceError::InvalidRef {
-                reference: format!("revision '{revision}'"),
-                reason,
-            })?;
+        let oid = resolve::parse_commit(&revision.commit).map_err(|reason| SourceError::InvalidRef {
+            reference: format!("revision '{revision}'"),
+            reason,
+        })?;
         let commit = repository.find_commit(oid).map_err(|_| not_cached())?;
         tree::read_tree(&repository, revision, &commit, path, limits)
     }

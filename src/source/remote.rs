@@ -31,11 +31,7 @@ static DEFAULT_TIMEOUTS: Once = Once::new();
 ///
 /// Call it once at start-up; without a call, [`DEFAULT_CONNECT_TIMEOUT`] and [`DEFAULT_IO_TIMEOUT`] apply.
 pub fn set_network_timeouts(connect: Duration, io: Duration) -> Result<(), SourceError> {
-    let to_millis = |duration: Duration| {
-        i32::try_from(duration.as_millis())
-            .unwrap_or(i32::MAX)
-            .max(1)
-    };
+    let to_millis = |duration: Duration| i32::try_from(duration.as_millis()).unwrap_or(i32::MAX).max(1);
     // SAFETY: these only store an integer in libgit2's global settings; libgit2 is initialised by git2.
     let result = unsafe {
         git2::opts::set_server_connect_timeout_in_milliseconds(to_millis(connect))
@@ -199,11 +195,7 @@ impl<'a> Session<'a> {
             return SourceError::CertificateInvalid { url, detail };
         }
         if let Some(detail) = state.auth_failure.take() {
-            return SourceError::AuthenticationFailed {
-                url,
-                operation,
-                detail,
-            };
+            return SourceError::AuthenticationFailed { url, operation, detail };
         }
         let lower = detail.to_ascii_lowercase();
         if state.timed_out || lower.contains("timed out") || lower.contains("timeout") {
@@ -215,21 +207,14 @@ impl<'a> Session<'a> {
             || lower.contains("401")
             || lower.contains("403")
         {
-            return SourceError::AuthenticationFailed {
-                url,
-                operation,
-                detail,
-            };
+            return SourceError::AuthenticationFailed { url, operation, detail };
         }
         if error.code() == git2::ErrorCode::Certificate {
             return SourceError::CertificateInvalid { url, detail };
         }
         let network_class = matches!(
             error.class(),
-            git2::ErrorClass::Net
-                | git2::ErrorClass::Os
-                | git2::ErrorClass::Ssh
-                | git2::ErrorClass::Http
+            git2::ErrorClass::Net | git2::ErrorClass::Os | git2::ErrorClass::Ssh | git2::ErrorClass::Http
         );
         let unreachable_words = [
             "failed to connect",
@@ -246,17 +231,9 @@ impl<'a> Session<'a> {
             "not found",
         ];
         if network_class || unreachable_words.iter().any(|word| lower.contains(word)) {
-            return SourceError::Unreachable {
-                url,
-                operation,
-                detail,
-            };
+            return SourceError::Unreachable { url, operation, detail };
         }
-        SourceError::GitOperation {
-            url,
-            operation,
-            detail,
-        }
+        SourceError::GitOperation { url, operation, detail }
     }
 }
 
@@ -281,8 +258,7 @@ fn provide_credentials(
             state.credentials_given.push(CredentialType::USERNAME);
             return Cred::username(user);
         }
-        if allowed.contains(CredentialType::SSH_KEY) || allowed.contains(CredentialType::SSH_MEMORY)
-        {
+        if allowed.contains(CredentialType::SSH_KEY) || allowed.contains(CredentialType::SSH_MEMORY) {
             if state.credentials_given.contains(&CredentialType::SSH_KEY) {
                 return refuse(
                     state,
@@ -290,10 +266,7 @@ fn provide_credentials(
                 );
             }
             let Some(identity) = &credentials.identity else {
-                return refuse(
-                    state,
-                    "the ssh server asks for a key and the Secret has no 'identity'",
-                );
+                return refuse(state, "the ssh server asks for a key and the Secret has no 'identity'");
             };
             state.credentials_given.push(CredentialType::SSH_KEY);
             let passphrase = credentials.password.as_ref().map(|secret| secret.expose());
@@ -318,23 +291,15 @@ fn provide_credentials(
             };
             return refuse(state, reason);
         };
-        if state
-            .credentials_given
-            .contains(&CredentialType::USER_PASS_PLAINTEXT)
-        {
+        if state.credentials_given.contains(&CredentialType::USER_PASS_PLAINTEXT) {
             return refuse(state, "the server refused the username/password");
         }
-        state
-            .credentials_given
-            .push(CredentialType::USER_PASS_PLAINTEXT);
+        state.credentials_given.push(CredentialType::USER_PASS_PLAINTEXT);
         // Forges accept any user name with a token as password; git uses "git" in that case.
         let user = credentials.username.as_deref().unwrap_or("git");
         return Cred::userpass_plaintext(user, password.expose());
     }
-    refuse(
-        state,
-        "the server asks for an authentication method we do not support",
-    )
+    refuse(state, "the server asks for an authentication method we do not support")
 }
 
 /// SSH: known_hosts decides. HTTPS: with a CA in the Secret, we verify the leaf against it (plus the system
@@ -368,9 +333,7 @@ fn check_certificate(
                 state.host_key_failure = Some(SourceError::UnknownHostKey {
                     url: url.to_string(),
                     host: host_name,
-                    detail: format!(
-                        "server offered {offered}, known_hosts has no entry for this host"
-                    ),
+                    detail: format!("server offered {offered}, known_hosts has no entry for this host"),
                 });
                 Err(git2::Error::from_str("unknown ssh host key"))
             }
@@ -411,8 +374,7 @@ fn verify_with_ca(ca_pem: &[u8], leaf_der: &[u8], host: &str) -> Result<(), Stri
     use openssl::x509::verify::X509VerifyFlags;
     use openssl::x509::{X509, X509StoreContext};
 
-    let leaf = X509::from_der(leaf_der)
-        .map_err(|_| "the server's certificate could not be parsed".to_string())?;
+    let leaf = X509::from_der(leaf_der).map_err(|_| "the server's certificate could not be parsed".to_string())?;
     let authorities = X509::stack_from_pem(ca_pem)
         .map_err(|_| "'ca.crt' in the Secret is not a PEM certificate bundle".to_string())?;
     if authorities.is_empty() {
@@ -420,22 +382,17 @@ fn verify_with_ca(ca_pem: &[u8], leaf_der: &[u8], host: &str) -> Result<(), Stri
     }
     let mut builder = X509StoreBuilder::new().map_err(|error| error.to_string())?;
     for authority in authorities {
-        builder
-            .add_cert(authority)
-            .map_err(|error| error.to_string())?;
+        builder.add_cert(authority).map_err(|error| error.to_string())?;
     }
     builder
         .set_flags(X509VerifyFlags::PARTIAL_CHAIN)
         .map_err(|error| error.to_string())?;
-    let mut param =
-        openssl::x509::verify::X509VerifyParam::new().map_err(|error| error.to_string())?;
+    let mut param = openssl::x509::verify::X509VerifyParam::new().map_err(|error| error.to_string())?;
     match host.parse::<std::net::IpAddr>() {
         Ok(address) => param.set_ip(address).map_err(|error| error.to_string())?,
         Err(_) => param.set_host(host).map_err(|error| error.to_string())?,
     }
-    builder
-        .set_param(&param)
-        .map_err(|error| error.to_string())?;
+    builder.set_param(&param).map_err(|error| error.to_string())?;
     let store = builder.build();
     let chain = openssl::stack::Stack::new().map_err(|error| error.to_string())?;
     let mut context = X509StoreContext::new().map_err(|error| error.to_string())?;

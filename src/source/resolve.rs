@@ -76,11 +76,7 @@ pub(crate) struct Resolved {
 }
 
 /// Picks the ref from the advertisement.
-pub(crate) fn resolve(
-    reference: &GitRef,
-    refs: &[AdvertisedRef],
-    url: &str,
-) -> Result<Resolved, SourceError> {
+pub(crate) fn resolve(reference: &GitRef, refs: &[AdvertisedRef], url: &str) -> Result<Resolved, SourceError> {
     let not_found = |detail: String| SourceError::RefNotFound {
         url: url.to_string(),
         reference: reference.to_string(),
@@ -131,13 +127,10 @@ pub(crate) fn resolve(
                     continue;
                 }
                 tag_count += 1;
-                let Ok(version) = semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag))
-                else {
+                let Ok(version) = semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)) else {
                     continue;
                 };
-                if requirement.matches(&version)
-                    && best.as_ref().is_none_or(|(top, _)| version > *top)
-                {
+                if requirement.matches(&version) && best.as_ref().is_none_or(|(top, _)| version > *top) {
                     best = Some((version, tag));
                 }
             }
@@ -186,9 +179,7 @@ pub(crate) struct Range(Vec<semver::VersionReq>);
 
 impl Range {
     fn matches(&self, version: &semver::Version) -> bool {
-        self.0
-            .iter()
-            .any(|requirement| requirement.matches(version))
+        self.0.iter().any(|requirement| requirement.matches(version))
     }
 }
 
@@ -232,8 +223,8 @@ pub(crate) fn parse_range(range: &str) -> Result<Range, String> {
             return Err(format!("empty alternative in '{range}'"));
         }
         let text = comparators.join(", ");
-        let requirement = semver::VersionReq::parse(&text)
-            .map_err(|error| format!("'{range}' is not a semver range: {error}"))?;
+        let requirement =
+            semver::VersionReq::parse(&text).map_err(|error| format!("'{range}' is not a semver range: {error}"))?;
         alternatives.push(requirement);
     }
     Ok(Range(alternatives))

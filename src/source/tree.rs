@@ -191,25 +191,14 @@ mod tests {
 
     #[test]
     fn paths_are_normalised_and_escapes_refused() {
-        assert_eq!(
-            normalize_path("./clusters//prod/").unwrap(),
-            "clusters/prod"
-        );
+        assert_eq!(normalize_path("./clusters//prod/").unwrap(), "clusters/prod");
         assert_eq!(normalize_path(".").unwrap(), "");
-        assert_eq!(
-            normalize_path("a/../../etc").unwrap_err().category(),
-            "InvalidPath"
-        );
-        assert_eq!(
-            normalize_path("/etc").unwrap_err().category(),
-            "InvalidPath"
-        );
+        assert_eq!(normalize_path("a/../../etc").unwrap_err().category(), "InvalidPath");
+        assert_eq!(normalize_path("/etc").unwrap_err().category(), "InvalidPath");
     }
 
     #[test]
     fn yaml_names() {
-        assert!(
-            is_yaml("db.yaml") && is_yaml("DB.YML") && !is_yaml("README.md") && !is_yaml("yaml")
-        );
+        assert!(is_yaml("db.yaml") && is_yaml("DB.YML") && !is_yaml("README.md") && !is_yaml("yaml"));
     }
 }

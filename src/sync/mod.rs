@@ -2,3 +2,4 @@
 //! (apply bodies, drift, prune decisions); the GitSync controller that fetches, applies and reports is built on it.
 
 pub mod plan;
+pub mod settings;

@@ -116,9 +116,8 @@ impl Harness {
         let body = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|error| {
-                panic!("{method} {url}: body is not JSON ({error}): {text}")
-            })
+            serde_json::from_str(&text)
+                .unwrap_or_else(|error| panic!("{method} {url}: body is not JSON ({error}): {text}"))
         };
         Answer { status, body }
     }
@@ -173,9 +172,7 @@ impl Harness {
             .await;
         assert_eq!(created.status, StatusCode::OK, "{created:?}");
         self.wait_bootstrap(&first, "completed").await;
-        let seed = vec![format!(
-            "{first}.{REC}-headless.{NAMESPACE}.svc.cluster.local"
-        )];
+        let seed = vec![format!("{first}.{REC}-headless.{NAMESPACE}.svc.cluster.local")];
         for index in 1..count {
             let pod = format!("{REC}-{index}");
             let joined = self
@@ -194,21 +191,13 @@ impl Harness {
     pub async fn wait_action(&self, action_uid: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let answer = self
-                .call(Method::GET, &format!("/v1/actions/{action_uid}"), None)
-                .await;
+            let answer = self.call(Method::GET, &format!("/v1/actions/{action_uid}"), None).await;
             assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-            let status = answer.body["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let status = answer.body["status"].as_str().unwrap_or_default().to_string();
             if status == "completed" || status == "failed" {
                 return answer.body;
             }
-            assert!(
-                Instant::now() < deadline,
-                "action {action_uid} never ended: {answer:?}"
-            );
+            assert!(Instant::now() < deadline, "action {action_uid} never ended: {answer:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -224,9 +213,7 @@ impl Harness {
         let action = self.wait_action(&action_uid).await;
         assert_eq!(action["status"], "completed", "{action}");
         let uid = created.body["uid"].as_u64().expect("bdb uid");
-        let view = self
-            .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-            .await;
+        let view = self.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
         assert_eq!(view.body["status"], "active", "{view:?}");
         view.body
     }
@@ -235,9 +222,7 @@ impl Harness {
     pub async fn wait_bdb_field(&self, uid: u64, field: &str, value: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let answer = self
-                .call(Method::GET, &format!("/v1/bdbs/{uid}"), None)
-                .await;
+            let answer = self.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
             if answer.body[field] == value {
                 return answer.body;
             }
@@ -269,11 +254,7 @@ pub fn client_for(emulator: &EnterpriseEmulator, timeout: Duration) -> reqwest::
 }
 
 /// A real Redis connection (the `redis` crate) to `ip:port`, authenticating with `password`.
-pub fn redis_connect(
-    ip: IpAddr,
-    port: u16,
-    password: Option<&str>,
-) -> redis::RedisResult<redis::Connection> {
+pub fn redis_connect(ip: IpAddr, port: u16, password: Option<&str>) -> redis::RedisResult<redis::Connection> {
     let url = match password {
         Some(password) => format!("redis://:{password}@{ip}:{port}/"),
         None => format!("redis://{ip}:{port}/"),
@@ -282,10 +263,7 @@ pub fn redis_connect(
 }
 
 pub fn redis_get(connection: &mut redis::Connection, key: &str) -> Option<String> {
-    redis::cmd("GET")
-        .arg(key)
-        .query(connection)
-        .expect("GET succeeds")
+    redis::cmd("GET").arg(key).query(connection).expect("GET succeeds")
 }
 
 pub fn redis_set(connection: &mut redis::Connection, key: &str, value: &str) {

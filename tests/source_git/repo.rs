@@ -41,16 +41,10 @@ impl TestRepo {
     pub fn new() -> TestRepo {
         let work = tempfile::tempdir().expect("work tree dir");
         let root = tempfile::tempdir().expect("bare root dir");
-        git(
-            root.path(),
-            &["init", "-q", "--bare", "-b", "main", TestRepo::NAME],
-        );
+        git(root.path(), &["init", "-q", "--bare", "-b", "main", TestRepo::NAME]);
         git(work.path(), &["init", "-q", "-b", "main"]);
         let bare = root.path().join(TestRepo::NAME);
-        git(
-            work.path(),
-            &["remote", "add", "origin", &bare.display().to_string()],
-        );
+        git(work.path(), &["remote", "add", "origin", &bare.display().to_string()]);
         TestRepo { work, root }
     }
 
@@ -85,10 +79,7 @@ impl TestRepo {
     /// Commits everything and returns the commit id.
     pub fn commit(&self, message: &str) -> String {
         git(self.work.path(), &["add", "-A"]);
-        git(
-            self.work.path(),
-            &["commit", "-q", "--allow-empty", "-m", message],
-        );
+        git(self.work.path(), &["commit", "-q", "--allow-empty", "-m", message]);
         git(self.work.path(), &["rev-parse", "HEAD"])
     }
 
@@ -98,10 +89,7 @@ impl TestRepo {
             self.work.path(),
             &["push", "-q", "--force", "origin", "HEAD:refs/heads/main"],
         );
-        git(
-            self.work.path(),
-            &["push", "-q", "--force", "--tags", "origin"],
-        );
+        git(self.work.path(), &["push", "-q", "--force", "--tags", "origin"]);
     }
 
     /// Creates an annotated tag at HEAD.
@@ -116,10 +104,7 @@ impl TestRepo {
 
     /// Replaces the history with a new root commit holding only `files`.
     pub fn rewrite_history(&self, files: &[(&str, &str)]) -> String {
-        git(
-            self.work.path(),
-            &["checkout", "-q", "--orphan", "rewritten"],
-        );
+        git(self.work.path(), &["checkout", "-q", "--orphan", "rewritten"]);
         git(self.work.path(), &["rm", "-q", "-r", "-f", "--cached", "."]);
         for entry in std::fs::read_dir(self.work.path()).expect("read work tree") {
             let entry = entry.expect("dir entry");

@@ -225,9 +225,7 @@ fn serve_connection(stream: TcpStream, context: &CgiContext) -> std::io::Result<
                 let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
                 headers.get("authorization") == Some(&expected)
             }
-            HttpAuth::Bearer(token) => {
-                headers.get("authorization") == Some(&format!("Bearer {token}"))
-            }
+            HttpAuth::Bearer(token) => headers.get("authorization") == Some(&format!("Bearer {token}")),
         };
         if !authorized {
             context.unauthorized.fetch_add(1, Ordering::SeqCst);
@@ -246,10 +244,7 @@ fn serve_connection(stream: TcpStream, context: &CgiContext) -> std::io::Result<
     }
 }
 
-fn read_body(
-    reader: &mut BufReader<TcpStream>,
-    headers: &HashMap<String, String>,
-) -> std::io::Result<Vec<u8>> {
+fn read_body(reader: &mut BufReader<TcpStream>, headers: &HashMap<String, String>) -> std::io::Result<Vec<u8>> {
     if let Some(length) = headers.get("content-length") {
         let length: usize = length.parse().unwrap_or(0);
         let mut body = vec![0; length];
@@ -264,8 +259,7 @@ fn read_body(
         loop {
             let mut size_line = String::new();
             reader.read_line(&mut size_line)?;
-            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
+            let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
             let mut chunk = vec![0; size + 2];
             reader.read_exact(&mut chunk)?;
             if size == 0 {
@@ -374,11 +368,7 @@ pub fn generate_key(dir: &Path, name: &str) -> (String, String) {
     assert!(status.success(), "ssh-keygen failed");
     let private = std::fs::read_to_string(&path).expect("read private key");
     let public = std::fs::read_to_string(path.with_extension("pub")).expect("read public key");
-    let public = public
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     (private, public)
 }
 
@@ -391,17 +381,10 @@ impl Sshd {
         let (_, host_public_key) = generate_key(dir.path(), "host_key");
         let (client_private_key, client_public_key) = generate_key(dir.path(), "deploy_key");
         let authorized = dir.path().join("authorized_keys");
-        std::fs::write(&authorized, format!("{client_public_key}\n"))
-            .expect("write authorized_keys");
-        let user = String::from_utf8_lossy(
-            &Command::new("id")
-                .arg("-un")
-                .output()
-                .expect("id -un")
-                .stdout,
-        )
-        .trim()
-        .to_string();
+        std::fs::write(&authorized, format!("{client_public_key}\n")).expect("write authorized_keys");
+        let user = String::from_utf8_lossy(&Command::new("id").arg("-un").output().expect("id -un").stdout)
+            .trim()
+            .to_string();
         let port = free_port();
         let config = dir.path().join("sshd_config");
         std::fs::write(
@@ -445,12 +428,7 @@ impl Sshd {
 
     /// `ssh://<user>@127.0.0.1:<port><absolute path>`.
     pub fn url(&self, repository: &Path) -> String {
-        format!(
-            "ssh://{}@127.0.0.1:{}{}",
-            self.user,
-            self.port,
-            repository.display()
-        )
+        format!("ssh://{}@127.0.0.1:{}{}", self.user, self.port, repository.display())
     }
 }
 

@@ -41,9 +41,7 @@ pub const MODULES: [(&str, &str, &str); 4] = [
 ];
 
 /// Ports RS reserves for its own services (a database may not use them).
-const RESERVED_PORTS: [u16; 11] = [
-    8001, 8002, 8004, 8006, 8070, 8071, 8080, 8443, 9081, 9091, 9443,
-];
+const RESERVED_PORTS: [u16; 11] = [8001, 8002, 8004, 8006, 8070, 8071, 8080, 8443, 9081, 9091, 9443];
 
 /// Read-only bdb fields: the server sets them, a body may not.
 const READ_ONLY_FIELDS: [&str; 18] = [
@@ -134,9 +132,7 @@ fn schema_error(field: &str, expected: &str, value: &Value) -> ApiError {
 }
 
 fn as_bool(field: &str, value: &Value) -> Result<bool, ApiError> {
-    value
-        .as_bool()
-        .ok_or_else(|| schema_error(field, "a boolean", value))
+    value.as_bool().ok_or_else(|| schema_error(field, "a boolean", value))
 }
 
 fn as_u64(field: &str, value: &Value) -> Result<u64, ApiError> {
@@ -146,9 +142,7 @@ fn as_u64(field: &str, value: &Value) -> Result<u64, ApiError> {
 }
 
 fn as_str<'a>(field: &str, value: &'a Value) -> Result<&'a str, ApiError> {
-    value
-        .as_str()
-        .ok_or_else(|| schema_error(field, "a string", value))
+    value.as_str().ok_or_else(|| schema_error(field, "a string", value))
 }
 
 /// Whether `name` is a valid database name: letters, digits and hyphens, starting and ending with a
@@ -252,11 +246,7 @@ impl BdbConfig {
     }
 
     /// Parses a PUT body: the body over the current configuration.
-    pub fn updated(
-        &self,
-        body: &Map<String, Value>,
-        facts: ClusterFacts,
-    ) -> Result<Self, ApiError> {
+    pub fn updated(&self, body: &Map<String, Value>, facts: ClusterFacts) -> Result<Self, ApiError> {
         let mut fields = self.to_json();
         overlay(&mut fields, body, false)?;
         let mut updated = Self::from_fields(&fields, facts)?;
@@ -296,10 +286,7 @@ impl BdbConfig {
             0 => None,
             port => {
                 let port = u16::try_from(port).map_err(|_| {
-                    ApiError::not_acceptable(
-                        "port_unavailable",
-                        format!("port {port} is out of range"),
-                    )
+                    ApiError::not_acceptable("port_unavailable", format!("port {port} is out of range"))
                 })?;
                 check_port_allowed(port)?;
                 Some(port)
@@ -344,8 +331,7 @@ impl BdbConfig {
             ));
         }
 
-        let persistence_error =
-            |detail: String| ApiError::not_acceptable("invalid_data_persistence", detail);
+        let persistence_error = |detail: String| ApiError::not_acceptable("invalid_data_persistence", detail);
         let data_persistence = as_str("data_persistence", get("data_persistence"))?.to_string();
         if !["disabled", "snapshot", "aof"].contains(&data_persistence.as_str()) {
             return Err(persistence_error(format!(
@@ -359,9 +345,9 @@ impl BdbConfig {
             )));
         }
         let mut snapshot_policy = Vec::new();
-        let rules = get("snapshot_policy").as_array().ok_or_else(|| {
-            persistence_error("snapshot_policy must be a list of {secs, writes}".to_string())
-        })?;
+        let rules = get("snapshot_policy")
+            .as_array()
+            .ok_or_else(|| persistence_error("snapshot_policy must be a list of {secs, writes}".to_string()))?;
         for rule in rules {
             let secs = rule.get("secs").and_then(Value::as_u64).filter(|s| *s > 0);
             let writes = rule.get("writes").and_then(Value::as_u64);
@@ -451,10 +437,7 @@ impl BdbConfig {
 fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
     if let Some(modules) = fields.get("module_list").and_then(Value::as_array) {
         for module in modules {
-            let name = module
-                .get("module_name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let name = module.get("module_name").and_then(Value::as_str).unwrap_or("");
             if !MODULES.iter().any(|(known, _, _)| *known == name) {
                 return Err(ApiError::not_acceptable(
                     "missing_module",
@@ -477,10 +460,7 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
             "role-based database access (roles_permissions)",
         ));
     }
-    if fields
-        .get("tls_mode")
-        .is_some_and(|mode| mode != "disabled")
-    {
+    if fields.get("tls_mode").is_some_and(|mode| mode != "disabled") {
         return Err(ApiError::not_implemented("TLS for databases (tls_mode)"));
     }
     if fields.get("backup").is_some_and(|backup| backup == true) {
@@ -500,35 +480,22 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
             "the cluster is not rack-aware and a rack-aware database was requested",
         ));
     }
-    if fields
-        .get("bigstore")
-        .is_some_and(|bigstore| bigstore == true)
-    {
-        return Err(ApiError::not_implemented(
-            "Redis on Flash databases (bigstore)",
-        ));
+    if fields.get("bigstore").is_some_and(|bigstore| bigstore == true) {
+        return Err(ApiError::not_implemented("Redis on Flash databases (bigstore)"));
     }
     if fields
         .get("replica_sources")
         .and_then(Value::as_array)
         .is_some_and(|sources| !sources.is_empty())
-        || fields
-            .get("replica_sync")
-            .is_some_and(|sync| sync != "disabled")
+        || fields.get("replica_sync").is_some_and(|sync| sync != "disabled")
     {
-        return Err(ApiError::not_implemented(
-            "Replica Of (replica_sources / replica_sync)",
-        ));
+        return Err(ApiError::not_implemented("Replica Of (replica_sources / replica_sync)"));
     }
     Ok(())
 }
 
 /// Lays `body` over `fields`, refusing unknown and read-only fields.
-fn overlay(
-    fields: &mut Map<String, Value>,
-    body: &Map<String, Value>,
-    create: bool,
-) -> Result<(), ApiError> {
+fn overlay(fields: &mut Map<String, Value>, body: &Map<String, Value>, create: bool) -> Result<(), ApiError> {
     const ACTED_ON: [&str; 24] = [
         "name",
         "type",
@@ -557,9 +524,7 @@ fn overlay(
     ];
     for (key, value) in body {
         if READ_ONLY_FIELDS.contains(&key.as_str()) {
-            return Err(ApiError::invalid_schema(format!(
-                "field '{key}' is read-only"
-            )));
+            return Err(ApiError::invalid_schema(format!("field '{key}' is read-only")));
         }
         if key == "uid" {
             if create {
@@ -599,11 +564,8 @@ mod tests {
 
     #[test]
     fn create_applies_defaults() {
-        let config = BdbConfig::from_create(
-            &body(json!({"name": "db1", "memory_size": 104857600})),
-            THREE,
-        )
-        .expect("valid body");
+        let config =
+            BdbConfig::from_create(&body(json!({"name": "db1", "memory_size": 104857600})), THREE).expect("valid body");
         assert_eq!(config.eviction_policy, "volatile-lru");
         assert_eq!(config.data_persistence, "disabled");
         assert_eq!(config.shards_count, 1);
@@ -656,16 +618,8 @@ mod tests {
                 406,
                 "missing_module",
             ),
-            (
-                json!({"name": "a", "memory_size": "big"}),
-                400,
-                "invalid_schema",
-            ),
-            (
-                json!({"name": "-a", "memory_size": 1}),
-                400,
-                "invalid_schema",
-            ),
+            (json!({"name": "a", "memory_size": "big"}), 400, "invalid_schema"),
+            (json!({"name": "-a", "memory_size": 1}), 400, "invalid_schema"),
             (
                 json!({"name": "a", "memory_size": 1, "colour": "red"}),
                 400,
@@ -684,21 +638,14 @@ mod tests {
         ];
         for (input, status, error_code) in cases {
             let (got_status, got_code) = code(BdbConfig::from_create(&body(input.clone()), THREE));
-            assert_eq!(
-                (got_status, got_code.as_str()),
-                (status, error_code),
-                "body {input}"
-            );
+            assert_eq!((got_status, got_code.as_str()), (status, error_code), "body {input}");
         }
     }
 
     #[test]
     fn replication_needs_two_nodes() {
         let input = body(json!({"name": "a", "memory_size": 1, "replication": true}));
-        let (status, error_code) = code(BdbConfig::from_create(
-            &input,
-            ClusterFacts { active_nodes: 1 },
-        ));
+        let (status, error_code) = code(BdbConfig::from_create(&input, ClusterFacts { active_nodes: 1 }));
         assert_eq!((status, error_code.as_str()), (406, "invalid_replication"));
         assert!(BdbConfig::from_create(&input, THREE).is_ok());
     }
@@ -706,19 +653,15 @@ mod tests {
     #[test]
     fn update_is_partial_and_keeps_other_fields() {
         let config = BdbConfig::from_create(
-            &body(
-                json!({"name": "a", "memory_size": 1, "authentication_redis_pass": "pw",
-                         "proxy_policy": "single"}),
-            ),
+            &body(json!({"name": "a", "memory_size": 1, "authentication_redis_pass": "pw",
+                         "proxy_policy": "single"})),
             THREE,
         )
         .expect("valid body");
         let updated = config
             .updated(
-                &body(
-                    json!({"eviction_policy": "allkeys-lru", "data_persistence": "aof",
-                             "aof_policy": "appendfsync-always"}),
-                ),
+                &body(json!({"eviction_policy": "allkeys-lru", "data_persistence": "aof",
+                             "aof_policy": "appendfsync-always"})),
                 THREE,
             )
             .expect("valid update");

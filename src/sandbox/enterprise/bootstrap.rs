@@ -40,9 +40,7 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
         }
     };
     if !body.is_object() {
-        return Err(ApiError::invalid_schema(
-            "the bootstrap body must be a JSON object",
-        ));
+        return Err(ApiError::invalid_schema("the bootstrap body must be a JSON object"));
     }
     if let Some(named) = body.get("action").and_then(Value::as_str)
         && named != action
@@ -51,35 +49,27 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
             "body action {named:?} does not match the path action {action:?}"
         )));
     }
-    let text = |pointer: &str| {
-        body.pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let username = text("/credentials/username")
-        .ok_or_else(|| ApiError::invalid_schema("missing credentials.username"))?;
-    let password = text("/credentials/password")
-        .ok_or_else(|| ApiError::invalid_schema("missing credentials.password"))?;
+    let text = |pointer: &str| body.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let username =
+        text("/credentials/username").ok_or_else(|| ApiError::invalid_schema("missing credentials.username"))?;
+    let password =
+        text("/credentials/password").ok_or_else(|| ApiError::invalid_schema("missing credentials.password"))?;
     let cluster_name = text("/cluster/name");
     if create && cluster_name.as_deref().is_none_or(str::is_empty) {
-        return Err(ApiError::invalid_schema(
-            "missing cluster.name (the cluster FQDN)",
-        ));
+        return Err(ApiError::invalid_schema("missing cluster.name (the cluster FQDN)"));
     }
     let cluster_nodes: Vec<String> = match body.pointer("/cluster/nodes") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| {
-                item.as_str().map(str::to_string).ok_or_else(|| {
-                    ApiError::invalid_schema("cluster.nodes must be a list of addresses")
-                })
+                item.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::invalid_schema("cluster.nodes must be a list of addresses"))
             })
             .collect::<Result<_, _>>()?,
         Some(_) => {
-            return Err(ApiError::invalid_schema(
-                "cluster.nodes must be a list of addresses",
-            ));
+            return Err(ApiError::invalid_schema("cluster.nodes must be a list of addresses"));
         }
     };
     if !create && cluster_nodes.is_empty() {
@@ -99,11 +89,7 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
 }
 
 /// The `GET /v1/bootstrap` answer for `pod`.
-pub(crate) fn status_json(
-    cluster: &Cluster,
-    shared: &Shared,
-    pod: &str,
-) -> Result<Value, ApiError> {
+pub(crate) fn status_json(cluster: &Cluster, shared: &Shared, pod: &str) -> Result<Value, ApiError> {
     let state = cluster.lock();
     let node = state
         .nodes
@@ -223,17 +209,10 @@ fn finish_create(cluster: &Cluster, request: &BootstrapRequest) -> Result<(), Fa
     Ok(())
 }
 
-fn finish_join(
-    shared: &Shared,
-    cluster: &Cluster,
-    request: &BootstrapRequest,
-) -> Result<(), Failure> {
+fn finish_join(shared: &Shared, cluster: &Cluster, request: &BootstrapRequest) -> Result<(), Failure> {
     let state = cluster.lock();
     let reachable = request.cluster_nodes.iter().any(|address| {
-        let ip = address
-            .parse::<IpAddr>()
-            .ok()
-            .or_else(|| shared.names.lookup(address));
+        let ip = address.parse::<IpAddr>().ok().or_else(|| shared.names.lookup(address));
         state
             .nodes
             .values()
@@ -242,17 +221,11 @@ fn finish_join(
     if !reachable {
         return Err((
             "connect_error",
-            format!(
-                "unable to connect to any cluster node at {:?}",
-                request.cluster_nodes
-            ),
+            format!("unable to connect to any cluster node at {:?}", request.cluster_nodes),
         ));
     }
     match &state.credentials {
         Some(credentials) if credentials.accepts(&request.username, &request.password) => Ok(()),
-        _ => Err((
-            "access_denied",
-            "the cluster refused the given credentials".to_string(),
-        )),
+        _ => Err(("access_denied", "the cluster refused the given credentials".to_string())),
     }
 }

@@ -35,12 +35,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        config: EmulatorConfig,
-        work_dir: PathBuf,
-        ca: CertificateAuthority,
-        redis_version: String,
-    ) -> Self {
+    pub fn new(config: EmulatorConfig, work_dir: PathBuf, ca: CertificateAuthority, redis_version: String) -> Self {
         Self {
             config,
             work_dir,
@@ -267,10 +262,7 @@ impl Cluster {
 
     /// The DNS names of a pod's node.
     pub fn pod_names(&self, pod: &str) -> Vec<String> {
-        vec![format!(
-            "{pod}.{}-headless.{}.svc",
-            self.key.name, self.key.namespace
-        )]
+        vec![format!("{pod}.{}-headless.{}.svc", self.key.name, self.key.namespace)]
     }
 
     /// The DNS names of a database's services in the REC namespace.
@@ -318,19 +310,8 @@ impl ClusterState {
     }
 
     /// Starts an action on a bdb: marks it busy and returns the action uid.
-    pub fn start_bdb_action(
-        &mut self,
-        shared: &Shared,
-        bdb_uid: u64,
-        name: &str,
-        kind: ActionKind,
-    ) -> String {
-        let mut action = Action::new(
-            shared.next_action_uid(),
-            name,
-            format!("bdb:{bdb_uid}"),
-            kind,
-        );
+    pub fn start_bdb_action(&mut self, shared: &Shared, bdb_uid: u64, name: &str, kind: ActionKind) -> String {
+        let mut action = Action::new(shared.next_action_uid(), name, format!("bdb:{bdb_uid}"), kind);
         action.node_uid = self.master_node_uid();
         let uid = self.add_action(action);
         if let Some(bdb) = self.bdbs.get_mut(&bdb_uid) {
@@ -363,10 +344,7 @@ impl ClusterState {
     /// The `GET /v1/nodes/{uid}` view.
     pub fn node_json(&self, node: &Node, config: &EmulatorConfig) -> Value {
         let shard_count = if node.uid.is_some() && node.uid == self.master_node_uid() {
-            self.bdbs
-                .values()
-                .filter(|bdb| bdb.process.is_some())
-                .count()
+            self.bdbs.values().filter(|bdb| bdb.process.is_some()).count()
         } else {
             0
         };

@@ -43,9 +43,7 @@ pub enum EmulatorError {
         source: rustls::Error,
     },
     /// No free loopback address could be bound.
-    #[error(
-        "unable to find a free loopback address for {what} after {attempts} attempts: {last_error}"
-    )]
+    #[error("unable to find a free loopback address for {what} after {attempts} attempts: {last_error}")]
     NoFreeAddress {
         /// What the address was for.
         what: String,
@@ -221,11 +219,7 @@ impl ApiError {
 
     /// 500: the emulator failed internally while serving the request.
     pub fn internal(description: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            description,
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", description)
     }
 }
 

@@ -47,15 +47,12 @@ impl Default for Faults {
 
 impl Faults {
     fn add(&self, method: Option<Method>, path_prefix: &str, count: usize, action: FaultAction) {
-        self.rules
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(FaultRule {
-                method,
-                path_prefix: path_prefix.to_string(),
-                remaining: count,
-                action,
-            });
+        self.rules.lock().unwrap_or_else(|p| p.into_inner()).push(FaultRule {
+            method,
+            path_prefix: path_prefix.to_string(),
+            remaining: count,
+            action,
+        });
     }
 
     /// The next `count` requests (`method`, or any method when `None`) whose path starts with
@@ -82,13 +79,7 @@ impl Faults {
     }
 
     /// The next `count` matching requests are answered only after `delay`.
-    pub fn delay_next(
-        &self,
-        method: Option<Method>,
-        path_prefix: &str,
-        count: usize,
-        delay: Duration,
-    ) {
+    pub fn delay_next(&self, method: Option<Method>, path_prefix: &str, count: usize, delay: Duration) {
         self.add(method, path_prefix, count, FaultAction::Delay(delay));
     }
 

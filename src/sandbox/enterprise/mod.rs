@@ -173,9 +173,7 @@ impl std::fmt::Debug for EnterpriseEmulator {
 fn require_runtime(what: &str) -> Result<(), EmulatorError> {
     tokio::runtime::Handle::try_current()
         .map(|_| ())
-        .map_err(|_| EmulatorError::NoRuntime {
-            what: what.to_string(),
-        })
+        .map_err(|_| EmulatorError::NoRuntime { what: what.to_string() })
 }
 
 fn random_suffix() -> u64 {
@@ -188,8 +186,8 @@ fn random_suffix() -> u64 {
 impl EnterpriseEmulator {
     /// Checks that redis-server runs, prepares the work directory and generates the CA.
     pub fn start(config: EmulatorConfig) -> Result<Self, EmulatorError> {
-        let redis_version = process::installed_version(&config.redis_server)
-            .map_err(|source| EmulatorError::RedisServer { source })?;
+        let redis_version =
+            process::installed_version(&config.redis_server).map_err(|source| EmulatorError::RedisServer { source })?;
         let (work_dir, owns_work_dir) = match &config.work_dir {
             Some(dir) => (dir.clone(), false),
             None => (
@@ -281,10 +279,7 @@ impl EnterpriseEmulator {
                 source,
             })?
             .ip();
-        let dir = self
-            .shared
-            .work_dir
-            .join(format!("{}-{}", key.namespace, key.name));
+        let dir = self.shared.work_dir.join(format!("{}-{}", key.namespace, key.name));
         std::fs::create_dir_all(&dir).map_err(|source| EmulatorError::WorkDir {
             path: dir.clone(),
             source,
@@ -297,10 +292,7 @@ impl EnterpriseEmulator {
         let names = vec![service_name.clone()];
         let mut cert_names = names.clone();
         cert_names.push(format!("{service_name}.cluster.local"));
-        let tls = self
-            .shared
-            .ca
-            .server_config(&what, &cert_names, &[service_ip])?;
+        let tls = self.shared.ca.server_config(&what, &cert_names, &[service_ip])?;
         let endpoint = Arc::new(Endpoint {
             ops: ops.clone(),
             target: Target::Service,
@@ -315,8 +307,7 @@ impl EnterpriseEmulator {
         for name in &names {
             self.shared.names.insert(name, service_ip)?;
         }
-        self.clusters()
-            .insert(key.clone(), ClusterHandle { cluster, ops });
+        self.clusters().insert(key.clone(), ClusterHandle { cluster, ops });
         Ok(EmulatedCluster {
             key: key.clone(),
             service_ip,
@@ -333,12 +324,7 @@ impl EnterpriseEmulator {
             self.add_cluster(key)?;
         }
         let (cluster, ops) = self.handle(key)?;
-        if cluster
-            .lock()
-            .nodes
-            .get(pod)
-            .is_some_and(|node| node.running)
-        {
+        if cluster.lock().nodes.get(pod).is_some_and(|node| node.running) {
             return Err(EmulatorError::NodeExists {
                 cluster: key.to_string(),
                 pod: pod.to_string(),
@@ -348,8 +334,7 @@ impl EnterpriseEmulator {
         let mut cert_names = names.clone();
         cert_names.push(cluster.service_name());
         let what = format!("node {pod} of cluster {key}");
-        let (ip, listener) =
-            self.listen(&ops, Target::Node(pod.to_string()), &cert_names, &what)?;
+        let (ip, listener) = self.listen(&ops, Target::Node(pod.to_string()), &cert_names, &what)?;
         {
             let mut state = cluster.lock();
             match state.nodes.get_mut(pod) {
@@ -364,8 +349,7 @@ impl EnterpriseEmulator {
                         // A member coming back is `provisioning` for a moment, as RS nodes are
                         // while their services start, then `active`.
                         node.starting = true;
-                        let (cluster, shared, pod) =
-                            (cluster.clone(), self.shared.clone(), pod.to_string());
+                        let (cluster, shared, pod) = (cluster.clone(), self.shared.clone(), pod.to_string());
                         let starting = cluster.clone();
                         starting.spawn(async move {
                             cluster::step(&shared).await;
@@ -466,12 +450,7 @@ impl EnterpriseEmulator {
 
     fn stop_cluster(&self, handle: &ClusterHandle) {
         let cluster = &handle.cluster;
-        for task in cluster
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for task in cluster.tasks.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             task.abort();
         }
         let names: Vec<String> = {
@@ -542,11 +521,7 @@ impl EnterpriseEmulator {
 
     /// Serves `name` at the address of a cluster's databases (e.g. a database Service in another
     /// namespace than the REC).
-    pub fn register_database_name(
-        &self,
-        key: &ClusterKey,
-        name: &str,
-    ) -> Result<(), EmulatorError> {
+    pub fn register_database_name(&self, key: &ClusterKey, name: &str) -> Result<(), EmulatorError> {
         let (cluster, _) = self.handle(key)?;
         self.shared.names.insert(name, cluster.service_ip)
     }

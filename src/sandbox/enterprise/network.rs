@@ -44,19 +44,12 @@ pub struct AddressAllocator {
 
 impl AddressAllocator {
     /// Binds a TCP listener on a fresh random loopback address at `port`, retrying on bind errors.
-    pub fn bind_fresh(
-        &self,
-        port: u16,
-        what: &str,
-    ) -> Result<std::net::TcpListener, EmulatorError> {
+    pub fn bind_fresh(&self, port: u16, what: &str) -> Result<std::net::TcpListener, EmulatorError> {
         let mut last_error = std::io::Error::other("no attempt made");
         for _ in 0..BIND_ATTEMPTS {
             let ip = random_loopback();
             {
-                let mut used = self
-                    .used
-                    .lock()
-                    .unwrap_or_else(|poison| poison.into_inner());
+                let mut used = self.used.lock().unwrap_or_else(|poison| poison.into_inner());
                 if !used.insert(ip) {
                     continue;
                 }
@@ -94,9 +87,7 @@ impl NameTable {
             && name.split('.').all(|label| {
                 !label.is_empty()
                     && label.len() <= 63
-                    && label
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             });
         if !valid {
             return Err(EmulatorError::InvalidName { name, ip });
@@ -122,11 +113,7 @@ impl NameTable {
     /// The address of `name`, if the sandbox serves it.
     pub fn lookup(&self, name: &str) -> Option<IpAddr> {
         let name = normalise(name);
-        self.names
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&name)
-            .copied()
+        self.names.read().unwrap_or_else(|p| p.into_inner()).get(&name).copied()
     }
 
     /// Every name served, sorted, with its address.

@@ -19,13 +19,9 @@ use serde_json::{Map, Value, json};
 
 use super::actions::{ActionKind, ActionStatus};
 use super::bdb::{BdbConfig, REDIS_VERSIONS};
-use super::cluster::{
-    Bdb, Cluster, ClusterState, Shared, TransferStatus, now, restart_delay, step,
-};
+use super::cluster::{Bdb, Cluster, ClusterState, Shared, TransferStatus, now, restart_delay, step};
 use super::error::ApiError;
-use super::process::{
-    Persistence, ProcessError, RedisProcess, RedisSettings, apply_settings, save_snapshot,
-};
+use super::process::{Persistence, ProcessError, RedisProcess, RedisSettings, apply_settings, save_snapshot};
 
 /// How often the monitor looks for dead processes.
 const MONITOR_INTERVAL: Duration = Duration::from_millis(100);
@@ -171,11 +167,7 @@ impl Ops {
                 uid
             }
         };
-        if state
-            .bdbs
-            .values()
-            .any(|bdb| bdb.config.name == config.name)
-        {
+        if state.bdbs.values().any(|bdb| bdb.config.name == config.name) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "db_name_exists",
@@ -197,9 +189,7 @@ impl Ops {
             None => (12000..=19999)
                 .chain(10000..12000)
                 .find(|port| !used(*port) && port_free(ip, *port))
-                .ok_or_else(|| {
-                    ApiError::not_acceptable("port_unavailable", "no free database port left")
-                })?,
+                .ok_or_else(|| ApiError::not_acceptable("port_unavailable", "no free database port left"))?,
         };
         if dry_run {
             let mut view = config.to_json();
@@ -229,8 +219,7 @@ impl Ops {
             },
         );
         state.next_bdb_uid = state.next_bdb_uid.max(uid + 1);
-        let action_uid =
-            state.start_bdb_action(&self.shared, uid, "SMCreateBDB", ActionKind::StateMachine);
+        let action_uid = state.start_bdb_action(&self.shared, uid, "SMCreateBDB", ActionKind::StateMachine);
         self.register_names(&state, &name, port);
         let view = state
             .bdbs
@@ -246,8 +235,7 @@ impl Ops {
                 state.bdbs.get(&uid).map(|bdb| bdb.settings(ip))
             }
             .ok_or_else(|| format!("database {uid} vanished while being created"))?;
-            let started =
-                RedisProcess::start(&ops.shared.config.redis_server, settings, true).await;
+            let started = RedisProcess::start(&ops.shared.config.redis_server, settings, true).await;
             let mut state = ops.cluster.lock();
             let bdb = state
                 .bdbs
@@ -310,16 +298,14 @@ impl Ops {
         let old_settings = bdb.settings(ip);
         let old_config = std::mem::replace(&mut bdb.config, updated);
         let new_settings = bdb.settings(ip);
-        let (old_name, new_name, port) =
-            (old_config.name.clone(), bdb.config.name.clone(), bdb.port);
+        let (old_name, new_name, port) = (old_config.name.clone(), bdb.config.name.clone(), bdb.port);
         bdb.status = "active-change-pending";
         bdb.last_changed_time = now();
         if old_name != new_name {
             self.unregister_names(&state, &old_name, port);
             self.register_names(&state, &new_name, port);
         }
-        let action_uid =
-            state.start_bdb_action(&self.shared, uid, "SMUpdateBDB", ActionKind::StateMachine);
+        let action_uid = state.start_bdb_action(&self.shared, uid, "SMUpdateBDB", ActionKind::StateMachine);
         let view = state
             .bdbs
             .get(&uid)
@@ -437,8 +423,7 @@ impl Ops {
             )));
         }
         bdb.status = "delete-pending";
-        let action_uid =
-            state.start_bdb_action(&self.shared, uid, "SMDeleteBDB", ActionKind::StateMachine);
+        let action_uid = state.start_bdb_action(&self.shared, uid, "SMDeleteBDB", ActionKind::StateMachine);
         drop(state);
         let ops = self.clone();
         self.spawn_action(uid, action_uid.clone(), async move {
@@ -476,9 +461,7 @@ impl Ops {
         ];
         let body = body_object(body)?;
         if let Some(key) = body.keys().find(|key| !OPTIONS.contains(&key.as_str())) {
-            return Err(ApiError::invalid_schema(format!(
-                "unknown upgrade option '{key}'"
-            )));
+            return Err(ApiError::invalid_schema(format!("unknown upgrade option '{key}'")));
         }
         let version = match body.get("redis_version") {
             None => REDIS_VERSIONS[REDIS_VERSIONS.len() - 1].to_string(),
@@ -505,8 +488,7 @@ impl Ops {
         bdb.config.redis_version = version;
         bdb.status = "active-change-pending";
         bdb.last_changed_time = now();
-        let action_uid =
-            state.start_bdb_action(&self.shared, uid, "SMUpgradeBDB", ActionKind::StateMachine);
+        let action_uid = state.start_bdb_action(&self.shared, uid, "SMUpgradeBDB", ActionKind::StateMachine);
         let view = state
             .bdbs
             .get(&uid)
@@ -514,9 +496,7 @@ impl Ops {
             .unwrap_or(Value::Null);
         drop(state);
         let ops = self.clone();
-        self.spawn_action(uid, action_uid, async move {
-            ops.restart_keeping_data(uid).await
-        });
+        self.spawn_action(uid, action_uid, async move { ops.restart_keeping_data(uid).await });
         Ok(view)
     }
 
@@ -569,9 +549,7 @@ impl Ops {
             .keys()
             .find(|key| !["export_location", "email_notification"].contains(&key.as_str()))
         {
-            return Err(ApiError::invalid_schema(format!(
-                "unknown export field '{key}'"
-            )));
+            return Err(ApiError::invalid_schema(format!("unknown export field '{key}'")));
         }
         let location = body
             .get("export_location")
@@ -630,10 +608,7 @@ impl Ops {
             if bdb.process.is_none() {
                 return Err(general(format!("database {uid} has no running process")));
             }
-            (
-                bdb.settings(self.cluster.service_ip),
-                bdb.config.name.clone(),
-            )
+            (bdb.settings(self.cluster.service_ip), bdb.config.name.clone())
         };
         let dump = save_snapshot(&settings)
             .await
@@ -641,8 +616,7 @@ impl Ops {
         let stamp = now().replace(':', "-");
         let target = dir.join(format!("{name}-{uid}-{stamp}.rdb"));
         let partial = dir.join(format!(".{name}-{uid}-{stamp}.rdb.partial"));
-        let copied =
-            std::fs::copy(&dump, &partial).and_then(|_| std::fs::rename(&partial, &target));
+        let copied = std::fs::copy(&dump, &partial).and_then(|_| std::fs::rename(&partial, &target));
         if settings.persistence == Persistence::Disabled {
             // A database without persistence must not find this snapshot when it restarts.
             let _ = std::fs::remove_file(&dump);
@@ -654,10 +628,7 @@ impl Ops {
             } else {
                 "general-error"
             };
-            (
-                reason,
-                format!("failed to write {}: {error}", target.display()),
-            )
+            (reason, format!("failed to write {}: {error}", target.display()))
         })?;
         Ok(target)
     }
@@ -677,11 +648,7 @@ impl Ops {
             .get("dataset_import_sources")
             .and_then(Value::as_array)
             .filter(|sources| !sources.is_empty())
-            .ok_or_else(|| {
-                ApiError::invalid_schema(
-                    "missing field 'dataset_import_sources' (a non-empty list)",
-                )
-            })?;
+            .ok_or_else(|| ApiError::invalid_schema("missing field 'dataset_import_sources' (a non-empty list)"))?;
         if sources.len() > 1 {
             return Err(ApiError::not_implemented(
                 "imports from more than one source file (one per shard)",
@@ -732,24 +699,16 @@ impl Ops {
     }
 
     async fn import_from(&self, uid: u64, file: &Path) -> Result<(), (&'static str, String)> {
-        let header = read_magic(file).map_err(|error| {
-            (
-                "file-not-found",
-                format!("unable to read {}: {error}", file.display()),
-            )
-        })?;
+        let header = read_magic(file)
+            .map_err(|error| ("file-not-found", format!("unable to read {}: {error}", file.display())))?;
         if header[..2] == [0x1f, 0x8b] {
             return Err((
                 "general-error",
-                "importing gzip-compressed RDB files is not implemented by the emulator"
-                    .to_string(),
+                "importing gzip-compressed RDB files is not implemented by the emulator".to_string(),
             ));
         }
         if &header != b"REDIS" {
-            return Err((
-                "file-corrupted",
-                format!("{} is not an RDB file", file.display()),
-            ));
+            return Err(("file-corrupted", format!("{} is not an RDB file", file.display())));
         }
         let (process, settings) = {
             let mut state = self.cluster.lock();
@@ -763,12 +722,9 @@ impl Ops {
         drop(process);
         let dump = settings.dir.join("dump.rdb");
         let binary = &self.shared.config.redis_server;
-        let mut outcome = std::fs::copy(file, &dump).map(|_| ()).map_err(|error| {
-            (
-                "general-error",
-                format!("failed to copy {}: {error}", file.display()),
-            )
-        });
+        let mut outcome = std::fs::copy(file, &dump)
+            .map(|_| ())
+            .map_err(|error| ("general-error", format!("failed to copy {}: {error}", file.display())));
         let mut process = None;
         if outcome.is_ok() {
             match start_from_snapshot(binary, &settings).await {
@@ -817,13 +773,10 @@ impl Ops {
     pub fn kill_process(&self, uid: u64) -> Result<u32, super::EmulatorError> {
         let state = self.cluster.lock();
         let cluster = self.cluster.key.to_string();
-        let bdb = state
-            .bdbs
-            .get(&uid)
-            .ok_or(super::EmulatorError::UnknownDatabase {
-                cluster: cluster.clone(),
-                uid,
-            })?;
+        let bdb = state.bdbs.get(&uid).ok_or(super::EmulatorError::UnknownDatabase {
+            cluster: cluster.clone(),
+            uid,
+        })?;
         let process = bdb
             .process
             .as_ref()
@@ -839,11 +792,7 @@ impl Ops {
     pub fn kill_all(&self) {
         let processes: Vec<RedisProcess> = {
             let mut state = self.cluster.lock();
-            state
-                .bdbs
-                .values_mut()
-                .filter_map(|bdb| bdb.process.take())
-                .collect()
+            state.bdbs.values_mut().filter_map(|bdb| bdb.process.take()).collect()
         };
         drop(processes);
     }
@@ -887,8 +836,7 @@ impl Ops {
             for (uid, settings) in restarts {
                 let ops = self.clone();
                 self.cluster.spawn(async move {
-                    let started =
-                        RedisProcess::start(&ops.shared.config.redis_server, settings, true).await;
+                    let started = RedisProcess::start(&ops.shared.config.redis_server, settings, true).await;
                     let mut state = ops.cluster.lock();
                     if let Some(bdb) = state.bdbs.get_mut(&uid) {
                         bdb.busy = None;
@@ -920,10 +868,7 @@ fn read_magic(file: &Path) -> std::io::Result<[u8; 5]> {
 /// Starts a database from `dir/dump.rdb` alone (never from an older AOF), then turns its AOF on
 /// when it has AOF persistence, which rewrites the AOF from what was loaded. Used after an import
 /// and for upgrades, so the loaded data never depends on an AOF rewrite having finished.
-async fn start_from_snapshot(
-    binary: &Path,
-    settings: &RedisSettings,
-) -> Result<RedisProcess, ProcessError> {
+async fn start_from_snapshot(binary: &Path, settings: &RedisSettings) -> Result<RedisProcess, ProcessError> {
     let dir = &settings.dir;
     let _ = std::fs::remove_dir_all(dir.join("appendonlydir"));
     let _ = std::fs::remove_file(dir.join("appendonly.aof"));

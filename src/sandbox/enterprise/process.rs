@@ -178,9 +178,7 @@ fn save_rules(persistence: &Persistence) -> String {
 pub fn render_config(settings: &RedisSettings, load_aof: bool) -> String {
     let dir = settings.dir.display().to_string();
     let (appendonly, appendfsync) = match &settings.persistence {
-        Persistence::Aof { always } if load_aof => {
-            ("yes", if *always { "always" } else { "everysec" })
-        }
+        Persistence::Aof { always } if load_aof => ("yes", if *always { "always" } else { "everysec" }),
         _ => ("no", "everysec"),
     };
     let user_rules = default_user_rules(&settings.passwords)
@@ -276,11 +274,7 @@ pub struct RedisProcess {
 impl RedisProcess {
     /// Writes the config and starts redis-server; returns once it answers PING with the password.
     /// With `load_aof` false an AOF database starts without its AOF (used to load an imported RDB).
-    pub async fn start(
-        binary: &Path,
-        settings: RedisSettings,
-        load_aof: bool,
-    ) -> Result<Self, ProcessError> {
+    pub async fn start(binary: &Path, settings: RedisSettings, load_aof: bool) -> Result<Self, ProcessError> {
         let files_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ProcessError::Files { path, source }
@@ -415,18 +409,10 @@ async fn run(settings: &RedisSettings, args: &[&str]) -> Result<RespValue, Proce
 /// process: memory, eviction, persistence and passwords. IP, port and directory cannot change live.
 pub async fn apply_settings(old: &RedisSettings, new: &RedisSettings) -> Result<(), ProcessError> {
     if new.max_memory != old.max_memory {
-        run(
-            old,
-            &["CONFIG", "SET", "maxmemory", &new.max_memory.to_string()],
-        )
-        .await?;
+        run(old, &["CONFIG", "SET", "maxmemory", &new.max_memory.to_string()]).await?;
     }
     if new.eviction_policy != old.eviction_policy {
-        run(
-            old,
-            &["CONFIG", "SET", "maxmemory-policy", &new.eviction_policy],
-        )
-        .await?;
+        run(old, &["CONFIG", "SET", "maxmemory-policy", &new.eviction_policy]).await?;
     }
     if new.persistence != old.persistence {
         let (appendonly, appendfsync) = match &new.persistence {
@@ -436,11 +422,7 @@ pub async fn apply_settings(old: &RedisSettings, new: &RedisSettings) -> Result<
         };
         run(old, &["CONFIG", "SET", "appendfsync", appendfsync]).await?;
         run(old, &["CONFIG", "SET", "appendonly", appendonly]).await?;
-        run(
-            old,
-            &["CONFIG", "SET", "save", &save_rules(&new.persistence)],
-        )
-        .await?;
+        run(old, &["CONFIG", "SET", "save", &save_rules(&new.persistence)]).await?;
     }
     if new.passwords != old.passwords {
         // Last: the commands above authenticate with the old password.
@@ -515,8 +497,7 @@ mod tests {
     fn config_persistence_modes() {
         let aof = render_config(&settings(Persistence::Aof { always: true }, &["x"]), true);
         assert!(aof.contains("appendonly yes\nappendfsync always\n"));
-        let aof_skipped =
-            render_config(&settings(Persistence::Aof { always: true }, &["x"]), false);
+        let aof_skipped = render_config(&settings(Persistence::Aof { always: true }, &["x"]), false);
         assert!(aof_skipped.contains("appendonly no\n"));
         let snapshot = render_config(
             &settings(Persistence::Snapshot(vec![(3600, 1), (60, 1000)]), &["x"]),

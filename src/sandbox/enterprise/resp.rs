@@ -127,11 +127,7 @@ impl RespConnection {
                 command: command.clone(),
             })??;
         match reply {
-            RespValue::Error(message) => Err(RespError::Server {
-                addr,
-                command,
-                message,
-            }),
+            RespValue::Error(message) => Err(RespError::Server { addr, command, message }),
             other => Ok(other),
         }
     }
@@ -149,25 +145,17 @@ impl RespConnection {
             command: command.to_string(),
             source,
         };
-        self.stream
-            .get_mut()
-            .write_all(&request)
-            .await
-            .map_err(io_error)?;
+        self.stream.get_mut().write_all(&request).await.map_err(io_error)?;
         self.read_value(command).await
     }
 
     async fn read_line(&mut self, command: &str) -> Result<String, RespError> {
         let mut line = String::new();
-        let read = self
-            .stream
-            .read_line(&mut line)
-            .await
-            .map_err(|source| RespError::Io {
-                addr: self.addr,
-                command: command.to_string(),
-                source,
-            })?;
+        let read = self.stream.read_line(&mut line).await.map_err(|source| RespError::Io {
+            addr: self.addr,
+            command: command.to_string(),
+            source,
+        })?;
         if read == 0 {
             return Err(self.protocol(command, "connection closed"));
         }
@@ -185,9 +173,7 @@ impl RespConnection {
     fn read_value<'a>(
         &'a mut self,
         command: &'a str,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<RespValue, RespError>> + Send + 'a>,
-    > {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<RespValue, RespError>> + Send + 'a>> {
         Box::pin(async move {
             let line = self.read_line(command).await?;
             let (kind, rest) = line.split_at(line.len().min(1));

@@ -76,10 +76,7 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         .route("/v1/nodes", get(get_nodes))
         .route("/v1/nodes/{uid}", get(get_node))
         .route("/v1/bdbs", get(get_bdbs).post(post_bdb))
-        .route(
-            "/v1/bdbs/{uid}",
-            get(get_bdb).put(put_bdb).delete(delete_bdb),
-        )
+        .route("/v1/bdbs/{uid}", get(get_bdb).put(put_bdb).delete(delete_bdb))
         .route(
             "/v1/bdbs/{uid}/passwords",
             put(passwords).post(passwords).delete(passwords),
@@ -147,10 +144,7 @@ async fn gate(State(endpoint): Ep, mut request: Request, next: Next) -> Response
         let serving = match &endpoint.target {
             Target::Node(pod) => state.nodes.get(pod).filter(|node| node.running),
             // The Service routes only to ready pods: members that are not starting.
-            Target::Service => state
-                .nodes
-                .values()
-                .find(|node| node.joined() && !node.starting),
+            Target::Service => state.nodes.values().find(|node| node.joined() && !node.starting),
         };
         let Some(node) = serving else {
             return ApiError::new(
@@ -249,14 +243,10 @@ async fn put_cluster(State(endpoint): Ep, body: Bytes) -> ApiResult {
     for (key, value) in fields {
         match key.as_str() {
             "name" | "created_time" => {
-                return Err(ApiError::invalid_schema(format!(
-                    "field '{key}' is read-only"
-                )));
+                return Err(ApiError::invalid_schema(format!("field '{key}' is read-only")));
             }
             "rack_aware" if value == true => {
-                return Err(ApiError::not_implemented(
-                    "rack-aware clusters (rack_aware)",
-                ));
+                return Err(ApiError::not_implemented("rack-aware clusters (rack_aware)"));
             }
             "rack_aware" => {}
             key if CLUSTER_SETTINGS.contains(&key) => {}
@@ -295,15 +285,14 @@ async fn put_policy(State(endpoint): Ep, body: Bytes) -> ApiResult {
         .as_object()
         .ok_or_else(|| ApiError::invalid_schema("the request body must be a JSON object"))?;
     if fields.get("rack_aware").is_some_and(|rack| rack == true) {
-        return Err(ApiError::not_implemented(
-            "rack-aware clusters (policy rack_aware)",
-        ));
+        return Err(ApiError::not_implemented("rack-aware clusters (policy rack_aware)"));
     }
-    endpoint.ops.cluster.lock().policy.extend(
-        fields
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
+    endpoint
+        .ops
+        .cluster
+        .lock()
+        .policy
+        .extend(fields.iter().map(|(key, value)| (key.clone(), value.clone())));
     get_policy(State(endpoint)).await
 }
 
@@ -345,9 +334,7 @@ async fn user_password(State(endpoint): Ep, method: Method, body: Bytes) -> ApiR
                     "the user's only password cannot be deleted",
                 ));
             }
-            credentials
-                .passwords
-                .retain(|password| *password != old_password);
+            credentials.passwords.retain(|password| *password != old_password);
         }
         ("PUT", Some(new_password)) => credentials.passwords = vec![new_password],
         (_, Some(new_password)) => {
@@ -362,11 +349,7 @@ async fn user_password(State(endpoint): Ep, method: Method, body: Bytes) -> ApiR
 
 async fn get_nodes(State(endpoint): Ep) -> ApiResult {
     let state = endpoint.ops.cluster.lock();
-    let mut nodes: Vec<_> = state
-        .nodes
-        .values()
-        .filter(|node| node.uid.is_some())
-        .collect();
+    let mut nodes: Vec<_> = state.nodes.values().filter(|node| node.uid.is_some()).collect();
     nodes.sort_by_key(|node| node.uid);
     let views: Vec<Value> = nodes
         .into_iter()
@@ -430,11 +413,7 @@ async fn get_bdb(
     ok(select_fields(view, query.get("fields")))
 }
 
-async fn post_bdb(
-    State(endpoint): Ep,
-    Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> ApiResult {
+async fn post_bdb(State(endpoint): Ep, Query(query): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
     let body = parse_body(&body)?;
     ok(endpoint.ops.create(&body, query.contains_key("dry_run"))?)
 }
@@ -447,9 +426,7 @@ async fn put_bdb(
 ) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     let body = parse_body(&body)?;
-    ok(endpoint
-        .ops
-        .update(uid, &body, query.contains_key("dry_run"))?)
+    ok(endpoint.ops.update(uid, &body, query.contains_key("dry_run"))?)
 }
 
 async fn delete_bdb(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
@@ -457,12 +434,7 @@ async fn delete_bdb(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
     ok(endpoint.ops.delete(uid)?)
 }
 
-async fn passwords(
-    State(endpoint): Ep,
-    method: Method,
-    Path(uid): Path<String>,
-    body: Bytes,
-) -> ApiResult {
+async fn passwords(State(endpoint): Ep, method: Method, Path(uid): Path<String>, body: Bytes) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     let body = parse_body(&body)?;
     ok(endpoint.ops.change_password(uid, &method, &body).await?)
@@ -495,11 +467,8 @@ async fn post_alerts(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) 
         .bdbs
         .get_mut(&uid)
         .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
-    bdb.alerts.extend(
-        fields
-            .iter()
-            .map(|(key, value)| (key.clone(), value.clone())),
-    );
+    bdb.alerts
+        .extend(fields.iter().map(|(key, value)| (key.clone(), value.clone())));
     ok(Value::Object(bdb.alerts.clone()))
 }
 
@@ -521,17 +490,12 @@ async fn import(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) -> Ap
     ok(endpoint.ops.import(uid, &body)?)
 }
 
-async fn reset_status(
-    State(endpoint): Ep,
-    Path((uid, action)): Path<(String, String)>,
-) -> ApiResult {
+async fn reset_status(State(endpoint): Ep, Path((uid, action)): Path<(String, String)>) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     match action.as_str() {
         "export_reset_status" => ok(endpoint.ops.reset_status(uid, true)?),
         "import_reset_status" => ok(endpoint.ops.reset_status(uid, false)?),
-        other => Err(ApiError::not_implemented(format!(
-            "PUT /v1/bdbs/{uid}/actions/{other}"
-        ))),
+        other => Err(ApiError::not_implemented(format!("PUT /v1/bdbs/{uid}/actions/{other}"))),
     }
 }
 
@@ -559,11 +523,7 @@ async fn get_action(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
 
 async fn get_actions_v2(State(endpoint): Ep) -> ApiResult {
     let state = endpoint.ops.cluster.lock();
-    let views: Vec<Value> = state
-        .actions
-        .values()
-        .map(|action| action.to_json_v2())
-        .collect();
+    let views: Vec<Value> = state.actions.values().map(|action| action.to_json_v2()).collect();
     ok(Value::Array(views))
 }
 
@@ -576,25 +536,17 @@ async fn get_action_v2(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResul
     ok(action.to_json_v2())
 }
 
-async fn post_bdb_v2(
-    State(endpoint): Ep,
-    Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> ApiResult {
+async fn post_bdb_v2(State(endpoint): Ep, Query(query): Query<HashMap<String, String>>, body: Bytes) -> ApiResult {
     let body = parse_body(&body)?;
-    if let Some(key) = body.as_object().and_then(|fields| {
-        fields
-            .keys()
-            .find(|key| *key != "bdb" && *key != "recovery_plan")
-    }) {
+    if let Some(key) = body
+        .as_object()
+        .and_then(|fields| fields.keys().find(|key| *key != "bdb" && *key != "recovery_plan"))
+    {
         return Err(ApiError::invalid_schema(format!(
             "unknown field '{key}' in a POST /v2/bdbs body (expected bdb, recovery_plan)"
         )));
     }
-    if body
-        .get("recovery_plan")
-        .is_some_and(|plan| !plan.is_null())
-    {
+    if body.get("recovery_plan").is_some_and(|plan| !plan.is_null()) {
         return Err(ApiError::not_implemented(
             "POST /v2/bdbs with a recovery_plan (creating a database from persistence files)",
         ));
@@ -607,11 +559,7 @@ async fn post_bdb_v2(
 
 async fn get_shards(State(endpoint): Ep) -> ApiResult {
     let state = endpoint.ops.cluster.lock();
-    let views: Vec<Value> = state
-        .bdbs
-        .values()
-        .map(|bdb| state.shard_json(bdb))
-        .collect();
+    let views: Vec<Value> = state.bdbs.values().map(|bdb| state.shard_json(bdb)).collect();
     ok(Value::Array(views))
 }
 

@@ -19,13 +19,11 @@ pub(crate) fn serve(
     router: Router,
     what: &str,
 ) -> Result<JoinHandle<()>, EmulatorError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|source| EmulatorError::Bind {
-            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            what: what.to_string(),
-            source,
-        })?;
+    let addr = listener.local_addr().map_err(|source| EmulatorError::Bind {
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        what: what.to_string(),
+        source,
+    })?;
     let bind_error = |source| EmulatorError::Bind {
         addr,
         what: what.to_string(),

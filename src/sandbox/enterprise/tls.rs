@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -44,10 +44,9 @@ impl CertificateAuthority {
         };
         let key = KeyPair::generate().map_err(cert_error)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            "redis-gitops sandbox Redis Enterprise CA",
-        );
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "redis-gitops sandbox Redis Enterprise CA");
         params
             .distinguished_name
             .push(DnType::OrganizationName, "redis-gitops sandbox");
@@ -111,21 +110,14 @@ impl CertificateAuthority {
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.issuer).map_err(cert_error)?;
         let chain = vec![cert.der().clone(), self.cert_der.clone()];
         let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
-            .and_then(|builder| {
-                builder
-                    .with_no_client_auth()
-                    .with_single_cert(chain, private_key)
-            })
+            .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, private_key))
             .map_err(|source| EmulatorError::TlsConfig {
                 what: what.to_string(),
                 source,
