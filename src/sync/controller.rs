@@ -1,0 +1,503 @@
+//! The GitSync controller: poll the source → read the tree → load and validate the whole revision → apply the
+//! objects that changed (server-side apply, field manager `redis-gitops/git`, RECs first) → prune by inventory →
+//! report status and events. A revision that fails validation applies nothing and the last good one stays.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::plan::{
+    DesiredObject, LiveObject, PrunePolicy, REVISION_ANNOTATION, SyncTarget, desired_objects, drifted_fields, plan_prune,
+};
+use super::settings::{credentials, settings, tree_files};
+use crate::api::conditions::{Condition, set_condition, types};
+use crate::api::gitsync::{GitSync, GitSyncStatus, InventoryEntry, SourceError as StatusError};
+use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
+use crate::manifests::{Diagnostic, LoadOptions, load_files};
+use crate::source::{GitSource, Revision, SourceConfig, SourceError, TreeLimits};
+
+/// The field manager of everything the sync writes.
+pub const FIELD_MANAGER: &str = "redis-gitops/git";
+/// At most this many errors are kept in a GitSync's status.
+pub const MAX_STATUS_ERRORS: usize = 50;
+
+/// What the controller needs, created once.
+pub struct SyncContext {
+    /// The API client.
+    pub client: Client,
+    /// Directory of the Git caches.
+    pub cache_dir: PathBuf,
+    /// Namespaces every GitSync may write to besides its own.
+    pub extra_namespaces: BTreeSet<String>,
+    /// The event recorder, one for the controller.
+    pub recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl SyncContext {
+    /// A context for `client`.
+    pub fn new(client: Client, cache_dir: PathBuf, extra_namespaces: BTreeSet<String>, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: "redis-gitops-sync".to_string(), instance };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            cache_dir,
+            extra_namespaces,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+/// Why a sync failed in a way worth retrying.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The Git source failed (unreachable, credentials, ref).
+    #[error("failed to fetch the source: {0}")]
+    Source(#[source] SourceError),
+    /// The API server refused or failed a request.
+    #[error("failed to {action}: {source}")]
+    Kubernetes {
+        /// What was being done.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// A blocking task did not finish.
+    #[error("failed to run the Git operation: {0}")]
+    Task(String),
+}
+
+impl SyncError {
+    /// A stable name for event reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Source(error) => error.category(),
+            Self::Kubernetes { .. } => "KubernetesError",
+            Self::Task(_) => "TaskFailed",
+        }
+    }
+}
+
+fn kubernetes(action: impl Into<String>) -> impl FnOnce(kube::Error) -> SyncError {
+    let action = action.into();
+    move |source| SyncError::Kubernetes { action, source }
+}
+
+/// Runs the GitSync controller until `shutdown` resolves.
+pub async fn run(context: Arc<SyncContext>, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) {
+    let api: Api<GitSync> = Api::all(context.client.clone());
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "gitsync reconcile failed");
+            }
+        })
+        .await;
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: impl Into<String>, generation: Option<i64>) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: now(),
+    }
+}
+
+/// Reconciles one GitSync.
+pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Result<Action, SyncError> {
+    let result = sync(&gitsync, &context).await;
+    if result.is_ok()
+        && let Some(uid) = gitsync.uid()
+        && let Ok(mut failures) = context.failures.lock()
+    {
+        failures.remove(&uid);
+    }
+    result
+}
+
+/// Backs off per object: 5 s, 10 s, 20 s... up to 5 minutes, reset by a successful sync.
+pub fn error_policy(gitsync: Arc<GitSync>, error: &SyncError, context: Arc<SyncContext>) -> Action {
+    let attempts = gitsync.uid().and_then(|uid| {
+        let mut failures = context.failures.lock().ok()?;
+        let count = failures.entry(uid).or_insert(0);
+        *count += 1;
+        Some(*count)
+    });
+    let attempts = attempts.unwrap_or(1);
+    let delay = Duration::from_secs(5).saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(6))).min(Duration::from_secs(300));
+    warn!(gitsync = %gitsync.name_any(), category = error.category(), attempts, ?delay, "sync failed; retrying");
+    Action::requeue(delay)
+}
+
+async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncError> {
+    let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
+    let generation = gitsync.metadata.generation;
+    let old_status = gitsync.status.clone().unwrap_or_default();
+    let mut status = old_status.clone();
+    status.observed_generation = generation;
+    let settings = match settings(&gitsync.spec) {
+        Ok(settings) => settings,
+        Err(error) => {
+            stalled(&mut status, "InvalidSpec", &error.to_string(), generation);
+            write_status(gitsync, context, &old_status, status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let requeue = Action::requeue(settings.interval);
+
+    let credentials = match &gitsync.spec.secret_ref {
+        None => crate::source::Credentials::none(),
+        Some(reference) => {
+            let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
+            match secrets.get_opt(&reference.name).await.map_err(kubernetes(format!("read Secret {}", reference.name)))? {
+                Some(secret) => credentials(&secret.data.unwrap_or_default()),
+                None => {
+                    let message = format!("Secret {namespace}/{} does not exist; create it or fix spec.secretRef", reference.name);
+                    stalled(&mut status, "SecretNotFound", &message, generation);
+                    write_status(gitsync, context, &old_status, status).await?;
+                    return Ok(requeue);
+                }
+            }
+        }
+    };
+    let config = SourceConfig {
+        url: gitsync.spec.url.clone(),
+        reference: settings.reference.clone(),
+        credentials,
+        cache_dir: context.cache_dir.clone(),
+        timeout: settings.timeout,
+    };
+    let fetched = fetch(config, settings.path.clone()).await;
+    let (revision, entries) = match fetched {
+        Ok(fetched) => fetched,
+        Err(SyncError::Source(error)) => {
+            let reason = error.category();
+            let message = format!("{error}; the last applied revision stays");
+            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::READY, false, reason, &message, generation));
+            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::RECONCILING, false, reason, "", generation));
+            publish(context, gitsync, EventType::Warning, reason, "Fetch", &message).await;
+            write_status(gitsync, context, &old_status, status).await?;
+            return Err(SyncError::Source(error));
+        }
+        Err(other) => return Err(other),
+    };
+    let revision_text = revision.to_string();
+    status.last_attempted_revision = Some(revision_text.clone());
+    let is_new = old_status.last_attempted_revision.as_deref() != Some(revision_text.as_str());
+    if is_new {
+        publish(context, gitsync, EventType::Normal, "NewRevision", "Fetch", &format!("new revision {revision_text}")).await;
+    }
+
+    if gitsync.spec.suspend == Some(true) {
+        let applied = old_status.last_applied_revision.clone().unwrap_or_else(|| "nothing".to_string());
+        let ready = old_status.conditions.iter().flatten().find(|c| c.type_ == types::READY).is_some_and(|c| c.status == "True");
+        let message = format!("suspended: {applied} stays applied; the source is at {revision_text}");
+        set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::READY, ready, "Suspended", message, generation));
+        write_status(gitsync, context, &old_status, status).await?;
+        return Ok(requeue);
+    }
+
+    let target = SyncTarget {
+        name: gitsync.name_any(),
+        namespace: namespace.clone(),
+        revision: revision_text.clone(),
+        extra_namespaces: context.extra_namespaces.clone(),
+    };
+    let desired = match load_revision(entries, &target) {
+        Ok(desired) => desired,
+        Err(diagnostics) => {
+            let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+            let message = format!(
+                "revision {} is invalid ({} errors), nothing was applied; the last applied revision stays. First: {}",
+                revision.short_commit(),
+                errors.len(),
+                errors.first().map(ToString::to_string).unwrap_or_default()
+            );
+            status.errors = Some(
+                errors
+                    .iter()
+                    .take(MAX_STATUS_ERRORS)
+                    .map(|d| StatusError {
+                        file: d.file.clone(),
+                        line: d.line,
+                        column: d.column,
+                        field: d.field.clone(),
+                        message: d.message.clone(),
+                    })
+                    .collect(),
+            );
+            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::READY, false, "ValidationFailed", &message, generation));
+            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::STALLED, true, "ValidationFailed", "fix the errors in Git", generation));
+            if is_new {
+                let listed: Vec<String> = errors.iter().take(10).map(ToString::to_string).collect();
+                publish(context, gitsync, EventType::Warning, "ValidationFailed", "Validate", &listed.join("\n")).await;
+            }
+            write_status(gitsync, context, &old_status, status).await?;
+            return Ok(requeue);
+        }
+    };
+
+    let written = apply_objects(&desired, &target, context, gitsync).await?;
+    let previous = old_status.inventory.clone().unwrap_or_default();
+    let entries: Vec<InventoryEntry> = desired.iter().map(|object| object.entry.clone()).collect();
+    let policy = PrunePolicy {
+        prune: gitsync.spec.prune.unwrap_or(false),
+        allow_database_deletion: gitsync.spec.allow_database_deletion.unwrap_or(false),
+    };
+    let kept = prune(&previous, &entries, &target, policy, context, gitsync).await?;
+
+    status.errors = None;
+    let mut inventory = entries;
+    inventory.extend(kept.iter().cloned());
+    inventory.sort();
+    inventory.dedup();
+    status.inventory = Some(inventory);
+    status.last_applied_revision = Some(revision_text.clone());
+    let short = match &revision.ref_name {
+        Some(name) => format!("{name}@sha1:{}", revision.short_commit()),
+        None => format!("sha1:{}", revision.short_commit()),
+    };
+    let mut message = format!("Applied revision {short}");
+    if !kept.is_empty() {
+        message.push_str(&format!("; {} removed from Git but kept (see events)", kept.len()));
+    }
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    set_condition(conditions, condition(types::READY, true, "Applied", message, generation));
+    conditions.retain(|c| c.type_ != types::STALLED && c.type_ != types::RECONCILING);
+    if written > 0 || is_new || old_status.last_applied_revision.as_deref() != Some(revision_text.as_str()) {
+        status.last_sync_time = Some(now());
+        publish(context, gitsync, EventType::Normal, "Applied", "Apply", &format!("revision {revision_text}: {written} objects written")).await;
+    }
+    write_status(gitsync, context, &old_status, status).await?;
+    Ok(requeue)
+}
+
+fn stalled(status: &mut GitSyncStatus, reason: &str, message: &str, generation: Option<i64>) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    set_condition(conditions, condition(types::READY, false, reason, message, generation));
+    set_condition(conditions, condition(types::STALLED, true, reason, message, generation));
+}
+
+async fn fetch(config: SourceConfig, path: String) -> Result<(Revision, Vec<crate::source::TreeEntry>), SyncError> {
+    tokio::task::spawn_blocking(move || {
+        let source = GitSource::new(config).map_err(SyncError::Source)?;
+        let outcome = source.poll().map_err(SyncError::Source)?;
+        let entries = source.read_tree(&outcome.revision, &path, &TreeLimits::default()).map_err(SyncError::Source)?;
+        Ok((outcome.revision, entries))
+    })
+    .await
+    .map_err(|error| SyncError::Task(error.to_string()))?
+}
+
+fn load_revision(entries: Vec<crate::source::TreeEntry>, target: &SyncTarget) -> Result<Vec<DesiredObject>, Vec<Diagnostic>> {
+    let (files, mut diagnostics) = tree_files(entries);
+    let options = LoadOptions { default_namespace: target.namespace.clone(), ..LoadOptions::default() };
+    let repository = match load_files(&files, &options) {
+        Ok(repository) => repository,
+        Err(more) => {
+            diagnostics.extend(more);
+            return Err(diagnostics);
+        }
+    };
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    desired_objects(&repository, target)
+}
+
+/// A typed API for one of the kinds we apply.
+fn api_for(client: &Client, entry: &InventoryEntry) -> Api<kube::api::DynamicObject> {
+    let (group, version) = entry.api_version.split_once('/').unwrap_or(("", entry.api_version.as_str()));
+    let plural = match entry.kind.as_str() {
+        "RedisEnterpriseCluster" => RedisEnterpriseCluster::plural(&()).to_string(),
+        _ => RedisEnterpriseDatabase::plural(&()).to_string(),
+    };
+    let resource = kube::api::ApiResource {
+        group: group.to_string(),
+        version: version.to_string(),
+        api_version: entry.api_version.clone(),
+        kind: entry.kind.clone(),
+        plural,
+    };
+    Api::namespaced_with(client.clone(), &entry.namespace, &resource)
+}
+
+/// Applies the objects whose content differs from the live ones; returns how many were written.
+async fn apply_objects(desired: &[DesiredObject], target: &SyncTarget, context: &SyncContext, gitsync: &GitSync) -> Result<usize, SyncError> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut written = 0;
+    for object in desired {
+        let api = api_for(&context.client, &object.entry);
+        let name = &object.entry.name;
+        let live = api.get_opt(name).await.map_err(kubernetes(format!("read {} {name}", object.entry.kind)))?;
+        let live_value = live.as_ref().map(|l| serde_json::to_value(l).unwrap_or(Value::Null));
+        // The revision annotation records the revision that last changed the object, so an unchanged object is not
+        // rewritten by every new commit.
+        let mut comparable = object.body.clone();
+        if let Some(annotations) = comparable.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+            annotations.remove(REVISION_ANNOTATION);
+        }
+        let drift = live_value.as_ref().map(|live| drifted_fields(&comparable, live));
+        if drift.as_ref().is_some_and(Vec::is_empty) {
+            ensure_synced(&api, object, live_value.as_ref(), context).await?;
+            continue;
+        }
+        let applied = api
+            .patch(name, &params, &Patch::Apply(&object.body))
+            .await
+            .map_err(kubernetes(format!("apply {} {}/{name}", object.entry.kind, object.entry.namespace)))?;
+        written += 1;
+        let same_revision = live_value
+            .as_ref()
+            .and_then(|live| live.pointer(&format!("/metadata/annotations/{}", REVISION_ANNOTATION.replace('/', "~1"))))
+            .and_then(Value::as_str)
+            == Some(target.revision.as_str());
+        if let (Some(fields), true) = (drift, same_revision) {
+            let note = format!("{} {}/{name} was changed outside Git; reverted {}", object.entry.kind, object.entry.namespace, fields.join(", "));
+            info!(%note, "drift corrected");
+            publish(context, gitsync, EventType::Normal, "DriftCorrected", "Apply", &note).await;
+        }
+        let applied_value = serde_json::to_value(&applied).unwrap_or(Value::Null);
+        ensure_synced(&api, object, Some(&applied_value), context).await?;
+    }
+    Ok(written)
+}
+
+/// Sets `Synced=True` and `sourceRevision` on an applied object, unless they already say so.
+async fn ensure_synced(api: &Api<kube::api::DynamicObject>, object: &DesiredObject, live: Option<&Value>, context: &SyncContext) -> Result<(), SyncError> {
+    let revision = live
+        .and_then(|live| live.pointer(&format!("/metadata/annotations/{}", REVISION_ANNOTATION.replace('/', "~1"))))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let message = format!("applied from {revision}");
+    set_synced(api, object, live, true, "Applied", &message, &revision, context).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn set_synced(
+    api: &Api<kube::api::DynamicObject>,
+    object: &DesiredObject,
+    live: Option<&Value>,
+    synced: bool,
+    reason: &str,
+    message: &str,
+    revision: &str,
+    _context: &SyncContext,
+) -> Result<(), SyncError> {
+    let current: Vec<Condition> = live
+        .and_then(|live| live.pointer("/status/conditions"))
+        .and_then(|c| serde_json::from_value(c.clone()).ok())
+        .unwrap_or_default();
+    let current_synced = current.iter().find(|c| c.type_ == types::SYNCED);
+    let current_revision = live.and_then(|live| live.pointer("/status/sourceRevision")).and_then(Value::as_str).unwrap_or_default();
+    let status = if synced { "True" } else { "False" };
+    if current_synced.is_some_and(|c| c.status == status && c.reason == reason && c.message == message) && current_revision == revision {
+        return Ok(());
+    }
+    let mut new = condition(types::SYNCED, synced, reason, message, live.and_then(|l| l.pointer("/metadata/generation")).and_then(Value::as_i64));
+    if let Some(existing) = current_synced
+        && existing.status == new.status
+    {
+        new.last_transition_time = existing.last_transition_time.clone();
+    }
+    let body = json!({
+        "apiVersion": object.entry.api_version,
+        "kind": object.entry.kind,
+        "status": { "conditions": [new], "sourceRevision": revision },
+    });
+    api.patch_status(&object.entry.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(kubernetes(format!("write the status of {} {}", object.entry.kind, object.entry.name)))?;
+    Ok(())
+}
+
+/// Prunes what the previous inventory had and this revision does not; returns the entries kept (orphaned).
+async fn prune(
+    previous: &[InventoryEntry],
+    desired: &[InventoryEntry],
+    target: &SyncTarget,
+    policy: PrunePolicy,
+    context: &SyncContext,
+    gitsync: &GitSync,
+) -> Result<Vec<InventoryEntry>, SyncError> {
+    let gone: Vec<&InventoryEntry> = previous.iter().filter(|entry| !desired.iter().any(|d| same(d, entry))).collect();
+    if gone.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut live = Vec::new();
+    let mut live_values = BTreeMap::new();
+    for entry in &gone {
+        let api = api_for(&context.client, entry);
+        if let Some(object) = api.get_opt(&entry.name).await.map_err(kubernetes(format!("read {} {}", entry.kind, entry.name)))? {
+            let value = serde_json::to_value(&object).unwrap_or(Value::Null);
+            live.push(LiveObject { entry: (*entry).clone(), labels: object.labels().clone(), annotations: object.annotations().clone() });
+            live_values.insert((entry.kind.clone(), entry.namespace.clone(), entry.name.clone()), value);
+        }
+    }
+    let plan = plan_prune(previous, desired, &live, target, policy);
+    for entry in &plan.delete {
+        let api = api_for(&context.client, entry);
+        api.delete(&entry.name, &DeleteParams::default())
+            .await
+            .map_err(kubernetes(format!("delete {} {}/{}", entry.kind, entry.namespace, entry.name)))?;
+        publish(context, gitsync, EventType::Normal, "Pruned", "Prune", &format!("deleted {} {}/{} (removed from Git)", entry.kind, entry.namespace, entry.name)).await;
+    }
+    let mut kept = Vec::new();
+    for (entry, reason) in &plan.keep {
+        let api = api_for(&context.client, entry);
+        let live = live_values.get(&(entry.kind.clone(), entry.namespace.clone(), entry.name.clone()));
+        let revision = live.and_then(|l| l.pointer("/status/sourceRevision")).and_then(Value::as_str).unwrap_or_default().to_string();
+        let object = DesiredObject { entry: entry.clone(), body: Value::Null };
+        set_synced(&api, &object, live, false, "RemovedFromSource", reason.describe(), &revision, context).await?;
+        let note = format!("{} {}/{}: {}", entry.kind, entry.namespace, entry.name, reason.describe());
+        publish(context, gitsync, EventType::Warning, "PruneBlocked", "Prune", &note).await;
+        kept.push(entry.clone());
+    }
+    Ok(kept)
+}
+
+fn same(a: &InventoryEntry, b: &InventoryEntry) -> bool {
+    a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
+}
+
+async fn write_status(gitsync: &GitSync, context: &SyncContext, old: &GitSyncStatus, new: GitSyncStatus) -> Result<(), SyncError> {
+    if *old == new {
+        return Ok(());
+    }
+    let api: Api<GitSync> = Api::namespaced(context.client.clone(), &gitsync.namespace().unwrap_or_default());
+    let body = json!({ "apiVersion": GitSync::api_version(&()), "kind": GitSync::kind(&()), "status": new });
+    api.patch_status(&gitsync.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await
+        .map_err(kubernetes(format!("write the status of GitSync {}", gitsync.name_any())))?;
+    Ok(())
+}
+
+async fn publish(context: &SyncContext, gitsync: &GitSync, type_: EventType, reason: &str, action: &str, note: &str) {
+    let note: String = note.chars().take(1000).collect();
+    let event = Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
+    if let Err(error) = context.recorder.publish(&event, &gitsync.object_ref(&())).await {
+        warn!(%error, reason, "failed to publish an event");
+    }
+}
