@@ -51,14 +51,18 @@ pub fn group_list(registry: &Registry) -> Value {
 
 /// The `/apis/{group}` document, if the group is served.
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
-    registry.groups().iter().find(|(g, _)| g == name).map(|(g, vs)| {
-        let mut doc = group_json(g, vs);
-        if let Some(map) = doc.as_object_mut() {
-            map.insert("kind".into(), json!("APIGroup"));
-            map.insert("apiVersion".into(), json!("v1"));
-        }
-        doc
-    })
+    registry
+        .groups()
+        .iter()
+        .find(|(g, _)| g == name)
+        .map(|(g, vs)| {
+            let mut doc = group_json(g, vs);
+            if let Some(map) = doc.as_object_mut() {
+                map.insert("kind".into(), json!("APIGroup"));
+                map.insert("apiVersion".into(), json!("v1"));
+            }
+            doc
+        })
 }
 
 /// The `APIResourceList` of one group-version, if anything is served there.

@@ -88,7 +88,9 @@ pub enum ApiError {
         message: String,
     },
     /// The request body has a content type this endpoint does not accept.
-    #[error("the body of the request was in an unknown format - accepted media types include: {accepted}")]
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: {accepted}"
+    )]
     UnsupportedMediaType {
         /// The media types this endpoint accepts.
         accepted: String,

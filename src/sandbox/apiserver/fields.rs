@@ -38,7 +38,9 @@ pub fn schema_at<'a>(schema: &'a Value, path: &[String]) -> Option<&'a Value> {
         }
         current = match current.get("properties").and_then(|p| p.get(key)) {
             Some(s) => s,
-            None => current.get("additionalProperties").filter(|a| a.is_object())?,
+            None => current
+                .get("additionalProperties")
+                .filter(|a| a.is_object())?,
         };
     }
     Some(current)
@@ -57,7 +59,11 @@ impl ListTypes for SchemaListTypes<'_> {
                 schema
                     .get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|keys| keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
+                    .map(|keys| {
+                        keys.iter()
+                            .filter_map(|k| k.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             ),
             Some("set") => ListType::Set,
@@ -82,9 +88,11 @@ impl ListTypes for BuiltinListTypes {
                 "containers" | "initContainers" | "ephemeralContainers"
             );
         match last.as_str() {
-            "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "imagePullSecrets" => {
-                ListType::Map(vec!["name".into()])
-            }
+            "containers"
+            | "initContainers"
+            | "ephemeralContainers"
+            | "volumes"
+            | "imagePullSecrets" => ListType::Map(vec!["name".into()]),
             "env" if in_container => ListType::Map(vec!["name".into()]),
             "volumeMounts" if in_container => ListType::Map(vec!["mountPath".into()]),
             "ports" if in_container => ListType::Map(vec!["containerPort".into()]),
@@ -265,11 +273,9 @@ fn walk_tree(tree: &Value, prefix: &mut FieldPath, out: &mut FieldSet) {
 fn find_item(items: &[Value], element: &str) -> Option<usize> {
     if let Some(key) = element.strip_prefix("k:") {
         let wanted: Map<String, Value> = serde_json::from_str(key).ok()?;
-        items.iter().position(|item| {
-            wanted
-                .iter()
-                .all(|(k, v)| item.get(k.as_str()) == Some(v))
-        })
+        items
+            .iter()
+            .position(|item| wanted.iter().all(|(k, v)| item.get(k.as_str()) == Some(v)))
     } else if let Some(value) = element.strip_prefix("v:") {
         let wanted: Value = serde_json::from_str(value).ok()?;
         items.iter().position(|item| *item == wanted)
@@ -308,7 +314,10 @@ pub fn remove_at(object: &mut Value, path: &[String]) -> bool {
                 None => return false,
             }
         } else {
-            let Some(index) = current.as_array().and_then(|items| find_item(items, element)) else {
+            let Some(index) = current
+                .as_array()
+                .and_then(|items| find_item(items, element))
+            else {
                 return false;
             };
             match current.get_mut(index) {
@@ -318,7 +327,9 @@ pub fn remove_at(object: &mut Value, path: &[String]) -> bool {
         };
     }
     if let Some(name) = last.strip_prefix("f:") {
-        current.as_object_mut().is_some_and(|m| m.remove(name).is_some())
+        current
+            .as_object_mut()
+            .is_some_and(|m| m.remove(name).is_some())
     } else {
         let index = current.as_array().and_then(|items| find_item(items, last));
         match (index, current.as_array_mut()) {
@@ -366,14 +377,38 @@ mod tests {
             "metadata": {"name": "p", "labels": {"a": "b"}, "finalizers": ["x"]},
             "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}], "tolerations": [{"key": "k"}]}
         });
-        let set = field_set(&obj, &BuiltinListTypes, Scope::Main { exclude_status: true });
-        assert!(set.contains(&vec!["f:metadata".to_string(), "f:labels".into(), "f:a".into()]));
-        assert!(set.contains(&vec!["f:metadata".to_string(), "f:finalizers".into(), "v:\"x\"".into()]));
+        let set = field_set(
+            &obj,
+            &BuiltinListTypes,
+            Scope::Main {
+                exclude_status: true,
+            },
+        );
+        assert!(set.contains(&vec![
+            "f:metadata".to_string(),
+            "f:labels".into(),
+            "f:a".into()
+        ]));
+        assert!(set.contains(&vec![
+            "f:metadata".to_string(),
+            "f:finalizers".into(),
+            "v:\"x\"".into()
+        ]));
         assert!(set.contains(&vec!["f:spec".to_string(), "f:tolerations".into()]));
-        let item = vec!["f:spec".to_string(), "f:containers".into(), "k:{\"name\":\"c\"}".into(), ".".into()];
+        let item = vec![
+            "f:spec".to_string(),
+            "f:containers".into(),
+            "k:{\"name\":\"c\"}".into(),
+            ".".into(),
+        ];
         assert!(set.contains(&item));
         assert_eq!(from_fields_v1(&to_fields_v1(&set)), set);
-        let image = vec!["f:spec".to_string(), "f:containers".into(), "k:{\"name\":\"c\"}".into(), "f:image".into()];
+        let image = vec![
+            "f:spec".to_string(),
+            "f:containers".into(),
+            "k:{\"name\":\"c\"}".into(),
+            "f:image".into(),
+        ];
         assert_eq!(value_at(&obj, &image), Some(&json!("i")));
         assert_eq!(display_path(&image), ".spec.containers[name=\"c\"].image");
         let mut copy = obj.clone();

@@ -22,7 +22,8 @@ use super::patch::PatchKind;
 use super::resources::ResourceInfo;
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
-    DeleteOptions, EventType, FieldValidation, Propagation, Store, Subresource, WatchEvent, WriteOptions,
+    DeleteOptions, EventType, FieldValidation, Propagation, Store, Subresource, WatchEvent,
+    WriteOptions,
 };
 use super::table;
 
@@ -43,7 +44,12 @@ pub struct AppState {
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
 fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
-    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    let mut response = (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     for w in warnings {
         let escaped = w.replace('"', "\\\"");
         if let Ok(value) = format!("299 - \"{escaped}\"").parse() {
@@ -81,7 +87,10 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     let headers = request.headers().clone();
     let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return ApiError::bad_request(format!("failed to read the request body: {e}")).into_response(),
+        Err(e) => {
+            return ApiError::bad_request(format!("failed to read the request body: {e}"))
+                .into_response();
+        }
     };
     match route(&app, &method, &path, &query, &headers, body).await {
         Ok(response) => response,
@@ -97,7 +106,11 @@ async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v, &[]));
     match segments.as_slice() {
         ["version"] => ok(discovery::version()),
@@ -105,9 +118,11 @@ async fn route(
         ["api"] => ok(discovery::core_versions(&app.address)),
         ["apis"] => ok(discovery::group_list(&app.store.lock().registry)),
         ["openapi", "v3"] => ok(openapi::index(&app.store.lock().registry)),
-        ["openapi", "v3", "api", version] => openapi::group_version_document(&app.store.lock().registry, "", version)
-            .map(|d| json_response(StatusCode::OK, &d, &[]))
-            .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
+        ["openapi", "v3", "api", version] => {
+            openapi::group_version_document(&app.store.lock().registry, "", version)
+                .map(|d| json_response(StatusCode::OK, &d, &[]))
+                .ok_or_else(|| ApiError::UnknownPath { path: path.into() })
+        }
         ["openapi", "v3", "apis", group, version] => {
             openapi::group_version_document(&app.store.lock().registry, group, version)
                 .map(|d| json_response(StatusCode::OK, &d, &[]))
@@ -122,9 +137,11 @@ async fn route(
         ["apis", group] => discovery::group(&app.store.lock().registry, group)
             .map(|d| json_response(StatusCode::OK, &d, &[]))
             .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
-        ["apis", group, version] => discovery::resource_list(&app.store.lock().registry, group, version)
-            .map(|d| json_response(StatusCode::OK, &d, &[]))
-            .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
+        ["apis", group, version] => {
+            discovery::resource_list(&app.store.lock().registry, group, version)
+                .map(|d| json_response(StatusCode::OK, &d, &[]))
+                .ok_or_else(|| ApiError::UnknownPath { path: path.into() })
+        }
         ["api", version, rest @ ..] => {
             let target = parse_target(app, "", version, rest, path)?;
             resource_request(app, method, target, query, headers, body).await
@@ -173,7 +190,9 @@ fn parse_target(
         e
     };
     if let ["namespaces", namespace, plural, tail @ ..] = rest
-        && let Some(info) = registry.find(group, version, plural).filter(|i| i.namespaced)
+        && let Some(info) = registry
+            .find(group, version, plural)
+            .filter(|i| i.namespaced)
     {
         let (name, subresource) = match tail {
             [] => (None, None),
@@ -189,9 +208,18 @@ fn parse_target(
             subresource,
         });
     }
+    if let ["namespaces", _, plural, tail @ ..] = rest {
+        let namespace_subresource =
+            group.is_empty() && tail.is_empty() && matches!(*plural, "status" | "finalize");
+        if !namespace_subresource {
+            return Err(unknown_resource(plural));
+        }
+    }
     match rest {
         [plural, tail @ ..] => {
-            let info = registry.find(group, version, plural).ok_or_else(|| unknown_resource(plural))?;
+            let info = registry
+                .find(group, version, plural)
+                .ok_or_else(|| unknown_resource(plural))?;
             let (name, subresource) = match tail {
                 [] => (None, None),
                 [name] if !info.namespaced => (Some(name.to_string()), None),
@@ -240,7 +268,10 @@ fn decode_body(body: &Bytes, headers: &HeaderMap, allow_yaml: bool) -> Result<Va
     }
 }
 
-fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
+fn write_options(
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<WriteOptions, ApiError> {
     let field_manager = match query.get("fieldManager") {
         Some(m) if !m.is_empty() => m.clone(),
         _ => headers
@@ -327,29 +358,67 @@ async fn resource_request(
             Ok(json_response(StatusCode::OK, &object, &[]))
         }
         (Method::GET, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+            let labels =
+                LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields =
+                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
             if watch {
-                return start_watch(app, info, version, namespace, labels, fields, query, as_table, include_object);
+                return start_watch(
+                    app,
+                    info,
+                    version,
+                    namespace,
+                    labels,
+                    fields,
+                    query,
+                    as_table,
+                    include_object,
+                );
             }
-            list(app, &info, version, namespace, &labels, &fields, query, as_table, include_object)
+            list(
+                app,
+                &info,
+                version,
+                namespace,
+                &labels,
+                &fields,
+                query,
+                as_table,
+                include_object,
+            )
         }
         (Method::POST, None) => {
-            let object = decode_body(&body, headers, false)?;
-            let options = write_options(query, headers)?;
-            let outcome = app.store.lock().create(&info, version, namespace, object, &options)?;
-            Ok(json_response(StatusCode::CREATED, &outcome.object, &outcome.warnings))
-        }
-        (Method::PUT, Some(name)) => {
-            let subresource = subresource_of(&target)?;
             let object = decode_body(&body, headers, false)?;
             let options = write_options(query, headers)?;
             let outcome = app
                 .store
                 .lock()
-                .update(&info, version, namespace, name, object, subresource, &options)?;
-            let code = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+                .create(&info, version, namespace, object, &options)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &outcome.object,
+                &outcome.warnings,
+            ))
+        }
+        (Method::PUT, Some(name)) => {
+            let subresource = subresource_of(&target)?;
+            let object = decode_body(&body, headers, false)?;
+            let options = write_options(query, headers)?;
+            let outcome = app.store.lock().update(
+                &info,
+                version,
+                namespace,
+                name,
+                object,
+                subresource,
+                &options,
+            )?;
+            let code = if outcome.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(code, &outcome.object, &outcome.warnings))
         }
         (Method::PATCH, Some(name)) => {
@@ -367,7 +436,9 @@ async fn resource_request(
                 ));
             }
             if kind != PatchKind::Apply && options.force {
-                return Err(ApiError::bad_request("force is only allowed for apply patches"));
+                return Err(ApiError::bad_request(
+                    "force is only allowed for apply patches",
+                ));
             }
             let outcome = app.store.lock().patch(
                 &info,
@@ -379,7 +450,11 @@ async fn resource_request(
                 subresource,
                 &options,
             )?;
-            let code = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+            let code = if outcome.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
             Ok(json_response(code, &outcome.object, &outcome.warnings))
         }
         (Method::DELETE, Some(name)) => {
@@ -393,13 +468,22 @@ async fn resource_request(
                 }
             })?;
             let options = delete_options(query, &body)?;
-            let (object, gone) = app.store.lock().delete(&info, version, namespace, name, &options)?;
-            let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            let (object, gone) = app
+                .store
+                .lock()
+                .delete(&info, version, namespace, name, &options)?;
+            let code = if gone {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
             Ok(json_response(code, &object, &[]))
         }
         (Method::DELETE, None) => {
-            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+            let labels =
+                LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields =
+                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let options = delete_options(query, &body)?;
             let mut state = app.store.lock();
             let names: Vec<(String, String)> = state
@@ -407,14 +491,24 @@ async fn resource_request(
                 .iter()
                 .map(|o| {
                     (
-                        o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default().to_string(),
-                        o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        o.pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
                     )
                 })
                 .collect();
             let mut items = Vec::new();
             for (ns, name) in names {
-                let ns = if ns.is_empty() { None } else { Some(ns.as_str()) };
+                let ns = if ns.is_empty() {
+                    None
+                } else {
+                    Some(ns.as_str())
+                };
                 let (object, _) = state.delete(&info, version, ns, &name, &options)?;
                 items.push(object);
             }
@@ -435,12 +529,16 @@ async fn resource_request(
     }
 }
 
-fn delete_options(query: &HashMap<String, String>, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<DeleteOptions, ApiError> {
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is malformed: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the DeleteOptions body is malformed: {e}"))
+        })?
     };
     let policy = query
         .get("propagationPolicy")
@@ -470,7 +568,10 @@ fn delete_options(query: &HashMap<String, String>, body: &Bytes) -> Result<Delet
             .is_some_and(|a| a.iter().any(|v| v == "All"));
     Ok(DeleteOptions {
         propagation,
-        precondition_uid: body.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string),
+        precondition_uid: body
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         precondition_resource_version: body
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -500,10 +601,9 @@ fn list(
 ) -> Result<Response, ApiError> {
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") => None,
-        Some(l) => Some(
-            l.parse::<usize>()
-                .map_err(|_| ApiError::bad_request(format!("limit must be a non-negative integer, got \"{l}\"")))?,
-        )
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("limit must be a non-negative integer, got \"{l}\""))
+        })?)
         .filter(|l| *l > 0),
     };
     let after = match query.get("continue").map(String::as_str) {
@@ -518,20 +618,31 @@ fn list(
         }
     };
     let state = app.store.lock();
-    let rv = after.as_ref().map(|a| a.rv).unwrap_or(state.resource_version());
+    let rv = after
+        .as_ref()
+        .map(|a| a.rv)
+        .unwrap_or(state.resource_version());
     let all = state.list(&info.group_resource(), namespace, labels, fields);
     let start = match &after {
         Some(token) => all
             .iter()
             .position(|o| {
-                let ns = o.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
-                let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                let ns = o
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let name = o
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 (ns, name) > (token.after_namespace.as_str(), token.after_name.as_str())
             })
             .unwrap_or(all.len()),
         None => 0,
     };
-    let end = limit.map(|l| (start + l).min(all.len())).unwrap_or(all.len());
+    let end = limit
+        .map(|l| (start + l).min(all.len()))
+        .unwrap_or(all.len());
     let items: Vec<Value> = all[start..end]
         .iter()
         .map(|o| state.convert(info, version, (*o).clone()))
@@ -549,7 +660,11 @@ fn list(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .into(),
-            after_name: last.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().into(),
+            after_name: last
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .into(),
         };
         let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&token).unwrap_or_default());
@@ -587,7 +702,10 @@ impl WatchEncoder {
     fn object(&self, object: &Value) -> Value {
         let mut converted = object.clone();
         if let Some(m) = converted.as_object_mut() {
-            m.insert("apiVersion".into(), json!(self.info.api_version(&self.version)));
+            m.insert(
+                "apiVersion".into(),
+                json!(self.info.api_version(&self.version)),
+            );
         }
         if self.as_table {
             let columns = table::columns(&self.info, &self.version);
@@ -631,7 +749,10 @@ impl WatchEncoder {
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let mut metadata = json!({"resourceVersion": rv.to_string()});
         if initial_end && let Some(m) = metadata.as_object_mut() {
-            m.insert("annotations".into(), json!({"k8s.io/initial-events-end": "true"}));
+            m.insert(
+                "annotations".into(),
+                json!({"k8s.io/initial-events-end": "true"}),
+            );
         }
         Self::line(
             "BOOKMARK",
@@ -660,7 +781,9 @@ fn start_watch(
         ),
     };
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -683,7 +806,12 @@ fn start_watch(
         // Synthetic ADDED events for the current state when no resourceVersion is given (or with
         // sendInitialEvents), then live events.
         let result = if since.is_none() || send_initial {
-            for object in state.list(&resource, namespace, &LabelSelector::default(), &FieldSelector::default()) {
+            for object in state.list(
+                &resource,
+                namespace,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            ) {
                 if encoder.matches(object) {
                     initial.push(WatchEncoder::line("ADDED", encoder.object(object)));
                 }
@@ -699,7 +827,10 @@ fn start_watch(
         Ok(s) => s,
         Err(gone @ ApiError::Gone { .. }) => {
             let line = WatchEncoder::line("ERROR", gone.to_status());
-            return Ok(streaming(futures::stream::iter(vec![Ok::<Bytes, Infallible>(line)])));
+            return Ok(streaming(futures::stream::iter(vec![Ok::<
+                Bytes,
+                Infallible,
+            >(line)])));
         }
         Err(other) => return Err(other),
     };
@@ -749,7 +880,10 @@ fn start_watch(
         }
     });
     let stream = futures::stream::unfold(line_receiver, |mut receiver| async move {
-        receiver.recv().await.map(|line| (Ok::<Bytes, Infallible>(line), receiver))
+        receiver
+            .recv()
+            .await
+            .map(|line| (Ok::<Bytes, Infallible>(line), receiver))
     });
     Ok(streaming(stream))
 }
@@ -759,11 +893,13 @@ where
     S: futures::Stream<Item = Result<Bytes, Infallible>> + Send + 'static,
 {
     let mut response = Response::new(Body::from_stream(stream));
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache, private"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache, private"),
+    );
     response
 }

@@ -78,8 +78,14 @@ fn parameter(name: &str, description: &str) -> Value {
 
 fn write_parameters() -> Vec<Value> {
     vec![
-        parameter("dryRun", "When present, indicates that modifications should not be persisted."),
-        parameter("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
+        parameter(
+            "dryRun",
+            "When present, indicates that modifications should not be persisted.",
+        ),
+        parameter(
+            "fieldManager",
+            "fieldManager is a name associated with the actor or entity that is making these changes.",
+        ),
         parameter(
             "fieldValidation",
             "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields. Valid values are: Ignore, Warn (default), Strict.",
@@ -87,7 +93,13 @@ fn write_parameters() -> Vec<Value> {
     ]
 }
 
-fn operation(info: &ResourceInfo, version: &str, action: &str, schema_ref: &str, extra: Vec<Value>) -> Value {
+fn operation(
+    info: &ResourceInfo,
+    version: &str,
+    action: &str,
+    schema_ref: &str,
+    extra: Vec<Value>,
+) -> Value {
     let mut op = json!({
         "operationId": format!("{action}{}", info.kind),
         "x-kubernetes-action": action,
@@ -109,7 +121,10 @@ fn operation(info: &ResourceInfo, version: &str, action: &str, schema_ref: &str,
         } else {
             json!({"application/json": {"schema": {"$ref": schema_ref}}})
         };
-        map.insert("requestBody".into(), json!({"content": content, "required": true}));
+        map.insert(
+            "requestBody".into(),
+            json!({"content": content, "required": true}),
+        );
     }
     op
 }
@@ -136,10 +151,16 @@ pub fn group_version_document(registry: &Registry, group: &str, version: &str) -
                 format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", info.plural),
             )
         } else {
-            (format!("{prefix}/{}", info.plural), format!("{prefix}/{}/{{name}}", info.plural))
+            (
+                format!("{prefix}/{}", info.plural),
+                format!("{prefix}/{}/{{name}}", info.plural),
+            )
         };
         let mut patch_params = write_parameters();
-        patch_params.push(parameter("force", "Force is going to \"force\" Apply requests."));
+        patch_params.push(parameter(
+            "force",
+            "Force is going to \"force\" Apply requests.",
+        ));
         paths.insert(
             collection,
             json!({

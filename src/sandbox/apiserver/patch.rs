@@ -53,7 +53,11 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 }
 
 /// Applies a strategic merge patch using the given list semantics.
-pub fn strategic_merge(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) -> Result<(), ApiError> {
+pub fn strategic_merge(
+    target: &mut Value,
+    patch: &Value,
+    list_types: &dyn ListTypes,
+) -> Result<(), ApiError> {
     let mut names = Vec::new();
     merge_object(target, patch, list_types, &mut names)
 }
@@ -85,9 +89,11 @@ fn merge_object(
             continue;
         }
         if key == "$retainKeys" {
-            retain = value
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
+            retain = value.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            });
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
@@ -161,7 +167,9 @@ fn merge_list(
                 let Some(list) = target.as_array_mut() else {
                     break;
                 };
-                let position = list.iter().position(|existing| item_key(existing, &keys) == key);
+                let position = list
+                    .iter()
+                    .position(|existing| item_key(existing, &keys) == key);
                 let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                 match (position, delete) {
                     (Some(i), true) => {

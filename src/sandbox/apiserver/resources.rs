@@ -178,7 +178,15 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         builtin("", "v1", "pods", "Pod", true, &["po"], true),
         builtin("", "v1", "events", "Event", true, &["ev"], false),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
-        builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false),
+        builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+        ),
         builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
         builtin(
             "",
@@ -189,8 +197,24 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &["pvc"],
             true,
         ),
-        builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true),
-        builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true),
+        builtin(
+            "apps",
+            "v1",
+            "statefulsets",
+            "StatefulSet",
+            true,
+            &["sts"],
+            true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "deployments",
+            "Deployment",
+            true,
+            &["deploy"],
+            true,
+        ),
         builtin(
             "policy",
             "v1",
@@ -200,7 +224,15 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &["pdb"],
             true,
         ),
-        builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], false),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "roles",
+            "Role",
+            true,
+            &[],
+            false,
+        ),
         builtin(
             "rbac.authorization.k8s.io",
             "v1",
@@ -210,8 +242,24 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &[],
             false,
         ),
-        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
-        builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], false),
+        builtin(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "Lease",
+            true,
+            &[],
+            false,
+        ),
+        builtin(
+            "events.k8s.io",
+            "v1",
+            "events",
+            "Event",
+            true,
+            &["ev"],
+            false,
+        ),
         builtin(
             "apiextensions.k8s.io",
             "v1",
@@ -225,13 +273,22 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
     for info in &mut all {
         if matches!(
             info.plural.as_str(),
-            "pods" | "services" | "statefulsets" | "deployments" | "configmaps" | "secrets"
-                | "serviceaccounts" | "persistentvolumeclaims"
+            "pods"
+                | "services"
+                | "statefulsets"
+                | "deployments"
+                | "configmaps"
+                | "secrets"
+                | "serviceaccounts"
+                | "persistentvolumeclaims"
         ) && info.group != "events.k8s.io"
         {
             info.categories = vec!["all".to_string()];
         }
-        if matches!(info.plural.as_str(), "secrets" | "configmaps" | "serviceaccounts") {
+        if matches!(
+            info.plural.as_str(),
+            "secrets" | "configmaps" | "serviceaccounts"
+        ) {
             info.categories.clear();
         }
     }
@@ -260,7 +317,8 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
             field: field.to_string(),
         }],
     };
-    let group = str_at(crd, &["spec", "group"]).ok_or_else(|| invalid("spec.group", "Required value"))?;
+    let group =
+        str_at(crd, &["spec", "group"]).ok_or_else(|| invalid("spec.group", "Required value"))?;
     let plural = str_at(crd, &["spec", "names", "plural"])
         .ok_or_else(|| invalid("spec.names.plural", "Required value"))?;
     let kind = str_at(crd, &["spec", "names", "kind"])
@@ -288,7 +346,11 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
         }
         current
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut versions = Vec::new();
@@ -308,31 +370,56 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
             .map(|cols| {
                 cols.iter()
                     .map(|c| PrinterColumn {
-                        name: c.get("name").and_then(Value::as_str).unwrap_or_default().into(),
-                        column_type: c.get("type").and_then(Value::as_str).unwrap_or("string").into(),
-                        format: c.get("format").and_then(Value::as_str).unwrap_or_default().into(),
+                        name: c
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
+                        column_type: c
+                            .get("type")
+                            .and_then(Value::as_str)
+                            .unwrap_or("string")
+                            .into(),
+                        format: c
+                            .get("format")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
                         description: c
                             .get("description")
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .into(),
                         priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                        json_path: c.get("jsonPath").and_then(Value::as_str).unwrap_or_default().into(),
+                        json_path: c
+                            .get("jsonPath")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .into(),
                     })
                     .collect()
             })
             .unwrap_or_default();
         versions.push(VersionInfo {
             name: vname.to_string(),
-            served: version.get("served").and_then(Value::as_bool).unwrap_or(true),
-            storage: version.get("storage").and_then(Value::as_bool).unwrap_or(false),
+            served: version
+                .get("served")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            storage: version
+                .get("storage")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             schema: version.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns,
             status_subresource: version.pointer("/subresources/status").is_some(),
         });
     }
     if versions.is_empty() {
-        return Err(invalid("spec.versions", "Required value: must have exactly one version marked as storage version"));
+        return Err(invalid(
+            "spec.versions",
+            "Required value: must have exactly one version marked as storage version",
+        ));
     }
     if versions.iter().filter(|v| v.storage).count() != 1 {
         return Err(invalid(

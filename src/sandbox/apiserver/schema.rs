@@ -45,7 +45,11 @@ fn invalid(causes: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
 
 /// Removes fields unknown to the schema, collecting their paths (for `fieldValidation` Warn/Strict).
 pub fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
-    if schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true) {
+    if schema
+        .get("x-kubernetes-embedded-resource")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
         return;
     }
     let preserve = schema
@@ -59,12 +63,13 @@ pub fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<St
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
                 let child_path = join(path, &key);
-                let child_schema = properties
-                    .and_then(|p| p.get(&key))
-                    .or(additional);
+                let child_schema = properties.and_then(|p| p.get(&key)).or(additional);
                 match (child_schema, map.get_mut(&key)) {
                     (Some(s), Some(child)) => prune(s, child, &child_path, unknown),
-                    (None, _) if preserve || path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
+                    (None, _)
+                        if preserve
+                            || path.is_empty()
+                                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
                     (None, _) => {
                         map.remove(&key);
                         unknown.push(child_path);
@@ -87,11 +92,18 @@ pub fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<St
 /// Validates a value against a schema, appending every violation.
 pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
     if value.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) == Some(true) || schema.get("type").is_none() {
+        if schema.get("nullable").and_then(Value::as_bool) == Some(true)
+            || schema.get("type").is_none()
+        {
             return;
         }
         if let Some(t) = schema.get("type").and_then(Value::as_str) {
-            invalid(causes, path, value, format!("{path} in body must be of type {t}: \"null\""));
+            invalid(
+                causes,
+                path,
+                value,
+                format!("{path} in body must be of type {t}: \"null\""),
+            );
         }
         return;
     }
@@ -105,7 +117,10 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
                 causes,
                 path,
                 value,
-                format!("{path} in body must be of type integer,string: \"{}\"", type_name(value)),
+                format!(
+                    "{path} in body must be of type integer,string: \"{}\"",
+                    type_name(value)
+                ),
             );
             return;
         }
@@ -162,12 +177,22 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
             if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
                 && (map.len() as u64) < min
             {
-                invalid(causes, path, value, format!("{path} in body should have at least {min} properties"));
+                invalid(
+                    causes,
+                    path,
+                    value,
+                    format!("{path} in body should have at least {min} properties"),
+                );
             }
             if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
                 && (map.len() as u64) > max
             {
-                invalid(causes, path, value, format!("{path} in body should have at most {max} properties"));
+                invalid(
+                    causes,
+                    path,
+                    value,
+                    format!("{path} in body should have at most {max} properties"),
+                );
             }
         }
         Value::Array(items) => {
@@ -179,7 +204,12 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
                 && (items.len() as u64) < min
             {
-                invalid(causes, path, &Value::from(items.len()), format!("{path} in body should have at least {min} items"));
+                invalid(
+                    causes,
+                    path,
+                    &Value::from(items.len()),
+                    format!("{path} in body should have at least {min} items"),
+                );
             }
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
                 && (items.len() as u64) > max
@@ -196,13 +226,23 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
                 && let Ok(re) = regex::Regex::new(pattern)
                 && !re.is_match(s)
             {
-                invalid(causes, path, value, format!("{path} in body should match '{pattern}'"));
+                invalid(
+                    causes,
+                    path,
+                    value,
+                    format!("{path} in body should match '{pattern}'"),
+                );
             }
             let chars = s.chars().count() as u64;
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
                 && chars < min
             {
-                invalid(causes, path, value, format!("{path} in body should be at least {min} chars long"));
+                invalid(
+                    causes,
+                    path,
+                    value,
+                    format!("{path} in body should be at least {min} chars long"),
+                );
             }
             if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
                 && chars > max
@@ -216,29 +256,47 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
         }
         Value::Number(n) => {
             let Some(x) = n.as_f64() else { return };
-            let exclusive_min = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
-            let exclusive_max = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
+            let exclusive_min =
+                schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
+            let exclusive_max =
+                schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
                 if exclusive_min && x <= min {
-                    invalid(causes, path, value, format!("{path} in body should be greater than {}", fmt_num(min)));
+                    invalid(
+                        causes,
+                        path,
+                        value,
+                        format!("{path} in body should be greater than {}", fmt_num(min)),
+                    );
                 } else if x < min {
                     invalid(
                         causes,
                         path,
                         value,
-                        format!("{path} in body should be greater than or equal to {}", fmt_num(min)),
+                        format!(
+                            "{path} in body should be greater than or equal to {}",
+                            fmt_num(min)
+                        ),
                     );
                 }
             }
             if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
                 if exclusive_max && x >= max {
-                    invalid(causes, path, value, format!("{path} in body should be less than {}", fmt_num(max)));
+                    invalid(
+                        causes,
+                        path,
+                        value,
+                        format!("{path} in body should be less than {}", fmt_num(max)),
+                    );
                 } else if x > max {
                     invalid(
                         causes,
                         path,
                         value,
-                        format!("{path} in body should be less than or equal to {}", fmt_num(max)),
+                        format!(
+                            "{path} in body should be less than or equal to {}",
+                            fmt_num(max)
+                        ),
                     );
                 }
             }
@@ -275,7 +333,10 @@ mod tests {
         let obj = json!({"spec": {"size": 0, "mode": "c", "name": "A1", "port": true}});
         let mut causes = Vec::new();
         validate(&schema(), &obj, "", &mut causes);
-        let messages: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let messages: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
         assert_eq!(
             messages,
             vec![
@@ -287,7 +348,10 @@ mod tests {
         );
         let mut causes = Vec::new();
         validate(&schema(), &json!({"spec": {"size": "x"}}), "", &mut causes);
-        assert_eq!(causes[0].message, "Invalid value: \"x\": spec.size in body must be of type integer: \"string\"");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: \"x\": spec.size in body must be of type integer: \"string\""
+        );
         let mut causes = Vec::new();
         validate(&schema(), &json!({"spec": {}}), "", &mut causes);
         assert_eq!(causes[0].field, "spec.size");
@@ -301,6 +365,9 @@ mod tests {
         let mut unknown = Vec::new();
         prune(&schema(), &mut obj, "", &mut unknown);
         assert_eq!(unknown, vec!["other".to_string(), "spec.bogus".to_string()]);
-        assert_eq!(obj.get("spec"), Some(&json!({"size": 1, "extra": {"anything": 2}})));
+        assert_eq!(
+            obj.get("spec"),
+            Some(&json!({"size": 1, "extra": {"anything": 2}}))
+        );
     }
 }

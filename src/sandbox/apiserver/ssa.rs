@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, Cause};
 use super::fields::{
-    FieldSet, ListType, ListTypes, Scope, display_path, field_set, from_fields_v1, has_prefix, item_key,
-    remove_at, to_fields_v1, value_at,
+    FieldSet, ListType, ListTypes, Scope, display_path, field_set, from_fields_v1, has_prefix,
+    item_key, remove_at, to_fields_v1, value_at,
 };
 
 /// One `managedFields` entry.
@@ -29,11 +29,31 @@ fn read_entries(object: &Value) -> Vec<Entry> {
             entries
                 .iter()
                 .map(|e| Entry {
-                    manager: e.get("manager").and_then(Value::as_str).unwrap_or_default().into(),
-                    operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").into(),
-                    subresource: e.get("subresource").and_then(Value::as_str).unwrap_or_default().into(),
-                    api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().into(),
-                    time: e.get("time").and_then(Value::as_str).unwrap_or_default().into(),
+                    manager: e
+                        .get("manager")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    operation: e
+                        .get("operation")
+                        .and_then(Value::as_str)
+                        .unwrap_or("Update")
+                        .into(),
+                    subresource: e
+                        .get("subresource")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    api_version: e
+                        .get("apiVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
+                    time: e
+                        .get("time")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .into(),
                     fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
                 })
                 .collect()
@@ -104,7 +124,9 @@ pub fn record_update(
     let scope = scope_for(writer.subresource, exclude_status);
     let mut entries = old.map(read_entries).unwrap_or_default();
     let new_set = field_set(new, list_types, scope);
-    let old_set = old.map(|o| field_set(o, list_types, scope)).unwrap_or_default();
+    let old_set = old
+        .map(|o| field_set(o, list_types, scope))
+        .unwrap_or_default();
     let changed: FieldSet = new_set
         .iter()
         .filter(|p| {
@@ -182,7 +204,11 @@ pub fn apply(
                 continue;
             }
             if value_at(current, path) != value_at(applied, path) {
-                conflicts.push((entry.manager.clone(), entry.api_version.clone(), path.clone()));
+                conflicts.push((
+                    entry.manager.clone(),
+                    entry.api_version.clone(),
+                    path.clone(),
+                ));
             }
         }
     }
@@ -275,7 +301,8 @@ fn merge_applied(
     scope: Scope,
     root: bool,
 ) {
-    let (Some(applied_map), true) = (applied.as_object(), target.is_object() || target.is_null()) else {
+    let (Some(applied_map), true) = (applied.as_object(), target.is_object() || target.is_null())
+    else {
         *target = applied.clone();
         return;
     };
@@ -335,14 +362,18 @@ fn merge_value(
     scope: Scope,
 ) {
     match value {
-        Value::Object(_) if slot.is_object() => merge_applied(slot, value, list_types, names, scope, false),
+        Value::Object(_) if slot.is_object() => {
+            merge_applied(slot, value, list_types, names, scope, false)
+        }
         Value::Array(items) => match list_types.list_type(names) {
             ListType::Map(keys) if !keys.is_empty() && slot.is_array() => {
                 if let Some(list) = slot.as_array_mut() {
                     for item in items {
                         let key = item_key(item, &keys);
                         match list.iter().position(|e| item_key(e, &keys) == key) {
-                            Some(i) => merge_applied(&mut list[i], item, list_types, names, scope, false),
+                            Some(i) => {
+                                merge_applied(&mut list[i], item, list_types, names, scope, false)
+                            }
                             None => list.push(item.clone()),
                         }
                     }
@@ -381,36 +412,98 @@ mod tests {
     fn dropped_field_is_removed_unless_shared() {
         let base = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
-        let obj = apply(&base, &first, &writer("m1"), false, &BuiltinListTypes, false, "configmaps", "c")
-            .map_err(|e| e.to_string());
+        let obj = apply(
+            &base,
+            &first,
+            &writer("m1"),
+            false,
+            &BuiltinListTypes,
+            false,
+            "configmaps",
+            "c",
+        )
+        .map_err(|e| e.to_string());
         let obj = obj.unwrap_or_default();
         let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"b": "2"}});
-        let obj = apply(&obj, &other, &writer("m2"), false, &BuiltinListTypes, false, "configmaps", "c")
-            .unwrap_or_default();
-        let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
-        let obj = apply(&obj, &second, &writer("m1"), false, &BuiltinListTypes, false, "configmaps", "c")
-            .unwrap_or_default();
+        let obj = apply(
+            &obj,
+            &other,
+            &writer("m2"),
+            false,
+            &BuiltinListTypes,
+            false,
+            "configmaps",
+            "c",
+        )
+        .unwrap_or_default();
+        let second =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        let obj = apply(
+            &obj,
+            &second,
+            &writer("m1"),
+            false,
+            &BuiltinListTypes,
+            false,
+            "configmaps",
+            "c",
+        )
+        .unwrap_or_default();
         assert_eq!(obj.get("data"), Some(&json!({"b": "2"})));
     }
 
     #[test]
     fn conflicting_value_needs_force() {
         let base = json!({"metadata": {"name": "c"}, "data": {"a": "1"}});
-        let obj = apply(&json!({"metadata": {"name": "c"}}), &base, &writer("m1"), false, &BuiltinListTypes, false, "configmaps", "c")
-            .unwrap_or_default();
+        let obj = apply(
+            &json!({"metadata": {"name": "c"}}),
+            &base,
+            &writer("m1"),
+            false,
+            &BuiltinListTypes,
+            false,
+            "configmaps",
+            "c",
+        )
+        .unwrap_or_default();
         let change = json!({"metadata": {"name": "c"}, "data": {"a": "2"}});
-        let err = apply(&obj, &change, &writer("m2"), false, &BuiltinListTypes, false, "configmaps", "c")
-            .map(|_| ())
-            .unwrap_err();
+        let err = apply(
+            &obj,
+            &change,
+            &writer("m2"),
+            false,
+            &BuiltinListTypes,
+            false,
+            "configmaps",
+            "c",
+        )
+        .map(|_| ())
+        .unwrap_err();
         assert_eq!(err.code(), 409);
-        assert_eq!(err.to_string(), "Apply failed with 1 conflict: conflict with \"m1\" using v1: .data.a");
-        let forced = apply(&obj, &change, &writer("m2"), true, &BuiltinListTypes, false, "configmaps", "c")
-            .unwrap_or_default();
+        assert_eq!(
+            err.to_string(),
+            "Apply failed with 1 conflict: conflict with \"m1\" using v1: .data.a"
+        );
+        let forced = apply(
+            &obj,
+            &change,
+            &writer("m2"),
+            true,
+            &BuiltinListTypes,
+            false,
+            "configmaps",
+            "c",
+        )
+        .unwrap_or_default();
         assert_eq!(forced.pointer("/data/a"), Some(&json!("2")));
         let managers: Vec<&str> = forced
             .pointer("/metadata/managedFields")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|e| e.get("manager").and_then(Value::as_str)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e.get("manager").and_then(Value::as_str))
+                    .collect()
+            })
             .unwrap_or_default();
         assert_eq!(managers, vec!["m2"]);
     }

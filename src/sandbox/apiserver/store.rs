@@ -181,7 +181,9 @@ pub struct Store {
 
 /// The current time in the RFC 3339 second precision Kubernetes uses.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn meta(object: &Value) -> Option<&Map<String, Value>> {
@@ -198,7 +200,9 @@ fn meta_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
-    meta(object).and_then(|m| m.get(field)).and_then(Value::as_str)
+    meta(object)
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
 }
 
 /// The finalizers of an object.
@@ -206,7 +210,11 @@ pub fn finalizers(object: &Value) -> Vec<String> {
     meta(object)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -289,7 +297,8 @@ impl Store {
         {
             let mut state = store.lock();
             for ns in ["default", "kube-system", "kube-public"] {
-                let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                let body =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
                 let info = state.registry.get(&GroupResource::new("", "namespaces"));
                 if let Some(info) = info {
                     let options = WriteOptions {
@@ -307,7 +316,9 @@ impl Store {
 
     /// Locks the state for one operation.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -320,8 +331,23 @@ impl State {
         let d = hasher.finalize();
         format!(
             "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:x}{:02x}-{:x}{:x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-            d[0], d[1], d[2], d[3], d[4], d[5], d[6] & 0x0f, d[7], 8 | (d[8] & 3), d[8] >> 4, d[9],
-            d[10], d[11], d[12], d[13], d[14], d[15]
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            d[5],
+            d[6] & 0x0f,
+            d[7],
+            8 | (d[8] & 3),
+            d[8] >> 4,
+            d[9],
+            d[10],
+            d[11],
+            d[12],
+            d[13],
+            d[14],
+            d[15]
         )
     }
 
@@ -347,7 +373,12 @@ impl State {
             .and_then(|objects| objects.get(&(namespace.to_string(), name.to_string())))
     }
 
-    fn get_or_404(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    fn get_or_404(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         self.get(&info.group_resource(), namespace, name)
             .cloned()
             .ok_or_else(|| ApiError::NotFound {
@@ -385,7 +416,13 @@ impl State {
         resource: Option<GroupResource>,
         namespace: Option<String>,
         since: Option<u64>,
-    ) -> Result<(Vec<Arc<WatchEvent>>, mpsc::UnboundedReceiver<Arc<WatchEvent>>), ApiError> {
+    ) -> Result<
+        (
+            Vec<Arc<WatchEvent>>,
+            mpsc::UnboundedReceiver<Arc<WatchEvent>>,
+        ),
+        ApiError,
+    > {
         let mut replay = Vec::new();
         if let Some(since) = since {
             if since < self.history_floor {
@@ -485,7 +522,10 @@ impl State {
     ) -> Result<Vec<String>, ApiError> {
         let name = meta_str(object, "name").unwrap_or_default().to_string();
         let invalid = |causes: Vec<Cause>| {
-            let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+            let parts: Vec<String> = causes
+                .iter()
+                .map(|c| format!("{}: {}", c.field, c.message))
+                .collect();
             let summary = if parts.len() == 1 {
                 parts[0].clone()
             } else {
@@ -516,7 +556,10 @@ impl State {
             let mut unknown = Vec::new();
             schema::prune(schema, object, "", &mut unknown);
             if !unknown.is_empty() {
-                let messages: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
+                let messages: Vec<String> = unknown
+                    .iter()
+                    .map(|u| format!("unknown field \"{u}\""))
+                    .collect();
                 match options.field_validation {
                     FieldValidation::Strict => {
                         return Err(ApiError::bad_request(format!(
@@ -543,7 +586,12 @@ impl State {
         Ok(warnings)
     }
 
-    fn check_namespace(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
+    fn check_namespace(
+        &self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         if !info.namespaced {
             return Ok(());
         }
@@ -570,7 +618,9 @@ impl State {
         namespace: &str,
     ) -> Result<(), ApiError> {
         if !object.is_object() {
-            return Err(ApiError::bad_request("the request body must be a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
         }
         let expected_api_version = info.api_version(version);
         if let Some(kind) = object.get("kind").and_then(Value::as_str)
@@ -621,7 +671,11 @@ impl State {
         mut object: Value,
         options: &WriteOptions,
     ) -> Result<WriteOutcome, ApiError> {
-        let namespace = if info.namespaced { namespace.unwrap_or("default") } else { "" };
+        let namespace = if info.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         Self::check_identity(info, version, &mut object, namespace)?;
         if meta_str(&object, "name").is_none_or(str::is_empty) {
             match meta_str(&object, "generateName").map(str::to_string) {
@@ -636,7 +690,8 @@ impl State {
                         kind: info.kind.clone(),
                         group: info.group.clone(),
                         name: String::new(),
-                        summary: "metadata.name: Required value: name or generateName is required".into(),
+                        summary: "metadata.name: Required value: name or generateName is required"
+                            .into(),
                         causes: vec![Cause {
                             reason: "FieldValueRequired".into(),
                             message: "Required value: name or generateName is required".into(),
@@ -656,7 +711,8 @@ impl State {
             });
         }
         let warnings = self.admit(info, version, &mut object, options)?;
-        if info.has_status_subresource() && !(info.group.is_empty() && info.plural == "namespaces") {
+        if info.has_status_subresource() && !(info.group.is_empty() && info.plural == "namespaces")
+        {
             if let Some(map) = object.as_object_mut() {
                 map.remove("status");
             }
@@ -666,7 +722,9 @@ impl State {
         if let Some(m) = meta_mut(&mut object) {
             m.insert("uid".into(), json!(uid));
             m.insert("creationTimestamp".into(), json!(now));
-            m.insert("generation".into(), json!(1));
+            if has_generation(info) {
+                m.insert("generation".into(), json!(1));
+            }
             m.remove("deletionTimestamp");
             m.remove("deletionGracePeriodSeconds");
             m.remove("managedFields");
@@ -682,7 +740,13 @@ impl State {
                 api_version: &info.api_version(version),
                 now: &now,
             };
-            ssa::record_update(None, &mut object, &writer, list_types.as_ref(), info.has_status_subresource());
+            ssa::record_update(
+                None,
+                &mut object,
+                &writer,
+                list_types.as_ref(),
+                info.has_status_subresource(),
+            );
         }
         self.finish_create(info, version, namespace, &name, object, options, warnings)
     }
@@ -699,7 +763,10 @@ impl State {
         warnings: Vec<String>,
     ) -> Result<WriteOutcome, ApiError> {
         if let Some(map) = object.as_object_mut() {
-            map.insert("apiVersion".into(), json!(info.api_version(info.storage_version())));
+            map.insert(
+                "apiVersion".into(),
+                json!(info.api_version(info.storage_version())),
+            );
         }
         if options.dry_run {
             return Ok(WriteOutcome {
@@ -708,12 +775,20 @@ impl State {
                 created: true,
             });
         }
-        let stored = self.commit(&info.group_resource(), namespace, name, Some(object), None, EventType::Added);
-        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-            self.establish_crd(&stored)?
-        } else {
-            stored
-        };
+        let stored = self.commit(
+            &info.group_resource(),
+            namespace,
+            name,
+            Some(object),
+            None,
+            EventType::Added,
+        );
+        let stored =
+            if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+                self.establish_crd(&stored)?
+            } else {
+                stored
+            };
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
@@ -741,7 +816,11 @@ impl State {
         subresource: Subresource,
         options: &WriteOptions,
     ) -> Result<WriteOutcome, ApiError> {
-        let namespace = if info.namespaced { namespace.unwrap_or("default") } else { "" };
+        let namespace = if info.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         Self::check_identity(info, version, &mut object, namespace)?;
         match meta_str(&object, "name") {
             Some(body_name) if body_name != name => {
@@ -770,7 +849,17 @@ impl State {
         {
             return Err(stale(info, name));
         }
-        self.write_over(info, version, namespace, name, &current, object, subresource, options, false)
+        self.write_over(
+            info,
+            version,
+            namespace,
+            name,
+            &current,
+            object,
+            subresource,
+            options,
+            false,
+        )
     }
 
     /// Patches an object or its status with any patch type, including server-side apply (which creates).
@@ -786,7 +875,11 @@ impl State {
         subresource: Subresource,
         options: &WriteOptions,
     ) -> Result<WriteOutcome, ApiError> {
-        let namespace = if info.namespaced { namespace.unwrap_or("default") } else { "" };
+        let namespace = if info.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         let current = self.get(&info.group_resource(), namespace, name).cloned();
         let list_types = Self::list_types(info, version);
         match kind {
@@ -857,7 +950,9 @@ impl State {
                         if let Some(m) = meta_mut(&mut object) {
                             m.insert("uid".into(), json!(uid));
                             m.insert("creationTimestamp".into(), json!(now));
-                            m.insert("generation".into(), json!(1));
+                            if has_generation(info) {
+                                m.insert("generation".into(), json!(1));
+                            }
                             if info.namespaced {
                                 m.insert("namespace".into(), json!(namespace));
                             }
@@ -866,10 +961,20 @@ impl State {
                             map.remove("status");
                         }
                         default_builtin(info, &mut object, &uid);
-                        self.finish_create(info, version, namespace, name, object, options, warnings)
+                        self.finish_create(
+                            info, version, namespace, name, object, options, warnings,
+                        )
                     }
                     Some(current) => self.write_over(
-                        info, version, namespace, name, &current, merged, subresource, options, true,
+                        info,
+                        version,
+                        namespace,
+                        name,
+                        &current,
+                        merged,
+                        subresource,
+                        options,
+                        true,
                     ),
                 }
             }
@@ -884,14 +989,18 @@ impl State {
                 match kind {
                     PatchKind::Merge => {
                         if !patch_body.is_object() {
-                            return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+                            return Err(ApiError::bad_request(
+                                "a merge patch must be a JSON object",
+                            ));
                         }
                         patch::merge_patch(&mut object, &patch_body)
                     }
                     PatchKind::Json => patch::json_patch(&mut object, &patch_body)?,
                     PatchKind::Strategic => {
                         if !patch_body.is_object() {
-                            return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+                            return Err(ApiError::bad_request(
+                                "a strategic merge patch must be a JSON object",
+                            ));
                         }
                         patch::strategic_merge(&mut object, &patch_body, list_types.as_ref())?
                     }
@@ -907,9 +1016,21 @@ impl State {
                 }
                 Self::check_identity(info, version, &mut object, namespace)?;
                 if meta_str(&object, "name") != Some(name) {
-                    return Err(ApiError::bad_request("a patch may not change metadata.name"));
+                    return Err(ApiError::bad_request(
+                        "a patch may not change metadata.name",
+                    ));
                 }
-                self.write_over(info, version, namespace, name, &current, object, subresource, options, false)
+                self.write_over(
+                    info,
+                    version,
+                    namespace,
+                    name,
+                    &current,
+                    object,
+                    subresource,
+                    options,
+                    false,
+                )
             }
         }
     }
@@ -940,7 +1061,10 @@ impl State {
                 };
             }
             if managed_fields_done
-                && let (Some(m), Some(mf)) = (meta_mut(&mut base), object.pointer("/metadata/managedFields"))
+                && let (Some(m), Some(mf)) = (
+                    meta_mut(&mut base),
+                    object.pointer("/metadata/managedFields"),
+                )
             {
                 m.insert("managedFields".into(), mf.clone());
             }
@@ -953,7 +1077,13 @@ impl State {
         }
         // Identity and server-owned metadata come from the stored object.
         if let (Some(m), Some(cm)) = (meta_mut(&mut object), meta(current)) {
-            for field in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
                 match cm.get(field) {
                     Some(v) => m.insert(field.into(), v.clone()),
                     None => m.remove(field),
@@ -969,10 +1099,16 @@ impl State {
         }
         let warnings = self.admit(info, version, &mut object, options)?;
         if let Some(map) = object.as_object_mut() {
-            map.insert("apiVersion".into(), json!(info.api_version(info.storage_version())));
+            map.insert(
+                "apiVersion".into(),
+                json!(info.api_version(info.storage_version())),
+            );
         }
         let storage_current = current.clone();
-        if generation_relevant(&object, exclude_status) != generation_relevant(&storage_current, exclude_status) {
+        if has_generation(info)
+            && generation_relevant(&object, exclude_status)
+                != generation_relevant(&storage_current, exclude_status)
+        {
             let generation = meta(current)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
@@ -991,7 +1127,13 @@ impl State {
                 now: &now,
             };
             let list_types = Self::list_types(info, version);
-            ssa::record_update(Some(current), &mut object, &writer, list_types.as_ref(), exclude_status);
+            ssa::record_update(
+                Some(current),
+                &mut object,
+                &writer,
+                list_types.as_ref(),
+                exclude_status,
+            );
         }
         if without_volatile(&object) == without_volatile(current) {
             return Ok(WriteOutcome {
@@ -1009,7 +1151,14 @@ impl State {
         }
         let resource = info.group_resource();
         if meta_str(&object, "deletionTimestamp").is_some() && finalizers(&object).is_empty() {
-            let removed = self.commit(&resource, namespace, name, None, Some(object), EventType::Deleted);
+            let removed = self.commit(
+                &resource,
+                namespace,
+                name,
+                None,
+                Some(object),
+                EventType::Deleted,
+            );
             self.after_removal(&resource, &removed);
             return Ok(WriteOutcome {
                 object: self.convert(info, version, removed),
@@ -1025,11 +1174,12 @@ impl State {
             Some(current.clone()),
             EventType::Modified,
         );
-        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-            self.establish_crd(&stored)?
-        } else {
-            stored
-        };
+        let stored =
+            if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+                self.establish_crd(&stored)?
+            } else {
+                stored
+            };
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
@@ -1047,7 +1197,11 @@ impl State {
         name: &str,
         options: &DeleteOptions,
     ) -> Result<(Value, bool), ApiError> {
-        let namespace = if info.namespaced { namespace.unwrap_or("default") } else { "" };
+        let namespace = if info.namespaced {
+            namespace.unwrap_or("default")
+        } else {
+            ""
+        };
         let current = self.get_or_404(info, namespace, name)?;
         if let Some(uid) = &options.precondition_uid
             && Some(uid.as_str()) != meta_str(&current, "uid")
@@ -1071,7 +1225,8 @@ impl State {
         if options.dry_run {
             return Ok((self.convert(info, version, current), false));
         }
-        let (object, gone) = self.delete_internal(&info.group_resource(), namespace, name, options.propagation)?;
+        let (object, gone) =
+            self.delete_internal(&info.group_resource(), namespace, name, options.propagation)?;
         Ok((self.convert(info, version, object), gone))
     }
 
@@ -1118,19 +1273,36 @@ impl State {
                     {
                         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
                     }
-                    self.commit(&dep_resource, &dep_ns, &dep_name, Some(dep), Some(old), EventType::Modified);
+                    self.commit(
+                        &dep_resource,
+                        &dep_ns,
+                        &dep_name,
+                        Some(dep),
+                        Some(old),
+                        EventType::Modified,
+                    );
                 }
             }
         }
         let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
         let mut pending = finalizers(&current);
         let has_dependents = !self.dependents(&uid).is_empty();
-        if propagation == Propagation::Foreground && has_dependents && !pending.iter().any(|f| f == "foregroundDeletion") {
+        if propagation == Propagation::Foreground
+            && has_dependents
+            && !pending.iter().any(|f| f == "foregroundDeletion")
+        {
             pending.push("foregroundDeletion".into());
         }
         let namespace_busy = is_namespace && self.namespace_has_content(name);
         if pending.is_empty() && !namespace_busy {
-            let removed = self.commit(resource, namespace, name, None, Some(current), EventType::Deleted);
+            let removed = self.commit(
+                resource,
+                namespace,
+                name,
+                None,
+                Some(current),
+                EventType::Deleted,
+            );
             self.after_removal(resource, &removed);
             return Ok((removed, true));
         }
@@ -1148,13 +1320,25 @@ impl State {
             map.insert("status".into(), json!({"phase": "Terminating"}));
         }
         let stored = if without_volatile(&marked) != without_volatile(&current) {
-            self.commit(resource, namespace, name, Some(marked), Some(current), EventType::Modified)
+            self.commit(
+                resource,
+                namespace,
+                name,
+                Some(marked),
+                Some(current),
+                EventType::Modified,
+            )
         } else {
             current
         };
         if propagation == Propagation::Foreground {
             for (dep_resource, dep_ns, dep_name) in self.dependents(&uid) {
-                let _ = self.delete_internal(&dep_resource, &dep_ns, &dep_name, Some(Propagation::Background));
+                let _ = self.delete_internal(
+                    &dep_resource,
+                    &dep_ns,
+                    &dep_name,
+                    Some(Propagation::Background),
+                );
             }
             self.check_foreground(&uid);
         }
@@ -1173,7 +1357,12 @@ impl State {
             self.check_namespace_done(name);
         }
         let gone = self.get(resource, namespace, name).is_none();
-        Ok((self.get(resource, namespace, name).cloned().unwrap_or(stored), gone))
+        Ok((
+            self.get(resource, namespace, name)
+                .cloned()
+                .unwrap_or(stored),
+            gone,
+        ))
     }
 
     fn namespace_has_content(&self, namespace: &str) -> bool {
@@ -1210,7 +1399,9 @@ impl State {
             return;
         };
         if meta_str(&object, "deletionTimestamp").is_none()
-            || !finalizers(&object).iter().any(|f| f == "foregroundDeletion")
+            || !finalizers(&object)
+                .iter()
+                .any(|f| f == "foregroundDeletion")
             || !self.dependents(owner_uid).is_empty()
         {
             return;
@@ -1228,10 +1419,24 @@ impl State {
             }
         }
         if remaining.is_empty() {
-            let removed = self.commit(&resource, &ns, &name, None, Some(updated), EventType::Deleted);
+            let removed = self.commit(
+                &resource,
+                &ns,
+                &name,
+                None,
+                Some(updated),
+                EventType::Deleted,
+            );
             self.after_removal(&resource, &removed);
         } else {
-            self.commit(&resource, &ns, &name, Some(updated), Some(object), EventType::Modified);
+            self.commit(
+                &resource,
+                &ns,
+                &name,
+                Some(updated),
+                Some(object),
+                EventType::Modified,
+            );
         }
     }
 
@@ -1254,22 +1459,44 @@ impl State {
                 {
                     refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(uid.as_str()));
                 }
-                self.commit(&dep_resource, &dep_ns, &dep_name, Some(updated), Some(dep), EventType::Modified);
+                self.commit(
+                    &dep_resource,
+                    &dep_ns,
+                    &dep_name,
+                    Some(updated),
+                    Some(dep),
+                    EventType::Modified,
+                );
             } else if meta_str(&dep, "deletionTimestamp").is_none() {
-                let _ = self.delete_internal(&dep_resource, &dep_ns, &dep_name, Some(Propagation::Background));
+                let _ = self.delete_internal(
+                    &dep_resource,
+                    &dep_ns,
+                    &dep_name,
+                    Some(Propagation::Background),
+                );
             }
         }
         // Foreground owners waiting on this object.
         for owner in owner_uids(removed) {
             self.check_foreground(&owner);
         }
-        let namespace = meta_str(removed, "namespace").unwrap_or_default().to_string();
+        let namespace = meta_str(removed, "namespace")
+            .unwrap_or_default()
+            .to_string();
         if !namespace.is_empty() {
             self.check_namespace_done(&namespace);
         }
-        if resource.group == "apiextensions.k8s.io" && resource.plural == "customresourcedefinitions" {
-            let group = removed.pointer("/spec/group").and_then(Value::as_str).unwrap_or_default();
-            let plural = removed.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or_default();
+        if resource.group == "apiextensions.k8s.io"
+            && resource.plural == "customresourcedefinitions"
+        {
+            let group = removed
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let plural = removed
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let defined = GroupResource::new(group, plural);
             let keys: Vec<Key> = self
                 .objects
@@ -1289,12 +1516,13 @@ impl State {
     fn establish_crd(&mut self, crd: &Value) -> Result<Value, ApiError> {
         let info = resource_from_crd(crd)?;
         let name = meta_str(crd, "name").unwrap_or_default().to_string();
-        let generation = meta(crd).and_then(|m| m.get("generation")).cloned().unwrap_or(json!(1));
+        let generation = meta(crd)
+            .and_then(|m| m.get("generation"))
+            .cloned()
+            .unwrap_or(json!(1));
         self.registry.upsert(info);
         let now = now_rfc3339();
-        let condition = |kind: &str, reason: &str, message: &str| {
-            json!({"type": kind, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message, "observedGeneration": generation})
-        };
+        let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message, "observedGeneration": generation});
         let mut names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
         if let Some(n) = names.as_object_mut()
             && !n.contains_key("singular")
@@ -1330,7 +1558,14 @@ impl State {
             map.insert("status".into(), status);
         }
         let resource = GroupResource::new("apiextensions.k8s.io", "customresourcedefinitions");
-        Ok(self.commit(&resource, "", &name, Some(updated), Some(crd.clone()), EventType::Modified))
+        Ok(self.commit(
+            &resource,
+            "",
+            &name,
+            Some(updated),
+            Some(crd.clone()),
+            EventType::Modified,
+        ))
     }
 
     /// Every namespace/name of a resource type (used by deletecollection).
@@ -1350,6 +1585,16 @@ impl State {
                 .map(|o| (resource.clone(), o.clone()))
         })
     }
+}
+
+/// Whether objects of this kind carry `metadata.generation` (custom resources and kinds with a spec that a
+/// controller observes).
+fn has_generation(info: &ResourceInfo) -> bool {
+    info.custom
+        || matches!(
+            (info.group.as_str(), info.plural.as_str()),
+            ("apps", _) | ("policy", _) | ("apiextensions.k8s.io", _) | ("", "pods")
+        )
 }
 
 fn stale(info: &ResourceInfo, name: &str) -> ApiError {
@@ -1372,14 +1617,22 @@ fn convert_string_data(object: &mut Value) {
     let Some(Value::Object(string_data)) = map.remove("stringData") else {
         return;
     };
-    let data = map.entry("data").or_insert_with(|| Value::Object(Map::new()));
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
     if !data.is_object() {
         *data = Value::Object(Map::new());
     }
     if let Some(data) = data.as_object_mut() {
         for (k, v) in string_data {
-            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
-            data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
+            let text = v
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(text)),
+            );
         }
     }
 }
@@ -1392,10 +1645,12 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => {
             map.insert("status".into(), json!({"phase": "Active"}));
-            map.entry("spec").or_insert_with(|| json!({"finalizers": ["kubernetes"]}));
+            map.entry("spec")
+                .or_insert_with(|| json!({"finalizers": ["kubernetes"]}));
         }
         ("", "pods") => {
-            map.entry("status").or_insert_with(|| json!({"phase": "Pending", "qosClass": "BestEffort"}));
+            map.entry("status")
+                .or_insert_with(|| json!({"phase": "Pending", "qosClass": "BestEffort"}));
         }
         ("", "secrets") => {
             map.entry("type").or_insert_with(|| json!("Opaque"));
@@ -1410,18 +1665,23 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
                     spec.insert("clusterIP".into(), json!(ip));
                     spec.insert("clusterIPs".into(), json!([ip]));
                 }
-                spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+                spec.entry("sessionAffinity")
+                    .or_insert_with(|| json!("None"));
             }
-            map.entry("status").or_insert_with(|| json!({"loadBalancer": {}}));
+            map.entry("status")
+                .or_insert_with(|| json!({"loadBalancer": {}}));
         }
         ("apps", "statefulsets") => {
             let spec = map.entry("spec").or_insert_with(|| json!({}));
             if let Some(spec) = spec.as_object_mut() {
                 spec.entry("replicas").or_insert_with(|| json!(1));
-                spec.entry("podManagementPolicy").or_insert_with(|| json!("OrderedReady"));
-                spec.entry("updateStrategy")
-                    .or_insert_with(|| json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
-                spec.entry("revisionHistoryLimit").or_insert_with(|| json!(10));
+                spec.entry("podManagementPolicy")
+                    .or_insert_with(|| json!("OrderedReady"));
+                spec.entry("updateStrategy").or_insert_with(
+                    || json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                );
+                spec.entry("revisionHistoryLimit")
+                    .or_insert_with(|| json!(10));
             }
         }
         _ => {}

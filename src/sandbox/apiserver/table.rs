@@ -33,7 +33,9 @@ fn parse_path(path: &str) -> Option<Vec<Step>> {
             } else if let Ok(i) = inner.parse::<usize>() {
                 steps.push(Step::Index(i));
             } else {
-                steps.push(Step::Field(inner.trim_matches(|c| c == '\'' || c == '"').to_string()));
+                steps.push(Step::Field(
+                    inner.trim_matches(|c| c == '\'' || c == '"').to_string(),
+                ));
             }
             rest = &after[end + 1..];
             rest = rest.strip_prefix('.').unwrap_or(rest);
@@ -168,7 +170,9 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<PrinterColumn> {
             column("Ready", "integer", ".status.readyReplicas", 0),
             column("Replicas", "integer", ".spec.replicas", 0),
         ],
-        ("coordination.k8s.io", "leases") => vec![column("Holder", "string", ".spec.holderIdentity", 0)],
+        ("coordination.k8s.io", "leases") => {
+            vec![column("Holder", "string", ".spec.holderIdentity", 0)]
+        }
         ("", "events") => vec![
             column("Type", "string", ".type", 0),
             column("Reason", "string", ".reason", 0),
@@ -202,16 +206,19 @@ fn partial_metadata(object: &Value) -> Value {
 /// One table row for an object.
 pub fn row(columns: &[PrinterColumn], object: &Value, include_object: bool) -> Value {
     let mut cells = vec![json!(
-        object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     )];
     let has_age = columns.iter().any(|c| c.name.eq_ignore_ascii_case("age"));
     for c in columns {
         cells.push(cell(c, object));
     }
     if !has_age {
-        cells.push(json!(age(
-            object.pointer("/metadata/creationTimestamp").and_then(Value::as_str)
-        )));
+        cells.push(json!(age(object
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str))));
     }
     json!({
         "cells": cells,
@@ -220,7 +227,12 @@ pub fn row(columns: &[PrinterColumn], object: &Value, include_object: bool) -> V
 }
 
 /// A Table holding the given objects.
-pub fn table(columns: &[PrinterColumn], objects: &[Value], resource_version: &str, include_object: bool) -> Value {
+pub fn table(
+    columns: &[PrinterColumn],
+    objects: &[Value],
+    resource_version: &str,
+    include_object: bool,
+) -> Value {
     let mut definitions = vec![json!({
         "name": "Name", "type": "string", "format": "name",
         "description": "Name must be unique within a namespace.", "priority": 0
@@ -238,7 +250,10 @@ pub fn table(columns: &[PrinterColumn], objects: &[Value], resource_version: &st
             "priority": 0
         }));
     }
-    let rows: Vec<Value> = objects.iter().map(|o| row(columns, o, include_object)).collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| row(columns, o, include_object))
+        .collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -257,9 +272,18 @@ mod tests {
         let obj = json!({"status": {"phase": "Active", "conditions": [{"type": "Ready", "status": "True"}, {"type": "X", "status": "False"}]},
             "metadata": {"labels": {"a.b/c": "v"}}});
         assert_eq!(evaluate(&obj, ".status.phase"), vec![json!("Active")]);
-        assert_eq!(evaluate(&obj, ".status.conditions[*].type"), vec![json!("Ready"), json!("X")]);
-        assert_eq!(evaluate(&obj, ".status.conditions[0].status"), vec![json!("True")]);
-        assert_eq!(evaluate(&obj, ".metadata.labels['a.b/c']"), vec![json!("v")]);
+        assert_eq!(
+            evaluate(&obj, ".status.conditions[*].type"),
+            vec![json!("Ready"), json!("X")]
+        );
+        assert_eq!(
+            evaluate(&obj, ".status.conditions[0].status"),
+            vec![json!("True")]
+        );
+        assert_eq!(
+            evaluate(&obj, ".metadata.labels['a.b/c']"),
+            vec![json!("v")]
+        );
         assert!(evaluate(&obj, ".missing.field").is_empty());
     }
 

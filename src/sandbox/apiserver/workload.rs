@@ -43,7 +43,9 @@ fn options() -> WriteOptions {
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -126,7 +128,12 @@ impl Controller {
         let sts_resource = GroupResource::new("apps", "statefulsets");
         let pods_resource = GroupResource::new("", "pods");
         let statefulsets: Vec<Value> = state
-            .list(&sts_resource, None, &LabelSelector::default(), &FieldSelector::default())
+            .list(
+                &sts_resource,
+                None,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
             .into_iter()
             .cloned()
             .collect();
@@ -135,11 +142,21 @@ impl Controller {
         }
         // Release addresses of pods that are gone.
         let live: Vec<String> = state
-            .list(&pods_resource, None, &LabelSelector::default(), &FieldSelector::default())
+            .list(
+                &pods_resource,
+                None,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
             .iter()
             .map(|p| str_at(p, "/metadata/uid").to_string())
             .collect();
-        let gone: Vec<String> = self.ips.keys().filter(|uid| !live.contains(uid)).cloned().collect();
+        let gone: Vec<String> = self
+            .ips
+            .keys()
+            .filter(|uid| !live.contains(uid))
+            .cloned()
+            .collect();
         for uid in gone {
             if let Some(pod) = self.ips.remove(&uid) {
                 self.allocator.release(&pod);
@@ -152,7 +169,10 @@ impl Controller {
         let Some(pods_info) = state.registry.get(&GroupResource::new("", "pods")) else {
             return;
         };
-        let Some(sts_info) = state.registry.get(&GroupResource::new("apps", "statefulsets")) else {
+        let Some(sts_info) = state
+            .registry
+            .get(&GroupResource::new("apps", "statefulsets"))
+        else {
             return;
         };
         let namespace = str_at(sts, "/metadata/namespace").to_string();
@@ -161,7 +181,10 @@ impl Controller {
         if sts.pointer("/metadata/deletionTimestamp").is_some() {
             return;
         }
-        let replicas = sts.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
+        let replicas = sts
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize;
         let template = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let revision = template_revision(&name, &template);
         let ordered = str_at(sts, "/spec/podManagementPolicy") != "Parallel";
@@ -170,16 +193,27 @@ impl Controller {
 
         // Our pods: owned by this StatefulSet, indexed by ordinal.
         let mut owned: Vec<(usize, Value)> = state
-            .list(&pods_resource, Some(&namespace), &LabelSelector::default(), &FieldSelector::default())
+            .list(
+                &pods_resource,
+                Some(&namespace),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
             .into_iter()
             .filter(|p| {
                 p.pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
-                    .is_some_and(|refs| refs.iter().any(|r| r.get("uid").and_then(Value::as_str) == Some(uid.as_str())))
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid.as_str()))
+                    })
             })
             .filter_map(|p| {
                 let pname = str_at(p, "/metadata/name");
-                let ordinal = pname.strip_prefix(&format!("{name}-"))?.parse::<usize>().ok()?;
+                let ordinal = pname
+                    .strip_prefix(&format!("{name}-"))?
+                    .parse::<usize>()
+                    .ok()?;
                 Some((ordinal, p.clone()))
             })
             .collect();
@@ -222,25 +256,42 @@ impl Controller {
                     );
                 }
                 let pod_name = str_at(pod, "/metadata/name").to_string();
-                let _ = state.update(&pods_info, "v1", Some(&namespace), &pod_name, ready, Subresource::Status, &options());
+                let _ = state.update(
+                    &pods_info,
+                    "v1",
+                    Some(&namespace),
+                    &pod_name,
+                    ready,
+                    Subresource::Status,
+                    &options(),
+                );
             }
         }
         let owned: Vec<(usize, Value)> = owned
             .into_iter()
             .filter_map(|(i, p)| {
-                let current = state.get(&pods_resource, &namespace, str_at(&p, "/metadata/name")).cloned();
+                let current = state
+                    .get(&pods_resource, &namespace, str_at(&p, "/metadata/name"))
+                    .cloned();
                 current.map(|c| (i, c))
             })
             .collect();
         let ready_count = owned.iter().filter(|(_, p)| is_ready(p)).count();
-        let all_present_ready = (0..replicas).all(|i| owned.iter().any(|(j, p)| *j == i && is_ready(p)));
+        let all_present_ready =
+            (0..replicas).all(|i| owned.iter().any(|(j, p)| *j == i && is_ready(p)));
 
         // Scale down: remove the highest ordinal beyond replicas, one at a time when ordered.
         let surplus: Vec<&(usize, Value)> = owned.iter().filter(|(i, _)| *i >= replicas).collect();
         let mut acted = false;
         if let Some((_, pod)) = surplus.last() {
             let pod_name = str_at(pod, "/metadata/name").to_string();
-            let _ = state.delete(&pods_info, "v1", Some(&namespace), &pod_name, &Default::default());
+            let _ = state.delete(
+                &pods_info,
+                "v1",
+                Some(&namespace),
+                &pod_name,
+                &Default::default(),
+            );
             acted = true;
         }
         // Scale up / replace missing pods in ordinal order.
@@ -252,7 +303,16 @@ impl Controller {
                 if ordered && !(0..i).all(|j| owned.iter().any(|(k, p)| *k == j && is_ready(p))) {
                     break;
                 }
-                self.create_pod(state, sts, &pods_info, &namespace, &pod_name(i), i, &revision, &template);
+                self.create_pod(
+                    state,
+                    sts,
+                    &pods_info,
+                    &namespace,
+                    &pod_name(i),
+                    i,
+                    &revision,
+                    &template,
+                );
                 acted = true;
                 if ordered {
                     break;
@@ -268,28 +328,41 @@ impl Controller {
                 .max_by_key(|(i, _)| *i);
             if let Some((_, pod)) = outdated {
                 let pod_name = str_at(pod, "/metadata/name").to_string();
-                let _ = state.delete(&pods_info, "v1", Some(&namespace), &pod_name, &Default::default());
+                let _ = state.delete(
+                    &pods_info,
+                    "v1",
+                    Some(&namespace),
+                    &pod_name,
+                    &Default::default(),
+                );
             }
         }
 
         // Status counts.
         let live: Vec<(usize, Value)> = owned
             .into_iter()
-            .filter(|(_, p)| state.get(&pods_resource, &namespace, str_at(p, "/metadata/name")).is_some())
+            .filter(|(_, p)| {
+                state
+                    .get(&pods_resource, &namespace, str_at(p, "/metadata/name"))
+                    .is_some()
+            })
             .collect();
         let updated = live
             .iter()
             .filter(|(_, p)| str_at(p, "/metadata/labels/controller-revision-hash") == revision)
             .count();
         let previous_current = str_at(sts, "/status/currentRevision").to_string();
-        let current_revision = if updated == live.len() && live.len() == replicas || previous_current.is_empty() {
-            revision.clone()
-        } else {
-            previous_current
-        };
+        let current_revision =
+            if updated == live.len() && live.len() == replicas || previous_current.is_empty() {
+                revision.clone()
+            } else {
+                previous_current
+            };
         let current = live
             .iter()
-            .filter(|(_, p)| str_at(p, "/metadata/labels/controller-revision-hash") == current_revision)
+            .filter(|(_, p)| {
+                str_at(p, "/metadata/labels/controller-revision-hash") == current_revision
+            })
             .count();
         let status = json!({
             "observedGeneration": sts.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
@@ -303,13 +376,23 @@ impl Controller {
             "collisionCount": 0,
         });
         if sts.get("status") != Some(&status)
-            && let Some(latest) = state.get(&sts_info.group_resource(), &namespace, &name).cloned()
+            && let Some(latest) = state
+                .get(&sts_info.group_resource(), &namespace, &name)
+                .cloned()
         {
             let mut with_status = latest;
             if let Some(map) = with_status.as_object_mut() {
                 map.insert("status".into(), status);
             }
-            let _ = state.update(&sts_info, "v1", Some(&namespace), &name, with_status, Subresource::Status, &options());
+            let _ = state.update(
+                &sts_info,
+                "v1",
+                Some(&namespace),
+                &name,
+                with_status,
+                Subresource::Status,
+                &options(),
+            );
         }
     }
 
@@ -325,11 +408,17 @@ impl Controller {
         revision: &str,
         template: &Value,
     ) {
-        let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+        let mut labels = template
+            .pointer("/metadata/labels")
+            .cloned()
+            .unwrap_or(json!({}));
         if let Some(l) = labels.as_object_mut() {
             l.insert("controller-revision-hash".into(), json!(revision));
             l.insert("statefulset.kubernetes.io/pod-name".into(), json!(pod_name));
-            l.insert("apps.kubernetes.io/pod-index".into(), json!(ordinal.to_string()));
+            l.insert(
+                "apps.kubernetes.io/pod-index".into(),
+                json!(ordinal.to_string()),
+            );
         }
         let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
         if let Some(s) = spec.as_object_mut() {
@@ -349,7 +438,10 @@ impl Controller {
                 "controller": true, "blockOwnerDeletion": true
             }],
         });
-        if let (Some(annotations), Some(m)) = (template.pointer("/metadata/annotations"), metadata.as_object_mut()) {
+        if let (Some(annotations), Some(m)) = (
+            template.pointer("/metadata/annotations"),
+            metadata.as_object_mut(),
+        ) {
             m.insert("annotations".into(), annotations.clone());
         }
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
@@ -367,6 +459,14 @@ impl Controller {
                 json!({"phase": "Pending", "podIP": ip, "podIPs": [{"ip": ip}], "hostIP": "127.0.0.1", "qosClass": "BestEffort"}),
             );
         }
-        let _ = state.update(pods_info, "v1", Some(namespace), pod_name, created, Subresource::Status, &options());
+        let _ = state.update(
+            pods_info,
+            "v1",
+            Some(namespace),
+            pod_name,
+            created,
+            Subresource::Status,
+            &options(),
+        );
     }
 }
