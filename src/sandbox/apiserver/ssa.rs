@@ -172,6 +172,7 @@ pub fn record_update(
     write_entries(new, entries);
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Server-side apply of `applied` onto `current` (an empty object for create-on-apply) by `writer`.
 /// Returns the new object with updated `managedFields`, or a 409 naming the conflicting managers.
 pub fn apply(

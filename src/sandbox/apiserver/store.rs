@@ -159,6 +159,9 @@ impl Subresource {
 
 type Key = (String, String);
 
+/// Events still in history after the requested version, and the receiver of every later event.
+pub type Subscription = (Vec<Arc<WatchEvent>>, mpsc::UnboundedReceiver<Arc<WatchEvent>>);
+
 /// The mutable state behind the store lock.
 pub struct State {
     /// Served resource types.
@@ -416,13 +419,7 @@ impl State {
         resource: Option<GroupResource>,
         namespace: Option<String>,
         since: Option<u64>,
-    ) -> Result<
-        (
-            Vec<Arc<WatchEvent>>,
-            mpsc::UnboundedReceiver<Arc<WatchEvent>>,
-        ),
-        ApiError,
-    > {
+    ) -> Result<Subscription, ApiError> {
         let mut replay = Vec::new();
         if let Some(since) = since {
             if since < self.history_floor {
@@ -711,11 +708,11 @@ impl State {
             });
         }
         let warnings = self.admit(info, version, &mut object, options)?;
-        if info.has_status_subresource() && !(info.group.is_empty() && info.plural == "namespaces")
+        if info.has_status_subresource()
+            && !(info.group.is_empty() && info.plural == "namespaces")
+            && let Some(map) = object.as_object_mut()
         {
-            if let Some(map) = object.as_object_mut() {
-                map.remove("status");
-            }
+            map.remove("status");
         }
         let now = now_rfc3339();
         let uid = self.next_uid();
