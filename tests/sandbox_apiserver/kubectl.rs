@@ -131,27 +131,60 @@ async fn kubectl_get_apply_describe_delete() {
         .await;
     assert_eq!(env.trim(), "2 3");
 
-    let rollout = kubectl.ok(&["rollout", "status", "statefulset/web", "--timeout=30s"]).await;
-    assert!(rollout.contains("roll out complete") || rollout.contains("rolling update complete"), "{rollout}");
+    let rollout = kubectl
+        .ok(&["rollout", "status", "statefulset/web", "--timeout=30s"])
+        .await;
+    assert!(
+        rollout.contains("roll out complete") || rollout.contains("rolling update complete"),
+        "{rollout}"
+    );
     let pods = kubectl.ok(&["get", "pods", "-o", "wide"]).await;
-    let pod_line = pods.lines().find(|l| l.starts_with("web-0")).unwrap_or_default().to_string();
-    assert!(pod_line.contains("Running") && pod_line.contains("127.0.0.1"), "{pods}");
+    let pod_line = pods
+        .lines()
+        .find(|l| l.starts_with("web-0"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        pod_line.contains("Running") && pod_line.contains("127.0.0.1"),
+        "{pods}"
+    );
     let described = kubectl.ok(&["describe", "statefulset", "web"]).await;
-    assert!(described.contains("Replicas:") && described.contains("1 Running"), "{described}");
+    assert!(
+        described.contains("Replicas:") && described.contains("1 Running"),
+        "{described}"
+    );
     let described = kubectl.ok(&["describe", "pod", "web-0"]).await;
-    assert!(described.contains("Controlled By:  StatefulSet/web") && described.contains("Running"), "{described}");
+    assert!(
+        described.contains("Controlled By:  StatefulSet/web") && described.contains("Running"),
+        "{described}"
+    );
 
     // Typed kubectl generators send protobuf, which the sandbox refuses with a message saying what to do.
     let typed = kubectl.run(&["create", "namespace", "scratch"]).await;
     assert!(!typed.success);
-    assert!(typed.stderr.contains("does not decode protobuf bodies"), "{}", typed.stderr);
-    let ns = kubectl.file("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n");
-    kubectl.ok(&["create", "-f", &ns.display().to_string()]).await;
+    assert!(
+        typed.stderr.contains("does not decode protobuf bodies"),
+        "{}",
+        typed.stderr
+    );
+    let ns = kubectl.file(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
+    );
+    kubectl
+        .ok(&["create", "-f", &ns.display().to_string()])
+        .await;
     let inside = kubectl.file("inside.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inside\n  namespace: scratch\ndata:\n  a: b\n");
-    kubectl.ok(&["apply", "-f", &inside.display().to_string()]).await;
-    let out = kubectl.ok(&["delete", "namespace", "scratch", "--timeout=20s"]).await;
+    kubectl
+        .ok(&["apply", "-f", &inside.display().to_string()])
+        .await;
+    let out = kubectl
+        .ok(&["delete", "namespace", "scratch", "--timeout=20s"])
+        .await;
     assert_eq!(out.trim(), "namespace \"scratch\" deleted");
-    let gone = kubectl.run(&["get", "configmap", "inside", "-n", "scratch"]).await;
+    let gone = kubectl
+        .run(&["get", "configmap", "inside", "-n", "scratch"])
+        .await;
     assert!(!gone.success, "the namespace's content is deleted with it");
 
     let described = kubectl.ok(&["describe", "configmap", "settings"]).await;
@@ -208,6 +241,48 @@ async fn kubectl_custom_resources_columns_and_explain() {
     )
     .await
     .expect("status");
+    // Events recorded through events.k8s.io/v1 (kube-runtime's Recorder) show up in kubectl describe.
+    let widget = api.get("alpha").await.expect("get widget");
+    let recorder = kube::runtime::events::Recorder::new(
+        client(&server),
+        kube::runtime::events::Reporter {
+            controller: "widget-controller".into(),
+            instance: None,
+        },
+    );
+    let reference = kube::Resource::object_ref(&widget, &());
+    let event = kube::runtime::events::Event {
+        type_: kube::runtime::events::EventType::Normal,
+        reason: "WidgetBuilt".into(),
+        note: Some("built 3 parts".into()),
+        action: "Build".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("publish event");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("publish the event again (series patch)");
+    let described = kubectl.ok(&["describe", "widget", "alpha"]).await;
+    assert!(
+        described.contains("Size:") && described.contains("Building"),
+        "{described}"
+    );
+    let event_line = described
+        .lines()
+        .find(|l| l.contains("WidgetBuilt"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        event_line.contains("Normal")
+            && event_line.contains("widget-controller")
+            && event_line.contains("built 3 parts"),
+        "{described}"
+    );
+
     let table = kubectl.ok(&["get", "wg"]).await;
     let header: Vec<&str> = table
         .lines()

@@ -343,7 +343,7 @@ async fn resource_request(
             subresource_of(&target)?;
             let state = app.store.lock();
             let object = state
-                .get(&info.group_resource(), namespace.unwrap_or(""), name)
+                .get(&info.storage_resource(), namespace.unwrap_or(""), name)
                 .cloned()
                 .ok_or_else(|| ApiError::NotFound {
                     resource: info.group_resource().qualified(),
@@ -492,7 +492,7 @@ async fn resource_request(
             let options = delete_options(query, &body)?;
             let mut state = app.store.lock();
             let names: Vec<(String, String)> = state
-                .list(&info.group_resource(), namespace, &labels, &fields)
+                .list(&info.storage_resource(), namespace, &labels, &fields)
                 .iter()
                 .map(|o| {
                     (
@@ -627,7 +627,7 @@ fn list(
         .as_ref()
         .map(|a| a.rv)
         .unwrap_or(state.resource_version());
-    let all = state.list(&info.group_resource(), namespace, labels, fields);
+    let all = state.list(&info.storage_resource(), namespace, labels, fields);
     let start = match &after {
         Some(token) => all
             .iter()
@@ -705,13 +705,7 @@ struct WatchEncoder {
 
 impl WatchEncoder {
     fn object(&self, object: &Value) -> Value {
-        let mut converted = object.clone();
-        if let Some(m) = converted.as_object_mut() {
-            m.insert(
-                "apiVersion".into(),
-                json!(self.info.api_version(&self.version)),
-            );
-        }
+        let converted = super::store::convert_object(&self.info, &self.version, object.clone());
         if self.as_table {
             let columns = table::columns(&self.info, &self.version);
             let rv = converted
@@ -806,7 +800,7 @@ fn start_watch(
     let mut initial = Vec::new();
     let subscription = {
         let mut state = app.store.lock();
-        let resource = info.group_resource();
+        let resource = info.storage_resource();
         let namespace_filter = namespace.map(str::to_string);
         // Synthetic ADDED events for the current state when no resourceVersion is given (or with
         // sendInitialEvents), then live events.

@@ -299,7 +299,7 @@ impl Objects {
         let (info, version) = self.resource(api_version, kind)?;
         let state = self.store.lock();
         let object = state
-            .get(&info.group_resource(), namespace.unwrap_or(""), name)
+            .get(&info.storage_resource(), namespace.unwrap_or(""), name)
             .cloned()
             .ok_or_else(|| ApiError::NotFound {
                 resource: info.group_resource().qualified(),
@@ -321,7 +321,7 @@ impl Objects {
         let state = self.store.lock();
         Ok(state
             .list(
-                &info.group_resource(),
+                &info.storage_resource(),
                 namespace,
                 &labels,
                 &FieldSelector::default(),
@@ -408,7 +408,9 @@ impl Objects {
         api_version_and_kind: Option<(&str, &str)>,
     ) -> Result<mpsc::UnboundedReceiver<Arc<WatchEvent>>, ApiError> {
         let resource = match api_version_and_kind {
-            Some((api_version, kind)) => Some(self.resource(api_version, kind)?.0.group_resource()),
+            Some((api_version, kind)) => {
+                Some(self.resource(api_version, kind)?.0.storage_resource())
+            }
             None => None,
         };
         let (_, receiver) = self.store.lock().subscribe(resource, None, None)?;
@@ -427,7 +429,7 @@ impl Objects {
         for info in state.registry.all() {
             let n = state
                 .list(
-                    &info.group_resource(),
+                    &info.storage_resource(),
                     None,
                     &LabelSelector::default(),
                     &FieldSelector::default(),

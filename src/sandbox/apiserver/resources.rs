@@ -100,6 +100,21 @@ impl ResourceInfo {
         GroupResource::new(&self.group, &self.plural)
     }
 
+    /// Whether this is `events.k8s.io` events, stored with (and converted to/from) core/v1 events so that
+    /// `kubectl describe` shows what controllers record through either API.
+    pub fn is_event_alias(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
+    }
+
+    /// Where objects of this resource are stored.
+    pub fn storage_resource(&self) -> GroupResource {
+        if self.is_event_alias() {
+            GroupResource::new("", "events")
+        } else {
+            self.group_resource()
+        }
+    }
+
     /// `group/version` or `version` for core.
     pub fn api_version(&self, version: &str) -> String {
         if self.group.is_empty() {

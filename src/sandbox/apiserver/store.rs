@@ -160,7 +160,10 @@ impl Subresource {
 type Key = (String, String);
 
 /// Events still in history after the requested version, and the receiver of every later event.
-pub type Subscription = (Vec<Arc<WatchEvent>>, mpsc::UnboundedReceiver<Arc<WatchEvent>>);
+pub type Subscription = (
+    Vec<Arc<WatchEvent>>,
+    mpsc::UnboundedReceiver<Arc<WatchEvent>>,
+);
 
 /// The mutable state behind the store lock.
 pub struct State {
@@ -382,7 +385,7 @@ impl State {
         namespace: &str,
         name: &str,
     ) -> Result<Value, ApiError> {
-        self.get(&info.group_resource(), namespace, name)
+        self.get(&info.storage_resource(), namespace, name)
             .cloned()
             .ok_or_else(|| ApiError::NotFound {
                 resource: info.group_resource().qualified(),
@@ -700,7 +703,7 @@ impl State {
         }
         let name = meta_str(&object, "name").unwrap_or_default().to_string();
         self.check_namespace(info, namespace, &name)?;
-        let resource = info.group_resource();
+        let resource = info.storage_resource();
         if self.get(&resource, namespace, &name).is_some() {
             return Err(ApiError::AlreadyExists {
                 resource: resource.qualified(),
@@ -773,7 +776,7 @@ impl State {
             });
         }
         let stored = self.commit(
-            &info.group_resource(),
+            &info.storage_resource(),
             namespace,
             name,
             Some(object),
@@ -793,12 +796,9 @@ impl State {
         })
     }
 
-    /// Rewrites the apiVersion of a stored object to the requested version (CRD conversion `None`).
-    pub fn convert(&self, info: &ResourceInfo, version: &str, mut object: Value) -> Value {
-        if let Some(map) = object.as_object_mut() {
-            map.insert("apiVersion".into(), json!(info.api_version(version)));
-        }
-        object
+    /// A stored object as served in `version` (see [`convert_object`]).
+    pub fn convert(&self, info: &ResourceInfo, version: &str, object: Value) -> Value {
+        convert_object(info, version, object)
     }
 
     /// Replaces an object (PUT) or its status.
@@ -831,7 +831,7 @@ impl State {
                 }
             }
         }
-        let Some(current) = self.get(&info.group_resource(), namespace, name).cloned() else {
+        let Some(current) = self.get(&info.storage_resource(), namespace, name).cloned() else {
             if info.custom && subresource == Subresource::Main {
                 return self.create(info, version, Some(namespace), object, options);
             }
@@ -877,7 +877,7 @@ impl State {
         } else {
             ""
         };
-        let current = self.get(&info.group_resource(), namespace, name).cloned();
+        let current = self.get(&info.storage_resource(), namespace, name).cloned();
         let list_types = Self::list_types(info, version);
         match kind {
             PatchKind::Apply => {
@@ -910,7 +910,7 @@ impl State {
                 };
                 let exclude_status = info.has_status_subresource();
                 let base = match &current {
-                    Some(c) => c.clone(),
+                    Some(c) => self.convert(info, version, c.clone()),
                     None => {
                         if subresource == Subresource::Status {
                             return Err(ApiError::NotFound {
@@ -940,7 +940,7 @@ impl State {
                 drop(list_types);
                 match current {
                     None => {
-                        let mut object = merged;
+                        let mut object = to_storage(info, merged);
                         self.check_namespace(info, namespace, name)?;
                         let warnings = self.admit(info, version, &mut object, options)?;
                         let uid = self.next_uid();
@@ -1047,6 +1047,7 @@ impl State {
         options: &WriteOptions,
         managed_fields_done: bool,
     ) -> Result<WriteOutcome, ApiError> {
+        object = to_storage(info, object);
         let exclude_status = info.has_status_subresource();
         if subresource == Subresource::Status {
             let status = object.get("status").cloned();
@@ -1146,7 +1147,7 @@ impl State {
                 created: false,
             });
         }
-        let resource = info.group_resource();
+        let resource = info.storage_resource();
         if meta_str(&object, "deletionTimestamp").is_some() && finalizers(&object).is_empty() {
             let removed = self.commit(
                 &resource,
@@ -1222,8 +1223,12 @@ impl State {
         if options.dry_run {
             return Ok((self.convert(info, version, current), false));
         }
-        let (object, gone) =
-            self.delete_internal(&info.group_resource(), namespace, name, options.propagation)?;
+        let (object, gone) = self.delete_internal(
+            &info.storage_resource(),
+            namespace,
+            name,
+            options.propagation,
+        )?;
         Ok((self.convert(info, version, object), gone))
     }
 
@@ -1592,6 +1597,70 @@ fn has_generation(info: &ResourceInfo) -> bool {
             (info.group.as_str(), info.plural.as_str()),
             ("apps", _) | ("policy", _) | ("apiextensions.k8s.io", _) | ("", "pods")
         )
+}
+
+/// Turns a stored object into its served form: the requested apiVersion (CRD conversion `None`), and for
+/// `events.k8s.io` the field names of that API.
+pub fn convert_object(info: &ResourceInfo, version: &str, object: Value) -> Value {
+    let mut object = if info.is_event_alias() {
+        rename_fields(object, EVENT_FIELDS, false)
+    } else {
+        object
+    };
+    if let Some(map) = object.as_object_mut() {
+        map.insert("apiVersion".into(), json!(info.api_version(version)));
+        map.insert("kind".into(), json!(info.kind));
+    }
+    object
+}
+
+/// Turns a served-form object into its stored form (only events differ).
+fn to_storage(info: &ResourceInfo, object: Value) -> Value {
+    if !info.is_event_alias() {
+        return object;
+    }
+    let mut object = rename_fields(object, EVENT_FIELDS, true);
+    if let Some(map) = object.as_object_mut() {
+        if !map.contains_key("source")
+            && let Some(controller) = map.get("reportingComponent").cloned()
+        {
+            map.insert("source".into(), json!({"component": controller}));
+        }
+        if !map.contains_key("count")
+            && let Some(count) = map.get("series").and_then(|s| s.get("count")).cloned()
+        {
+            map.insert("count".into(), count);
+        }
+        map.insert("apiVersion".into(), json!("v1"));
+    }
+    object
+}
+
+/// core/v1 Event field ↔ events.k8s.io/v1 Event field.
+const EVENT_FIELDS: &[(&str, &str)] = &[
+    ("involvedObject", "regarding"),
+    ("message", "note"),
+    ("count", "deprecatedCount"),
+    ("firstTimestamp", "deprecatedFirstTimestamp"),
+    ("lastTimestamp", "deprecatedLastTimestamp"),
+    ("source", "deprecatedSource"),
+    ("reportingComponent", "reportingController"),
+];
+
+fn rename_fields(mut object: Value, pairs: &[(&str, &str)], to_core: bool) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        for (core, events) in pairs {
+            let (from, to) = if to_core {
+                (events, core)
+            } else {
+                (core, events)
+            };
+            if let Some(v) = map.remove(*from) {
+                map.insert(to.to_string(), v);
+            }
+        }
+    }
+    object
 }
 
 fn stale(info: &ResourceInfo, name: &str) -> ApiError {
