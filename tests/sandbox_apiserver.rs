@@ -3,6 +3,8 @@
 
 #[path = "sandbox_apiserver/common.rs"]
 mod common;
+#[path = "sandbox_apiserver/extra.rs"]
+mod extra;
 #[path = "sandbox_apiserver/kubectl.rs"]
 mod kubectl;
 

@@ -139,11 +139,12 @@ impl ResourceInfo {
             .unwrap_or("v1")
     }
 
-    /// The preferred (first served) version.
+    /// The preferred version: the served one of highest Kubernetes version priority.
     pub fn preferred_version(&self) -> &str {
         self.versions
             .iter()
-            .find(|v| v.served)
+            .filter(|v| v.served)
+            .min_by_key(|v| version_priority(&v.name))
             .map(|v| v.name.as_str())
             .unwrap_or("v1")
     }
@@ -456,6 +457,30 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
     })
 }
 
+/// Sort key of a Kubernetes version name: GA before beta before alpha, higher numbers first, other names last
+/// in alphabetical order (the order discovery lists versions in, the first being preferred).
+pub fn version_priority(version: &str) -> (u8, i64, i64, String) {
+    let parse = |rest: &str| -> Option<(u8, i64, i64)> {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let major: i64 = digits.parse().ok()?;
+        let tail = &rest[digits.len()..];
+        if tail.is_empty() {
+            return Some((0, -major, 0));
+        }
+        for (stage, rank) in [("beta", 1u8), ("alpha", 2u8)] {
+            if let Some(n) = tail.strip_prefix(stage) {
+                let minor: i64 = n.parse().ok()?;
+                return Some((rank, -major, -minor));
+            }
+        }
+        None
+    };
+    match version.strip_prefix('v').and_then(parse) {
+        Some((rank, major, minor)) => (rank, major, minor, String::new()),
+        None => (3, 0, 0, version.to_string()),
+    }
+}
+
 /// The registry: all served resource types.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
@@ -546,6 +571,24 @@ impl Registry {
                 None => groups.push((r.group.clone(), served)),
             }
         }
+        for (_, versions) in &mut groups {
+            versions.sort_by_key(|v| version_priority(v));
+        }
         groups
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_like_kubernetes_discovery() {
+        let mut versions = vec!["v1alpha1", "foo", "v2beta1", "v1", "v1beta2", "v2"];
+        versions.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            versions,
+            vec!["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]
+        );
     }
 }
