@@ -200,6 +200,26 @@ async fn kubectl_get_apply_describe_delete() {
         .ok(&["apply", "--server-side", "-f", &ssa.display().to_string()])
         .await;
     assert_eq!(out.trim(), "configmap/applied serverside-applied");
+    // Moving an object from client-side to server-side apply: kubectl rewrites the client-side ownership,
+    // so changing a value it applied before does not conflict.
+    let moved = kubectl.file(
+        "moved.yaml",
+        &CONFIGMAP_YAML.replace("mode: fast", "mode: moved"),
+    );
+    let out = kubectl
+        .ok(&["apply", "--server-side", "-f", &moved.display().to_string()])
+        .await;
+    assert_eq!(out.trim(), "configmap/settings serverside-applied");
+    let mode = kubectl
+        .ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.mode}",
+        ])
+        .await;
+    assert_eq!(mode, "moved");
     let managers = kubectl
         .ok(&[
             "get",

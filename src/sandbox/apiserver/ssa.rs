@@ -122,7 +122,8 @@ pub fn record_update(
     exclude_status: bool,
 ) {
     let scope = scope_for(writer.subresource, exclude_status);
-    let mut entries = old.map(read_entries).unwrap_or_default();
+    // Entries come from the new object: the stored ones, or the ones a client deliberately rewrote.
+    let mut entries = read_entries(new);
     let new_set = field_set(new, list_types, scope);
     let old_set = old
         .map(|o| field_set(o, list_types, scope))
@@ -172,9 +173,9 @@ pub fn record_update(
     write_entries(new, entries);
 }
 
-#[allow(clippy::too_many_arguments)]
 /// Server-side apply of `applied` onto `current` (an empty object for create-on-apply) by `writer`.
 /// Returns the new object with updated `managedFields`, or a 409 naming the conflicting managers.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     current: &Value,
     applied: &Value,
@@ -210,6 +211,31 @@ pub fn apply(
                     entry.api_version.clone(),
                     path.clone(),
                 ));
+            }
+        }
+    }
+    // Moving from client-side to server-side apply: like kube-apiserver, `kubectl --server-side` may take over
+    // fields whose live value is still what the last client-side apply set.
+    let mut force = force;
+    if !force && !conflicts.is_empty() && writer.manager == "kubectl" {
+        let last_applied: Option<Value> = current
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get("kubectl.kubernetes.io/last-applied-configuration"))
+            .and_then(Value::as_str)
+            .and_then(|text| serde_json::from_str(text).ok());
+        if let Some(last_applied) = last_applied {
+            let blocking: Vec<(String, String, Vec<String>)> = conflicts
+                .iter()
+                .filter(|(_, _, path)| {
+                    let previous = value_at(&last_applied, path);
+                    previous.is_none() || previous != value_at(current, path)
+                })
+                .cloned()
+                .collect();
+            if blocking.is_empty() {
+                force = true;
+            } else {
+                conflicts = blocking;
             }
         }
     }

@@ -1087,7 +1087,11 @@ impl State {
                     None => m.remove(field),
                 };
             }
-            if !managed_fields_done {
+            // A client may rewrite managedFields on purpose (kubectl does when it upgrades client-side
+            // apply ownership to server-side apply); otherwise ownership comes from the stored object.
+            let rewritten = m.contains_key("managedFields")
+                && m.get("managedFields") != cm.get("managedFields");
+            if !managed_fields_done && !rewritten {
                 match cm.get("managedFields") {
                     Some(v) => m.insert("managedFields".into(), v.clone()),
                     None => m.remove("managedFields"),
