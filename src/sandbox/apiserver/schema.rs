@@ -2,6 +2,9 @@
 //! length/item/value bounds, `nullable`, `x-kubernetes-int-or-string`, `x-kubernetes-preserve-unknown-fields`)
 //! and pruning of fields the schema does not know, with the messages kube-apiserver uses.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use serde_json::Value;
 
 use super::error::Cause;
@@ -223,7 +226,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
         }
         Value::String(s) => {
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-                && let Ok(re) = regex::Regex::new(pattern)
+                && let Some(re) = compiled(pattern)
                 && !re.is_match(s)
             {
                 invalid(
@@ -303,6 +306,17 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
         }
         _ => {}
     }
+}
+
+/// Compiled schema patterns, kept because every write of a custom resource validates against them.
+fn compiled(pattern: &str) -> Option<regex::Regex> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<regex::Regex>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| regex::Regex::new(pattern).ok())
+        .clone()
 }
 
 fn fmt_num(x: f64) -> String {

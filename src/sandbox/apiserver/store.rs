@@ -246,24 +246,36 @@ fn valid_dns_subdomain(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
-/// The part of an object whose change bumps `generation`: everything but metadata, and but status when the
-/// status subresource is enabled.
-fn generation_relevant(object: &Value, exclude_status: bool) -> Value {
-    let mut copy = object.clone();
-    if let Some(map) = copy.as_object_mut() {
-        map.remove("metadata");
-        map.remove("apiVersion");
-        map.remove("kind");
-        if exclude_status {
-            map.remove("status");
+/// Whether two objects are equal on every top-level field but the skipped ones (compared in place: this runs
+/// on every write).
+fn equal_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            x.iter()
+                .filter(|(k, _)| !skip.contains(&k.as_str()))
+                .all(|(k, v)| y.get(k) == Some(v))
+                && y.keys()
+                    .filter(|k| !skip.contains(&k.as_str()))
+                    .all(|k| x.contains_key(k))
         }
+        _ => a == b,
     }
-    copy
 }
 
-fn without_volatile(object: &Value) -> Value {
-    let mut copy = object.clone();
-    if let Some(m) = meta_mut(&mut copy) {
+/// Whether a change from `old` to `new` bumps `generation`: any change but in metadata, and but in status when
+/// the status subresource is enabled.
+fn generation_changes(new: &Value, old: &Value, exclude_status: bool) -> bool {
+    let skip: &[&str] = if exclude_status {
+        &["metadata", "apiVersion", "kind", "status"]
+    } else {
+        &["metadata", "apiVersion", "kind"]
+    };
+    !equal_except(new, old, skip)
+}
+
+fn volatile_free_metadata(object: &Value) -> Value {
+    let mut meta = object.get("metadata").cloned().unwrap_or(Value::Null);
+    if let Some(m) = meta.as_object_mut() {
         m.remove("resourceVersion");
         if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
             for e in entries {
@@ -273,7 +285,13 @@ fn without_volatile(object: &Value) -> Value {
             }
         }
     }
-    copy
+    meta
+}
+
+/// Whether a write changes nothing but resourceVersion and managed-field timestamps (then it is skipped, as a
+/// real API server does, so no-op writes bump no version and wake no watch).
+fn same_object(a: &Value, b: &Value) -> bool {
+    equal_except(a, b, &["metadata"]) && volatile_free_metadata(a) == volatile_free_metadata(b)
 }
 
 impl Store {
@@ -1106,11 +1124,7 @@ impl State {
                 json!(info.api_version(info.storage_version())),
             );
         }
-        let storage_current = current.clone();
-        if has_generation(info)
-            && generation_relevant(&object, exclude_status)
-                != generation_relevant(&storage_current, exclude_status)
-        {
+        if has_generation(info) && generation_changes(&object, current, exclude_status) {
             let generation = meta(current)
                 .and_then(|m| m.get("generation"))
                 .and_then(Value::as_i64)
@@ -1137,7 +1151,7 @@ impl State {
                 exclude_status,
             );
         }
-        if without_volatile(&object) == without_volatile(current) {
+        if same_object(&object, current) {
             return Ok(WriteOutcome {
                 object: self.convert(info, version, current.clone()),
                 warnings,
@@ -1325,7 +1339,7 @@ impl State {
         if is_namespace && let Some(map) = marked.as_object_mut() {
             map.insert("status".into(), json!({"phase": "Terminating"}));
         }
-        let stored = if without_volatile(&marked) != without_volatile(&current) {
+        let stored = if !same_object(&marked, &current) {
             self.commit(
                 resource,
                 namespace,
