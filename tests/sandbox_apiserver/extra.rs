@@ -344,3 +344,81 @@ async fn wrong_methods_and_paths_get_status_errors() {
         Some("How many parts the widget has, between 1 and 100.")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_api_and_metadata_watcher() {
+    let server = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "meta", "labels": {"a": "b"}}, "data": {"big": "x"}}),
+    )
+    .expect("cm");
+    api.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+    let one = api.get_metadata("meta").await.expect("get_metadata");
+    assert_eq!(
+        one.metadata
+            .labels
+            .and_then(|l| l.get("a").cloned())
+            .as_deref(),
+        Some("b")
+    );
+    let list = api
+        .list_metadata(&Default::default())
+        .await
+        .expect("list_metadata");
+    let names: Vec<String> = list
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["meta"]);
+    let (code, body) = raw(
+        &server,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/meta",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("\"big\""),
+        "full objects without the metadata Accept header: {body}"
+    );
+
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()),
+    );
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while stream.next().await.is_some() {}
+    });
+    api.patch(
+        "meta",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"a": "c"}}})),
+    )
+    .await
+    .expect("patch");
+    eventually(
+        "the metadata watcher to see the label change",
+        Duration::from_secs(10),
+        || {
+            let seen = reader.state().iter().any(|m| {
+                m.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("a"))
+                    .map(String::as_str)
+                    == Some("c")
+            });
+            async move { seen.then_some(()) }
+        },
+    )
+    .await;
+    task.abort();
+}

@@ -336,8 +336,11 @@ async fn resource_request(
     let version = target.version.as_str();
     let namespace = target.namespace.as_deref();
     let accept = accept(headers);
-    let as_table = table::wants_table(&accept);
-    let include_object = query.get("includeObject").is_some_and(|v| v == "Object");
+    let shape = Shape {
+        table: table::wants_table(&accept),
+        metadata: wants_metadata(&accept),
+        include_object: query.get("includeObject").is_some_and(|v| v == "Object"),
+    };
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, Some(name)) => {
             subresource_of(&target)?;
@@ -350,13 +353,20 @@ async fn resource_request(
                     name: name.to_string(),
                 })?;
             let object = state.convert(&info, version, object);
-            if as_table {
+            if shape.metadata && !shape.table {
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &partial_metadata(&object),
+                    &[],
+                ));
+            }
+            if shape.table {
                 let rv = state.resource_version().to_string();
                 drop(state);
                 let columns = table::columns(&info, version);
                 return Ok(json_response(
                     StatusCode::OK,
-                    &table::table(&columns, &[object], &rv, include_object),
+                    &table::table(&columns, &[object], &rv, shape.include_object),
                     &[],
                 ));
             }
@@ -369,28 +379,10 @@ async fn resource_request(
                 FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
             if watch {
-                return start_watch(
-                    app,
-                    info,
-                    version,
-                    namespace,
-                    labels,
-                    fields,
-                    query,
-                    as_table,
-                    include_object,
-                );
+                return start_watch(app, info, version, namespace, labels, fields, query, shape);
             }
             list(
-                app,
-                &info,
-                version,
-                namespace,
-                &labels,
-                &fields,
-                query,
-                as_table,
-                include_object,
+                app, &info, version, namespace, &labels, &fields, query, shape,
             )
         }
         (Method::POST, None) => {
@@ -601,8 +593,7 @@ fn list(
     labels: &LabelSelector,
     fields: &FieldSelector,
     query: &HashMap<String, String>,
-    as_table: bool,
-    include_object: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") => None,
@@ -678,13 +669,21 @@ fn list(
             m.insert("remainingItemCount".into(), json!(remaining));
         }
     }
-    if as_table {
+    if shape.table {
         let columns = table::columns(info, version);
-        let mut doc = table::table(&columns, &items, &rv.to_string(), include_object);
+        let mut doc = table::table(&columns, &items, &rv.to_string(), shape.include_object);
         if let Some(m) = doc.as_object_mut() {
             m.insert("metadata".into(), metadata);
         }
         return Ok(json_response(StatusCode::OK, &doc, &[]));
+    }
+    if shape.metadata {
+        let items: Vec<Value> = items.iter().map(partial_metadata).collect();
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "items": items}),
+            &[],
+        ));
     }
     Ok(json_response(
         StatusCode::OK,
@@ -693,27 +692,55 @@ fn list(
     ))
 }
 
+/// How objects are represented in a response, from the Accept header and `includeObject`.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// `as=Table` (kubectl get).
+    table: bool,
+    /// `as=PartialObjectMetadata(List)` (kube's metadata API and metadata watcher).
+    metadata: bool,
+    /// Full objects in table rows instead of metadata.
+    include_object: bool,
+}
+
+fn wants_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
+fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+    })
+}
+
 /// Renders one watch event line for the client.
 struct WatchEncoder {
     info: Arc<ResourceInfo>,
     version: String,
     labels: LabelSelector,
     fields: FieldSelector,
-    as_table: bool,
-    include_object: bool,
+    shape: Shape,
 }
 
 impl WatchEncoder {
     fn object(&self, object: &Value) -> Value {
         let converted = super::store::convert_object(&self.info, &self.version, object.clone());
-        if self.as_table {
+        if self.shape.metadata && !self.shape.table {
+            return partial_metadata(&converted);
+        }
+        if self.shape.table {
             let columns = table::columns(&self.info, &self.version);
             let rv = converted
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            return table::table(&columns, &[converted], &rv, self.include_object);
+            return table::table(&columns, &[converted], &rv, self.shape.include_object);
         }
         converted
     }
@@ -769,8 +796,7 @@ fn start_watch(
     labels: LabelSelector,
     fields: FieldSelector,
     query: &HashMap<String, String>,
-    as_table: bool,
-    include_object: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let since = match query.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
@@ -793,8 +819,7 @@ fn start_watch(
         version: version.to_string(),
         labels,
         fields,
-        as_table,
-        include_object,
+        shape,
     };
     let (lines, line_receiver) = mpsc::channel::<Bytes>(256);
     let mut initial = Vec::new();

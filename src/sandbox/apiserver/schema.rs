@@ -1,4 +1,4 @@
-//! Validation of custom resources against a CRD version's `openAPIV3Schema` (types, required, enum, pattern,
+//! Defaulting and validation of custom resources against a CRD version's `openAPIV3Schema` (types, required, enum, pattern,
 //! length/item/value bounds, `nullable`, `x-kubernetes-int-or-string`, `x-kubernetes-preserve-unknown-fields`)
 //! and pruning of fields the schema does not know, with the messages kube-apiserver uses.
 
@@ -85,6 +85,46 @@ pub fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<St
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
                     prune(item_schema, item, &format!("{path}[{i}]"), unknown);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fills in the `default` of every absent property whose parent object is present, as kube-apiserver does for
+/// structural schemas (metadata at the root is left alone).
+pub fn apply_defaults(schema: &Value, value: &mut Value, root: bool) {
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            if let Some(properties) = properties {
+                for (key, child_schema) in properties {
+                    if root && key == "metadata" {
+                        continue;
+                    }
+                    if !map.contains_key(key)
+                        && let Some(default) = child_schema.get("default")
+                    {
+                        map.insert(key.clone(), default.clone());
+                    }
+                    if let Some(child) = map.get_mut(key) {
+                        apply_defaults(child_schema, child, false);
+                    }
+                }
+            }
+            if let Some(additional) = schema.get("additionalProperties").filter(|a| a.is_object()) {
+                for (key, child) in map.iter_mut() {
+                    if properties.is_none_or(|p| !p.contains_key(key)) {
+                        apply_defaults(additional, child, false);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for item in items {
+                    apply_defaults(item_schema, item, false);
                 }
             }
         }
@@ -370,6 +410,20 @@ mod tests {
         validate(&schema(), &json!({"spec": {}}), "", &mut causes);
         assert_eq!(causes[0].field, "spec.size");
         assert_eq!(causes[0].message, "Required value");
+    }
+
+    #[test]
+    fn defaults_fill_absent_fields_of_present_objects() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "mode": {"type": "string", "default": "a"},
+            "limits": {"type": "object", "properties": {"max": {"type": "integer", "default": 3}}}
+        }}}});
+        let mut obj = json!({"spec": {"mode": "b"}});
+        apply_defaults(&schema, &mut obj, true);
+        assert_eq!(obj, json!({"spec": {"mode": "b"}}));
+        let mut obj = json!({"spec": {"limits": {}}});
+        apply_defaults(&schema, &mut obj, true);
+        assert_eq!(obj, json!({"spec": {"mode": "a", "limits": {"max": 3}}}));
     }
 
     #[test]

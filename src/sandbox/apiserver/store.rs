@@ -589,6 +589,7 @@ impl State {
                     FieldValidation::Ignore => {}
                 }
             }
+            schema::apply_defaults(schema, object, true);
             let mut causes = Vec::new();
             schema::validate(schema, object, "", &mut causes);
             if !causes.is_empty() {
