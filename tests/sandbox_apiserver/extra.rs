@@ -388,11 +388,10 @@ async fn metadata_api_and_metadata_watcher() {
         "full objects without the metadata Accept header: {body}"
     );
 
+    let metadata_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(client(&server), "default");
     let (reader, writer) = reflector::store();
-    let stream = reflector(
-        writer,
-        kube::runtime::metadata_watcher(api.clone(), watcher::Config::default()),
-    );
+    let stream = reflector(writer, watcher(metadata_api, watcher::Config::default()));
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while stream.next().await.is_some() {}
