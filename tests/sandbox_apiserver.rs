@@ -974,7 +974,8 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
     let sts = json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
         "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "main", "image": "redis:1"}]}}}
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "main", "image": "redis:1"}]}},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
     });
     sts_api
         .patch("db", &PatchParams::apply("test"), &Patch::Apply(sts))
@@ -1008,6 +1009,24 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
             .map(String::as_str),
         Some("db")
     );
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client(&server), "default");
+    let claim = claims
+        .get("data-db-0")
+        .await
+        .expect("claim from volumeClaimTemplates");
+    assert_eq!(claim.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
+    let mounted = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    assert!(mounted.iter().any(|v| {
+        v.persistent_volume_claim
+            .as_ref()
+            .map(|c| c.claim_name.as_str())
+            == Some("data-db-0")
+    }));
     let owner = pod.metadata.owner_references.unwrap_or_default();
     assert_eq!(
         owner.first().map(|o| o.uid.clone()),

@@ -396,6 +396,95 @@ impl Controller {
         }
     }
 
+    /// Creates the PersistentVolumeClaims `<template>-<pod>` of the volumeClaimTemplates (Bound at once, kept
+    /// when the StatefulSet goes, as by default) and mounts them into the pod spec.
+    fn ensure_claims(
+        &self,
+        state: &mut State,
+        sts: &Value,
+        namespace: &str,
+        pod_name: &str,
+        spec: &mut Value,
+    ) {
+        let Some(templates) = sts
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+        else {
+            return;
+        };
+        let Some(pvc_info) = state
+            .registry
+            .get(&GroupResource::new("", "persistentvolumeclaims"))
+        else {
+            return;
+        };
+        let selector_labels = sts
+            .pointer("/spec/selector/matchLabels")
+            .cloned()
+            .unwrap_or(json!({}));
+        for template in templates {
+            let template_name = str_at(template, "/metadata/name");
+            let claim_name = format!("{template_name}-{pod_name}");
+            if state
+                .get(&pvc_info.storage_resource(), namespace, &claim_name)
+                .is_none()
+            {
+                let mut labels = template
+                    .pointer("/metadata/labels")
+                    .cloned()
+                    .unwrap_or(json!({}));
+                if let (Some(l), Some(selector)) =
+                    (labels.as_object_mut(), selector_labels.as_object())
+                {
+                    for (k, v) in selector {
+                        l.insert(k.clone(), v.clone());
+                    }
+                }
+                let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim_name, "namespace": namespace, "labels": labels},
+                    "spec": template.get("spec").cloned().unwrap_or(json!({}))});
+                if let Ok(created) =
+                    state.create(&pvc_info, "v1", Some(namespace), claim, &options())
+                {
+                    let mut bound = created.object;
+                    let capacity = bound
+                        .pointer("/spec/resources/requests")
+                        .cloned()
+                        .unwrap_or(json!({}));
+                    let modes = bound
+                        .pointer("/spec/accessModes")
+                        .cloned()
+                        .unwrap_or(json!(["ReadWriteOnce"]));
+                    if let Some(map) = bound.as_object_mut() {
+                        map.insert(
+                            "status".into(),
+                            json!({"phase": "Bound", "capacity": capacity, "accessModes": modes}),
+                        );
+                    }
+                    let _ = state.update(
+                        &pvc_info,
+                        "v1",
+                        Some(namespace),
+                        &claim_name,
+                        bound,
+                        Subresource::Status,
+                        &options(),
+                    );
+                }
+            }
+            if let Some(spec) = spec.as_object_mut() {
+                let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+                if let Some(volumes) = volumes.as_array_mut()
+                    && !volumes
+                        .iter()
+                        .any(|v| v.get("name").and_then(Value::as_str) == Some(template_name))
+                {
+                    volumes.push(json!({"name": template_name, "persistentVolumeClaim": {"claimName": claim_name}}));
+                }
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create_pod(
         &mut self,
@@ -444,6 +533,7 @@ impl Controller {
         ) {
             m.insert("annotations".into(), annotations.clone());
         }
+        self.ensure_claims(state, sts, namespace, pod_name, &mut spec);
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
         let ip = self.allocator.allocate(&pod);
         let Ok(outcome) = state.create(pods_info, "v1", Some(namespace), pod, &options()) else {
