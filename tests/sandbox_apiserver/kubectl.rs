@@ -145,7 +145,7 @@ async fn kubectl_get_apply_describe_delete() {
         .unwrap_or_default()
         .to_string();
     assert!(
-        pod_line.contains("Running") && pod_line.contains("127.0.0.1"),
+        pod_line.contains("1/1") && pod_line.contains("Running") && pod_line.contains("127.0.0.1"),
         "{pods}"
     );
     let described = kubectl.ok(&["describe", "statefulset", "web"]).await;

@@ -1752,6 +1752,19 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
                 }
                 spec.entry("sessionAffinity")
                     .or_insert_with(|| json!("None"));
+                spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
+                spec.entry("ipFamilyPolicy")
+                    .or_insert_with(|| json!("SingleStack"));
+                spec.entry("internalTrafficPolicy")
+                    .or_insert_with(|| json!("Cluster"));
+                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                    for port in ports.iter_mut().filter_map(Value::as_object_mut) {
+                        port.entry("protocol").or_insert_with(|| json!("TCP"));
+                        if let Some(number) = port.get("port").cloned() {
+                            port.entry("targetPort").or_insert(number);
+                        }
+                    }
+                }
             }
             map.entry("status")
                 .or_insert_with(|| json!({"loadBalancer": {}}));

@@ -118,7 +118,86 @@ fn age(timestamp: Option<&str>) -> String {
     human_duration(jiff::Timestamp::now().as_second() - ts.as_second())
 }
 
+/// Columns of built-in kinds that no JSONPath expresses (kubectl's `READY 1/1` style counts).
+fn computed_cell(name: &str, object: &Value) -> Option<Value> {
+    let count = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .and_then(Value::as_array)
+            .map(Vec::len)
+            .unwrap_or(0)
+    };
+    match name {
+        "@pod-ready" => {
+            let ready = object
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .map(|s| {
+                    s.iter()
+                        .filter(|c| c.get("ready") == Some(&Value::Bool(true)))
+                        .count()
+                })
+                .unwrap_or(0);
+            Some(json!(format!("{ready}/{}", count("/spec/containers"))))
+        }
+        "@pod-restarts" => Some(json!(
+            object
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .map(|s| s
+                    .iter()
+                    .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+                    .sum::<i64>())
+                .unwrap_or(0)
+        )),
+        "@statefulset-ready" => {
+            let ready = object
+                .pointer("/status/readyReplicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let wanted = object
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            Some(json!(format!("{ready}/{wanted}")))
+        }
+        "@data-count" => Some(json!(
+            object
+                .get("data")
+                .and_then(Value::as_object)
+                .map(|d| d.len())
+                .unwrap_or(0)
+        )),
+        "@service-ports" => {
+            let ports: Vec<String> = object
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            format!(
+                                "{}/{}",
+                                p.get("port").map(|v| v.to_string()).unwrap_or_default(),
+                                p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(json!(if ports.is_empty() {
+                "<none>".to_string()
+            } else {
+                ports.join(",")
+            }))
+        }
+        _ => None,
+    }
+}
+
 fn cell(column: &PrinterColumn, object: &Value) -> Value {
+    if let Some(value) = computed_cell(&column.json_path, object) {
+        return value;
+    }
     let values = evaluate(object, &column.json_path);
     if values.is_empty() {
         return Value::Null;
@@ -157,18 +236,37 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<PrinterColumn> {
     match (info.group.as_str(), info.plural.as_str()) {
         ("", "namespaces") => vec![column("Status", "string", ".status.phase", 0)],
         ("", "pods") => vec![
+            column("Ready", "string", "@pod-ready", 0),
             column("Status", "string", ".status.phase", 0),
+            column("Restarts", "integer", "@pod-restarts", 0),
             column("IP", "string", ".status.podIP", 1),
+            column("Node", "string", ".spec.nodeName", 1),
         ],
         ("", "services") => vec![
             column("Type", "string", ".spec.type", 0),
             column("Cluster-IP", "string", ".spec.clusterIP", 0),
-            column("Ports", "string", ".spec.ports[*].port", 0),
+            column("Ports", "string", "@service-ports", 0),
         ],
-        ("", "secrets") => vec![column("Type", "string", ".type", 0)],
-        ("apps", "statefulsets") => vec![
-            column("Ready", "integer", ".status.readyReplicas", 0),
-            column("Replicas", "integer", ".spec.replicas", 0),
+        ("", "secrets") => vec![
+            column("Type", "string", ".type", 0),
+            column("Data", "integer", "@data-count", 0),
+        ],
+        ("", "configmaps") => vec![column("Data", "integer", "@data-count", 0)],
+        ("", "persistentvolumeclaims") => vec![
+            column("Status", "string", ".status.phase", 0),
+            column("Capacity", "string", ".status.capacity.storage", 0),
+            column("Access Modes", "string", ".spec.accessModes[*]", 0),
+        ],
+        ("apps", "statefulsets") => vec![column("Ready", "string", "@statefulset-ready", 0)],
+        ("policy", "poddisruptionbudgets") => vec![
+            column("Min Available", "string", ".spec.minAvailable", 0),
+            column("Max Unavailable", "string", ".spec.maxUnavailable", 0),
+            column(
+                "Allowed Disruptions",
+                "integer",
+                ".status.disruptionsAllowed",
+                0,
+            ),
         ],
         ("coordination.k8s.io", "leases") => {
             vec![column("Holder", "string", ".spec.holderIdentity", 0)]
