@@ -138,7 +138,19 @@ async fn kubectl_get_apply_describe_delete() {
         rollout.contains("roll out complete") || rollout.contains("rolling update complete"),
         "{rollout}"
     );
+    let out = kubectl
+        .ok(&["scale", "statefulset", "web", "--replicas=2"])
+        .await;
+    assert_eq!(out.trim(), "statefulset.apps/web scaled");
+    let rollout = kubectl
+        .ok(&["rollout", "status", "statefulset/web", "--timeout=30s"])
+        .await;
+    assert!(
+        rollout.contains("2 new pods have been updated") || rollout.contains("complete"),
+        "{rollout}"
+    );
     let pods = kubectl.ok(&["get", "pods", "-o", "wide"]).await;
+    assert!(pods.lines().any(|l| l.starts_with("web-1")), "{pods}");
     let pod_line = pods
         .lines()
         .find(|l| l.starts_with("web-0"))
@@ -150,7 +162,7 @@ async fn kubectl_get_apply_describe_delete() {
     );
     let described = kubectl.ok(&["describe", "statefulset", "web"]).await;
     assert!(
-        described.contains("Replicas:") && described.contains("1 Running"),
+        described.contains("Replicas:") && described.contains("2 Running"),
         "{described}"
     );
     let described = kubectl.ok(&["describe", "pod", "web-0"]).await;

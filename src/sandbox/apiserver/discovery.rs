@@ -93,6 +93,17 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             }
         }
         resources.push(entry);
+        if info.version(version).is_some_and(|v| v.scale.is_some()) {
+            resources.push(json!({
+                "name": format!("{}/scale", info.plural),
+                "singularName": "",
+                "namespaced": info.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
         if info.version(version).is_some_and(|v| v.status_subresource) {
             resources.push(json!({
                 "name": format!("{}/status", info.plural),

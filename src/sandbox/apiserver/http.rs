@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::faults::Faults;
 use super::openapi;
 use super::patch::PatchKind;
-use super::resources::ResourceInfo;
+use super::resources::{ResourceInfo, ScalePaths};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
     DeleteOptions, EventType, FieldValidation, Propagation, Store, Subresource, WatchEvent,
@@ -316,6 +316,140 @@ fn subresource_of(target: &Target) -> Result<Subresource, ApiError> {
     }
 }
 
+/// Splits a `.a.b` path into JSON pointer form `/a/b`.
+fn pointer_of(path: &str) -> String {
+    path.split('.')
+        .filter(|p| !p.is_empty())
+        .fold(String::new(), |acc, p| acc + "/" + p)
+}
+
+fn scale_of(object: &Value, paths: &ScalePaths) -> Value {
+    let spec = object
+        .pointer(&pointer_of(&paths.spec_replicas))
+        .cloned()
+        .unwrap_or(json!(0));
+    let status = object
+        .pointer(&pointer_of(&paths.status_replicas))
+        .cloned()
+        .unwrap_or(json!(0));
+    let selector = match &paths.label_selector {
+        Some(path) => object
+            .pointer(&pointer_of(path))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        None => object
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .map(|labels| {
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
+    };
+    let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
+    let mut status_doc = json!({"replicas": status});
+    if let (Some(selector), Some(m)) = (selector, status_doc.as_object_mut()) {
+        m.insert("selector".into(), json!(selector));
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": metadata.get("name"), "namespace": metadata.get("namespace"), "uid": metadata.get("uid"),
+            "resourceVersion": metadata.get("resourceVersion"), "creationTimestamp": metadata.get("creationTimestamp"),
+        },
+        "spec": {"replicas": spec},
+        "status": status_doc,
+    })
+}
+
+/// The `/scale` subresource: reads and writes the replica count through an `autoscaling/v1` Scale.
+#[allow(clippy::too_many_arguments)]
+fn scale_request(
+    app: &Arc<AppState>,
+    method: &Method,
+    info: &Arc<ResourceInfo>,
+    version: &str,
+    namespace: Option<&str>,
+    name: &str,
+    paths: &ScalePaths,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let mut state = app.store.lock();
+    let current = state
+        .get(&info.storage_resource(), namespace.unwrap_or(""), name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound {
+            resource: info.group_resource().qualified(),
+            name: name.to_string(),
+        })?;
+    let current = state.convert(info, version, current);
+    let scale = scale_of(&current, paths);
+    let desired = match *method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &scale, &[])),
+        Method::PUT => decode_body(body, headers, false)?,
+        Method::PATCH => {
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            let patch_body = decode_body(body, headers, false)?;
+            let mut patched = scale.clone();
+            match PatchKind::from_content_type(content_type)? {
+                PatchKind::Json => super::patch::json_patch(&mut patched, &patch_body)?,
+                PatchKind::Merge | PatchKind::Strategic => {
+                    super::patch::merge_patch(&mut patched, &patch_body)
+                }
+                PatchKind::Apply => {
+                    return Err(ApiError::NotImplemented {
+                        what: "server-side apply on the scale subresource".into(),
+                    });
+                }
+            }
+            patched
+        }
+        _ => {
+            return Err(ApiError::MethodNotAllowed {
+                message: format!("{method} is not allowed on the scale subresource"),
+            });
+        }
+    };
+    let replicas = desired
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::bad_request("the Scale must have a non-negative spec.replicas"))?;
+    let mut replica_patch = json!(replicas);
+    for key in paths
+        .spec_replicas
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .rev()
+    {
+        replica_patch = json!({ key: replica_patch });
+    }
+    let options = write_options(query, headers)?;
+    let outcome = state.patch(
+        info,
+        version,
+        namespace,
+        name,
+        PatchKind::Merge,
+        replica_patch,
+        Subresource::Main,
+        &options,
+    )?;
+    Ok(json_response(
+        StatusCode::OK,
+        &scale_of(&outcome.object, paths),
+        &[],
+    ))
+}
+
 fn accept(headers: &HeaderMap) -> String {
     headers
         .get(header::ACCEPT)
@@ -341,6 +475,16 @@ async fn resource_request(
         metadata: wants_metadata(&accept),
         include_object: query.get("includeObject").is_some_and(|v| v == "Object"),
     };
+    if target.subresource.as_deref() == Some("scale")
+        && let (Some(name), Some(paths)) = (
+            target.name.as_deref(),
+            info.version(version).and_then(|v| v.scale.clone()),
+        )
+    {
+        return scale_request(
+            app, method, &info, version, namespace, name, &paths, query, headers, &body,
+        );
+    }
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, Some(name)) => {
             subresource_of(&target)?;

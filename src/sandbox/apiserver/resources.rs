@@ -67,6 +67,19 @@ pub struct VersionInfo {
     pub printer_columns: Vec<PrinterColumn>,
     /// Whether the status subresource is enabled for this version.
     pub status_subresource: bool,
+    /// The scale subresource, if enabled.
+    pub scale: Option<ScalePaths>,
+}
+
+/// Where a resource keeps what its `/scale` subresource shows (JSONPaths such as `.spec.replicas`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// The desired replicas.
+    pub spec_replicas: String,
+    /// The observed replicas.
+    pub status_replicas: String,
+    /// A label selector in string form, if any (built-ins derive it from `.spec.selector`).
+    pub label_selector: Option<String>,
 }
 
 /// Everything the server knows about one resource type.
@@ -173,6 +186,11 @@ fn builtin(
             schema: None,
             printer_columns: Vec::new(),
             status_subresource: status,
+            scale: (group == "apps").then(|| ScalePaths {
+                spec_replicas: ".spec.replicas".into(),
+                status_replicas: ".status.replicas".into(),
+                label_selector: None,
+            }),
         }],
         plural: plural.to_string(),
         singular: kind.to_lowercase(),
@@ -429,6 +447,24 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
             schema: version.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns,
             status_subresource: version.pointer("/subresources/status").is_some(),
+            scale: version
+                .pointer("/subresources/scale")
+                .map(|scale| ScalePaths {
+                    spec_replicas: scale
+                        .get("specReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".spec.replicas")
+                        .into(),
+                    status_replicas: scale
+                        .get("statusReplicasPath")
+                        .and_then(Value::as_str)
+                        .unwrap_or(".status.replicas")
+                        .into(),
+                    label_selector: scale
+                        .get("labelSelectorPath")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                }),
         });
     }
     if versions.is_empty() {
