@@ -472,6 +472,24 @@ async fn server_side_apply_removes_dropped_fields() {
         .filter_map(|m| m.manager)
         .collect();
     assert_eq!(managers, vec!["first", "second"]);
+    // Re-applying the same configuration is a no-op: no new resourceVersion, no watch event.
+    let again = apply("first", json!({"c": "3"})).await.expect("same apply");
+    assert_eq!(
+        again.metadata.resource_version,
+        after.metadata.resource_version
+    );
+    let merged = api
+        .patch(
+            "ssa",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"c": "3"}})),
+        )
+        .await
+        .expect("no-op merge patch");
+    assert_eq!(
+        merged.metadata.resource_version,
+        after.metadata.resource_version
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,6 +131,25 @@ impl ApiError {
         }
     }
 
+    /// A stable category (the variant name), for logs and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "BadRequest",
+            ApiError::NotFound { .. } => "NotFound",
+            ApiError::UnknownPath { .. } => "UnknownPath",
+            ApiError::AlreadyExists { .. } => "AlreadyExists",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Gone { .. } => "Gone",
+            ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
+            ApiError::UnsupportedMediaType { .. } => "UnsupportedMediaType",
+            ApiError::NotImplemented { .. } => "NotImplemented",
+            ApiError::Forbidden { .. } => "Forbidden",
+            ApiError::Injected { .. } => "Injected",
+            ApiError::Internal { .. } => "Internal",
+        }
+    }
+
     /// The HTTP status code of this error.
     pub fn code(&self) -> u16 {
         match self {
