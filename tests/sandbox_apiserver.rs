@@ -675,6 +675,74 @@ async fn finalizers_hold_deletion() {
     assert_eq!(gone.code, 404);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_runtime_finalizer_helper_runs_its_json_patches() {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event, finalizer};
+    let server = start().await;
+    let api: Api<Widget> = Api::namespaced(client(&server), "default");
+    api.create(&PostParams::default(), &widget("fin", 1))
+        .await
+        .expect("create");
+    let run = |obj: Widget| {
+        let api = api.clone();
+        async move {
+            finalizer(
+                &api,
+                "test.sandbox.io/cleanup",
+                std::sync::Arc::new(obj),
+                |event| async move {
+                    match event {
+                        Event::Apply(_) => {
+                            Ok::<_, std::convert::Infallible>(Action::await_change())
+                        }
+                        Event::Cleanup(_) => Ok(Action::await_change()),
+                    }
+                },
+            )
+            .await
+        }
+    };
+    run(api.get("fin").await.expect("get"))
+        .await
+        .expect("the helper adds its finalizer");
+    let with = api.get("fin").await.expect("get");
+    assert_eq!(
+        with.metadata.finalizers,
+        Some(vec!["test.sandbox.io/cleanup".to_string()])
+    );
+    api.delete("fin", &DeleteParams::default())
+        .await
+        .expect("delete");
+    run(api.get("fin").await.expect("terminating"))
+        .await
+        .expect("the helper cleans up and removes its finalizer");
+    assert_eq!(api_error(api.get("fin").await).code, 404);
+
+    // A JSON patch whose test fails is refused and changes nothing.
+    let cm_api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    cm_api
+        .create(&PostParams::default(), &config_map("jp", &[("k", "v")]))
+        .await
+        .expect("create");
+    let patch: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/k", "value": "other"},
+        {"op": "replace", "path": "/data/k", "value": "new"}
+    ]))
+    .expect("patch");
+    let err = api_error(
+        cm_api
+            .patch("jp", &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await,
+    );
+    assert_eq!(err.code, 422, "{}", err.message);
+    let unchanged = cm_api.get("jp").await.expect("get");
+    assert_eq!(
+        unchanged.data.and_then(|d| d.get("k").cloned()).as_deref(),
+        Some("v")
+    );
+}
+
 fn owned_config_map(name: &str, owner: &ConfigMap) -> ConfigMap {
     let mut cm = config_map(name, &[]);
     cm.metadata.owner_references = Some(vec![OwnerReference {

@@ -44,12 +44,38 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
-/// Applies a JSON patch document.
+/// Applies a JSON patch document atomically. As in kube-apiserver, a `test` of `null` passes when the path is
+/// absent (kube-runtime's finalizer helper relies on it); a failed `test` is a 422, a malformed patch a 400.
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let operations: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
-    json_patch::patch(target, &operations)
-        .map_err(|e| ApiError::bad_request(format!("the JSON patch could not be applied: {e}")))
+    let mut working = target.clone();
+    for operation in &operations.0 {
+        if let json_patch::PatchOperation::Test(test) = operation
+            && test.value.is_null()
+            && working
+                .pointer(test.path.as_str())
+                .is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        json_patch::patch(&mut working, std::slice::from_ref(operation)).map_err(|e| {
+            let message = format!("the JSON patch could not be applied: {e}");
+            if matches!(operation, json_patch::PatchOperation::Test(_)) {
+                ApiError::Invalid {
+                    kind: String::new(),
+                    group: String::new(),
+                    name: String::new(),
+                    summary: message.clone(),
+                    causes: Vec::new(),
+                }
+            } else {
+                ApiError::bad_request(message)
+            }
+        })?;
+    }
+    *target = working;
+    Ok(())
 }
 
 /// Applies a strategic merge patch using the given list semantics.

@@ -1011,7 +1011,20 @@ impl State {
                         }
                         patch::merge_patch(&mut object, &patch_body)
                     }
-                    PatchKind::Json => patch::json_patch(&mut object, &patch_body)?,
+                    PatchKind::Json => {
+                        patch::json_patch(&mut object, &patch_body).map_err(|e| match e {
+                            ApiError::Invalid {
+                                summary, causes, ..
+                            } => ApiError::Invalid {
+                                kind: info.kind.clone(),
+                                group: info.group.clone(),
+                                name: name.to_string(),
+                                summary,
+                                causes,
+                            },
+                            other => other,
+                        })?
+                    }
                     PatchKind::Strategic => {
                         if !patch_body.is_object() {
                             return Err(ApiError::bad_request(
