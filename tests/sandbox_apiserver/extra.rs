@@ -421,3 +421,113 @@ async fn metadata_api_and_metadata_watcher() {
     .await;
     task.abort();
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("reconcile failed: {0}")]
+struct ReconcileError(#[from] kube::Error);
+
+/// A kube-runtime Controller that owns ConfigMaps runs against the sandbox: it reconciles, its children are
+/// applied with owner references, and deleting the parent collects them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_runtime_controller_reconciles_and_owns_children() {
+    use super::common::Widget;
+    use kube::Resource;
+    use kube::runtime::Controller;
+    use kube::runtime::controller::Action;
+
+    let server = start().await;
+    let widgets: Api<Widget> = Api::namespaced(client(&server), "default");
+    let config_maps: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    let reconcile_client = client(&server);
+    let controller = Controller::new(widgets.clone(), watcher::Config::default())
+        .owns(config_maps.clone(), watcher::Config::default())
+        .run(
+            move |widget: Arc<Widget>, _ctx: Arc<()>| {
+                let client = reconcile_client.clone();
+                async move {
+                    let name = widget.metadata.name.clone().unwrap_or_default();
+                    let owner = widget
+                        .controller_owner_ref(&())
+                        .into_iter()
+                        .collect::<Vec<_>>();
+                    let child = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": format!("{name}-config"), "ownerReferences": owner},
+                        "data": {"size": widget.spec.size.to_string()}});
+                    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+                    api.patch(
+                        &format!("{name}-config"),
+                        &PatchParams::apply("widget-controller").force(),
+                        &Patch::Apply(child),
+                    )
+                    .await?;
+                    Ok::<_, ReconcileError>(Action::await_change())
+                }
+            },
+            |_widget, _error: &ReconcileError, _ctx| Action::requeue(Duration::from_millis(200)),
+            Arc::new(()),
+        )
+        .for_each(|_| async {});
+    let task = tokio::spawn(controller);
+
+    widgets
+        .create(
+            &PostParams::default(),
+            &super::common::Widget::new(
+                "ctl",
+                super::common::WidgetSpec {
+                    size: 2,
+                    color: "red".into(),
+                    mode: None,
+                    ports: Vec::new(),
+                },
+            ),
+        )
+        .await
+        .expect("create widget");
+    eventually(
+        "the controller to create the child",
+        Duration::from_secs(15),
+        || {
+            let api = config_maps.clone();
+            async move {
+                let cm = api.get("ctl-config").await.ok()?;
+                (cm.data?.get("size").map(String::as_str) == Some("2")).then_some(())
+            }
+        },
+    )
+    .await;
+    widgets
+        .patch(
+            "ctl",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 5}})),
+        )
+        .await
+        .expect("change widget");
+    eventually(
+        "the controller to update the child",
+        Duration::from_secs(15),
+        || {
+            let api = config_maps.clone();
+            async move {
+                let cm = api.get("ctl-config").await.ok()?;
+                (cm.data?.get("size").map(String::as_str) == Some("5")).then_some(())
+            }
+        },
+    )
+    .await;
+    widgets
+        .delete("ctl", &DeleteParams::default())
+        .await
+        .expect("delete widget");
+    eventually(
+        "the child to be garbage collected",
+        Duration::from_secs(15),
+        || {
+            let api = config_maps.clone();
+            async move { api.get("ctl-config").await.is_err().then_some(()) }
+        },
+    )
+    .await;
+    task.abort();
+}
