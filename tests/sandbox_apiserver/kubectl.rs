@@ -149,6 +149,15 @@ async fn kubectl_get_apply_describe_delete() {
         rollout.contains("2 new pods have been updated") || rollout.contains("complete"),
         "{rollout}"
     );
+    let waited = kubectl
+        .ok(&[
+            "wait",
+            "--for=condition=Ready",
+            "pod/web-1",
+            "--timeout=30s",
+        ])
+        .await;
+    assert_eq!(waited.trim(), "pod/web-1 condition met");
     let pods = kubectl.ok(&["get", "pods", "-o", "wide"]).await;
     assert!(pods.lines().any(|l| l.starts_with("web-1")), "{pods}");
     let pod_line = pods

@@ -16,6 +16,10 @@ use super::store::{State, Store, Subresource, WriteOptions, now_rfc3339};
 
 /// Chooses the IP of an emulated Pod. The default gives every pod `127.0.0.1`; the Redis Enterprise
 /// emulator gives each REC pod its own loopback address.
+///
+/// Both methods run while the object store is locked: they must not call back into
+/// [`Objects`](super::Objects) (keep a table of your own, and react to pods through
+/// [`Objects::subscribe`](super::Objects::subscribe) instead).
 pub trait PodIpAllocator: Send + Sync {
     /// The IP for a pod about to be created (the pod object carries name, namespace, labels and owner).
     fn allocate(&self, pod: &Value) -> String;
