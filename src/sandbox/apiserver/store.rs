@@ -187,7 +187,7 @@ pub struct Store {
 
 /// The current time in the RFC 3339 second precision Kubernetes uses.
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
+    k8s_openapi::jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
 }
@@ -300,7 +300,7 @@ impl Store {
         let seed_source = format!(
             "{}-{}",
             std::process::id(),
-            jiff::Timestamp::now().as_nanosecond()
+            k8s_openapi::jiff::Timestamp::now().as_nanosecond()
         );
         let digest = Sha256::digest(seed_source.as_bytes());
         let mut seed = [0u8; 8];

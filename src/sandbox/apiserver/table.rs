@@ -112,10 +112,10 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 fn age(timestamp: Option<&str>) -> String {
-    let Some(ts) = timestamp.and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+    let Some(ts) = timestamp.and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok()) else {
         return "<unknown>".into();
     };
-    human_duration(jiff::Timestamp::now().as_second() - ts.as_second())
+    human_duration(k8s_openapi::jiff::Timestamp::now().as_second() - ts.as_second())
 }
 
 /// Columns of built-in kinds that no JSONPath expresses (kubectl's `READY 1/1` style counts).
