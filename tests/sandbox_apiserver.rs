@@ -1129,6 +1129,29 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
     };
     assert_eq!(order.len(), 3);
 
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        Api::namespaced(client(&server), "default");
+    budgets
+        .patch("db", &PatchParams::apply("test"), &Patch::Apply(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "db"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}})))
+        .await
+        .expect("pdb");
+    eventually(
+        "the PDB to count healthy pods",
+        Duration::from_secs(10),
+        || {
+            let budgets = budgets.clone();
+            async move {
+                let status = budgets.get("db").await.ok()?.status?;
+                (status.current_healthy == 3
+                    && status.desired_healthy == 2
+                    && status.disruptions_allowed == 1)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+
     // A template change rolls every pod to the new revision.
     sts_api
         .patch("db", &PatchParams::apply("test"), &Patch::Apply(json!({

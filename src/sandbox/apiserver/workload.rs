@@ -63,6 +63,99 @@ fn is_ready(pod: &Value) -> bool {
         })
 }
 
+/// The number a PDB's `minAvailable`/`maxUnavailable` stands for with `expected` pods (`"50%"` rounds up).
+fn budget_count(value: &Value, expected: i64) -> Option<i64> {
+    match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => match s.strip_suffix('%') {
+            Some(percent) => percent
+                .parse::<i64>()
+                .ok()
+                .map(|p| (p * expected + 99) / 100),
+            None => s.parse().ok(),
+        },
+        _ => None,
+    }
+}
+
+/// Keeps PodDisruptionBudget status (healthy counts, allowed disruptions) in line with the pods it selects.
+fn reconcile_disruption_budgets(state: &mut State) {
+    let Some(pdb_info) = state
+        .registry
+        .get(&GroupResource::new("policy", "poddisruptionbudgets"))
+    else {
+        return;
+    };
+    let budgets: Vec<Value> = state
+        .list(
+            &pdb_info.storage_resource(),
+            None,
+            &LabelSelector::default(),
+            &FieldSelector::default(),
+        )
+        .into_iter()
+        .cloned()
+        .collect();
+    for pdb in budgets {
+        let namespace = str_at(&pdb, "/metadata/namespace").to_string();
+        let name = str_at(&pdb, "/metadata/name").to_string();
+        let selector = LabelSelector::from_label_selector_object(
+            pdb.pointer("/spec/selector").unwrap_or(&Value::Null),
+        );
+        let pods = state.list(
+            &GroupResource::new("", "pods"),
+            Some(&namespace),
+            &selector,
+            &FieldSelector::default(),
+        );
+        let expected = pods.len() as i64;
+        let healthy = pods.iter().filter(|p| is_ready(p)).count() as i64;
+        let desired = match (
+            pdb.pointer("/spec/minAvailable"),
+            pdb.pointer("/spec/maxUnavailable"),
+        ) {
+            (Some(min), _) => budget_count(min, expected).unwrap_or(0),
+            (None, Some(max)) => expected - budget_count(max, expected).unwrap_or(0),
+            (None, None) => expected,
+        }
+        .max(0);
+        let status = json!({
+            "observedGeneration": pdb.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
+            "currentHealthy": healthy,
+            "desiredHealthy": desired,
+            "expectedPods": expected,
+            "disruptionsAllowed": (healthy - desired).max(0),
+        });
+        if pdb.get("status").map(|s| {
+            [
+                "observedGeneration",
+                "currentHealthy",
+                "desiredHealthy",
+                "expectedPods",
+                "disruptionsAllowed",
+            ]
+            .iter()
+            .all(|k| s.get(*k) == status.get(*k))
+        }) == Some(true)
+        {
+            continue;
+        }
+        let mut updated = pdb.clone();
+        if let Some(map) = updated.as_object_mut() {
+            map.insert("status".into(), status);
+        }
+        let _ = state.update(
+            &pdb_info,
+            "v1",
+            Some(&namespace),
+            &name,
+            updated,
+            Subresource::Status,
+            &options(),
+        );
+    }
+}
+
 /// The revision name of a pod template, as `controller-revision-hash` labels carry it.
 pub fn template_revision(statefulset_name: &str, template: &Value) -> String {
     let digest = Sha256::digest(template.to_string().as_bytes());
@@ -144,6 +237,7 @@ impl Controller {
         for sts in statefulsets {
             self.reconcile(&mut state, &sts);
         }
+        reconcile_disruption_budgets(&mut state);
         // Release addresses of pods that are gone.
         let live: Vec<String> = state
             .list(
