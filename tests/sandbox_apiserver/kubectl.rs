@@ -77,6 +77,24 @@ async fn kubectl_get_apply_describe_delete() {
         "cm2.yaml",
         &CONFIGMAP_YAML.replace("mode: fast", "mode: slow\n  extra: more"),
     );
+    // kubectl diff computes the change with a server-side dry run, which must not store anything.
+    let diff = kubectl
+        .run(&["diff", "-f", &changed.display().to_string()])
+        .await;
+    assert!(
+        diff.stdout.contains("-  mode: fast") && diff.stdout.contains("+  mode: slow"),
+        "{diff:?}"
+    );
+    let still = kubectl
+        .ok(&[
+            "get",
+            "configmap",
+            "settings",
+            "-o",
+            "jsonpath={.data.mode}",
+        ])
+        .await;
+    assert_eq!(still, "fast");
     let out = kubectl
         .ok(&["apply", "-f", &changed.display().to_string()])
         .await;
