@@ -531,3 +531,21 @@ async fn kube_runtime_controller_reconciles_and_owns_children() {
     .await;
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_stops_the_server() {
+    let server = start().await;
+    let address = server.address();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    api.list(&Default::default())
+        .await
+        .expect("serving before drop");
+    drop(server);
+    eventually("the port to close", Duration::from_secs(5), || async move {
+        tokio::net::TcpStream::connect(address)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+}
