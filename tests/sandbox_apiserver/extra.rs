@@ -549,3 +549,66 @@ async fn dropping_the_handle_stops_the_server() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_partition_keeps_lower_ordinals() {
+    let server = start_with(ApiServerOptions {
+        pod_ready_delay: Duration::from_millis(30),
+        ..ApiServerOptions::default()
+    })
+    .await;
+    let sts: Api<StatefulSet> = Api::namespaced(client(&server), "default");
+    let body = |image: &str| {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "part"},
+            "spec": {"replicas": 2, "serviceName": "part", "selector": {"matchLabels": {"app": "part"}},
+              "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
+              "template": {"metadata": {"labels": {"app": "part"}}, "spec": {"containers": [{"name": "c", "image": image}]}}}})
+    };
+    sts.patch(
+        "part",
+        &PatchParams::apply("test"),
+        &Patch::Apply(body("img:1")),
+    )
+    .await
+    .expect("apply");
+    let ready = |generation: i64, updated: i32| {
+        let sts = sts.clone();
+        move || {
+            let sts = sts.clone();
+            async move {
+                let status = sts.get("part").await.ok()?.status?;
+                (status.observed_generation == Some(generation)
+                    && status.ready_replicas == Some(2)
+                    && status.updated_replicas == Some(updated))
+                .then_some(())
+            }
+        }
+    };
+    eventually("two ready pods", Duration::from_secs(10), ready(1, 2)).await;
+    sts.patch(
+        "part",
+        &PatchParams::apply("test"),
+        &Patch::Apply(body("img:2")),
+    )
+    .await
+    .expect("new template");
+    eventually(
+        "only the partitioned pod updated",
+        Duration::from_secs(10),
+        ready(2, 1),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client(&server), "default");
+    let image = |pod: Pod| {
+        pod.spec
+            .and_then(|s| s.containers.first().and_then(|c| c.image.clone()))
+    };
+    assert_eq!(
+        image(pods.get("part-0").await.expect("pod 0")).as_deref(),
+        Some("img:1")
+    );
+    assert_eq!(
+        image(pods.get("part-1").await.expect("pod 1")).as_deref(),
+        Some("img:2")
+    );
+}

@@ -1,6 +1,7 @@
 //! Workload emulation: a StatefulSet controller that creates Pods `<sts>-<i>` from the template (OrderedReady
 //! or Parallel), makes them Ready after a delay with an IP from a pluggable allocator, rolls template changes
-//! one pod at a time from the highest ordinal, scales up and down, and keeps the StatefulSet status counts.
+//! one pod at a time from the highest ordinal (honouring `partition` and `OnDelete`), scales up and down, and
+//! keeps the StatefulSet status counts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -418,10 +419,16 @@ impl Controller {
             }
         }
         // Rolling update: once everything is Ready, replace the highest ordinal still on an old revision.
-        if !acted && all_present_ready {
+        // OnDelete leaves replacing pods to the user; a partition keeps ordinals below it on the old revision.
+        let on_delete = str_at(sts, "/spec/updateStrategy/type") == "OnDelete";
+        let partition = sts
+            .pointer("/spec/updateStrategy/rollingUpdate/partition")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        if !acted && all_present_ready && !on_delete {
             let outdated = owned
                 .iter()
-                .filter(|(i, _)| *i < replicas)
+                .filter(|(i, _)| *i < replicas && *i >= partition)
                 .filter(|(_, p)| str_at(p, "/metadata/labels/controller-revision-hash") != revision)
                 .max_by_key(|(i, _)| *i);
             if let Some((_, pod)) = outdated {
