@@ -3,6 +3,15 @@
 //! [`ApiServer::start`] binds a free port on 127.0.0.1 and serves what `kube::Client` (incl. `kube::runtime`)
 //! and the real `kubectl` use. [`ApiServerHandle`] gives its URL, writes kubeconfigs, exposes the in-process
 //! [`Objects`] handle and the [`Faults`] injector, and shuts everything down on drop.
+//!
+//! What it does not do (each answers with a `Status` naming it, or is simply absent):
+//! - protobuf request bodies (`kubectl create <kind> <name>`, `kubectl run`): 415 telling to use manifests;
+//! - OpenAPI v2, TLS, RBAC and admission (every request is allowed; an optional static bearer token);
+//! - subresources other than `status` and `scale` (`pods/log`, `exec`, `eviction`, …): 501;
+//! - strategic merge keys beyond containers, initContainers, env, ports, volumes, volumeMounts,
+//!   imagePullSecrets, conditions, ownerReferences (merge) and finalizers (set); other lists are replaced;
+//! - CRD conversion other than `None`, Deployment/ReplicaSet/Endpoints controllers;
+//! - snapshot-consistent pagination (continue tokens resume after the last key), field-selector field checks.
 
 pub mod discovery;
 pub mod error;
