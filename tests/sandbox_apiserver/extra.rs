@@ -178,6 +178,67 @@ impl PodIpAllocator for CountingAllocator {
     }
 }
 
+/// Holds pods un-Ready until the test opens the gate (as the Redis Enterprise emulator does until a node runs).
+struct GatedReadiness {
+    open: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl PodIpAllocator for GatedReadiness {
+    fn allocate(&self, _pod: &Value) -> String {
+        "127.0.0.1".into()
+    }
+    fn may_become_ready(&self, _pod: &Value) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_can_wait_for_an_external_signal() {
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = start_with(ApiServerOptions {
+        pod_ready_delay: Duration::from_millis(10),
+        pod_ip_allocator: Arc::new(GatedReadiness { open: open.clone() }),
+        ..ApiServerOptions::default()
+    })
+    .await;
+    let sts: Api<StatefulSet> = Api::namespaced(client(&server), "default");
+    sts.patch(
+        "gate",
+        &PatchParams::apply("test"),
+        &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "gate"},
+            "spec": {"replicas": 1, "serviceName": "gate", "selector": {"matchLabels": {"app": "gate"}},
+              "template": {"metadata": {"labels": {"app": "gate"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})),
+    )
+    .await
+    .expect("apply");
+    let pods: Api<Pod> = Api::namespaced(client(&server), "default");
+    let pod = eventually("the pod to exist", Duration::from_secs(10), || {
+        let pods = pods.clone();
+        async move { pods.get("gate-0").await.ok() }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pending = pods.get("gate-0").await.expect("pod");
+    assert_eq!(
+        pending.status.and_then(|s| s.phase).as_deref(),
+        Some("Pending"),
+        "{pod:?}"
+    );
+    open.store(true, Ordering::SeqCst);
+    eventually(
+        "the pod to become Ready once allowed",
+        Duration::from_secs(10),
+        || {
+            let pods = pods.clone();
+            async move {
+                let phase = pods.get("gate-0").await.ok()?.status?.phase?;
+                (phase == "Running").then_some(())
+            }
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_get_allocated_ips_in_ordinal_order() {
     let server = start_with(ApiServerOptions {

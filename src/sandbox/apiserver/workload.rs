@@ -26,6 +26,11 @@ pub trait PodIpAllocator: Send + Sync {
     fn allocate(&self, pod: &Value) -> String;
     /// Called when a pod is gone, so its address can be reused.
     fn release(&self, _pod: &Value) {}
+    /// Whether a pod whose ready delay has passed may become Ready now (e.g. once the emulated Redis
+    /// Enterprise node behind it answers); asked again on every pass until it says yes.
+    fn may_become_ready(&self, _pod: &Value) -> bool {
+        true
+    }
 }
 
 /// Gives every pod `127.0.0.1`.
@@ -323,7 +328,10 @@ impl Controller {
         for (_, pod) in &owned {
             let pod_uid = str_at(pod, "/metadata/uid").to_string();
             let created = *self.created.entry(pod_uid).or_insert(now);
-            if !is_ready(pod) && now.duration_since(created) >= self.ready_delay {
+            if !is_ready(pod)
+                && now.duration_since(created) >= self.ready_delay
+                && self.allocator.may_become_ready(pod)
+            {
                 let mut ready = pod.clone();
                 let ts = now_rfc3339();
                 let ip = str_at(pod, "/status/podIP").to_string();
