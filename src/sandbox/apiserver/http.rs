@@ -172,22 +172,15 @@ fn parse_target(
 ) -> Result<Target, ApiError> {
     let state = app.store.lock();
     let registry = &state.registry;
-    let unknown = |plural: &str| ApiError::NotFound {
-        resource: if group.is_empty() {
+    let unknown_resource = |plural: &str| {
+        let resource = if group.is_empty() {
             plural.to_string()
         } else {
             format!("{plural}.{group}")
-        },
-        name: String::new(),
-    };
-    let unknown_resource = |plural: &str| {
-        let mut e = unknown(plural);
-        if let ApiError::NotFound { resource, .. } = &e {
-            e = ApiError::UnknownPath {
-                path: format!("{path}: the server doesn't have a resource type \"{resource}\""),
-            };
+        };
+        ApiError::UnknownPath {
+            path: format!("{path}: the server doesn't have a resource type \"{resource}\""),
         }
-        e
     };
     if let ["namespaces", namespace, plural, tail @ ..] = rest
         && let Some(info) = registry
