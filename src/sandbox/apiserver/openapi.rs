@@ -46,11 +46,23 @@ fn kind_schema(info: &ResourceInfo, version: &str) -> Value {
         .version(version)
         .and_then(|v| v.schema.clone())
         .unwrap_or_else(|| {
-            json!({
+            let mut open = json!({
                 "type": "object",
                 "description": format!("{} is served by the sandbox API server with an open schema.", info.kind),
                 "x-kubernetes-preserve-unknown-fields": true,
-            })
+            });
+            let has_spec = !matches!(
+                info.plural.as_str(),
+                "configmaps" | "secrets" | "events" | "serviceaccounts" | "endpoints" | "roles" | "rolebindings"
+            );
+            if has_spec && let Some(map) = open.as_object_mut() {
+                let part = |what: &str| {
+                    json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                        "description": format!("The {what} of the {}; its fields are not described by the sandbox.", info.kind)})
+                };
+                map.insert("properties".into(), json!({"spec": part("desired state"), "status": part("observed state")}));
+            }
+            open
         });
     if let Some(map) = schema.as_object_mut() {
         map.insert("x-kubernetes-group-version-kind".into(), gvk);
