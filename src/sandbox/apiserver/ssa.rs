@@ -534,4 +534,44 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(managers, vec!["m2"]);
     }
+
+    #[test]
+    fn list_map_items_are_owned_per_key() {
+        let apply_as = |current: &Value, manager: &str, containers: Value| {
+            let body = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+                "spec": {"template": {"spec": {"containers": containers}}}});
+            apply(
+                current,
+                &body,
+                &writer(manager),
+                false,
+                &BuiltinListTypes,
+                true,
+                "statefulsets.apps",
+                "s",
+            )
+            .map_err(|e| e.to_string())
+        };
+        let base =
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"}});
+        let obj = apply_as(
+            &base,
+            "a",
+            json!([{"name": "main", "image": "i:1"}, {"name": "side", "image": "s:1"}]),
+        )
+        .unwrap_or_default();
+        let obj = apply_as(
+            &obj,
+            "b",
+            json!([{"name": "main", "env": [{"name": "X", "value": "1"}]}]),
+        )
+        .unwrap_or_default();
+        let obj =
+            apply_as(&obj, "a", json!([{"name": "main", "image": "i:2"}])).unwrap_or_default();
+        assert_eq!(
+            obj.pointer("/spec/template/spec/containers"),
+            Some(&json!([{"name": "main", "image": "i:2", "env": [{"name": "X", "value": "1"}]}])),
+            "side is dropped by its only owner; b's env on main stays"
+        );
+    }
 }
