@@ -90,11 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let list = api.list(&ListParams::default()).await?;
     let list_elapsed = started.elapsed();
-    assert_eq!(
-        list.items.len(),
-        COUNT,
-        "the list returns every created object"
-    );
+    assert_eq!(list.items.len(), COUNT, "the list returns every created object");
     let rv = list.metadata.resource_version.clone().unwrap_or_default();
 
     let watch = api.watch(&WatchParams::default().timeout(120), &rv).await?;

@@ -10,3 +10,4 @@ pub mod manifests;
 pub mod sandbox;
 pub mod source;
 pub mod sync;
+pub mod telemetry;

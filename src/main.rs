@@ -7,6 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use redis_gitops::api;
 use redis_gitops::desired::render::{self, Only};
 use redis_gitops::manifests::{Diagnostic, LoadOptions, load_directory};
+use redis_gitops::sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
+use redis_gitops::sync::controller::SyncContext;
+use redis_gitops::telemetry::{LogFormat, init_logging, shutdown_signal};
 
 /// Keep Redis Enterprise clusters and databases exactly as a Git repository describes them.
 #[derive(Parser)]
@@ -49,6 +52,34 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Part::All)]
         only: Part,
     },
+    /// Run the agent in a Kubernetes cluster: the GitSync controller keeps RECs and REDBs as Git says.
+    ///
+    /// Uses the in-cluster service account, or the current kubeconfig context outside a cluster. Waits for the
+    /// CRDs to be installed, then runs until SIGTERM or Ctrl-C.
+    Agent {
+        /// Directory for the Git caches (one bare repository per URL, reused across polls).
+        #[arg(long, env = "REDIS_GITOPS_CACHE_DIR", default_value = "/tmp/redis-gitops-cache")]
+        cache_dir: PathBuf,
+        /// A namespace GitSyncs may write to besides their own (repeat for several).
+        #[arg(long = "allow-namespace")]
+        allow_namespaces: Vec<String>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogStyle::Text)]
+        log_format: LogStyle,
+    },
+    /// Start a local control plane: a Kubernetes API server and a Redis Enterprise emulator on loopback.
+    ///
+    /// The real kubectl and the agent work against it unchanged, so you can try redis-gitops without a cluster or
+    /// a license. Every Redis Enterprise pod becomes an emulated node, and every database a real redis-server.
+    /// Needs redis-server (Debian package redis-server). Runs until Ctrl-C or SIGTERM.
+    Sandbox {
+        /// Where to write the kubeconfig (default: redis-gitops-sandbox.kubeconfig in the temp directory).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+        /// Port of the API server on 127.0.0.1 (default: a free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Print the CustomResourceDefinitions (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync) as YAML.
     Crds {
         /// Write one file per CRD into this directory instead of printing them.
@@ -60,6 +91,12 @@ enum Command {
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Yaml,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogStyle {
+    Text,
     Json,
 }
 
@@ -81,7 +118,89 @@ fn main() -> ExitCode {
             only,
         } => render_command(&path, namespace, output, only),
         Command::Crds { output_dir } => crds(output_dir),
+        Command::Agent {
+            cache_dir,
+            allow_namespaces,
+            log_format,
+        } => {
+            let format = match log_format {
+                LogStyle::Text => LogFormat::Text,
+                LogStyle::Json => LogFormat::Json,
+            };
+            runtime().block_on(agent(cache_dir, allow_namespaces, format))
+        }
+        Command::Sandbox { kubeconfig, port } => runtime().block_on(sandbox(kubeconfig, port)),
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("failed to start the async runtime: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn agent(cache_dir: PathBuf, allow_namespaces: Vec<String>, format: LogFormat) -> ExitCode {
+    init_logging(format);
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "unable to find a Kubernetes API server (in-cluster account or kubeconfig)");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = std::fs::create_dir_all(&cache_dir) {
+        tracing::error!(%error, path = %cache_dir.display(), "unable to create the Git cache directory");
+        return ExitCode::FAILURE;
+    }
+    tokio::select! {
+        () = redis_gitops::sync::wait_for_crds(&client) => {}
+        () = shutdown_signal() => return ExitCode::SUCCESS,
+    }
+    let namespaces = redis_gitops::sync::settings::allowed_namespaces(&allow_namespaces);
+    let instance = std::env::var("POD_NAME").ok();
+    let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance));
+    tracing::info!("agent started: GitSync controller running");
+    redis_gitops::sync::controller::run(context, shutdown_signal()).await;
+    tracing::info!("agent stopped");
+    ExitCode::SUCCESS
+}
+
+async fn sandbox(kubeconfig: Option<PathBuf>, port: u16) -> ExitCode {
+    init_logging(LogFormat::Text);
+    let options = SandboxOptions {
+        port,
+        ..SandboxOptions::default()
+    };
+    let sandbox = match Sandbox::start(options).await {
+        Ok(sandbox) => sandbox,
+        Err(error) => {
+            eprintln!("sandbox: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = kubeconfig.unwrap_or_else(default_kubeconfig_path);
+    if let Err(error) = sandbox.apiserver.write_kubeconfig(&path) {
+        eprintln!("sandbox: {error}");
+        return ExitCode::FAILURE;
+    }
+    println!("redis-gitops sandbox is running (Ctrl-C to stop).");
+    println!("  Kubernetes API server  {}", sandbox.apiserver.url());
+    println!("  kubeconfig             {}", path.display());
+    println!("  Redis Enterprise CA    {}", sandbox.ca_path().display());
+    println!();
+    println!("Try:");
+    println!("  export KUBECONFIG={}", path.display());
+    println!("  kubectl get crds");
+    println!("  kubectl explain redb.spec");
+    println!("  kubectl apply --server-side -f examples-repo/clusters/staging.yaml && kubectl get rec -A");
+    shutdown_signal().await;
+    println!("sandbox stopped");
+    drop(sandbox);
+    ExitCode::SUCCESS
 }
 
 fn options(namespace: String) -> LoadOptions {

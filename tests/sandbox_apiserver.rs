@@ -11,16 +11,13 @@ mod kubectl;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{
-    Widget, WidgetPort, WidgetSpec, WidgetStatus, client, eventually, raw, start, start_with,
-};
+use common::{Widget, WidgetPort, WidgetSpec, WidgetStatus, client, eventually, raw, start, start_with};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchEvent,
-    WatchParams,
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy, WatchEvent, WatchParams,
 };
 use kube::core::ObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -40,11 +37,7 @@ fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
             name: Some(name.into()),
             ..Default::default()
         },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ),
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
         ..Default::default()
     }
 }
@@ -69,13 +62,7 @@ async fn crud_with_kube_client() {
         .create(&PostParams::default(), &config_map("one", &[("a", "1")]))
         .await
         .expect("create");
-    assert!(
-        created
-            .metadata
-            .uid
-            .as_deref()
-            .is_some_and(|u| u.len() == 36)
-    );
+    assert!(created.metadata.uid.as_deref().is_some_and(|u| u.len() == 36));
     assert!(created.metadata.creation_timestamp.is_some());
     let rv: u64 = created
         .metadata
@@ -88,10 +75,7 @@ async fn crud_with_kube_client() {
     let fetched = api.get("one").await.expect("get");
     assert_eq!(fetched.data, created.data);
 
-    let again = api_error(
-        api.create(&PostParams::default(), &config_map("one", &[]))
-            .await,
-    );
+    let again = api_error(api.create(&PostParams::default(), &config_map("one", &[])).await);
     assert_eq!((again.code, again.reason.as_str()), (409, "AlreadyExists"));
     assert_eq!(again.message, "configmaps \"one\" already exists");
 
@@ -102,11 +86,7 @@ async fn crud_with_kube_client() {
         .await
         .expect("replace");
     assert_eq!(
-        replaced
-            .data
-            .as_ref()
-            .and_then(|d| d.get("a"))
-            .map(String::as_str),
+        replaced.data.as_ref().and_then(|d| d.get("a")).map(String::as_str),
         Some("2")
     );
     let new_rv: u64 = replaced
@@ -130,19 +110,13 @@ async fn crud_with_kube_client() {
         .collect();
     assert_eq!(names, vec!["one", "two"]);
 
-    api.delete("one", &DeleteParams::default())
-        .await
-        .expect("delete");
+    api.delete("one", &DeleteParams::default()).await.expect("delete");
     let gone = api_error(api.get("one").await);
     assert_eq!((gone.code, gone.reason.as_str()), (404, "NotFound"));
     assert_eq!(gone.message, "configmaps \"one\" not found");
 
     let missing_ns: Api<ConfigMap> = Api::namespaced(client(&server), "nowhere");
-    let err = api_error(
-        missing_ns
-            .create(&PostParams::default(), &config_map("x", &[]))
-            .await,
-    );
+    let err = api_error(missing_ns.create(&PostParams::default(), &config_map("x", &[])).await);
     assert_eq!(
         (err.code, err.message.as_str()),
         (404, "namespaces \"nowhere\" not found")
@@ -166,16 +140,9 @@ async fn stale_update_is_a_conflict() {
     stale.data = Some(BTreeMap::from([("k".to_string(), "3".to_string())]));
     let err = api_error(api.replace("c", &PostParams::default(), &stale).await);
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
-    assert!(
-        err.message.contains("the object has been modified"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("the object has been modified"), "{}", err.message);
     let now = api.get("c").await.expect("get");
-    assert_eq!(
-        now.data.and_then(|d| d.get("k").cloned()).as_deref(),
-        Some("2")
-    );
+    assert_eq!(now.data.and_then(|d| d.get("k").cloned()).as_deref(), Some("2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,15 +154,10 @@ async fn list_selectors() {
         if let Some(tier) = tier {
             cm.metadata.labels = Some(BTreeMap::from([("tier".to_string(), tier.to_string())]));
         }
-        api.create(&PostParams::default(), &cm)
-            .await
-            .expect("create");
+        api.create(&PostParams::default(), &cm).await.expect("create");
     }
     let names = |list: kube::core::ObjectList<ConfigMap>| -> Vec<String> {
-        list.items
-            .into_iter()
-            .filter_map(|c| c.metadata.name)
-            .collect()
+        list.items.into_iter().filter_map(|c| c.metadata.name).collect()
     };
     for (selector, expected) in [
         ("tier=web", vec!["a"]),
@@ -206,10 +168,7 @@ async fn list_selectors() {
         ("tier", vec!["a", "b"]),
         ("!tier", vec!["c"]),
     ] {
-        let list = api
-            .list(&ListParams::default().labels(selector))
-            .await
-            .expect("list");
+        let list = api.list(&ListParams::default().labels(selector)).await.expect("list");
         assert_eq!(names(list), expected, "selector {selector}");
     }
     let list = api
@@ -225,15 +184,8 @@ async fn list_selectors() {
     assert_eq!(names(list).len(), 3);
     let err = api_error(api.list(&ListParams::default().labels("tier in web")).await);
     assert_eq!(err.code, 400);
-    assert!(
-        err.message.contains("unable to parse requirement"),
-        "{}",
-        err.message
-    );
-    let list = api
-        .list(&ListParams::default().limit(2))
-        .await
-        .expect("page 1");
+    assert!(err.message.contains("unable to parse requirement"), "{}", err.message);
+    let list = api.list(&ListParams::default().limit(2)).await.expect("page 1");
     let token = list.metadata.continue_.clone().expect("continue token");
     assert_eq!(names(list), vec!["a", "b"]);
     let list = api
@@ -263,19 +215,12 @@ async fn watch_resumes_after_gone() {
         .await
         .expect("watch")
         .boxed();
-    api.patch(
-        "w",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"data": {"n": "0"}})),
-    )
-    .await
-    .expect("patch");
+    api.patch("w", &PatchParams::default(), &Patch::Merge(json!({"data": {"n": "0"}})))
+        .await
+        .expect("patch");
     match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
         Ok(Ok(Some(WatchEvent::Modified(cm)))) => {
-            assert_eq!(
-                cm.data.and_then(|d| d.get("n").cloned()).as_deref(),
-                Some("0")
-            )
+            assert_eq!(cm.data.and_then(|d| d.get("n").cloned()).as_deref(), Some("0"))
         }
         other => panic!("expected MODIFIED, got {other:?}"),
     }
@@ -318,10 +263,7 @@ async fn watch_resumes_after_gone() {
     .expect("patch");
     match tokio::time::timeout(Duration::from_secs(5), stream.try_next()).await {
         Ok(Ok(Some(WatchEvent::Modified(cm)))) => {
-            assert_eq!(
-                cm.data.and_then(|d| d.get("n").cloned()).as_deref(),
-                Some("last")
-            )
+            assert_eq!(cm.data.and_then(|d| d.get("n").cloned()).as_deref(), Some("last"))
         }
         other => panic!("expected MODIFIED after resuming, got {other:?}"),
     }
@@ -344,9 +286,7 @@ async fn watch_bookmarks_and_timeout() {
         .collect()
         .await;
     assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Ok(WatchEvent::Bookmark(_)))),
+        events.iter().any(|e| matches!(e, Ok(WatchEvent::Bookmark(_)))),
         "no bookmark in {events:?}"
     );
     // The stream ended by itself after timeoutSeconds (collect returned).
@@ -360,23 +300,18 @@ async fn watcher_and_reflector_see_updates() {
         .await
         .expect("create");
     let (reader, writer) = reflector::store::<Widget>();
-    let stream =
-        reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects();
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects();
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while stream.next().await.is_some() {}
     });
-    eventually(
-        "the reflector to list the widget",
-        Duration::from_secs(10),
-        || {
-            let found = reader
-                .state()
-                .iter()
-                .any(|w| w.metadata.name.as_deref() == Some("seen"));
-            async move { found.then_some(()) }
-        },
-    )
+    eventually("the reflector to list the widget", Duration::from_secs(10), || {
+        let found = reader
+            .state()
+            .iter()
+            .any(|w| w.metadata.name.as_deref() == Some("seen"));
+        async move { found.then_some(()) }
+    })
     .await;
     api.patch(
         "seen",
@@ -388,20 +323,14 @@ async fn watcher_and_reflector_see_updates() {
     api.create(&PostParams::default(), &widget("later", 2))
         .await
         .expect("create later");
-    eventually(
-        "the reflector to see the update",
-        Duration::from_secs(10),
-        || {
-            let state = reader.state();
-            let updated = state
-                .iter()
-                .any(|w| w.metadata.name.as_deref() == Some("seen") && w.spec.size == 7);
-            let added = state
-                .iter()
-                .any(|w| w.metadata.name.as_deref() == Some("later"));
-            async move { (updated && added).then_some(()) }
-        },
-    )
+    eventually("the reflector to see the update", Duration::from_secs(10), || {
+        let state = reader.state();
+        let updated = state
+            .iter()
+            .any(|w| w.metadata.name.as_deref() == Some("seen") && w.spec.size == 7);
+        let added = state.iter().any(|w| w.metadata.name.as_deref() == Some("later"));
+        async move { (updated && added).then_some(()) }
+    })
     .await;
     // Dropping every watch (fault injection) does not lose later updates: the watcher reconnects.
     server.drop_watches();
@@ -437,7 +366,9 @@ async fn server_side_apply_removes_dropped_fields() {
             api.patch(
                 "ssa",
                 &PatchParams::apply(manager),
-                &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data})),
+                &Patch::Apply(
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data}),
+                ),
             )
             .await
         }
@@ -446,18 +377,10 @@ async fn server_side_apply_removes_dropped_fields() {
         .await
         .expect("create on apply");
     assert_eq!(created.data.as_ref().map(|d| d.len()), Some(3));
-    apply("second", json!({"b": "2"}))
-        .await
-        .expect("shared field");
-    let after = apply("first", json!({"c": "3"}))
-        .await
-        .expect("drop a and b");
+    apply("second", json!({"b": "2"})).await.expect("shared field");
+    let after = apply("first", json!({"c": "3"})).await.expect("drop a and b");
     let data = after.data.clone().unwrap_or_default();
-    assert_eq!(
-        data.get("a"),
-        None,
-        "a was only owned by first and must be removed"
-    );
+    assert_eq!(data.get("a"), None, "a was only owned by first and must be removed");
     assert_eq!(
         data.get("b").map(String::as_str),
         Some("2"),
@@ -474,10 +397,7 @@ async fn server_side_apply_removes_dropped_fields() {
     assert_eq!(managers, vec!["first", "second"]);
     // Re-applying the same configuration is a no-op: no new resourceVersion, no watch event.
     let again = apply("first", json!({"c": "3"})).await.expect("same apply");
-    assert_eq!(
-        again.metadata.resource_version,
-        after.metadata.resource_version
-    );
+    assert_eq!(again.metadata.resource_version, after.metadata.resource_version);
     let merged = api
         .patch(
             "ssa",
@@ -486,10 +406,7 @@ async fn server_side_apply_removes_dropped_fields() {
         )
         .await
         .expect("no-op merge patch");
-    assert_eq!(
-        merged.metadata.resource_version,
-        after.metadata.resource_version
-    );
+    assert_eq!(merged.metadata.resource_version, after.metadata.resource_version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,8 +443,10 @@ async fn server_side_apply_conflicts_without_force() {
         .patch(
             "w",
             &PatchParams::apply("intruder"),
-            &Patch::Apply(json!({"apiVersion": "test.sandbox.io/v1", "kind": "Widget", "metadata": {"name": "w"},
-                "spec": {"ports": [{"name": "metrics", "port": 9090}]}})),
+            &Patch::Apply(
+                json!({"apiVersion": "test.sandbox.io/v1", "kind": "Widget", "metadata": {"name": "w"},
+                "spec": {"ports": [{"name": "metrics", "port": 9090}]}}),
+            ),
         )
         .await
         .expect("merge ports");
@@ -563,10 +482,7 @@ async fn status_subresource_and_generation() {
     w.status = Some(WidgetStatus {
         phase: Some("Ignored".into()),
     });
-    let created = api
-        .create(&PostParams::default(), &w)
-        .await
-        .expect("create");
+    let created = api.create(&PostParams::default(), &w).await.expect("create");
     assert_eq!(created.metadata.generation, Some(1));
     assert_eq!(created.status, None, "status is ignored on create");
 
@@ -578,10 +494,7 @@ async fn status_subresource_and_generation() {
         )
         .await
         .expect("status patch");
-    assert_eq!(
-        after_status.status.and_then(|s| s.phase).as_deref(),
-        Some("Ready")
-    );
+    assert_eq!(after_status.status.and_then(|s| s.phase).as_deref(), Some("Ready"));
     assert_eq!(after_status.spec.size, 1, "spec is ignored on /status");
     assert_eq!(
         after_status.metadata.generation,
@@ -629,15 +542,14 @@ async fn status_subresource_and_generation() {
         .patch_status(
             "g",
             &PatchParams::apply("status-writer").force(),
-            &Patch::Apply(json!({"apiVersion": "test.sandbox.io/v1", "kind": "Widget", "metadata": {"name": "g"},
-                "status": {"phase": "Applied"}})),
+            &Patch::Apply(
+                json!({"apiVersion": "test.sandbox.io/v1", "kind": "Widget", "metadata": {"name": "g"},
+                "status": {"phase": "Applied"}}),
+            ),
         )
         .await
         .expect("status apply");
-    assert_eq!(
-        ssa_status.status.and_then(|s| s.phase).as_deref(),
-        Some("Applied")
-    );
+    assert_eq!(ssa_status.status.and_then(|s| s.phase).as_deref(), Some("Applied"));
     assert_eq!(ssa_status.metadata.generation, Some(2));
 }
 
@@ -647,12 +559,8 @@ async fn finalizers_hold_deletion() {
     let api: Api<Widget> = Api::namespaced(client(&server), "default");
     let mut w = widget("f", 1);
     w.metadata.finalizers = Some(vec!["test.sandbox.io/cleanup".into()]);
-    api.create(&PostParams::default(), &w)
-        .await
-        .expect("create");
-    api.delete("f", &DeleteParams::default())
-        .await
-        .expect("delete");
+    api.create(&PostParams::default(), &w).await.expect("create");
+    api.delete("f", &DeleteParams::default()).await.expect("delete");
     let marked = api.get("f").await.expect("still there");
     assert!(marked.metadata.deletion_timestamp.is_some());
     let err = api_error(
@@ -693,9 +601,7 @@ async fn kube_runtime_finalizer_helper_runs_its_json_patches() {
                 std::sync::Arc::new(obj),
                 |event| async move {
                     match event {
-                        Event::Apply(_) => {
-                            Ok::<_, std::convert::Infallible>(Action::await_change())
-                        }
+                        Event::Apply(_) => Ok::<_, std::convert::Infallible>(Action::await_change()),
                         Event::Cleanup(_) => Ok(Action::await_change()),
                     }
                 },
@@ -711,9 +617,7 @@ async fn kube_runtime_finalizer_helper_runs_its_json_patches() {
         with.metadata.finalizers,
         Some(vec!["test.sandbox.io/cleanup".to_string()])
     );
-    api.delete("fin", &DeleteParams::default())
-        .await
-        .expect("delete");
+    api.delete("fin", &DeleteParams::default()).await.expect("delete");
     run(api.get("fin").await.expect("terminating"))
         .await
         .expect("the helper cleans up and removes its finalizer");
@@ -737,10 +641,7 @@ async fn kube_runtime_finalizer_helper_runs_its_json_patches() {
     );
     assert_eq!(err.code, 422, "{}", err.message);
     let unchanged = cm_api.get("jp").await.expect("get");
-    assert_eq!(
-        unchanged.data.and_then(|d| d.get("k").cloned()).as_deref(),
-        Some("v")
-    );
+    assert_eq!(unchanged.data.and_then(|d| d.get("k").cloned()).as_deref(), Some("v"));
 }
 
 fn owned_config_map(name: &str, owner: &ConfigMap) -> ConfigMap {
@@ -762,10 +663,7 @@ async fn garbage_collection_background_foreground_orphan() {
     let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
     let pp = PostParams::default();
 
-    let owner = api
-        .create(&pp, &config_map("owner-bg", &[]))
-        .await
-        .expect("owner");
+    let owner = api.create(&pp, &config_map("owner-bg", &[])).await.expect("owner");
     api.create(&pp, &owned_config_map("child-bg", &owner))
         .await
         .expect("child");
@@ -778,20 +676,14 @@ async fn garbage_collection_background_foreground_orphan() {
         "background GC deletes the dependent"
     );
 
-    let owner = api
-        .create(&pp, &config_map("owner-fg", &[]))
-        .await
-        .expect("owner");
+    let owner = api.create(&pp, &config_map("owner-fg", &[])).await.expect("owner");
     let mut child = owned_config_map("child-fg", &owner);
     child.metadata.finalizers = Some(vec!["test/hold".into()]);
     api.create(&pp, &child).await.expect("child");
     api.delete("owner-fg", &DeleteParams::foreground())
         .await
         .expect("delete fg");
-    let waiting = api
-        .get("owner-fg")
-        .await
-        .expect("owner waits for its dependents");
+    let waiting = api.get("owner-fg").await.expect("owner waits for its dependents");
     assert!(
         waiting
             .metadata
@@ -821,10 +713,7 @@ async fn garbage_collection_background_foreground_orphan() {
         "owner goes once its dependents are gone"
     );
 
-    let owner = api
-        .create(&pp, &config_map("owner-or", &[]))
-        .await
-        .expect("owner");
+    let owner = api.create(&pp, &config_map("owner-or", &[])).await.expect("owner");
     api.create(&pp, &owned_config_map("child-or", &owner))
         .await
         .expect("child");
@@ -832,16 +721,9 @@ async fn garbage_collection_background_foreground_orphan() {
         propagation_policy: Some(PropagationPolicy::Orphan),
         ..DeleteParams::default()
     };
-    api.delete("owner-or", &orphan)
-        .await
-        .expect("delete orphan");
+    api.delete("owner-or", &orphan).await.expect("delete orphan");
     let kept = api.get("child-or").await.expect("orphan survives");
-    assert!(
-        kept.metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
+    assert!(kept.metadata.owner_references.unwrap_or_default().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -855,15 +737,8 @@ async fn schema_violations_are_rejected_and_change_nothing() {
         "Widget.test.sandbox.io \"bad\" is invalid: spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
     );
     let causes = err.details.map(|d| d.causes).unwrap_or_default();
-    assert_eq!(
-        causes.first().map(|c| c.field.clone()).as_deref(),
-        Some("spec.size")
-    );
-    assert_eq!(
-        api_error(api.get("bad").await).code,
-        404,
-        "nothing was stored"
-    );
+    assert_eq!(causes.first().map(|c| c.field.clone()).as_deref(), Some("spec.size"));
+    assert_eq!(api_error(api.get("bad").await).code, 404, "nothing was stored");
 
     let good = api
         .create(&PostParams::default(), &widget("good", 5))
@@ -879,15 +754,13 @@ async fn schema_violations_are_rejected_and_change_nothing() {
     );
     assert_eq!(err.code, 422);
     assert!(
-        err.message
-            .contains("spec.color in body should match '^[a-z]+$'"),
+        err.message.contains("spec.color in body should match '^[a-z]+$'"),
         "{}",
         err.message
     );
     assert!(
-        err.message.contains(
-            "spec.mode: Unsupported value: \"Sloppy\": supported values: \"Fast\", \"Careful\""
-        ),
+        err.message
+            .contains("spec.mode: Unsupported value: \"Sloppy\": supported values: \"Fast\", \"Careful\""),
         "{}",
         err.message
     );
@@ -913,16 +786,9 @@ async fn schema_violations_are_rejected_and_change_nothing() {
         )
         .await,
     );
-    assert!(
-        err.message.contains("spec.color: Required value"),
-        "{}",
-        err.message
-    );
+    assert!(err.message.contains("spec.color: Required value"), "{}", err.message);
     let unchanged = api.get("good").await.expect("get");
-    assert_eq!(
-        unchanged.metadata.resource_version,
-        good.metadata.resource_version
-    );
+    assert_eq!(unchanged.metadata.resource_version, good.metadata.resource_version);
     assert_eq!(unchanged.spec, good.spec);
 
     // Malformed bodies, unknown resources and bad selectors answer with a Status and change nothing.
@@ -967,15 +833,9 @@ async fn schema_violations_are_rejected_and_change_nothing() {
     )
     .await;
     assert_eq!(code, 501, "{body}");
-    assert!(
-        body.contains("does not implement the pods/log subresource"),
-        "{body}"
-    );
+    assert!(body.contains("does not implement the pods/log subresource"), "{body}");
     let after = api.get("good").await.expect("get");
-    assert_eq!(
-        after.metadata.resource_version,
-        good.metadata.resource_version
-    );
+    assert_eq!(after.metadata.resource_version, good.metadata.resource_version);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1029,16 +889,10 @@ async fn secret_string_data_becomes_data() {
             name: Some("s".into()),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([(
-            "password".to_string(),
-            "hunter2".to_string(),
-        )])),
+        string_data: Some(BTreeMap::from([("password".to_string(), "hunter2".to_string())])),
         ..Default::default()
     };
-    let created = api
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("create");
+    let created = api.create(&PostParams::default(), &secret).await.expect("create");
     assert_eq!(created.string_data, None);
     let data = created.data.unwrap_or_default();
     assert_eq!(
@@ -1072,10 +926,8 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
         async move {
             let s = api.get("db").await.ok()?;
             let st = s.status.clone()?;
-            (st.ready_replicas == Some(3)
-                && st.updated_replicas == Some(3)
-                && st.current_replicas == Some(3))
-            .then_some(s)
+            (st.ready_replicas == Some(3) && st.updated_replicas == Some(3) && st.current_replicas == Some(3))
+                .then_some(s)
         }
     })
     .await;
@@ -1083,10 +935,7 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
     assert_eq!(status.current_revision, status.update_revision);
     assert_eq!(status.observed_generation, Some(1));
     let pod = pods.get("db-0").await.expect("pod db-0");
-    assert_eq!(
-        pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
-        Some("127.0.0.1")
-    );
+    assert_eq!(pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()), Some("127.0.0.1"));
     assert_eq!(
         pod.metadata
             .labels
@@ -1095,29 +944,17 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
             .map(String::as_str),
         Some("db")
     );
-    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
-        Api::namespaced(client(&server), "default");
-    let claim = claims
-        .get("data-db-0")
-        .await
-        .expect("claim from volumeClaimTemplates");
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(client(&server), "default");
+    let claim = claims.get("data-db-0").await.expect("claim from volumeClaimTemplates");
     assert_eq!(claim.status.and_then(|s| s.phase).as_deref(), Some("Bound"));
-    let mounted = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.clone())
-        .unwrap_or_default();
-    assert!(mounted.iter().any(|v| {
-        v.persistent_volume_claim
-            .as_ref()
-            .map(|c| c.claim_name.as_str())
-            == Some("data-db-0")
-    }));
-    let owner = pod.metadata.owner_references.unwrap_or_default();
-    assert_eq!(
-        owner.first().map(|o| o.uid.clone()),
-        ready.metadata.uid.clone()
+    let mounted = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    assert!(
+        mounted
+            .iter()
+            .any(|v| { v.persistent_volume_claim.as_ref().map(|c| c.claim_name.as_str()) == Some("data-db-0") })
     );
+    let owner = pod.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owner.first().map(|o| o.uid.clone()), ready.metadata.uid.clone());
     let order: Vec<String> = {
         let mut ps = pods
             .list(&ListParams::default().labels("app=db"))
@@ -1129,27 +966,24 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
     };
     assert_eq!(order.len(), 3);
 
-    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
-        Api::namespaced(client(&server), "default");
+    let budgets: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> = Api::namespaced(client(&server), "default");
     budgets
-        .patch("db", &PatchParams::apply("test"), &Patch::Apply(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": {"name": "db"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}})))
+        .patch(
+            "db",
+            &PatchParams::apply("test"),
+            &Patch::Apply(json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "db"}, "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "db"}}}})),
+        )
         .await
         .expect("pdb");
-    eventually(
-        "the PDB to count healthy pods",
-        Duration::from_secs(10),
-        || {
-            let budgets = budgets.clone();
-            async move {
-                let status = budgets.get("db").await.ok()?.status?;
-                (status.current_healthy == 3
-                    && status.desired_healthy == 2
-                    && status.disruptions_allowed == 1)
-                    .then_some(())
-            }
-        },
-    )
+    eventually("the PDB to count healthy pods", Duration::from_secs(10), || {
+        let budgets = budgets.clone();
+        async move {
+            let status = budgets.get("db").await.ok()?.status?;
+            (status.current_healthy == 3 && status.desired_healthy == 2 && status.disruptions_allowed == 1)
+                .then_some(())
+        }
+    })
     .await;
 
     // A template change rolls every pod to the new revision.
@@ -1161,22 +995,18 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
         })))
         .await
         .expect("new template");
-    eventually(
-        "the rolling update to finish",
-        Duration::from_secs(20),
-        || {
-            let api = sts_api.clone();
-            async move {
-                let s = api.get("db").await.ok()?;
-                let st = s.status?;
-                (st.observed_generation == Some(2)
-                    && st.updated_replicas == Some(3)
-                    && st.ready_replicas == Some(3)
-                    && st.current_revision == st.update_revision)
-                    .then_some(())
-            }
-        },
-    )
+    eventually("the rolling update to finish", Duration::from_secs(20), || {
+        let api = sts_api.clone();
+        async move {
+            let s = api.get("db").await.ok()?;
+            let st = s.status?;
+            (st.observed_generation == Some(2)
+                && st.updated_replicas == Some(3)
+                && st.ready_replicas == Some(3)
+                && st.current_revision == st.update_revision)
+                .then_some(())
+        }
+    })
     .await;
     let image = pods
         .get("db-0")
@@ -1213,21 +1043,17 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
         .delete("db", &DeleteParams::default())
         .await
         .expect("delete sts");
-    eventually(
-        "pods collected with their StatefulSet",
-        Duration::from_secs(5),
-        || {
-            let pods = pods.clone();
-            async move {
-                pods.list(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty()
-                    .then_some(())
-            }
-        },
-    )
+    eventually("pods collected with their StatefulSet", Duration::from_secs(5), || {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty()
+                .then_some(())
+        }
+    })
     .await;
 }
 
@@ -1267,9 +1093,7 @@ async fn injected_faults_fail_and_delay_requests() {
 async fn in_process_handle_sees_and_makes_changes() {
     let server = start().await;
     let objects = server.objects();
-    let mut events = objects
-        .subscribe(Some(("v1", "ConfigMap")))
-        .expect("subscribe");
+    let mut events = objects.subscribe(Some(("v1", "ConfigMap"))).expect("subscribe");
     let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
     api.create(&PostParams::default(), &config_map("h", &[("k", "v")]))
         .await
@@ -1296,8 +1120,6 @@ async fn in_process_handle_sees_and_makes_changes() {
         fetched.data.and_then(|d| d.get("k").cloned()).as_deref(),
         Some("changed")
     );
-    let listed = objects
-        .list("v1", "ConfigMap", Some("default"), "")
-        .expect("list");
+    let listed = objects.list("v1", "ConfigMap", Some("default"), "").expect("list");
     assert_eq!(listed.len(), 1);
 }

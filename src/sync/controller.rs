@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::plan::{
-    DesiredObject, LiveObject, PrunePolicy, REVISION_ANNOTATION, SyncTarget, desired_objects, drifted_fields, plan_prune,
+    DesiredObject, LiveObject, PrunePolicy, REVISION_ANNOTATION, SyncTarget, desired_objects, drifted_fields,
+    plan_prune,
 };
 use super::settings::{credentials, settings, tree_files};
 use crate::api::conditions::{Condition, set_condition, types};
@@ -47,8 +48,16 @@ pub struct SyncContext {
 
 impl SyncContext {
     /// A context for `client`.
-    pub fn new(client: Client, cache_dir: PathBuf, extra_namespaces: BTreeSet<String>, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: "redis-gitops-sync".to_string(), instance };
+    pub fn new(
+        client: Client,
+        cache_dir: PathBuf,
+        extra_namespaces: BTreeSet<String>,
+        instance: Option<String>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "redis-gitops-sync".to_string(),
+            instance,
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -110,10 +119,18 @@ pub async fn run(context: Arc<SyncContext>, shutdown: impl std::future::Future<O
 }
 
 fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
-fn condition(type_: &str, status: bool, reason: &str, message: impl Into<String>, generation: Option<i64>) -> Condition {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
         type_: type_.to_string(),
         status: if status { "True" } else { "False" }.to_string(),
@@ -145,7 +162,9 @@ pub fn error_policy(gitsync: Arc<GitSync>, error: &SyncError, context: Arc<SyncC
         Some(*count)
     });
     let attempts = attempts.unwrap_or(1);
-    let delay = Duration::from_secs(5).saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(6))).min(Duration::from_secs(300));
+    let delay = Duration::from_secs(5)
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(300));
     warn!(gitsync = %gitsync.name_any(), category = error.category(), attempts, ?delay, "sync failed; retrying");
     Action::requeue(delay)
 }
@@ -170,10 +189,17 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
         None => crate::source::Credentials::none(),
         Some(reference) => {
             let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
-            match secrets.get_opt(&reference.name).await.map_err(kubernetes(format!("read Secret {}", reference.name)))? {
+            match secrets
+                .get_opt(&reference.name)
+                .await
+                .map_err(kubernetes(format!("read Secret {}", reference.name)))?
+            {
                 Some(secret) => credentials(&secret.data.unwrap_or_default()),
                 None => {
-                    let message = format!("Secret {namespace}/{} does not exist; create it or fix spec.secretRef", reference.name);
+                    let message = format!(
+                        "Secret {namespace}/{} does not exist; create it or fix spec.secretRef",
+                        reference.name
+                    );
                     stalled(&mut status, "SecretNotFound", &message, generation);
                     write_status(gitsync, context, &old_status, status).await?;
                     return Ok(requeue);
@@ -194,8 +220,14 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
         Err(SyncError::Source(error)) => {
             let reason = error.category();
             let message = format!("{error}; the last applied revision stays");
-            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::READY, false, reason, &message, generation));
-            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::RECONCILING, false, reason, "", generation));
+            set_condition(
+                status.conditions.get_or_insert_with(Vec::new),
+                condition(types::READY, false, reason, &message, generation),
+            );
+            set_condition(
+                status.conditions.get_or_insert_with(Vec::new),
+                condition(types::RECONCILING, false, reason, "", generation),
+            );
             publish(context, gitsync, EventType::Warning, reason, "Fetch", &message).await;
             write_status(gitsync, context, &old_status, status).await?;
             return Err(SyncError::Source(error));
@@ -206,14 +238,33 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
     status.last_attempted_revision = Some(revision_text.clone());
     let is_new = old_status.last_attempted_revision.as_deref() != Some(revision_text.as_str());
     if is_new {
-        publish(context, gitsync, EventType::Normal, "NewRevision", "Fetch", &format!("new revision {revision_text}")).await;
+        publish(
+            context,
+            gitsync,
+            EventType::Normal,
+            "NewRevision",
+            "Fetch",
+            &format!("new revision {revision_text}"),
+        )
+        .await;
     }
 
     if gitsync.spec.suspend == Some(true) {
-        let applied = old_status.last_applied_revision.clone().unwrap_or_else(|| "nothing".to_string());
-        let ready = old_status.conditions.iter().flatten().find(|c| c.type_ == types::READY).is_some_and(|c| c.status == "True");
+        let applied = old_status
+            .last_applied_revision
+            .clone()
+            .unwrap_or_else(|| "nothing".to_string());
+        let ready = old_status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == types::READY)
+            .is_some_and(|c| c.status == "True");
         let message = format!("suspended: {applied} stays applied; the source is at {revision_text}");
-        set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::READY, ready, "Suspended", message, generation));
+        set_condition(
+            status.conditions.get_or_insert_with(Vec::new),
+            condition(types::READY, ready, "Suspended", message, generation),
+        );
         write_status(gitsync, context, &old_status, status).await?;
         return Ok(requeue);
     }
@@ -247,11 +298,31 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
                     })
                     .collect(),
             );
-            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::READY, false, "ValidationFailed", &message, generation));
-            set_condition(status.conditions.get_or_insert_with(Vec::new), condition(types::STALLED, true, "ValidationFailed", "fix the errors in Git", generation));
+            set_condition(
+                status.conditions.get_or_insert_with(Vec::new),
+                condition(types::READY, false, "ValidationFailed", &message, generation),
+            );
+            set_condition(
+                status.conditions.get_or_insert_with(Vec::new),
+                condition(
+                    types::STALLED,
+                    true,
+                    "ValidationFailed",
+                    "fix the errors in Git",
+                    generation,
+                ),
+            );
             if is_new {
                 let listed: Vec<String> = errors.iter().take(10).map(ToString::to_string).collect();
-                publish(context, gitsync, EventType::Warning, "ValidationFailed", "Validate", &listed.join("\n")).await;
+                publish(
+                    context,
+                    gitsync,
+                    EventType::Warning,
+                    "ValidationFailed",
+                    "Validate",
+                    &listed.join("\n"),
+                )
+                .await;
             }
             write_status(gitsync, context, &old_status, status).await?;
             return Ok(requeue);
@@ -283,11 +354,22 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
         message.push_str(&format!("; {} removed from Git but kept (see events)", kept.len()));
     }
     let conditions = status.conditions.get_or_insert_with(Vec::new);
-    set_condition(conditions, condition(types::READY, true, "Applied", message, generation));
+    set_condition(
+        conditions,
+        condition(types::READY, true, "Applied", message, generation),
+    );
     conditions.retain(|c| c.type_ != types::STALLED && c.type_ != types::RECONCILING);
     if written > 0 || is_new || old_status.last_applied_revision.as_deref() != Some(revision_text.as_str()) {
         status.last_sync_time = Some(now());
-        publish(context, gitsync, EventType::Normal, "Applied", "Apply", &format!("revision {revision_text}: {written} objects written")).await;
+        publish(
+            context,
+            gitsync,
+            EventType::Normal,
+            "Applied",
+            "Apply",
+            &format!("revision {revision_text}: {written} objects written"),
+        )
+        .await;
     }
     write_status(gitsync, context, &old_status, status).await?;
     Ok(requeue)
@@ -303,16 +385,24 @@ async fn fetch(config: SourceConfig, path: String) -> Result<(Revision, Vec<crat
     tokio::task::spawn_blocking(move || {
         let source = GitSource::new(config).map_err(SyncError::Source)?;
         let outcome = source.poll().map_err(SyncError::Source)?;
-        let entries = source.read_tree(&outcome.revision, &path, &TreeLimits::default()).map_err(SyncError::Source)?;
+        let entries = source
+            .read_tree(&outcome.revision, &path, &TreeLimits::default())
+            .map_err(SyncError::Source)?;
         Ok((outcome.revision, entries))
     })
     .await
     .map_err(|error| SyncError::Task(error.to_string()))?
 }
 
-fn load_revision(entries: Vec<crate::source::TreeEntry>, target: &SyncTarget) -> Result<Vec<DesiredObject>, Vec<Diagnostic>> {
+fn load_revision(
+    entries: Vec<crate::source::TreeEntry>,
+    target: &SyncTarget,
+) -> Result<Vec<DesiredObject>, Vec<Diagnostic>> {
     let (files, mut diagnostics) = tree_files(entries);
-    let options = LoadOptions { default_namespace: target.namespace.clone(), ..LoadOptions::default() };
+    let options = LoadOptions {
+        default_namespace: target.namespace.clone(),
+        ..LoadOptions::default()
+    };
     let repository = match load_files(&files, &options) {
         Ok(repository) => repository,
         Err(more) => {
@@ -328,7 +418,10 @@ fn load_revision(entries: Vec<crate::source::TreeEntry>, target: &SyncTarget) ->
 
 /// A typed API for one of the kinds we apply.
 fn api_for(client: &Client, entry: &InventoryEntry) -> Api<kube::api::DynamicObject> {
-    let (group, version) = entry.api_version.split_once('/').unwrap_or(("", entry.api_version.as_str()));
+    let (group, version) = entry
+        .api_version
+        .split_once('/')
+        .unwrap_or(("", entry.api_version.as_str()));
     let plural = match entry.kind.as_str() {
         "RedisEnterpriseCluster" => RedisEnterpriseCluster::plural(&()).to_string(),
         _ => RedisEnterpriseDatabase::plural(&()).to_string(),
@@ -344,18 +437,29 @@ fn api_for(client: &Client, entry: &InventoryEntry) -> Api<kube::api::DynamicObj
 }
 
 /// Applies the objects whose content differs from the live ones; returns how many were written.
-async fn apply_objects(desired: &[DesiredObject], target: &SyncTarget, context: &SyncContext, gitsync: &GitSync) -> Result<usize, SyncError> {
+async fn apply_objects(
+    desired: &[DesiredObject],
+    target: &SyncTarget,
+    context: &SyncContext,
+    gitsync: &GitSync,
+) -> Result<usize, SyncError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut written = 0;
     for object in desired {
         let api = api_for(&context.client, &object.entry);
         let name = &object.entry.name;
-        let live = api.get_opt(name).await.map_err(kubernetes(format!("read {} {name}", object.entry.kind)))?;
+        let live = api
+            .get_opt(name)
+            .await
+            .map_err(kubernetes(format!("read {} {name}", object.entry.kind)))?;
         let live_value = live.as_ref().map(|l| serde_json::to_value(l).unwrap_or(Value::Null));
         // The revision annotation records the revision that last changed the object, so an unchanged object is not
         // rewritten by every new commit.
         let mut comparable = object.body.clone();
-        if let Some(annotations) = comparable.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        if let Some(annotations) = comparable
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
             annotations.remove(REVISION_ANNOTATION);
         }
         let drift = live_value.as_ref().map(|live| drifted_fields(&comparable, live));
@@ -366,15 +470,28 @@ async fn apply_objects(desired: &[DesiredObject], target: &SyncTarget, context: 
         let applied = api
             .patch(name, &params, &Patch::Apply(&object.body))
             .await
-            .map_err(kubernetes(format!("apply {} {}/{name}", object.entry.kind, object.entry.namespace)))?;
+            .map_err(kubernetes(format!(
+                "apply {} {}/{name}",
+                object.entry.kind, object.entry.namespace
+            )))?;
         written += 1;
         let same_revision = live_value
             .as_ref()
-            .and_then(|live| live.pointer(&format!("/metadata/annotations/{}", REVISION_ANNOTATION.replace('/', "~1"))))
+            .and_then(|live| {
+                live.pointer(&format!(
+                    "/metadata/annotations/{}",
+                    REVISION_ANNOTATION.replace('/', "~1")
+                ))
+            })
             .and_then(Value::as_str)
             == Some(target.revision.as_str());
         if let (Some(fields), true) = (drift, same_revision) {
-            let note = format!("{} {}/{name} was changed outside Git; reverted {}", object.entry.kind, object.entry.namespace, fields.join(", "));
+            let note = format!(
+                "{} {}/{name} was changed outside Git; reverted {}",
+                object.entry.kind,
+                object.entry.namespace,
+                fields.join(", ")
+            );
             info!(%note, "drift corrected");
             publish(context, gitsync, EventType::Normal, "DriftCorrected", "Apply", &note).await;
         }
@@ -385,9 +502,19 @@ async fn apply_objects(desired: &[DesiredObject], target: &SyncTarget, context: 
 }
 
 /// Sets `Synced=True` and `sourceRevision` on an applied object, unless they already say so.
-async fn ensure_synced(api: &Api<kube::api::DynamicObject>, object: &DesiredObject, live: Option<&Value>, context: &SyncContext) -> Result<(), SyncError> {
+async fn ensure_synced(
+    api: &Api<kube::api::DynamicObject>,
+    object: &DesiredObject,
+    live: Option<&Value>,
+    context: &SyncContext,
+) -> Result<(), SyncError> {
     let revision = live
-        .and_then(|live| live.pointer(&format!("/metadata/annotations/{}", REVISION_ANNOTATION.replace('/', "~1"))))
+        .and_then(|live| {
+            live.pointer(&format!(
+                "/metadata/annotations/{}",
+                REVISION_ANNOTATION.replace('/', "~1")
+            ))
+        })
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
@@ -411,12 +538,24 @@ async fn set_synced(
         .and_then(|c| serde_json::from_value(c.clone()).ok())
         .unwrap_or_default();
     let current_synced = current.iter().find(|c| c.type_ == types::SYNCED);
-    let current_revision = live.and_then(|live| live.pointer("/status/sourceRevision")).and_then(Value::as_str).unwrap_or_default();
+    let current_revision = live
+        .and_then(|live| live.pointer("/status/sourceRevision"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let status = if synced { "True" } else { "False" };
-    if current_synced.is_some_and(|c| c.status == status && c.reason == reason && c.message == message) && current_revision == revision {
+    if current_synced.is_some_and(|c| c.status == status && c.reason == reason && c.message == message)
+        && current_revision == revision
+    {
         return Ok(());
     }
-    let mut new = condition(types::SYNCED, synced, reason, message, live.and_then(|l| l.pointer("/metadata/generation")).and_then(Value::as_i64));
+    let mut new = condition(
+        types::SYNCED,
+        synced,
+        reason,
+        message,
+        live.and_then(|l| l.pointer("/metadata/generation"))
+            .and_then(Value::as_i64),
+    );
     if let Some(existing) = current_synced
         && existing.status == new.status
     {
@@ -427,9 +566,16 @@ async fn set_synced(
         "kind": object.entry.kind,
         "status": { "conditions": [new], "sourceRevision": revision },
     });
-    api.patch_status(&object.entry.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(kubernetes(format!("write the status of {} {}", object.entry.kind, object.entry.name)))?;
+    api.patch_status(
+        &object.entry.name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kubernetes(format!(
+        "write the status of {} {}",
+        object.entry.kind, object.entry.name
+    )))?;
     Ok(())
 }
 
@@ -442,7 +588,10 @@ async fn prune(
     context: &SyncContext,
     gitsync: &GitSync,
 ) -> Result<Vec<InventoryEntry>, SyncError> {
-    let gone: Vec<&InventoryEntry> = previous.iter().filter(|entry| !desired.iter().any(|d| same(d, entry))).collect();
+    let gone: Vec<&InventoryEntry> = previous
+        .iter()
+        .filter(|entry| !desired.iter().any(|d| same(d, entry)))
+        .collect();
     if gone.is_empty() {
         return Ok(Vec::new());
     }
@@ -450,9 +599,17 @@ async fn prune(
     let mut live_values = BTreeMap::new();
     for entry in &gone {
         let api = api_for(&context.client, entry);
-        if let Some(object) = api.get_opt(&entry.name).await.map_err(kubernetes(format!("read {} {}", entry.kind, entry.name)))? {
+        if let Some(object) = api
+            .get_opt(&entry.name)
+            .await
+            .map_err(kubernetes(format!("read {} {}", entry.kind, entry.name)))?
+        {
             let value = serde_json::to_value(&object).unwrap_or(Value::Null);
-            live.push(LiveObject { entry: (*entry).clone(), labels: object.labels().clone(), annotations: object.annotations().clone() });
+            live.push(LiveObject {
+                entry: (*entry).clone(),
+                labels: object.labels().clone(),
+                annotations: object.annotations().clone(),
+            });
             live_values.insert((entry.kind.clone(), entry.namespace.clone(), entry.name.clone()), value);
         }
     }
@@ -461,17 +618,54 @@ async fn prune(
         let api = api_for(&context.client, entry);
         api.delete(&entry.name, &DeleteParams::default())
             .await
-            .map_err(kubernetes(format!("delete {} {}/{}", entry.kind, entry.namespace, entry.name)))?;
-        publish(context, gitsync, EventType::Normal, "Pruned", "Prune", &format!("deleted {} {}/{} (removed from Git)", entry.kind, entry.namespace, entry.name)).await;
+            .map_err(kubernetes(format!(
+                "delete {} {}/{}",
+                entry.kind, entry.namespace, entry.name
+            )))?;
+        publish(
+            context,
+            gitsync,
+            EventType::Normal,
+            "Pruned",
+            "Prune",
+            &format!(
+                "deleted {} {}/{} (removed from Git)",
+                entry.kind, entry.namespace, entry.name
+            ),
+        )
+        .await;
     }
     let mut kept = Vec::new();
     for (entry, reason) in &plan.keep {
         let api = api_for(&context.client, entry);
         let live = live_values.get(&(entry.kind.clone(), entry.namespace.clone(), entry.name.clone()));
-        let revision = live.and_then(|l| l.pointer("/status/sourceRevision")).and_then(Value::as_str).unwrap_or_default().to_string();
-        let object = DesiredObject { entry: entry.clone(), body: Value::Null };
-        set_synced(&api, &object, live, false, "RemovedFromSource", reason.describe(), &revision, context).await?;
-        let note = format!("{} {}/{}: {}", entry.kind, entry.namespace, entry.name, reason.describe());
+        let revision = live
+            .and_then(|l| l.pointer("/status/sourceRevision"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let object = DesiredObject {
+            entry: entry.clone(),
+            body: Value::Null,
+        };
+        set_synced(
+            &api,
+            &object,
+            live,
+            false,
+            "RemovedFromSource",
+            reason.describe(),
+            &revision,
+            context,
+        )
+        .await?;
+        let note = format!(
+            "{} {}/{}: {}",
+            entry.kind,
+            entry.namespace,
+            entry.name,
+            reason.describe()
+        );
         publish(context, gitsync, EventType::Warning, "PruneBlocked", "Prune", &note).await;
         kept.push(entry.clone());
     }
@@ -482,21 +676,39 @@ fn same(a: &InventoryEntry, b: &InventoryEntry) -> bool {
     a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
 }
 
-async fn write_status(gitsync: &GitSync, context: &SyncContext, old: &GitSyncStatus, new: GitSyncStatus) -> Result<(), SyncError> {
+async fn write_status(
+    gitsync: &GitSync,
+    context: &SyncContext,
+    old: &GitSyncStatus,
+    new: GitSyncStatus,
+) -> Result<(), SyncError> {
     if *old == new {
         return Ok(());
     }
     let api: Api<GitSync> = Api::namespaced(context.client.clone(), &gitsync.namespace().unwrap_or_default());
     let body = json!({ "apiVersion": GitSync::api_version(&()), "kind": GitSync::kind(&()), "status": new });
-    api.patch_status(&gitsync.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(kubernetes(format!("write the status of GitSync {}", gitsync.name_any())))?;
+    api.patch_status(
+        &gitsync.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kubernetes(format!(
+        "write the status of GitSync {}",
+        gitsync.name_any()
+    )))?;
     Ok(())
 }
 
 async fn publish(context: &SyncContext, gitsync: &GitSync, type_: EventType, reason: &str, action: &str, note: &str) {
     let note: String = note.chars().take(1000).collect();
-    let event = Event { type_, reason: reason.to_string(), note: Some(note), action: action.to_string(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: action.to_string(),
+        secondary: None,
+    };
     if let Err(error) = context.recorder.publish(&event, &gitsync.object_ref(&())).await {
         warn!(%error, reason, "failed to publish an event");
     }

@@ -89,13 +89,7 @@ pub fn client(server: &ApiServerHandle) -> kube::Client {
 }
 
 /// Sends one raw HTTP/1.1 request and returns the status code and body.
-pub async fn raw(
-    server: &ApiServerHandle,
-    method: &str,
-    path: &str,
-    content_type: &str,
-    body: &str,
-) -> (u16, String) {
+pub async fn raw(server: &ApiServerHandle, method: &str, path: &str, content_type: &str, body: &str) -> (u16, String) {
     let mut stream = match tokio::net::TcpStream::connect(server.address()).await {
         Ok(s) => s,
         Err(e) => panic!("cannot connect to the server: {e}"),
@@ -109,12 +103,7 @@ pub async fn raw(
         panic!("cannot send the request: {e}");
     }
     let mut response = String::new();
-    if let Err(e) = tokio::time::timeout(
-        Duration::from_secs(10),
-        stream.read_to_string(&mut response),
-    )
-    .await
-    {
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut response)).await {
         panic!("no response in time: {e}");
     }
     let code = response
@@ -153,9 +142,7 @@ pub fn kubectl_binary() -> PathBuf {
             }
         }
     }
-    panic!(
-        "kubectl is not installed: run `apt-get install kubernetes-client` (the CI script installs it)"
-    );
+    panic!("kubectl is not installed: run `apt-get install kubernetes-client` (the CI script installs it)");
 }
 
 /// The output of one kubectl run.
@@ -218,12 +205,11 @@ impl Kubectl {
             Ok(c) => c,
             Err(e) => panic!("cannot run kubectl: {e}"),
         };
-        let output =
-            match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
-                Ok(Ok(o)) => o,
-                Ok(Err(e)) => panic!("kubectl failed to run: {e}"),
-                Err(_) => panic!("kubectl {args:?} did not finish within 60s"),
-            };
+        let output = match tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => panic!("kubectl failed to run: {e}"),
+            Err(_) => panic!("kubectl {args:?} did not finish within 60s"),
+        };
         Output {
             success: output.status.success(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

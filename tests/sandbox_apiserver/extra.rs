@@ -103,11 +103,7 @@ async fn crd_registered_at_runtime_serves_every_version() {
         created.types.as_ref().map(|t| t.api_version.as_str()),
         Some("extra.sandbox.io/v1alpha1")
     );
-    assert_eq!(
-        created.data.pointer("/spec/unknown"),
-        None,
-        "unknown fields are pruned"
-    );
+    assert_eq!(created.data.pointer("/spec/unknown"), None, "unknown fields are pruned");
     let new = gizmo_api(client(&server), "v1");
     let read = new.get("g1").await.expect("read via v1");
     assert_eq!(
@@ -128,10 +124,7 @@ async fn crd_registered_at_runtime_serves_every_version() {
     )
     .await;
     assert_eq!(code, 404, "{body}");
-    assert!(
-        body.contains("the server doesn't have a resource type"),
-        "{body}"
-    );
+    assert!(body.contains("the server doesn't have a resource type"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,11 +132,8 @@ async fn streaming_list_watch_sends_initial_events() {
     let server = start().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
     for name in ["s1", "s2"] {
-        let cm: ConfigMap =
-            serde_json::from_value(json!({"metadata": {"name": name}})).expect("cm");
-        api.create(&PostParams::default(), &cm)
-            .await
-            .expect("create");
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}})).expect("cm");
+        api.create(&PostParams::default(), &cm).await.expect("create");
     }
     let (reader, writer) = reflector::store::<ConfigMap>();
     let stream = reflector(
@@ -158,11 +148,7 @@ async fn streaming_list_watch_sends_initial_events() {
         .await
         .expect("initial events end in time")
         .expect("store ready");
-    let mut names: Vec<String> = reader
-        .state()
-        .iter()
-        .filter_map(|c| c.metadata.name.clone())
-        .collect();
+    let mut names: Vec<String> = reader.state().iter().filter_map(|c| c.metadata.name.clone()).collect();
     names.sort();
     assert_eq!(names, vec!["s1", "s2"]);
     task.abort();
@@ -225,17 +211,13 @@ async fn readiness_can_wait_for_an_external_signal() {
         "{pod:?}"
     );
     open.store(true, Ordering::SeqCst);
-    eventually(
-        "the pod to become Ready once allowed",
-        Duration::from_secs(10),
-        || {
-            let pods = pods.clone();
-            async move {
-                let phase = pods.get("gate-0").await.ok()?.status?.phase?;
-                (phase == "Running").then_some(())
-            }
-        },
-    )
+    eventually("the pod to become Ready once allowed", Duration::from_secs(10), || {
+        let pods = pods.clone();
+        async move {
+            let phase = pods.get("gate-0").await.ok()?.status?.phase?;
+            (phase == "Running").then_some(())
+        }
+    })
     .await;
 }
 
@@ -243,16 +225,11 @@ async fn readiness_can_wait_for_an_external_signal() {
 async fn pods_get_allocated_ips_in_ordinal_order() {
     let server = start_with(ApiServerOptions {
         pod_ready_delay: Duration::from_millis(30),
-        pod_ip_allocator: Arc::new(CountingAllocator {
-            next: AtomicU8::new(0),
-        }),
+        pod_ip_allocator: Arc::new(CountingAllocator { next: AtomicU8::new(0) }),
         ..ApiServerOptions::default()
     })
     .await;
-    let mut events = server
-        .objects()
-        .subscribe(Some(("v1", "Pod")))
-        .expect("subscribe");
+    let mut events = server.objects().subscribe(Some(("v1", "Pod"))).expect("subscribe");
     let sts: Api<StatefulSet> = Api::namespaced(client(&server), "default");
     sts.patch(
         "rec",
@@ -340,14 +317,7 @@ async fn wrong_methods_and_paths_get_status_errors() {
     .await;
     assert_eq!(code, 405, "{body}");
     assert!(body.contains("\"reason\":\"MethodNotAllowed\""), "{body}");
-    let (code, body) = raw(
-        &server,
-        "GET",
-        "/apis/nothing.example.com/v1",
-        "application/json",
-        "",
-    )
-    .await;
+    let (code, body) = raw(&server, "GET", "/apis/nothing.example.com/v1", "application/json", "").await;
     assert_eq!(code, 404, "{body}");
     let (code, body) = raw(
         &server,
@@ -392,48 +362,30 @@ async fn wrong_methods_and_paths_get_status_errors() {
         .cloned()
         .unwrap_or_default();
     assert!(
-        patch
-            .iter()
-            .any(|p| p.get("name") == Some(&json!("fieldValidation"))),
+        patch.iter().any(|p| p.get("name") == Some(&json!("fieldValidation"))),
         "{patch:?}"
     );
     let description = doc
         .pointer("/components/schemas/io.sandbox.test.v1.Widget/properties/spec/properties/size/description")
         .and_then(Value::as_str);
-    assert_eq!(
-        description,
-        Some("How many parts the widget has, between 1 and 100.")
-    );
+    assert_eq!(description, Some("How many parts the widget has, between 1 and 100."));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_api_and_metadata_watcher() {
     let server = start().await;
     let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
-    let cm: ConfigMap = serde_json::from_value(
-        json!({"metadata": {"name": "meta", "labels": {"a": "b"}}, "data": {"big": "x"}}),
-    )
-    .expect("cm");
-    api.create(&PostParams::default(), &cm)
-        .await
-        .expect("create");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "meta", "labels": {"a": "b"}}, "data": {"big": "x"}}))
+            .expect("cm");
+    api.create(&PostParams::default(), &cm).await.expect("create");
     let one = api.get_metadata("meta").await.expect("get_metadata");
     assert_eq!(
-        one.metadata
-            .labels
-            .and_then(|l| l.get("a").cloned())
-            .as_deref(),
+        one.metadata.labels.and_then(|l| l.get("a").cloned()).as_deref(),
         Some("b")
     );
-    let list = api
-        .list_metadata(&Default::default())
-        .await
-        .expect("list_metadata");
-    let names: Vec<String> = list
-        .items
-        .into_iter()
-        .filter_map(|m| m.metadata.name)
-        .collect();
+    let list = api.list_metadata(&Default::default()).await.expect("list_metadata");
+    let names: Vec<String> = list.items.into_iter().filter_map(|m| m.metadata.name).collect();
     assert_eq!(names, vec!["meta"]);
     let (code, body) = raw(
         &server,
@@ -449,8 +401,7 @@ async fn metadata_api_and_metadata_watcher() {
         "full objects without the metadata Accept header: {body}"
     );
 
-    let metadata_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
-        Api::namespaced(client(&server), "default");
+    let metadata_api: Api<kube::core::PartialObjectMeta<ConfigMap>> = Api::namespaced(client(&server), "default");
     let (reader, writer) = reflector::store();
     let stream = reflector(writer, watcher(metadata_api, watcher::Config::default()));
     let task = tokio::spawn(async move {
@@ -468,14 +419,10 @@ async fn metadata_api_and_metadata_watcher() {
         "the metadata watcher to see the label change",
         Duration::from_secs(10),
         || {
-            let seen = reader.state().iter().any(|m| {
-                m.metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("a"))
-                    .map(String::as_str)
-                    == Some("c")
-            });
+            let seen = reader
+                .state()
+                .iter()
+                .any(|m| m.metadata.labels.as_ref().and_then(|l| l.get("a")).map(String::as_str) == Some("c"));
             async move { seen.then_some(()) }
         },
     )
@@ -507,10 +454,7 @@ async fn kube_runtime_controller_reconciles_and_owns_children() {
                 let client = reconcile_client.clone();
                 async move {
                     let name = widget.metadata.name.clone().unwrap_or_default();
-                    let owner = widget
-                        .controller_owner_ref(&())
-                        .into_iter()
-                        .collect::<Vec<_>>();
+                    let owner = widget.controller_owner_ref(&()).into_iter().collect::<Vec<_>>();
                     let child = json!({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": format!("{name}-config"), "ownerReferences": owner},
                         "data": {"size": widget.spec.size.to_string()}});
@@ -545,17 +489,13 @@ async fn kube_runtime_controller_reconciles_and_owns_children() {
         )
         .await
         .expect("create widget");
-    eventually(
-        "the controller to create the child",
-        Duration::from_secs(15),
-        || {
-            let api = config_maps.clone();
-            async move {
-                let cm = api.get("ctl-config").await.ok()?;
-                (cm.data?.get("size").map(String::as_str) == Some("2")).then_some(())
-            }
-        },
-    )
+    eventually("the controller to create the child", Duration::from_secs(15), || {
+        let api = config_maps.clone();
+        async move {
+            let cm = api.get("ctl-config").await.ok()?;
+            (cm.data?.get("size").map(String::as_str) == Some("2")).then_some(())
+        }
+    })
     .await;
     widgets
         .patch(
@@ -565,30 +505,22 @@ async fn kube_runtime_controller_reconciles_and_owns_children() {
         )
         .await
         .expect("change widget");
-    eventually(
-        "the controller to update the child",
-        Duration::from_secs(15),
-        || {
-            let api = config_maps.clone();
-            async move {
-                let cm = api.get("ctl-config").await.ok()?;
-                (cm.data?.get("size").map(String::as_str) == Some("5")).then_some(())
-            }
-        },
-    )
+    eventually("the controller to update the child", Duration::from_secs(15), || {
+        let api = config_maps.clone();
+        async move {
+            let cm = api.get("ctl-config").await.ok()?;
+            (cm.data?.get("size").map(String::as_str) == Some("5")).then_some(())
+        }
+    })
     .await;
     widgets
         .delete("ctl", &DeleteParams::default())
         .await
         .expect("delete widget");
-    eventually(
-        "the child to be garbage collected",
-        Duration::from_secs(15),
-        || {
-            let api = config_maps.clone();
-            async move { api.get("ctl-config").await.is_err().then_some(()) }
-        },
-    )
+    eventually("the child to be garbage collected", Duration::from_secs(15), || {
+        let api = config_maps.clone();
+        async move { api.get("ctl-config").await.is_err().then_some(()) }
+    })
     .await;
     task.abort();
 }
@@ -598,15 +530,10 @@ async fn dropping_the_handle_stops_the_server() {
     let server = start().await;
     let address = server.address();
     let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
-    api.list(&Default::default())
-        .await
-        .expect("serving before drop");
+    api.list(&Default::default()).await.expect("serving before drop");
     drop(server);
     eventually("the port to close", Duration::from_secs(5), || async move {
-        tokio::net::TcpStream::connect(address)
-            .await
-            .is_err()
-            .then_some(())
+        tokio::net::TcpStream::connect(address).await.is_err().then_some(())
     })
     .await;
 }
@@ -625,13 +552,9 @@ async fn rolling_update_partition_keeps_lower_ordinals() {
               "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}},
               "template": {"metadata": {"labels": {"app": "part"}}, "spec": {"containers": [{"name": "c", "image": image}]}}}})
     };
-    sts.patch(
-        "part",
-        &PatchParams::apply("test"),
-        &Patch::Apply(body("img:1")),
-    )
-    .await
-    .expect("apply");
+    sts.patch("part", &PatchParams::apply("test"), &Patch::Apply(body("img:1")))
+        .await
+        .expect("apply");
     let ready = |generation: i64, updated: i32| {
         let sts = sts.clone();
         move || {
@@ -646,19 +569,10 @@ async fn rolling_update_partition_keeps_lower_ordinals() {
         }
     };
     eventually("two ready pods", Duration::from_secs(10), ready(1, 2)).await;
-    sts.patch(
-        "part",
-        &PatchParams::apply("test"),
-        &Patch::Apply(body("img:2")),
-    )
-    .await
-    .expect("new template");
-    eventually(
-        "only the partitioned pod updated",
-        Duration::from_secs(10),
-        ready(2, 1),
-    )
-    .await;
+    sts.patch("part", &PatchParams::apply("test"), &Patch::Apply(body("img:2")))
+        .await
+        .expect("new template");
+    eventually("only the partitioned pod updated", Duration::from_secs(10), ready(2, 1)).await;
     let pods: Api<Pod> = Api::namespaced(client(&server), "default");
     let image = |pod: Pod| {
         pod.spec

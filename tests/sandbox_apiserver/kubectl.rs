@@ -69,62 +69,39 @@ async fn kubectl_get_apply_describe_delete() {
     );
 
     let file = kubectl.file("cm.yaml", CONFIGMAP_YAML);
-    let out = kubectl
-        .ok(&["apply", "-f", &file.display().to_string()])
-        .await;
+    let out = kubectl.ok(&["apply", "-f", &file.display().to_string()]).await;
     assert_eq!(out.trim(), "configmap/settings created");
     let changed = kubectl.file(
         "cm2.yaml",
         &CONFIGMAP_YAML.replace("mode: fast", "mode: slow\n  extra: more"),
     );
     // kubectl diff computes the change with a server-side dry run, which must not store anything.
-    let diff = kubectl
-        .run(&["diff", "-f", &changed.display().to_string()])
-        .await;
+    let diff = kubectl.run(&["diff", "-f", &changed.display().to_string()]).await;
     assert!(
         diff.stdout.contains("-  mode: fast") && diff.stdout.contains("+  mode: slow"),
         "{diff:?}"
     );
     let still = kubectl
-        .ok(&[
-            "get",
-            "configmap",
-            "settings",
-            "-o",
-            "jsonpath={.data.mode}",
-        ])
+        .ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.mode}"])
         .await;
     assert_eq!(still, "fast");
-    let out = kubectl
-        .ok(&["apply", "-f", &changed.display().to_string()])
-        .await;
+    let out = kubectl.ok(&["apply", "-f", &changed.display().to_string()]).await;
     assert_eq!(out.trim(), "configmap/settings configured");
-    let out = kubectl
-        .ok(&["apply", "-f", &changed.display().to_string()])
-        .await;
+    let out = kubectl.ok(&["apply", "-f", &changed.display().to_string()]).await;
     assert_eq!(out.trim(), "configmap/settings unchanged");
 
-    let yaml = kubectl
-        .ok(&["get", "configmap", "settings", "-o", "yaml"])
-        .await;
-    assert!(
-        yaml.contains("mode: slow") && yaml.contains("extra: more"),
-        "{yaml}"
-    );
+    let yaml = kubectl.ok(&["get", "configmap", "settings", "-o", "yaml"]).await;
+    assert!(yaml.contains("mode: slow") && yaml.contains("extra: more"), "{yaml}");
     assert!(
         yaml.contains("kubectl.kubernetes.io/last-applied-configuration"),
         "{yaml}"
     );
-    let json_out = kubectl
-        .ok(&["get", "configmap", "settings", "-o", "json"])
-        .await;
+    let json_out = kubectl.ok(&["get", "configmap", "settings", "-o", "json"]).await;
     let parsed: serde_json::Value = serde_json::from_str(&json_out).expect("kubectl -o json");
     assert_eq!(parsed.pointer("/data/mode"), Some(&json!("slow")));
 
     let sts = kubectl.file("sts.yaml", STATEFULSET_YAML);
-    let out = kubectl
-        .ok(&["apply", "-f", &sts.display().to_string()])
-        .await;
+    let out = kubectl.ok(&["apply", "-f", &sts.display().to_string()]).await;
     assert_eq!(out.trim(), "statefulset.apps/web created");
     // A client-side apply of a built-in kind is a strategic merge patch keyed by container and env names.
     let sts2 = kubectl.file(
@@ -134,9 +111,7 @@ async fn kubectl_get_apply_describe_delete() {
             "value: \"2\"\n        - name: B\n          value: \"3\"",
         ),
     );
-    let out = kubectl
-        .ok(&["apply", "-f", &sts2.display().to_string()])
-        .await;
+    let out = kubectl.ok(&["apply", "-f", &sts2.display().to_string()]).await;
     assert_eq!(out.trim(), "statefulset.apps/web configured");
     let env = kubectl
         .ok(&[
@@ -156,9 +131,7 @@ async fn kubectl_get_apply_describe_delete() {
         rollout.contains("roll out complete") || rollout.contains("rolling update complete"),
         "{rollout}"
     );
-    let out = kubectl
-        .ok(&["scale", "statefulset", "web", "--replicas=2"])
-        .await;
+    let out = kubectl.ok(&["scale", "statefulset", "web", "--replicas=2"]).await;
     assert_eq!(out.trim(), "statefulset.apps/web scaled");
     let rollout = kubectl
         .ok(&["rollout", "status", "statefulset/web", "--timeout=30s"])
@@ -168,12 +141,7 @@ async fn kubectl_get_apply_describe_delete() {
         "{rollout}"
     );
     let waited = kubectl
-        .ok(&[
-            "wait",
-            "--for=condition=Ready",
-            "pod/web-1",
-            "--timeout=30s",
-        ])
+        .ok(&["wait", "--for=condition=Ready", "pod/web-1", "--timeout=30s"])
         .await;
     assert_eq!(waited.trim(), "pod/web-1 condition met");
     let pods = kubectl.ok(&["get", "pods", "-o", "wide"]).await;
@@ -210,27 +178,20 @@ async fn kubectl_get_apply_describe_delete() {
         "ns.yaml",
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n",
     );
-    kubectl
-        .ok(&["create", "-f", &ns.display().to_string()])
-        .await;
-    let inside = kubectl.file("inside.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inside\n  namespace: scratch\ndata:\n  a: b\n");
-    kubectl
-        .ok(&["apply", "-f", &inside.display().to_string()])
-        .await;
-    let out = kubectl
-        .ok(&["delete", "namespace", "scratch", "--timeout=20s"])
-        .await;
+    kubectl.ok(&["create", "-f", &ns.display().to_string()]).await;
+    let inside = kubectl.file(
+        "inside.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: inside\n  namespace: scratch\ndata:\n  a: b\n",
+    );
+    kubectl.ok(&["apply", "-f", &inside.display().to_string()]).await;
+    let out = kubectl.ok(&["delete", "namespace", "scratch", "--timeout=20s"]).await;
     assert_eq!(out.trim(), "namespace \"scratch\" deleted");
-    let gone = kubectl
-        .run(&["get", "configmap", "inside", "-n", "scratch"])
-        .await;
+    let gone = kubectl.run(&["get", "configmap", "inside", "-n", "scratch"]).await;
     assert!(!gone.success, "the namespace's content is deleted with it");
 
     let described = kubectl.ok(&["describe", "configmap", "settings"]).await;
     assert!(
-        described.contains("Name:")
-            && described.contains("settings")
-            && described.contains("app=demo"),
+        described.contains("Name:") && described.contains("settings") && described.contains("app=demo"),
         "{described}"
     );
 
@@ -241,22 +202,13 @@ async fn kubectl_get_apply_describe_delete() {
     assert_eq!(out.trim(), "configmap/applied serverside-applied");
     // Moving an object from client-side to server-side apply: kubectl rewrites the client-side ownership,
     // so changing a value it applied before does not conflict.
-    let moved = kubectl.file(
-        "moved.yaml",
-        &CONFIGMAP_YAML.replace("mode: fast", "mode: moved"),
-    );
+    let moved = kubectl.file("moved.yaml", &CONFIGMAP_YAML.replace("mode: fast", "mode: moved"));
     let out = kubectl
         .ok(&["apply", "--server-side", "-f", &moved.display().to_string()])
         .await;
     assert_eq!(out.trim(), "configmap/settings serverside-applied");
     let mode = kubectl
-        .ok(&[
-            "get",
-            "configmap",
-            "settings",
-            "-o",
-            "jsonpath={.data.mode}",
-        ])
+        .ok(&["get", "configmap", "settings", "-o", "jsonpath={.data.mode}"])
         .await;
     assert_eq!(mode, "moved");
     let managers = kubectl
@@ -287,9 +239,7 @@ async fn kubectl_custom_resources_columns_and_explain() {
     let server = start().await;
     let kubectl = Kubectl::new(&server);
     let file = kubectl.file("widget.yaml", WIDGET_YAML);
-    let out = kubectl
-        .ok(&["apply", "-f", &file.display().to_string()])
-        .await;
+    let out = kubectl.ok(&["apply", "-f", &file.display().to_string()]).await;
     assert_eq!(out.trim(), "widget.test.sandbox.io/alpha created");
 
     let api: Api<Widget> = Api::namespaced(client(&server), "default");
@@ -317,10 +267,7 @@ async fn kubectl_custom_resources_columns_and_explain() {
         action: "Build".into(),
         secondary: None,
     };
-    recorder
-        .publish(&event, &reference)
-        .await
-        .expect("publish event");
+    recorder.publish(&event, &reference).await.expect("publish event");
     recorder
         .publish(&event, &reference)
         .await
@@ -343,29 +290,13 @@ async fn kubectl_custom_resources_columns_and_explain() {
     );
 
     let table = kubectl.ok(&["get", "wg"]).await;
-    let header: Vec<&str> = table
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    assert_eq!(
-        header,
-        vec!["NAME", "SIZE", "COLOR", "PHASE", "AGE"],
-        "{table}"
-    );
-    let row: Vec<&str> = table
-        .lines()
-        .nth(1)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, vec!["NAME", "SIZE", "COLOR", "PHASE", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
     assert_eq!(&row[..4], &["alpha", "3", "green", "Building"], "{table}");
 
     let bad = kubectl.file("bad.yaml", &WIDGET_YAML.replace("size: 3", "size: 300"));
-    let out = kubectl
-        .run(&["apply", "-f", &bad.display().to_string()])
-        .await;
+    let out = kubectl.run(&["apply", "-f", &bad.display().to_string()]).await;
     assert!(!out.success);
     assert!(
         out.stderr
@@ -378,15 +309,9 @@ async fn kubectl_custom_resources_columns_and_explain() {
         "unknown.yaml",
         &WIDGET_YAML.replace("color: green", "color: green\n  sparkle: true"),
     );
-    let out = kubectl
-        .run(&["apply", "-f", &unknown.display().to_string()])
-        .await;
+    let out = kubectl.run(&["apply", "-f", &unknown.display().to_string()]).await;
     assert!(!out.success, "kubectl validates strictly by default");
-    assert!(
-        out.stderr.contains("unknown field \"spec.sparkle\""),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("unknown field \"spec.sparkle\""), "{}", out.stderr);
 
     let explained = kubectl.ok(&["explain", "widgets.spec"]).await;
     assert!(
@@ -402,10 +327,7 @@ async fn kubectl_custom_resources_columns_and_explain() {
     let out = kubectl
         .ok(&["apply", "--server-side", "-f", &file.display().to_string()])
         .await;
-    assert_eq!(
-        out.trim(),
-        "widget.test.sandbox.io/alpha serverside-applied"
-    );
+    assert_eq!(out.trim(), "widget.test.sandbox.io/alpha serverside-applied");
     let out = kubectl.ok(&["delete", "widget", "alpha"]).await;
     assert_eq!(out.trim(), "widget.test.sandbox.io \"alpha\" deleted");
 }
@@ -415,9 +337,7 @@ async fn kubectl_get_watch_receives_updates() {
     let server = start().await;
     let kubectl = Kubectl::new(&server);
     let file = kubectl.file("widget.yaml", WIDGET_YAML);
-    kubectl
-        .ok(&["apply", "-f", &file.display().to_string()])
-        .await;
+    kubectl.ok(&["apply", "-f", &file.display().to_string()]).await;
     let mut child = kubectl
         .command(&["get", "widgets", "-w"])
         .spawn()
@@ -444,17 +364,13 @@ async fn kubectl_get_watch_receives_updates() {
             .await
             .expect("patch");
             patched = true;
-        } else if patched
-            && line.starts_with("alpha")
-            && line.split_whitespace().nth(1) == Some("42")
-        {
+        } else if patched && line.starts_with("alpha") && line.split_whitespace().nth(1) == Some("42") {
             break;
         }
     }
     child.kill().await.expect("kill kubectl");
     assert!(
-        seen.iter()
-            .any(|l| l.split_whitespace().nth(1) == Some("42")),
+        seen.iter().any(|l| l.split_whitespace().nth(1) == Some("42")),
         "{seen:?}"
     );
 }

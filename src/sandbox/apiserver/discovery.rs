@@ -41,28 +41,20 @@ fn group_json(group: &str, versions: &[String]) -> Value {
 
 /// The `/apis` document.
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry
-        .groups()
-        .iter()
-        .map(|(g, vs)| group_json(g, vs))
-        .collect();
+    let groups: Vec<Value> = registry.groups().iter().map(|(g, vs)| group_json(g, vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// The `/apis/{group}` document, if the group is served.
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
-    registry
-        .groups()
-        .iter()
-        .find(|(g, _)| g == name)
-        .map(|(g, vs)| {
-            let mut doc = group_json(g, vs);
-            if let Some(map) = doc.as_object_mut() {
-                map.insert("kind".into(), json!("APIGroup"));
-                map.insert("apiVersion".into(), json!("v1"));
-            }
-            doc
-        })
+    registry.groups().iter().find(|(g, _)| g == name).map(|(g, vs)| {
+        let mut doc = group_json(g, vs);
+        if let Some(map) = doc.as_object_mut() {
+            map.insert("kind".into(), json!("APIGroup"));
+            map.insert("apiVersion".into(), json!("v1"));
+        }
+        doc
+    })
 }
 
 /// The `APIResourceList` of one group-version, if anything is served there.

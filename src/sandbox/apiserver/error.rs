@@ -88,9 +88,7 @@ pub enum ApiError {
         message: String,
     },
     /// The request body has a content type this endpoint does not accept.
-    #[error(
-        "the body of the request was in an unknown format - accepted media types include: {accepted}"
-    )]
+    #[error("the body of the request was in an unknown format - accepted media types include: {accepted}")]
     UnsupportedMediaType {
         /// The media types this endpoint accepts.
         accepted: String,
@@ -196,10 +194,7 @@ impl ApiError {
                 details.insert("kind".into(), json!(kind));
             }
             ApiError::Conflict {
-                resource,
-                name,
-                causes,
-                ..
+                resource, name, causes, ..
             } => {
                 let (kind, group) = split_resource(resource);
                 details.insert("name".into(), json!(name));
@@ -282,12 +277,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.to_status().to_string();
-        (
-            code,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
+        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 

@@ -35,21 +35,13 @@ pub struct Faults {
 }
 
 fn method_matches(rule: &Option<String>, method: &str) -> bool {
-    rule.as_deref()
-        .is_none_or(|m| m.eq_ignore_ascii_case(method))
+    rule.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
 }
 
 impl Faults {
     /// Makes the next `count` requests with this method (`None`: any) whose path starts with `path_prefix`
     /// fail with HTTP `code` and a Status body carrying `message`.
-    pub fn fail_next(
-        &self,
-        method: Option<&str>,
-        path_prefix: &str,
-        count: usize,
-        code: u16,
-        message: &str,
-    ) {
+    pub fn fail_next(&self, method: Option<&str>, path_prefix: &str, count: usize, code: u16, message: &str) {
         self.lock().failures.push(FailRule {
             method: method.map(str::to_string),
             path_prefix: path_prefix.to_string(),
@@ -89,9 +81,11 @@ impl Faults {
             .map(|d| d.delay)
             .max();
         let mut error = None;
-        if let Some(rule) = rules.failures.iter_mut().find(|r| {
-            r.remaining > 0 && method_matches(&r.method, method) && path.starts_with(&r.path_prefix)
-        }) {
+        if let Some(rule) = rules
+            .failures
+            .iter_mut()
+            .find(|r| r.remaining > 0 && method_matches(&r.method, method) && path.starts_with(&r.path_prefix))
+        {
             rule.remaining -= 1;
             error = Some(ApiError::Injected {
                 code: rule.code,
@@ -112,10 +106,7 @@ mod tests {
         let faults = Faults::default();
         faults.fail_next(Some("GET"), "/api/v1/pods", 1, 503, "boom");
         assert!(faults.check("POST", "/api/v1/pods").1.is_none());
-        assert_eq!(
-            faults.check("GET", "/api/v1/pods?x").1.map(|e| e.code()),
-            Some(503)
-        );
+        assert_eq!(faults.check("GET", "/api/v1/pods?x").1.map(|e| e.code()), Some(503));
         assert!(faults.check("GET", "/api/v1/pods").1.is_none());
     }
 }

@@ -38,9 +38,7 @@ pub fn schema_at<'a>(schema: &'a Value, path: &[String]) -> Option<&'a Value> {
         }
         current = match current.get("properties").and_then(|p| p.get(key)) {
             Some(s) => s,
-            None => current
-                .get("additionalProperties")
-                .filter(|a| a.is_object())?,
+            None => current.get("additionalProperties").filter(|a| a.is_object())?,
         };
     }
     Some(current)
@@ -59,11 +57,7 @@ impl ListTypes for SchemaListTypes<'_> {
                 schema
                     .get("x-kubernetes-list-map-keys")
                     .and_then(Value::as_array)
-                    .map(|keys| {
-                        keys.iter()
-                            .filter_map(|k| k.as_str().map(str::to_string))
-                            .collect()
-                    })
+                    .map(|keys| keys.iter().filter_map(|k| k.as_str().map(str::to_string)).collect())
                     .unwrap_or_default(),
             ),
             Some("set") => ListType::Set,
@@ -88,11 +82,9 @@ impl ListTypes for BuiltinListTypes {
                 "containers" | "initContainers" | "ephemeralContainers"
             );
         match last.as_str() {
-            "containers"
-            | "initContainers"
-            | "ephemeralContainers"
-            | "volumes"
-            | "imagePullSecrets" => ListType::Map(vec!["name".into()]),
+            "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "imagePullSecrets" => {
+                ListType::Map(vec!["name".into()])
+            }
             "env" if in_container => ListType::Map(vec!["name".into()]),
             "volumeMounts" if in_container => ListType::Map(vec!["mountPath".into()]),
             "ports" if in_container => ListType::Map(vec!["containerPort".into()]),
@@ -227,9 +219,7 @@ pub fn to_fields_v1(set: &FieldSet) -> Value {
     for path in set {
         let mut node = &mut root;
         for element in path {
-            let entry = node
-                .entry(element.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let entry = node.entry(element.clone()).or_insert_with(|| Value::Object(Map::new()));
             match entry {
                 Value::Object(m) => node = m,
                 other => {
@@ -314,10 +304,7 @@ pub fn remove_at(object: &mut Value, path: &[String]) -> bool {
                 None => return false,
             }
         } else {
-            let Some(index) = current
-                .as_array()
-                .and_then(|items| find_item(items, element))
-            else {
+            let Some(index) = current.as_array().and_then(|items| find_item(items, element)) else {
                 return false;
             };
             match current.get_mut(index) {
@@ -327,9 +314,7 @@ pub fn remove_at(object: &mut Value, path: &[String]) -> bool {
         };
     }
     if let Some(name) = last.strip_prefix("f:") {
-        current
-            .as_object_mut()
-            .is_some_and(|m| m.remove(name).is_some())
+        current.as_object_mut().is_some_and(|m| m.remove(name).is_some())
     } else {
         let index = current.as_array().and_then(|items| find_item(items, last));
         match (index, current.as_array_mut()) {
@@ -377,23 +362,9 @@ mod tests {
             "metadata": {"name": "p", "labels": {"a": "b"}, "finalizers": ["x"]},
             "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 80}]}], "tolerations": [{"key": "k"}]}
         });
-        let set = field_set(
-            &obj,
-            &BuiltinListTypes,
-            Scope::Main {
-                exclude_status: true,
-            },
-        );
-        assert!(set.contains(&vec![
-            "f:metadata".to_string(),
-            "f:labels".into(),
-            "f:a".into()
-        ]));
-        assert!(set.contains(&vec![
-            "f:metadata".to_string(),
-            "f:finalizers".into(),
-            "v:\"x\"".into()
-        ]));
+        let set = field_set(&obj, &BuiltinListTypes, Scope::Main { exclude_status: true });
+        assert!(set.contains(&vec!["f:metadata".to_string(), "f:labels".into(), "f:a".into()]));
+        assert!(set.contains(&vec!["f:metadata".to_string(), "f:finalizers".into(), "v:\"x\"".into()]));
         assert!(set.contains(&vec!["f:spec".to_string(), "f:tolerations".into()]));
         let item = vec![
             "f:spec".to_string(),

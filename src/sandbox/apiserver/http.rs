@@ -22,8 +22,7 @@ use super::patch::PatchKind;
 use super::resources::{ResourceInfo, ScalePaths};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
-    DeleteOptions, EventType, FieldValidation, Propagation, Store, Subresource, WatchEvent,
-    WriteOptions,
+    DeleteOptions, EventType, FieldValidation, Propagation, Store, Subresource, WatchEvent, WriteOptions,
 };
 use super::table;
 
@@ -44,12 +43,7 @@ pub struct AppState {
 const MAX_BODY: usize = 32 * 1024 * 1024;
 
 fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
-    let mut response = (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response();
+    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     for w in warnings {
         let escaped = w.replace('"', "\\\"");
         if let Ok(value) = format!("299 - \"{escaped}\"").parse() {
@@ -88,8 +82,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
         Ok(b) => b,
         Err(e) => {
-            return ApiError::bad_request(format!("failed to read the request body: {e}"))
-                .into_response();
+            return ApiError::bad_request(format!("failed to read the request body: {e}")).into_response();
         }
     };
     match route(&app, &method, &path, &query, &headers, body).await {
@@ -106,11 +99,7 @@ async fn route(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let segments: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v, &[]));
     match segments.as_slice() {
         ["version"] => ok(discovery::version()),
@@ -118,11 +107,9 @@ async fn route(
         ["api"] => ok(discovery::core_versions(&app.address)),
         ["apis"] => ok(discovery::group_list(&app.store.lock().registry)),
         ["openapi", "v3"] => ok(openapi::index(&app.store.lock().registry)),
-        ["openapi", "v3", "api", version] => {
-            openapi::group_version_document(&app.store.lock().registry, "", version)
-                .map(|d| json_response(StatusCode::OK, &d, &[]))
-                .ok_or_else(|| ApiError::UnknownPath { path: path.into() })
-        }
+        ["openapi", "v3", "api", version] => openapi::group_version_document(&app.store.lock().registry, "", version)
+            .map(|d| json_response(StatusCode::OK, &d, &[]))
+            .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
         ["openapi", "v3", "apis", group, version] => {
             openapi::group_version_document(&app.store.lock().registry, group, version)
                 .map(|d| json_response(StatusCode::OK, &d, &[]))
@@ -137,11 +124,9 @@ async fn route(
         ["apis", group] => discovery::group(&app.store.lock().registry, group)
             .map(|d| json_response(StatusCode::OK, &d, &[]))
             .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
-        ["apis", group, version] => {
-            discovery::resource_list(&app.store.lock().registry, group, version)
-                .map(|d| json_response(StatusCode::OK, &d, &[]))
-                .ok_or_else(|| ApiError::UnknownPath { path: path.into() })
-        }
+        ["apis", group, version] => discovery::resource_list(&app.store.lock().registry, group, version)
+            .map(|d| json_response(StatusCode::OK, &d, &[]))
+            .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
         ["api", version, rest @ ..] => {
             let target = parse_target(app, "", version, rest, path)?;
             resource_request(app, method, target, query, headers, body).await
@@ -163,13 +148,7 @@ struct Target {
     subresource: Option<String>,
 }
 
-fn parse_target(
-    app: &AppState,
-    group: &str,
-    version: &str,
-    rest: &[&str],
-    path: &str,
-) -> Result<Target, ApiError> {
+fn parse_target(app: &AppState, group: &str, version: &str, rest: &[&str], path: &str) -> Result<Target, ApiError> {
     let state = app.store.lock();
     let registry = &state.registry;
     let unknown_resource = |plural: &str| {
@@ -183,9 +162,7 @@ fn parse_target(
         }
     };
     if let ["namespaces", namespace, plural, tail @ ..] = rest
-        && let Some(info) = registry
-            .find(group, version, plural)
-            .filter(|i| i.namespaced)
+        && let Some(info) = registry.find(group, version, plural).filter(|i| i.namespaced)
     {
         let (name, subresource) = match tail {
             [] => (None, None),
@@ -202,8 +179,7 @@ fn parse_target(
         });
     }
     if let ["namespaces", _, plural, tail @ ..] = rest {
-        let namespace_subresource =
-            group.is_empty() && tail.is_empty() && matches!(*plural, "status" | "finalize");
+        let namespace_subresource = group.is_empty() && tail.is_empty() && matches!(*plural, "status" | "finalize");
         if !namespace_subresource {
             return Err(unknown_resource(plural));
         }
@@ -246,8 +222,8 @@ fn decode_body(body: &Bytes, headers: &HeaderMap, allow_yaml: bool) -> Result<Va
                 .into(),
         });
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_request("the request body is empty"));
     }
@@ -266,10 +242,7 @@ fn decode_body(body: &Bytes, headers: &HeaderMap, allow_yaml: bool) -> Result<Va
     }
 }
 
-fn write_options(
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-) -> Result<WriteOptions, ApiError> {
+fn write_options(query: &HashMap<String, String>, headers: &HeaderMap) -> Result<WriteOptions, ApiError> {
     let field_manager = match query.get("fieldManager") {
         Some(m) if !m.is_empty() => m.clone(),
         _ => headers
@@ -301,10 +274,7 @@ fn subresource_of(target: &Target) -> Result<Subresource, ApiError> {
         None => Ok(Subresource::Main),
         Some("status") if target.info.has_status_subresource() => Ok(Subresource::Status),
         Some(other) => Err(ApiError::NotImplemented {
-            what: format!(
-                "the {}/{other} subresource",
-                target.info.group_resource().qualified()
-            ),
+            what: format!("the {}/{other} subresource", target.info.group_resource().qualified()),
         }),
     }
 }
@@ -394,9 +364,7 @@ fn scale_request(
             let mut patched = scale.clone();
             match PatchKind::from_content_type(content_type)? {
                 PatchKind::Json => super::patch::json_patch(&mut patched, &patch_body)?,
-                PatchKind::Merge | PatchKind::Strategic => {
-                    super::patch::merge_patch(&mut patched, &patch_body)
-                }
+                PatchKind::Merge | PatchKind::Strategic => super::patch::merge_patch(&mut patched, &patch_body),
                 PatchKind::Apply => {
                     return Err(ApiError::NotImplemented {
                         what: "server-side apply on the scale subresource".into(),
@@ -417,12 +385,7 @@ fn scale_request(
         .filter(|r| *r >= 0)
         .ok_or_else(|| ApiError::bad_request("the Scale must have a non-negative spec.replicas"))?;
     let mut replica_patch = json!(replicas);
-    for key in paths
-        .spec_replicas
-        .split('.')
-        .filter(|p| !p.is_empty())
-        .rev()
-    {
+    for key in paths.spec_replicas.split('.').filter(|p| !p.is_empty()).rev() {
         replica_patch = json!({ key: replica_patch });
     }
     let options = write_options(query, headers)?;
@@ -436,11 +399,7 @@ fn scale_request(
         Subresource::Main,
         &options,
     )?;
-    Ok(json_response(
-        StatusCode::OK,
-        &scale_of(&outcome.object, paths),
-        &[],
-    ))
+    Ok(json_response(StatusCode::OK, &scale_of(&outcome.object, paths), &[]))
 }
 
 fn accept(headers: &HeaderMap) -> String {
@@ -491,11 +450,7 @@ async fn resource_request(
                 })?;
             let object = state.convert(&info, version, object);
             if shape.metadata && !shape.table {
-                return Ok(json_response(
-                    StatusCode::OK,
-                    &partial_metadata(&object),
-                    &[],
-                ));
+                return Ok(json_response(StatusCode::OK, &partial_metadata(&object), &[]));
             }
             if shape.table {
                 let rv = state.resource_version().to_string();
@@ -510,44 +465,28 @@ async fn resource_request(
             Ok(json_response(StatusCode::OK, &object, &[]))
         }
         (Method::GET, None) => {
-            let labels =
-                LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields =
-                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
             if watch {
                 return start_watch(app, info, version, namespace, labels, fields, query, shape);
             }
-            list(
-                app, &info, version, namespace, &labels, &fields, query, shape,
-            )
+            list(app, &info, version, namespace, &labels, &fields, query, shape)
         }
         (Method::POST, None) => {
             let object = decode_body(&body, headers, false)?;
             let options = write_options(query, headers)?;
-            let outcome = app
-                .store
-                .lock()
-                .create(&info, version, namespace, object, &options)?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &outcome.object,
-                &outcome.warnings,
-            ))
+            let outcome = app.store.lock().create(&info, version, namespace, object, &options)?;
+            Ok(json_response(StatusCode::CREATED, &outcome.object, &outcome.warnings))
         }
         (Method::PUT, Some(name)) => {
             let subresource = subresource_of(&target)?;
             let object = decode_body(&body, headers, false)?;
             let options = write_options(query, headers)?;
-            let outcome = app.store.lock().update(
-                &info,
-                version,
-                namespace,
-                name,
-                object,
-                subresource,
-                &options,
-            )?;
+            let outcome = app
+                .store
+                .lock()
+                .update(&info, version, namespace, name, object, subresource, &options)?;
             let code = if outcome.created {
                 StatusCode::CREATED
             } else {
@@ -570,20 +509,12 @@ async fn resource_request(
                 ));
             }
             if kind != PatchKind::Apply && options.force {
-                return Err(ApiError::bad_request(
-                    "force is only allowed for apply patches",
-                ));
+                return Err(ApiError::bad_request("force is only allowed for apply patches"));
             }
-            let outcome = app.store.lock().patch(
-                &info,
-                version,
-                namespace,
-                name,
-                kind,
-                patch_body,
-                subresource,
-                &options,
-            )?;
+            let outcome =
+                app.store
+                    .lock()
+                    .patch(&info, version, namespace, name, kind, patch_body, subresource, &options)?;
             let code = if outcome.created {
                 StatusCode::CREATED
             } else {
@@ -602,22 +533,13 @@ async fn resource_request(
                 }
             })?;
             let options = delete_options(query, &body)?;
-            let (object, gone) = app
-                .store
-                .lock()
-                .delete(&info, version, namespace, name, &options)?;
-            let code = if gone {
-                StatusCode::OK
-            } else {
-                StatusCode::ACCEPTED
-            };
+            let (object, gone) = app.store.lock().delete(&info, version, namespace, name, &options)?;
+            let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
             Ok(json_response(code, &object, &[]))
         }
         (Method::DELETE, None) => {
-            let labels =
-                LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
-            let fields =
-                FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
+            let labels = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or(""))?;
+            let fields = FieldSelector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or(""))?;
             let options = delete_options(query, &body)?;
             let mut state = app.store.lock();
             let names: Vec<(String, String)> = state
@@ -638,11 +560,7 @@ async fn resource_request(
                 .collect();
             let mut items = Vec::new();
             for (ns, name) in names {
-                let ns = if ns.is_empty() {
-                    None
-                } else {
-                    Some(ns.as_str())
-                };
+                let ns = if ns.is_empty() { None } else { Some(ns.as_str()) };
                 let (object, _) = state.delete(&info, version, ns, &name, &options)?;
                 items.push(object);
             }
@@ -663,16 +581,12 @@ async fn resource_request(
     }
 }
 
-fn delete_options(
-    query: &HashMap<String, String>,
-    body: &Bytes,
-) -> Result<DeleteOptions, ApiError> {
+fn delete_options(query: &HashMap<String, String>, body: &Bytes) -> Result<DeleteOptions, ApiError> {
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("the DeleteOptions body is malformed: {e}"))
-        })?
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("the DeleteOptions body is malformed: {e}")))?
     };
     let policy = query
         .get("propagationPolicy")
@@ -734,9 +648,10 @@ fn list(
 ) -> Result<Response, ApiError> {
     let limit = match query.get("limit").map(String::as_str) {
         None | Some("") => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!("limit must be a non-negative integer, got \"{l}\""))
-        })?)
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("limit must be a non-negative integer, got \"{l}\"")))?,
+        )
         .filter(|l| *l > 0),
     };
     let after = match query.get("continue").map(String::as_str) {
@@ -745,16 +660,13 @@ fn list(
             let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(token)
                 .map_err(|_| ApiError::bad_request("the continue token is not valid"))?;
-            let parsed: ContinueToken = serde_json::from_slice(&bytes)
-                .map_err(|_| ApiError::bad_request("the continue token is not valid"))?;
+            let parsed: ContinueToken =
+                serde_json::from_slice(&bytes).map_err(|_| ApiError::bad_request("the continue token is not valid"))?;
             Some(parsed)
         }
     };
     let state = app.store.lock();
-    let rv = after
-        .as_ref()
-        .map(|a| a.rv)
-        .unwrap_or(state.resource_version());
+    let rv = after.as_ref().map(|a| a.rv).unwrap_or(state.resource_version());
     let all = state.list(&info.storage_resource(), namespace, labels, fields);
     let start = match &after {
         Some(token) => all
@@ -764,18 +676,13 @@ fn list(
                     .pointer("/metadata/namespace")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let name = o
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+                let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
                 (ns, name) > (token.after_namespace.as_str(), token.after_name.as_str())
             })
             .unwrap_or(all.len()),
         None => 0,
     };
-    let end = limit
-        .map(|l| (start + l).min(all.len()))
-        .unwrap_or(all.len());
+    let end = limit.map(|l| (start + l).min(all.len())).unwrap_or(all.len());
     let items: Vec<Value> = all[start..end]
         .iter()
         .map(|o| state.convert(info, version, (*o).clone()))
@@ -799,8 +706,8 @@ fn list(
                 .unwrap_or_default()
                 .into(),
         };
-        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(serde_json::to_vec(&token).unwrap_or_default());
+        let encoded =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default());
         if let Some(m) = metadata.as_object_mut() {
             m.insert("continue".into(), json!(encoded));
             m.insert("remainingItemCount".into(), json!(remaining));
@@ -912,10 +819,7 @@ impl WatchEncoder {
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let mut metadata = json!({"resourceVersion": rv.to_string()});
         if initial_end && let Some(m) = metadata.as_object_mut() {
-            m.insert(
-                "annotations".into(),
-                json!({"k8s.io/initial-events-end": "true"}),
-            );
+            m.insert("annotations".into(), json!({"k8s.io/initial-events-end": "true"}));
         }
         Self::line(
             "BOOKMARK",
@@ -943,9 +847,7 @@ fn start_watch(
         ),
     };
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let bookmarks = query
-        .get("allowWatchBookmarks")
-        .is_some_and(|v| v == "true");
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -988,10 +890,7 @@ fn start_watch(
         Ok(s) => s,
         Err(gone @ ApiError::Gone { .. }) => {
             let line = WatchEncoder::line("ERROR", gone.to_status());
-            return Ok(streaming(futures::stream::iter(vec![Ok::<
-                Bytes,
-                Infallible,
-            >(line)])));
+            return Ok(streaming(futures::stream::iter(vec![Ok::<Bytes, Infallible>(line)])));
         }
         Err(other) => return Err(other),
     };

@@ -41,9 +41,7 @@ pub use error::{ApiError, ApiServerError, Cause};
 pub use faults::Faults;
 pub use patch::PatchKind;
 pub use resources::GroupResource;
-pub use store::{
-    DeleteOptions, EventType, FieldValidation, Propagation, Subresource, WatchEvent, WriteOptions,
-};
+pub use store::{DeleteOptions, EventType, FieldValidation, Propagation, Subresource, WatchEvent, WriteOptions};
 pub use workload::{LoopbackAllocator, PodIpAllocator};
 
 use resources::ResourceInfo;
@@ -106,23 +104,18 @@ impl ApiServer {
                 address: bind.clone(),
                 source,
             })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| ApiServerError::Bind {
-                address: bind.clone(),
-                source,
-            })?;
+        let address = listener.local_addr().map_err(|source| ApiServerError::Bind {
+            address: bind.clone(),
+            source,
+        })?;
         let store = Store::new(options.history_limit);
-        let objects = Objects {
-            store: store.clone(),
-        };
+        let objects = Objects { store: store.clone() };
         for crd in &options.crds {
             let name = crd.metadata.name.clone().unwrap_or_default();
-            let body =
-                serde_json::to_value(crd).map_err(|source| ApiServerError::SerializeCrd {
-                    name: name.clone(),
-                    source,
-                })?;
+            let body = serde_json::to_value(crd).map_err(|source| ApiServerError::SerializeCrd {
+                name: name.clone(),
+                source,
+            })?;
             objects
                 .create("apiextensions.k8s.io/v1", "CustomResourceDefinition", body)
                 .map_err(|e| ApiServerError::InstallCrd {
@@ -149,11 +142,8 @@ impl ApiServer {
                 tracing::error!(%error, "sandbox API server stopped with an error");
             }
         });
-        let controller = workload::Controller::new(
-            store.clone(),
-            options.pod_ip_allocator.clone(),
-            options.pod_ready_delay,
-        );
+        let controller =
+            workload::Controller::new(store.clone(), options.pod_ip_allocator.clone(), options.pod_ready_delay);
         let controller_task = tokio::spawn(controller.run(shutdown_receiver));
         Ok(ApiServerHandle {
             url: format!("http://{address}"),
@@ -207,23 +197,21 @@ impl ApiServerHandle {
 
     /// Writes the kubeconfig to a file.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), ApiServerError> {
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| {
-            ApiServerError::WriteKubeconfig {
-                path: path.display().to_string(),
-                source,
-            }
+        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| ApiServerError::WriteKubeconfig {
+            path: path.display().to_string(),
+            source,
         })
     }
 
     /// A `kube::Config` pointing at this server with namespace `default`.
     pub fn kube_config(&self) -> Result<kube::Config, ApiServerError> {
-        let uri: http_uri::Uri =
-            self.url
-                .parse()
-                .map_err(|e: http_uri::InvalidUri| ApiServerError::ClientConfig {
-                    url: self.url.clone(),
-                    message: e.to_string(),
-                })?;
+        let uri: http_uri::Uri = self
+            .url
+            .parse()
+            .map_err(|e: http_uri::InvalidUri| ApiServerError::ClientConfig {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })?;
         let mut config = kube::Config::new(uri);
         config.default_namespace = "default".into();
         if let Some(token) = &self.token {
@@ -276,16 +264,8 @@ fn options(manager: &str) -> WriteOptions {
 const MANAGER: &str = "sandbox";
 
 impl Objects {
-    fn resource(
-        &self,
-        api_version: &str,
-        kind: &str,
-    ) -> Result<(Arc<ResourceInfo>, String), ApiError> {
-        let version = api_version
-            .rsplit('/')
-            .next()
-            .unwrap_or(api_version)
-            .to_string();
+    fn resource(&self, api_version: &str, kind: &str) -> Result<(Arc<ResourceInfo>, String), ApiError> {
+        let version = api_version.rsplit('/').next().unwrap_or(api_version).to_string();
         self.store
             .lock()
             .registry
@@ -298,13 +278,7 @@ impl Objects {
     }
 
     /// One object.
-    pub fn get(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<Value, ApiError> {
+    pub fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
         let (info, version) = self.resource(api_version, kind)?;
         let state = self.store.lock();
         let object = state
@@ -329,12 +303,7 @@ impl Objects {
         let labels = LabelSelector::parse(label_selector)?;
         let state = self.store.lock();
         Ok(state
-            .list(
-                &info.storage_resource(),
-                namespace,
-                &labels,
-                &FieldSelector::default(),
-            )
+            .list(&info.storage_resource(), namespace, &labels, &FieldSelector::default())
             .into_iter()
             .map(|o| state.convert(&info, &version, o.clone()))
             .collect())
@@ -350,13 +319,7 @@ impl Objects {
         Ok(self
             .store
             .lock()
-            .create(
-                &info,
-                &version,
-                namespace.as_deref(),
-                object,
-                &options(MANAGER),
-            )?
+            .create(&info, &version, namespace.as_deref(), object, &options(MANAGER))?
             .object)
     }
 
@@ -379,35 +342,17 @@ impl Objects {
         Ok(self
             .store
             .lock()
-            .patch(
-                &info,
-                &version,
-                namespace,
-                name,
-                patch_kind,
-                patch,
-                subresource,
-                &opts,
-            )?
+            .patch(&info, &version, namespace, name, patch_kind, patch, subresource, &opts)?
             .object)
     }
 
     /// Deletes an object (background propagation); returns whether it is gone (no finalizers held it).
-    pub fn delete(
-        &self,
-        api_version: &str,
-        kind: &str,
-        namespace: Option<&str>,
-        name: &str,
-    ) -> Result<bool, ApiError> {
+    pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Result<bool, ApiError> {
         let (info, version) = self.resource(api_version, kind)?;
-        let (_, gone) = self.store.lock().delete(
-            &info,
-            &version,
-            namespace,
-            name,
-            &DeleteOptions::default(),
-        )?;
+        let (_, gone) = self
+            .store
+            .lock()
+            .delete(&info, &version, namespace, name, &DeleteOptions::default())?;
         Ok(gone)
     }
 
@@ -417,9 +362,7 @@ impl Objects {
         api_version_and_kind: Option<(&str, &str)>,
     ) -> Result<mpsc::UnboundedReceiver<Arc<WatchEvent>>, ApiError> {
         let resource = match api_version_and_kind {
-            Some((api_version, kind)) => {
-                Some(self.resource(api_version, kind)?.0.storage_resource())
-            }
+            Some((api_version, kind)) => Some(self.resource(api_version, kind)?.0.storage_resource()),
             None => None,
         };
         let (_, receiver) = self.store.lock().subscribe(resource, None, None)?;

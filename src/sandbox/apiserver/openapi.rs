@@ -66,9 +66,7 @@ fn kind_schema(info: &ResourceInfo, version: &str) -> Value {
         });
     if let Some(map) = schema.as_object_mut() {
         map.insert("x-kubernetes-group-version-kind".into(), gvk);
-        let properties = map
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let properties = map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
         if let Some(props) = properties.as_object_mut() {
             props.insert(
                 "apiVersion".into(),
@@ -105,13 +103,7 @@ fn write_parameters() -> Vec<Value> {
     ]
 }
 
-fn operation(
-    info: &ResourceInfo,
-    version: &str,
-    action: &str,
-    schema_ref: &str,
-    extra: Vec<Value>,
-) -> Value {
+fn operation(info: &ResourceInfo, version: &str, action: &str, schema_ref: &str, extra: Vec<Value>) -> Value {
     let mut op = json!({
         "operationId": format!("{action}{}", info.kind),
         "x-kubernetes-action": action,
@@ -133,10 +125,7 @@ fn operation(
         } else {
             json!({"application/json": {"schema": {"$ref": schema_ref}}})
         };
-        map.insert(
-            "requestBody".into(),
-            json!({"content": content, "required": true}),
-        );
+        map.insert("requestBody".into(), json!({"content": content, "required": true}));
     }
     op
 }
@@ -169,10 +158,7 @@ pub fn group_version_document(registry: &Registry, group: &str, version: &str) -
             )
         };
         let mut patch_params = write_parameters();
-        patch_params.push(parameter(
-            "force",
-            "Force is going to \"force\" Apply requests.",
-        ));
+        patch_params.push(parameter("force", "Force is going to \"force\" Apply requests."));
         paths.insert(
             collection,
             json!({

@@ -53,9 +53,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     for operation in &operations.0 {
         if let json_patch::PatchOperation::Test(test) = operation
             && test.value.is_null()
-            && working
-                .pointer(test.path.as_str())
-                .is_none_or(Value::is_null)
+            && working.pointer(test.path.as_str()).is_none_or(Value::is_null)
         {
             continue;
         }
@@ -79,11 +77,7 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
 }
 
 /// Applies a strategic merge patch using the given list semantics.
-pub fn strategic_merge(
-    target: &mut Value,
-    patch: &Value,
-    list_types: &dyn ListTypes,
-) -> Result<(), ApiError> {
+pub fn strategic_merge(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) -> Result<(), ApiError> {
     let mut names = Vec::new();
     merge_object(target, patch, list_types, &mut names)
 }
@@ -115,18 +109,14 @@ fn merge_object(
             continue;
         }
         if key == "$retainKeys" {
-            retain = value.as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            });
+            retain = value
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect());
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(list), Some(remove)) = (
-                target.get_mut(field).and_then(Value::as_array_mut),
-                value.as_array(),
-            ) {
+            if let (Some(list), Some(remove)) = (target.get_mut(field).and_then(Value::as_array_mut), value.as_array())
+            {
                 list.retain(|item| !remove.contains(item));
             }
             continue;
@@ -176,13 +166,7 @@ fn merge_list(
                 .iter()
                 .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
             {
-                *target = Value::Array(
-                    items
-                        .iter()
-                        .filter(|i| i.get("$patch").is_none())
-                        .cloned()
-                        .collect(),
-                );
+                *target = Value::Array(items.iter().filter(|i| i.get("$patch").is_none()).cloned().collect());
                 return Ok(());
             }
             if !target.is_array() {
@@ -193,9 +177,7 @@ fn merge_list(
                 let Some(list) = target.as_array_mut() else {
                     break;
                 };
-                let position = list
-                    .iter()
-                    .position(|existing| item_key(existing, &keys) == key);
+                let position = list.iter().position(|existing| item_key(existing, &keys) == key);
                 let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
                 match (position, delete) {
                     (Some(i), true) => {

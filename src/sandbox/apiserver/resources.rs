@@ -212,15 +212,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         builtin("", "v1", "pods", "Pod", true, &["po"], true),
         builtin("", "v1", "events", "Event", true, &["ev"], false),
         builtin("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
-        builtin(
-            "",
-            "v1",
-            "serviceaccounts",
-            "ServiceAccount",
-            true,
-            &["sa"],
-            false,
-        ),
+        builtin("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false),
         builtin("", "v1", "endpoints", "Endpoints", true, &["ep"], false),
         builtin(
             "",
@@ -231,24 +223,8 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &["pvc"],
             true,
         ),
-        builtin(
-            "apps",
-            "v1",
-            "statefulsets",
-            "StatefulSet",
-            true,
-            &["sts"],
-            true,
-        ),
-        builtin(
-            "apps",
-            "v1",
-            "deployments",
-            "Deployment",
-            true,
-            &["deploy"],
-            true,
-        ),
+        builtin("apps", "v1", "statefulsets", "StatefulSet", true, &["sts"], true),
+        builtin("apps", "v1", "deployments", "Deployment", true, &["deploy"], true),
         builtin(
             "policy",
             "v1",
@@ -258,15 +234,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &["pdb"],
             true,
         ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "roles",
-            "Role",
-            true,
-            &[],
-            false,
-        ),
+        builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], false),
         builtin(
             "rbac.authorization.k8s.io",
             "v1",
@@ -276,24 +244,8 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &[],
             false,
         ),
-        builtin(
-            "coordination.k8s.io",
-            "v1",
-            "leases",
-            "Lease",
-            true,
-            &[],
-            false,
-        ),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "events",
-            "Event",
-            true,
-            &["ev"],
-            false,
-        ),
+        builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
+        builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], false),
         builtin(
             "apiextensions.k8s.io",
             "v1",
@@ -319,10 +271,7 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
         {
             info.categories = vec!["all".to_string()];
         }
-        if matches!(
-            info.plural.as_str(),
-            "secrets" | "configmaps" | "serviceaccounts"
-        ) {
+        if matches!(info.plural.as_str(), "secrets" | "configmaps" | "serviceaccounts") {
             info.categories.clear();
         }
     }
@@ -351,12 +300,10 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
             field: field.to_string(),
         }],
     };
-    let group =
-        str_at(crd, &["spec", "group"]).ok_or_else(|| invalid("spec.group", "Required value"))?;
-    let plural = str_at(crd, &["spec", "names", "plural"])
-        .ok_or_else(|| invalid("spec.names.plural", "Required value"))?;
-    let kind = str_at(crd, &["spec", "names", "kind"])
-        .ok_or_else(|| invalid("spec.names.kind", "Required value"))?;
+    let group = str_at(crd, &["spec", "group"]).ok_or_else(|| invalid("spec.group", "Required value"))?;
+    let plural =
+        str_at(crd, &["spec", "names", "plural"]).ok_or_else(|| invalid("spec.names.plural", "Required value"))?;
+    let kind = str_at(crd, &["spec", "names", "kind"]).ok_or_else(|| invalid("spec.names.kind", "Required value"))?;
     if name != format!("{plural}.{group}") {
         return Err(invalid(
             "metadata.name",
@@ -380,11 +327,7 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
         }
         current
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
             .unwrap_or_default()
     };
     let mut versions = Vec::new();
@@ -404,67 +347,39 @@ pub fn resource_from_crd(crd: &Value) -> Result<ResourceInfo, ApiError> {
             .map(|cols| {
                 cols.iter()
                     .map(|c| PrinterColumn {
-                        name: c
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
-                        column_type: c
-                            .get("type")
-                            .and_then(Value::as_str)
-                            .unwrap_or("string")
-                            .into(),
-                        format: c
-                            .get("format")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
-                        description: c
-                            .get("description")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
+                        name: c.get("name").and_then(Value::as_str).unwrap_or_default().into(),
+                        column_type: c.get("type").and_then(Value::as_str).unwrap_or("string").into(),
+                        format: c.get("format").and_then(Value::as_str).unwrap_or_default().into(),
+                        description: c.get("description").and_then(Value::as_str).unwrap_or_default().into(),
                         priority: c.get("priority").and_then(Value::as_i64).unwrap_or(0),
-                        json_path: c
-                            .get("jsonPath")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .into(),
+                        json_path: c.get("jsonPath").and_then(Value::as_str).unwrap_or_default().into(),
                     })
                     .collect()
             })
             .unwrap_or_default();
         versions.push(VersionInfo {
             name: vname.to_string(),
-            served: version
-                .get("served")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
-            storage: version
-                .get("storage")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            served: version.get("served").and_then(Value::as_bool).unwrap_or(true),
+            storage: version.get("storage").and_then(Value::as_bool).unwrap_or(false),
             schema: version.pointer("/schema/openAPIV3Schema").cloned(),
             printer_columns,
             status_subresource: version.pointer("/subresources/status").is_some(),
-            scale: version
-                .pointer("/subresources/scale")
-                .map(|scale| ScalePaths {
-                    spec_replicas: scale
-                        .get("specReplicasPath")
-                        .and_then(Value::as_str)
-                        .unwrap_or(".spec.replicas")
-                        .into(),
-                    status_replicas: scale
-                        .get("statusReplicasPath")
-                        .and_then(Value::as_str)
-                        .unwrap_or(".status.replicas")
-                        .into(),
-                    label_selector: scale
-                        .get("labelSelectorPath")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                }),
+            scale: version.pointer("/subresources/scale").map(|scale| ScalePaths {
+                spec_replicas: scale
+                    .get("specReplicasPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".spec.replicas")
+                    .into(),
+                status_replicas: scale
+                    .get("statusReplicasPath")
+                    .and_then(Value::as_str)
+                    .unwrap_or(".status.replicas")
+                    .into(),
+                label_selector: scale
+                    .get("labelSelectorPath")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            }),
         });
     }
     if versions.is_empty() {
@@ -590,12 +505,7 @@ impl Registry {
             if r.group.is_empty() {
                 continue;
             }
-            let served: Vec<String> = r
-                .versions
-                .iter()
-                .filter(|v| v.served)
-                .map(|v| v.name.clone())
-                .collect();
+            let served: Vec<String> = r.versions.iter().filter(|v| v.served).map(|v| v.name.clone()).collect();
             match groups.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, versions)) => {
                     for v in served {
@@ -622,9 +532,6 @@ mod tests {
     fn versions_sort_like_kubernetes_discovery() {
         let mut versions = vec!["v1alpha1", "foo", "v2beta1", "v1", "v1beta2", "v2"];
         versions.sort_by_key(|v| version_priority(v));
-        assert_eq!(
-            versions,
-            vec!["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]
-        );
+        assert_eq!(versions, vec!["v2", "v1", "v2beta1", "v1beta2", "v1alpha1", "foo"]);
     }
 }

@@ -48,11 +48,7 @@ fn invalid(causes: &mut Vec<Cause>, path: &str, value: &Value, detail: String) {
 
 /// Removes fields unknown to the schema, collecting their paths (for `fieldValidation` Warn/Strict).
 pub fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<String>) {
-    if schema
-        .get("x-kubernetes-embedded-resource")
-        .and_then(Value::as_bool)
-        == Some(true)
-    {
+    if schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true) {
         return;
     }
     let preserve = schema
@@ -71,8 +67,7 @@ pub fn prune(schema: &Value, value: &mut Value, path: &str, unknown: &mut Vec<St
                     (Some(s), Some(child)) => prune(s, child, &child_path, unknown),
                     (None, _)
                         if preserve
-                            || path.is_empty()
-                                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
+                            || path.is_empty() && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
                     (None, _) => {
                         map.remove(&key);
                         unknown.push(child_path);
@@ -135,9 +130,7 @@ pub fn apply_defaults(schema: &Value, value: &mut Value, root: bool) {
 /// Validates a value against a schema, appending every violation.
 pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Cause>) {
     if value.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) == Some(true)
-            || schema.get("type").is_none()
-        {
+        if schema.get("nullable").and_then(Value::as_bool) == Some(true) || schema.get("type").is_none() {
             return;
         }
         if let Some(t) = schema.get("type").and_then(Value::as_str) {
@@ -150,10 +143,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
         }
         return;
     }
-    let int_or_string = schema
-        .get("x-kubernetes-int-or-string")
-        .and_then(Value::as_bool)
-        == Some(true);
+    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
     if int_or_string {
         if !(value.is_string() || type_name(value) == "integer") {
             invalid(
@@ -269,12 +259,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
                 && let Some(re) = compiled(pattern)
                 && !re.is_match(s)
             {
-                invalid(
-                    causes,
-                    path,
-                    value,
-                    format!("{path} in body should match '{pattern}'"),
-                );
+                invalid(causes, path, value, format!("{path} in body should match '{pattern}'"));
             }
             let chars = s.chars().count() as u64;
             if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
@@ -299,10 +284,8 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
         }
         Value::Number(n) => {
             let Some(x) = n.as_f64() else { return };
-            let exclusive_min =
-                schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
-            let exclusive_max =
-                schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
+            let exclusive_min = schema.get("exclusiveMinimum").and_then(Value::as_bool) == Some(true);
+            let exclusive_max = schema.get("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
             if let Some(min) = schema.get("minimum").and_then(Value::as_f64) {
                 if exclusive_min && x <= min {
                     invalid(
@@ -316,10 +299,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
                         causes,
                         path,
                         value,
-                        format!(
-                            "{path} in body should be greater than or equal to {}",
-                            fmt_num(min)
-                        ),
+                        format!("{path} in body should be greater than or equal to {}", fmt_num(min)),
                     );
                 }
             }
@@ -336,10 +316,7 @@ pub fn validate(schema: &Value, value: &Value, path: &str, causes: &mut Vec<Caus
                         causes,
                         path,
                         value,
-                        format!(
-                            "{path} in body should be less than or equal to {}",
-                            fmt_num(max)
-                        ),
+                        format!("{path} in body should be less than or equal to {}", fmt_num(max)),
                     );
                 }
             }
@@ -387,10 +364,7 @@ mod tests {
         let obj = json!({"spec": {"size": 0, "mode": "c", "name": "A1", "port": true}});
         let mut causes = Vec::new();
         validate(&schema(), &obj, "", &mut causes);
-        let messages: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
+        let messages: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         assert_eq!(
             messages,
             vec![
@@ -433,9 +407,6 @@ mod tests {
         let mut unknown = Vec::new();
         prune(&schema(), &mut obj, "", &mut unknown);
         assert_eq!(unknown, vec!["other".to_string(), "spec.bogus".to_string()]);
-        assert_eq!(
-            obj.get("spec"),
-            Some(&json!({"size": 1, "extra": {"anything": 2}}))
-        );
+        assert_eq!(obj.get("spec"), Some(&json!({"size": 1, "extra": {"anything": 2}})));
     }
 }

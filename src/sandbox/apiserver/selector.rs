@@ -28,9 +28,7 @@ fn valid_label_key(key: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
 }
 
 fn valid_label_value(value: &str) -> bool {
@@ -119,27 +117,16 @@ impl LabelSelector {
         let mut requirements = Vec::new();
         if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in labels {
-                requirements.push(Requirement::Equals(
-                    k.clone(),
-                    v.as_str().unwrap_or_default().into(),
-                ));
+                requirements.push(Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().into()));
             }
         }
         if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
             for e in exprs {
-                let key = e
-                    .get("key")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let key = e.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(str::to_string))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
                     .unwrap_or_default();
                 match e.get("operator").and_then(Value::as_str) {
                     Some("In") => requirements.push(Requirement::In(key, values)),
@@ -155,9 +142,7 @@ impl LabelSelector {
 
     /// Whether the object's labels satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
-        let labels = object
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object);
+        let labels = object.pointer("/metadata/labels").and_then(Value::as_object);
         let get = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str);
         self.requirements.iter().all(|r| match r {
             Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
@@ -285,10 +270,8 @@ mod tests {
 
     #[test]
     fn field_selector_paths() {
-        let obj =
-            json!({"metadata": {"name": "a", "namespace": "ns"}, "involvedObject": {"uid": "u"}});
-        let sel =
-            FieldSelector::parse("metadata.name=a,involvedObject.uid=u").map_err(|e| e.to_string());
+        let obj = json!({"metadata": {"name": "a", "namespace": "ns"}, "involvedObject": {"uid": "u"}});
+        let sel = FieldSelector::parse("metadata.name=a,involvedObject.uid=u").map_err(|e| e.to_string());
         assert_eq!(sel.map(|s| s.matches(&obj)), Ok(true));
         let sel = FieldSelector::parse("metadata.namespace!=ns").map_err(|e| e.to_string());
         assert_eq!(sel.map(|s| s.matches(&obj)), Ok(false));

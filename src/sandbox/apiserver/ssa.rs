@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, Cause};
 use super::fields::{
-    FieldSet, ListType, ListTypes, Scope, display_path, field_set, from_fields_v1, has_prefix,
-    item_key, remove_at, to_fields_v1, value_at,
+    FieldSet, ListType, ListTypes, Scope, display_path, field_set, from_fields_v1, has_prefix, item_key, remove_at,
+    to_fields_v1, value_at,
 };
 
 /// One `managedFields` entry.
@@ -29,31 +29,11 @@ fn read_entries(object: &Value) -> Vec<Entry> {
             entries
                 .iter()
                 .map(|e| Entry {
-                    manager: e
-                        .get("manager")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .into(),
-                    operation: e
-                        .get("operation")
-                        .and_then(Value::as_str)
-                        .unwrap_or("Update")
-                        .into(),
-                    subresource: e
-                        .get("subresource")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .into(),
-                    api_version: e
-                        .get("apiVersion")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .into(),
-                    time: e
-                        .get("time")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .into(),
+                    manager: e.get("manager").and_then(Value::as_str).unwrap_or_default().into(),
+                    operation: e.get("operation").and_then(Value::as_str).unwrap_or("Update").into(),
+                    subresource: e.get("subresource").and_then(Value::as_str).unwrap_or_default().into(),
+                    api_version: e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().into(),
+                    time: e.get("time").and_then(Value::as_str).unwrap_or_default().into(),
                     fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
                 })
                 .collect()
@@ -125,9 +105,7 @@ pub fn record_update(
     // Entries come from the new object: the stored ones, or the ones a client deliberately rewrote.
     let mut entries = read_entries(new);
     let new_set = field_set(new, list_types, scope);
-    let old_set = old
-        .map(|o| field_set(o, list_types, scope))
-        .unwrap_or_default();
+    let old_set = old.map(|o| field_set(o, list_types, scope)).unwrap_or_default();
     let changed: FieldSet = new_set
         .iter()
         .filter(|p| {
@@ -148,9 +126,8 @@ pub fn record_update(
     let mut found = false;
     for entry in &mut entries {
         entry.fields.retain(|p| !removed.contains(p));
-        let mine = entry.manager == writer.manager
-            && entry.operation == "Update"
-            && entry.subresource == writer.subresource;
+        let mine =
+            entry.manager == writer.manager && entry.operation == "Update" && entry.subresource == writer.subresource;
         if mine {
             entry.fields.extend(changed.iter().cloned());
             entry.time = writer.now.to_string();
@@ -189,9 +166,7 @@ pub fn apply(
     let scope = scope_for(writer.subresource, exclude_status);
     let applied_set = field_set(applied, list_types, scope);
     let mut entries = read_entries(current);
-    let mine = |e: &Entry| {
-        e.manager == writer.manager && e.operation == "Apply" && e.subresource == writer.subresource
-    };
+    let mine = |e: &Entry| e.manager == writer.manager && e.operation == "Apply" && e.subresource == writer.subresource;
     let previous: FieldSet = entries
         .iter()
         .find(|e| mine(e))
@@ -206,11 +181,7 @@ pub fn apply(
                 continue;
             }
             if value_at(current, path) != value_at(applied, path) {
-                conflicts.push((
-                    entry.manager.clone(),
-                    entry.api_version.clone(),
-                    path.clone(),
-                ));
+                conflicts.push((entry.manager.clone(), entry.api_version.clone(), path.clone()));
             }
         }
     }
@@ -255,10 +226,7 @@ pub fn apply(
                 causes[0].message, causes[0].field
             )
         } else {
-            let lines: Vec<String> = causes
-                .iter()
-                .map(|c| format!("{}: {}", c.message, c.field))
-                .collect();
+            let lines: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.message, c.field)).collect();
             format!("Apply failed with {count} conflicts: {}", lines.join("\n"))
         };
         return Err(ApiError::Conflict {
@@ -270,11 +238,9 @@ pub fn apply(
     }
     if force {
         for entry in entries.iter_mut().filter(|e| !mine(e)) {
-            entry.fields.retain(|p| {
-                !conflicts
-                    .iter()
-                    .any(|(m, _, c)| *m == entry.manager && c == p)
-            });
+            entry
+                .fields
+                .retain(|p| !conflicts.iter().any(|(m, _, c)| *m == entry.manager && c == p));
         }
     }
 
@@ -328,8 +294,7 @@ fn merge_applied(
     scope: Scope,
     root: bool,
 ) {
-    let (Some(applied_map), true) = (applied.as_object(), target.is_object() || target.is_null())
-    else {
+    let (Some(applied_map), true) = (applied.as_object(), target.is_object() || target.is_null()) else {
         *target = applied.clone();
         return;
     };
@@ -381,26 +346,16 @@ fn merge_applied(
     }
 }
 
-fn merge_value(
-    slot: &mut Value,
-    value: &Value,
-    list_types: &dyn ListTypes,
-    names: &mut Vec<String>,
-    scope: Scope,
-) {
+fn merge_value(slot: &mut Value, value: &Value, list_types: &dyn ListTypes, names: &mut Vec<String>, scope: Scope) {
     match value {
-        Value::Object(_) if slot.is_object() => {
-            merge_applied(slot, value, list_types, names, scope, false)
-        }
+        Value::Object(_) if slot.is_object() => merge_applied(slot, value, list_types, names, scope, false),
         Value::Array(items) => match list_types.list_type(names) {
             ListType::Map(keys) if !keys.is_empty() && slot.is_array() => {
                 if let Some(list) = slot.as_array_mut() {
                     for item in items {
                         let key = item_key(item, &keys);
                         match list.iter().position(|e| item_key(e, &keys) == key) {
-                            Some(i) => {
-                                merge_applied(&mut list[i], item, list_types, names, scope, false)
-                            }
+                            Some(i) => merge_applied(&mut list[i], item, list_types, names, scope, false),
                             None => list.push(item.clone()),
                         }
                     }
@@ -438,7 +393,8 @@ mod tests {
     #[test]
     fn dropped_field_is_removed_unless_shared() {
         let base = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
-        let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
+        let first =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
         let obj = apply(
             &base,
             &first,
@@ -463,8 +419,7 @@ mod tests {
             "c",
         )
         .unwrap_or_default();
-        let second =
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
         let obj = apply(
             &obj,
             &second,
@@ -552,8 +507,7 @@ mod tests {
             )
             .map_err(|e| e.to_string())
         };
-        let base =
-            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"}});
+        let base = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"}});
         let obj = apply_as(
             &base,
             "a",
@@ -566,8 +520,7 @@ mod tests {
             json!([{"name": "main", "env": [{"name": "X", "value": "1"}]}]),
         )
         .unwrap_or_default();
-        let obj =
-            apply_as(&obj, "a", json!([{"name": "main", "image": "i:2"}])).unwrap_or_default();
+        let obj = apply_as(&obj, "a", json!([{"name": "main", "image": "i:2"}])).unwrap_or_default();
         assert_eq!(
             obj.pointer("/spec/template/spec/containers"),
             Some(&json!([{"name": "main", "image": "i:2", "env": [{"name": "X", "value": "1"}]}])),

@@ -160,10 +160,7 @@ impl Subresource {
 type Key = (String, String);
 
 /// Events still in history after the requested version, and the receiver of every later event.
-pub type Subscription = (
-    Vec<Arc<WatchEvent>>,
-    mpsc::UnboundedReceiver<Arc<WatchEvent>>,
-);
+pub type Subscription = (Vec<Arc<WatchEvent>>, mpsc::UnboundedReceiver<Arc<WatchEvent>>);
 
 /// The mutable state behind the store lock.
 pub struct State {
@@ -206,9 +203,7 @@ fn meta_mut(object: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 fn meta_str<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
-    meta(object)
-        .and_then(|m| m.get(field))
-        .and_then(Value::as_str)
+    meta(object).and_then(|m| m.get(field)).and_then(Value::as_str)
 }
 
 /// The finalizers of an object.
@@ -216,11 +211,7 @@ pub fn finalizers(object: &Value) -> Vec<String> {
     meta(object)
         .and_then(|m| m.get("finalizers"))
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -321,8 +312,7 @@ impl Store {
         {
             let mut state = store.lock();
             for ns in ["default", "kube-system", "kube-public"] {
-                let body =
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+                let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
                 let info = state.registry.get(&GroupResource::new("", "namespaces"));
                 if let Some(info) = info {
                     let options = WriteOptions {
@@ -340,9 +330,7 @@ impl Store {
 
     /// Locks the state for one operation.
     pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -397,12 +385,7 @@ impl State {
             .and_then(|objects| objects.get(&(namespace.to_string(), name.to_string())))
     }
 
-    fn get_or_404(
-        &self,
-        info: &ResourceInfo,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Value, ApiError> {
+    fn get_or_404(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<Value, ApiError> {
         self.get(&info.storage_resource(), namespace, name)
             .cloned()
             .ok_or_else(|| ApiError::NotFound {
@@ -540,10 +523,7 @@ impl State {
     ) -> Result<Vec<String>, ApiError> {
         let name = meta_str(object, "name").unwrap_or_default().to_string();
         let invalid = |causes: Vec<Cause>| {
-            let parts: Vec<String> = causes
-                .iter()
-                .map(|c| format!("{}: {}", c.field, c.message))
-                .collect();
+            let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
             let summary = if parts.len() == 1 {
                 parts[0].clone()
             } else {
@@ -574,10 +554,7 @@ impl State {
             let mut unknown = Vec::new();
             schema::prune(schema, object, "", &mut unknown);
             if !unknown.is_empty() {
-                let messages: Vec<String> = unknown
-                    .iter()
-                    .map(|u| format!("unknown field \"{u}\""))
-                    .collect();
+                let messages: Vec<String> = unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
                 match options.field_validation {
                     FieldValidation::Strict => {
                         return Err(ApiError::bad_request(format!(
@@ -605,12 +582,7 @@ impl State {
         Ok(warnings)
     }
 
-    fn check_namespace(
-        &self,
-        info: &ResourceInfo,
-        namespace: &str,
-        name: &str,
-    ) -> Result<(), ApiError> {
+    fn check_namespace(&self, info: &ResourceInfo, namespace: &str, name: &str) -> Result<(), ApiError> {
         if !info.namespaced {
             return Ok(());
         }
@@ -630,16 +602,9 @@ impl State {
         }
     }
 
-    fn check_identity(
-        info: &ResourceInfo,
-        version: &str,
-        object: &mut Value,
-        namespace: &str,
-    ) -> Result<(), ApiError> {
+    fn check_identity(info: &ResourceInfo, version: &str, object: &mut Value, namespace: &str) -> Result<(), ApiError> {
         if !object.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
         }
         let expected_api_version = info.api_version(version);
         if let Some(kind) = object.get("kind").and_then(Value::as_str)
@@ -709,8 +674,7 @@ impl State {
                         kind: info.kind.clone(),
                         group: info.group.clone(),
                         name: String::new(),
-                        summary: "metadata.name: Required value: name or generateName is required"
-                            .into(),
+                        summary: "metadata.name: Required value: name or generateName is required".into(),
                         causes: vec![Cause {
                             reason: "FieldValueRequired".into(),
                             message: "Required value: name or generateName is required".into(),
@@ -782,10 +746,7 @@ impl State {
         warnings: Vec<String>,
     ) -> Result<WriteOutcome, ApiError> {
         if let Some(map) = object.as_object_mut() {
-            map.insert(
-                "apiVersion".into(),
-                json!(info.api_version(info.storage_version())),
-            );
+            map.insert("apiVersion".into(), json!(info.api_version(info.storage_version())));
         }
         if options.dry_run {
             return Ok(WriteOutcome {
@@ -802,12 +763,11 @@ impl State {
             None,
             EventType::Added,
         );
-        let stored =
-            if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-                self.establish_crd(&stored)?
-            } else {
-                stored
-            };
+        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+            self.establish_crd(&stored)?
+        } else {
+            stored
+        };
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
@@ -977,9 +937,7 @@ impl State {
                             map.remove("status");
                         }
                         default_builtin(info, &mut object, &uid);
-                        self.finish_create(
-                            info, version, namespace, name, object, options, warnings,
-                        )
+                        self.finish_create(info, version, namespace, name, object, options, warnings)
                     }
                     Some(current) => self.write_over(
                         info,
@@ -1005,49 +963,37 @@ impl State {
                 match kind {
                     PatchKind::Merge => {
                         if !patch_body.is_object() {
-                            return Err(ApiError::bad_request(
-                                "a merge patch must be a JSON object",
-                            ));
+                            return Err(ApiError::bad_request("a merge patch must be a JSON object"));
                         }
                         patch::merge_patch(&mut object, &patch_body)
                     }
-                    PatchKind::Json => {
-                        patch::json_patch(&mut object, &patch_body).map_err(|e| match e {
-                            ApiError::Invalid {
-                                summary, causes, ..
-                            } => ApiError::Invalid {
-                                kind: info.kind.clone(),
-                                group: info.group.clone(),
-                                name: name.to_string(),
-                                summary,
-                                causes,
-                            },
-                            other => other,
-                        })?
-                    }
+                    PatchKind::Json => patch::json_patch(&mut object, &patch_body).map_err(|e| match e {
+                        ApiError::Invalid { summary, causes, .. } => ApiError::Invalid {
+                            kind: info.kind.clone(),
+                            group: info.group.clone(),
+                            name: name.to_string(),
+                            summary,
+                            causes,
+                        },
+                        other => other,
+                    })?,
                     PatchKind::Strategic => {
                         if !patch_body.is_object() {
-                            return Err(ApiError::bad_request(
-                                "a strategic merge patch must be a JSON object",
-                            ));
+                            return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
                         }
                         patch::strategic_merge(&mut object, &patch_body, list_types.as_ref())?
                     }
                     PatchKind::Apply => {}
                 }
                 drop(list_types);
-                if let Some(requested) = patch_body
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
+                if let Some(requested) = patch_body.pointer("/metadata/resourceVersion").and_then(Value::as_str)
                     && Some(requested) != meta_str(&current, "resourceVersion")
                 {
                     return Err(stale(info, name));
                 }
                 Self::check_identity(info, version, &mut object, namespace)?;
                 if meta_str(&object, "name") != Some(name) {
-                    return Err(ApiError::bad_request(
-                        "a patch may not change metadata.name",
-                    ));
+                    return Err(ApiError::bad_request("a patch may not change metadata.name"));
                 }
                 self.write_over(
                     info,
@@ -1091,10 +1037,7 @@ impl State {
                 };
             }
             if managed_fields_done
-                && let (Some(m), Some(mf)) = (
-                    meta_mut(&mut base),
-                    object.pointer("/metadata/managedFields"),
-                )
+                && let (Some(m), Some(mf)) = (meta_mut(&mut base), object.pointer("/metadata/managedFields"))
             {
                 m.insert("managedFields".into(), mf.clone());
             }
@@ -1121,8 +1064,7 @@ impl State {
             }
             // A client may rewrite managedFields on purpose (kubectl does when it upgrades client-side
             // apply ownership to server-side apply); otherwise ownership comes from the stored object.
-            let rewritten = m.contains_key("managedFields")
-                && m.get("managedFields") != cm.get("managedFields");
+            let rewritten = m.contains_key("managedFields") && m.get("managedFields") != cm.get("managedFields");
             if !managed_fields_done && !rewritten {
                 match cm.get("managedFields") {
                     Some(v) => m.insert("managedFields".into(), v.clone()),
@@ -1133,10 +1075,7 @@ impl State {
         }
         let warnings = self.admit(info, version, &mut object, options)?;
         if let Some(map) = object.as_object_mut() {
-            map.insert(
-                "apiVersion".into(),
-                json!(info.api_version(info.storage_version())),
-            );
+            map.insert("apiVersion".into(), json!(info.api_version(info.storage_version())));
         }
         if has_generation(info) && generation_changes(&object, current, exclude_status) {
             let generation = meta(current)
@@ -1157,13 +1096,7 @@ impl State {
                 now: &now,
             };
             let list_types = Self::list_types(info, version);
-            ssa::record_update(
-                Some(current),
-                &mut object,
-                &writer,
-                list_types.as_ref(),
-                exclude_status,
-            );
+            ssa::record_update(Some(current), &mut object, &writer, list_types.as_ref(), exclude_status);
         }
         if same_object(&object, current) {
             return Ok(WriteOutcome {
@@ -1181,14 +1114,7 @@ impl State {
         }
         let resource = info.storage_resource();
         if meta_str(&object, "deletionTimestamp").is_some() && finalizers(&object).is_empty() {
-            let removed = self.commit(
-                &resource,
-                namespace,
-                name,
-                None,
-                Some(object),
-                EventType::Deleted,
-            );
+            let removed = self.commit(&resource, namespace, name, None, Some(object), EventType::Deleted);
             self.after_removal(&resource, &removed);
             return Ok(WriteOutcome {
                 object: self.convert(info, version, removed),
@@ -1204,12 +1130,11 @@ impl State {
             Some(current.clone()),
             EventType::Modified,
         );
-        let stored =
-            if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-                self.establish_crd(&stored)?
-            } else {
-                stored
-            };
+        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+            self.establish_crd(&stored)?
+        } else {
+            stored
+        };
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
@@ -1255,12 +1180,7 @@ impl State {
         if options.dry_run {
             return Ok((self.convert(info, version, current), false));
         }
-        let (object, gone) = self.delete_internal(
-            &info.storage_resource(),
-            namespace,
-            name,
-            options.propagation,
-        )?;
+        let (object, gone) = self.delete_internal(&info.storage_resource(), namespace, name, options.propagation)?;
         Ok((self.convert(info, version, object), gone))
     }
 
@@ -1329,14 +1249,7 @@ impl State {
         }
         let namespace_busy = is_namespace && self.namespace_has_content(name);
         if pending.is_empty() && !namespace_busy {
-            let removed = self.commit(
-                resource,
-                namespace,
-                name,
-                None,
-                Some(current),
-                EventType::Deleted,
-            );
+            let removed = self.commit(resource, namespace, name, None, Some(current), EventType::Deleted);
             self.after_removal(resource, &removed);
             return Ok((removed, true));
         }
@@ -1367,12 +1280,7 @@ impl State {
         };
         if propagation == Propagation::Foreground {
             for (dep_resource, dep_ns, dep_name) in self.dependents(&uid) {
-                let _ = self.delete_internal(
-                    &dep_resource,
-                    &dep_ns,
-                    &dep_name,
-                    Some(Propagation::Background),
-                );
+                let _ = self.delete_internal(&dep_resource, &dep_ns, &dep_name, Some(Propagation::Background));
             }
             self.check_foreground(&uid);
         }
@@ -1391,12 +1299,7 @@ impl State {
             self.check_namespace_done(name);
         }
         let gone = self.get(resource, namespace, name).is_none();
-        Ok((
-            self.get(resource, namespace, name)
-                .cloned()
-                .unwrap_or(stored),
-            gone,
-        ))
+        Ok((self.get(resource, namespace, name).cloned().unwrap_or(stored), gone))
     }
 
     fn namespace_has_content(&self, namespace: &str) -> bool {
@@ -1433,9 +1336,7 @@ impl State {
             return;
         };
         if meta_str(&object, "deletionTimestamp").is_none()
-            || !finalizers(&object)
-                .iter()
-                .any(|f| f == "foregroundDeletion")
+            || !finalizers(&object).iter().any(|f| f == "foregroundDeletion")
             || !self.dependents(owner_uid).is_empty()
         {
             return;
@@ -1453,24 +1354,10 @@ impl State {
             }
         }
         if remaining.is_empty() {
-            let removed = self.commit(
-                &resource,
-                &ns,
-                &name,
-                None,
-                Some(updated),
-                EventType::Deleted,
-            );
+            let removed = self.commit(&resource, &ns, &name, None, Some(updated), EventType::Deleted);
             self.after_removal(&resource, &removed);
         } else {
-            self.commit(
-                &resource,
-                &ns,
-                &name,
-                Some(updated),
-                Some(object),
-                EventType::Modified,
-            );
+            self.commit(&resource, &ns, &name, Some(updated), Some(object), EventType::Modified);
         }
     }
 
@@ -1482,9 +1369,7 @@ impl State {
             let Some(dep) = self.get(&dep_resource, &dep_ns, &dep_name).cloned() else {
                 continue;
             };
-            let other_owner_alive = owner_uids(&dep)
-                .iter()
-                .any(|u| *u != uid && self.uid_exists(u));
+            let other_owner_alive = owner_uids(&dep).iter().any(|u| *u != uid && self.uid_exists(u));
             if other_owner_alive {
                 let mut updated = dep.clone();
                 if let Some(refs) = meta_mut(&mut updated)
@@ -1502,27 +1387,18 @@ impl State {
                     EventType::Modified,
                 );
             } else if meta_str(&dep, "deletionTimestamp").is_none() {
-                let _ = self.delete_internal(
-                    &dep_resource,
-                    &dep_ns,
-                    &dep_name,
-                    Some(Propagation::Background),
-                );
+                let _ = self.delete_internal(&dep_resource, &dep_ns, &dep_name, Some(Propagation::Background));
             }
         }
         // Foreground owners waiting on this object.
         for owner in owner_uids(removed) {
             self.check_foreground(&owner);
         }
-        let namespace = meta_str(removed, "namespace")
-            .unwrap_or_default()
-            .to_string();
+        let namespace = meta_str(removed, "namespace").unwrap_or_default().to_string();
         if !namespace.is_empty() {
             self.check_namespace_done(&namespace);
         }
-        if resource.group == "apiextensions.k8s.io"
-            && resource.plural == "customresourcedefinitions"
-        {
+        if resource.group == "apiextensions.k8s.io" && resource.plural == "customresourcedefinitions" {
             let group = removed
                 .pointer("/spec/group")
                 .and_then(Value::as_str)
@@ -1550,10 +1426,7 @@ impl State {
     fn establish_crd(&mut self, crd: &Value) -> Result<Value, ApiError> {
         let info = resource_from_crd(crd)?;
         let name = meta_str(crd, "name").unwrap_or_default().to_string();
-        let generation = meta(crd)
-            .and_then(|m| m.get("generation"))
-            .cloned()
-            .unwrap_or(json!(1));
+        let generation = meta(crd).and_then(|m| m.get("generation")).cloned().unwrap_or(json!(1));
         self.registry.upsert(info);
         let now = now_rfc3339();
         let condition = |kind: &str, reason: &str, message: &str| json!({"type": kind, "status": "True", "lastTransitionTime": now, "reason": reason, "message": message, "observedGeneration": generation});
@@ -1682,11 +1555,7 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 fn rename_fields(mut object: Value, pairs: &[(&str, &str)], to_core: bool) -> Value {
     if let Some(map) = object.as_object_mut() {
         for (core, events) in pairs {
-            let (from, to) = if to_core {
-                (events, core)
-            } else {
-                (core, events)
-            };
+            let (from, to) = if to_core { (events, core) } else { (core, events) };
             if let Some(v) = map.remove(*from) {
                 map.insert(to.to_string(), v);
             }
@@ -1715,22 +1584,14 @@ fn convert_string_data(object: &mut Value) {
     let Some(Value::Object(string_data)) = map.remove("stringData") else {
         return;
     };
-    let data = map
-        .entry("data")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let data = map.entry("data").or_insert_with(|| Value::Object(Map::new()));
     if !data.is_object() {
         *data = Value::Object(Map::new());
     }
     if let Some(data) = data.as_object_mut() {
         for (k, v) in string_data {
-            let text = v
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string());
-            data.insert(
-                k,
-                json!(base64::engine::general_purpose::STANDARD.encode(text)),
-            );
+            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+            data.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(text)));
         }
     }
 }
@@ -1763,13 +1624,10 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
                     spec.insert("clusterIP".into(), json!(ip));
                     spec.insert("clusterIPs".into(), json!([ip]));
                 }
-                spec.entry("sessionAffinity")
-                    .or_insert_with(|| json!("None"));
+                spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
                 spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-                spec.entry("ipFamilyPolicy")
-                    .or_insert_with(|| json!("SingleStack"));
-                spec.entry("internalTrafficPolicy")
-                    .or_insert_with(|| json!("Cluster"));
+                spec.entry("ipFamilyPolicy").or_insert_with(|| json!("SingleStack"));
+                spec.entry("internalTrafficPolicy").or_insert_with(|| json!("Cluster"));
                 if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
                     for port in ports.iter_mut().filter_map(Value::as_object_mut) {
                         port.entry("protocol").or_insert_with(|| json!("TCP"));
@@ -1779,8 +1637,7 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
                     }
                 }
             }
-            map.entry("status")
-                .or_insert_with(|| json!({"loadBalancer": {}}));
+            map.entry("status").or_insert_with(|| json!({"loadBalancer": {}}));
         }
         ("apps", "statefulsets") => {
             let spec = map.entry("spec").or_insert_with(|| json!({}));
@@ -1788,11 +1645,9 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
                 spec.entry("replicas").or_insert_with(|| json!(1));
                 spec.entry("podManagementPolicy")
                     .or_insert_with(|| json!("OrderedReady"));
-                spec.entry("updateStrategy").or_insert_with(
-                    || json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-                );
-                spec.entry("revisionHistoryLimit")
-                    .or_insert_with(|| json!(10));
+                spec.entry("updateStrategy")
+                    .or_insert_with(|| json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+                spec.entry("revisionHistoryLimit").or_insert_with(|| json!(10));
             }
         }
         _ => {}

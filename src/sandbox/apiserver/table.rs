@@ -7,10 +7,7 @@ use super::resources::{PrinterColumn, ResourceInfo};
 
 /// Whether the Accept header asks for a Table.
 pub fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
+    accept.split(',').next().is_some_and(|first| first.contains("as=Table"))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +15,34 @@ enum Step {
     Field(String),
     Index(usize),
     All,
+    /// `[?(@.a.b=="x")]` or `!=`: the array items whose field at the relative path compares as asked.
+    Filter {
+        path: Vec<String>,
+        equal: bool,
+        literal: Value,
+    },
+}
+
+/// Parses the inside of a filter, `?(@.type=="Ready")`, as the API server's JSONPath does for printer columns.
+fn parse_filter(inner: &str) -> Option<Step> {
+    let expression = inner.strip_prefix("?(")?.strip_suffix(')')?.trim();
+    let (left, right, equal) = match expression.split_once("!=") {
+        Some((left, right)) => (left, right, false),
+        None => {
+            let (left, right) = expression.split_once("==")?;
+            (left, right, true)
+        }
+    };
+    let path: Vec<String> = left.trim().strip_prefix("@.")?.split('.').map(str::to_string).collect();
+    let right = right.trim();
+    let literal = if let Some(text) = right.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Value::String(text.to_string())
+    } else if let Some(text) = right.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        Value::String(text.to_string())
+    } else {
+        serde_json::from_str(right).ok()?
+    };
+    Some(Step::Filter { path, equal, literal })
 }
 
 fn parse_path(path: &str) -> Option<Vec<Step>> {
@@ -30,12 +55,12 @@ fn parse_path(path: &str) -> Option<Vec<Step>> {
             let inner = &after[..end];
             if inner == "*" {
                 steps.push(Step::All);
+            } else if inner.starts_with("?(") {
+                steps.push(parse_filter(inner)?);
             } else if let Ok(i) = inner.parse::<usize>() {
                 steps.push(Step::Index(i));
             } else {
-                steps.push(Step::Field(
-                    inner.trim_matches(|c| c == '\'' || c == '"').to_string(),
-                ));
+                steps.push(Step::Field(inner.trim_matches(|c| c == '\'' || c == '"').to_string()));
             }
             rest = &after[end + 1..];
             rest = rest.strip_prefix('.').unwrap_or(rest);
@@ -70,6 +95,12 @@ pub fn evaluate(object: &Value, path: &str) -> Vec<Value> {
                     }
                 }
                 (Step::All, Value::Array(items)) => next.extend(items),
+                (Step::Filter { path, equal, literal }, Value::Array(items)) => {
+                    next.extend(items.into_iter().filter(|item| {
+                        let found = path.iter().try_fold(item, |value, key| value.get(key));
+                        (found == Some(literal)) == *equal
+                    }));
+                }
                 _ => {}
             }
         }
@@ -132,11 +163,7 @@ fn computed_cell(name: &str, object: &Value) -> Option<Value> {
             let ready = object
                 .pointer("/status/containerStatuses")
                 .and_then(Value::as_array)
-                .map(|s| {
-                    s.iter()
-                        .filter(|c| c.get("ready") == Some(&Value::Bool(true)))
-                        .count()
-                })
+                .map(|s| s.iter().filter(|c| c.get("ready") == Some(&Value::Bool(true))).count())
                 .unwrap_or(0);
             Some(json!(format!("{ready}/{}", count("/spec/containers"))))
         }
@@ -155,10 +182,7 @@ fn computed_cell(name: &str, object: &Value) -> Option<Value> {
                 .pointer("/status/readyReplicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            let wanted = object
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
+            let wanted = object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
             Some(json!(format!("{ready}/{wanted}")))
         }
         "@data-count" => Some(json!(
@@ -261,12 +285,7 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<PrinterColumn> {
         ("policy", "poddisruptionbudgets") => vec![
             column("Min Available", "string", ".spec.minAvailable", 0),
             column("Max Unavailable", "string", ".spec.maxUnavailable", 0),
-            column(
-                "Allowed Disruptions",
-                "integer",
-                ".status.disruptionsAllowed",
-                0,
-            ),
+            column("Allowed Disruptions", "integer", ".status.disruptionsAllowed", 0),
         ],
         ("coordination.k8s.io", "leases") => {
             vec![column("Holder", "string", ".spec.holderIdentity", 0)]
@@ -325,12 +344,7 @@ pub fn row(columns: &[PrinterColumn], object: &Value, include_object: bool) -> V
 }
 
 /// A Table holding the given objects.
-pub fn table(
-    columns: &[PrinterColumn],
-    objects: &[Value],
-    resource_version: &str,
-    include_object: bool,
-) -> Value {
+pub fn table(columns: &[PrinterColumn], objects: &[Value], resource_version: &str, include_object: bool) -> Value {
     let mut definitions = vec![json!({
         "name": "Name", "type": "string", "format": "name",
         "description": "Name must be unique within a namespace.", "priority": 0
@@ -348,10 +362,7 @@ pub fn table(
             "priority": 0
         }));
     }
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|o| row(columns, o, include_object))
-        .collect();
+    let rows: Vec<Value> = objects.iter().map(|o| row(columns, o, include_object)).collect();
     json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -374,15 +385,17 @@ mod tests {
             evaluate(&obj, ".status.conditions[*].type"),
             vec![json!("Ready"), json!("X")]
         );
+        assert_eq!(evaluate(&obj, ".status.conditions[0].status"), vec![json!("True")]);
+        assert_eq!(evaluate(&obj, ".metadata.labels['a.b/c']"), vec![json!("v")]);
+        assert!(evaluate(&obj, ".missing.field").is_empty());
         assert_eq!(
-            evaluate(&obj, ".status.conditions[0].status"),
+            evaluate(&obj, r#".status.conditions[?(@.type=="Ready")].status"#),
             vec![json!("True")]
         );
         assert_eq!(
-            evaluate(&obj, ".metadata.labels['a.b/c']"),
-            vec![json!("v")]
+            evaluate(&obj, ".status.conditions[?(@.type!='Ready')].type"),
+            vec![json!("X")]
         );
-        assert!(evaluate(&obj, ".missing.field").is_empty());
     }
 
     #[test]

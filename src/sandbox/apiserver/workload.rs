@@ -53,9 +53,7 @@ fn options() -> WriteOptions {
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
+    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -74,10 +72,7 @@ fn budget_count(value: &Value, expected: i64) -> Option<i64> {
     match value {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => match s.strip_suffix('%') {
-            Some(percent) => percent
-                .parse::<i64>()
-                .ok()
-                .map(|p| (p * expected + 99) / 100),
+            Some(percent) => percent.parse::<i64>().ok().map(|p| (p * expected + 99) / 100),
             None => s.parse().ok(),
         },
         _ => None,
@@ -105,9 +100,7 @@ fn reconcile_disruption_budgets(state: &mut State) {
     for pdb in budgets {
         let namespace = str_at(&pdb, "/metadata/namespace").to_string();
         let name = str_at(&pdb, "/metadata/name").to_string();
-        let selector = LabelSelector::from_label_selector_object(
-            pdb.pointer("/spec/selector").unwrap_or(&Value::Null),
-        );
+        let selector = LabelSelector::from_label_selector_object(pdb.pointer("/spec/selector").unwrap_or(&Value::Null));
         let pods = state.list(
             &GroupResource::new("", "pods"),
             Some(&namespace),
@@ -116,10 +109,7 @@ fn reconcile_disruption_budgets(state: &mut State) {
         );
         let expected = pods.len() as i64;
         let healthy = pods.iter().filter(|p| is_ready(p)).count() as i64;
-        let desired = match (
-            pdb.pointer("/spec/minAvailable"),
-            pdb.pointer("/spec/maxUnavailable"),
-        ) {
+        let desired = match (pdb.pointer("/spec/minAvailable"), pdb.pointer("/spec/maxUnavailable")) {
             (Some(min), _) => budget_count(min, expected).unwrap_or(0),
             (None, Some(max)) => expected - budget_count(max, expected).unwrap_or(0),
             (None, None) => expected,
@@ -255,12 +245,7 @@ impl Controller {
             .iter()
             .map(|p| str_at(p, "/metadata/uid").to_string())
             .collect();
-        let gone: Vec<String> = self
-            .ips
-            .keys()
-            .filter(|uid| !live.contains(uid))
-            .cloned()
-            .collect();
+        let gone: Vec<String> = self.ips.keys().filter(|uid| !live.contains(uid)).cloned().collect();
         for uid in gone {
             if let Some(pod) = self.ips.remove(&uid) {
                 self.allocator.release(&pod);
@@ -273,10 +258,7 @@ impl Controller {
         let Some(pods_info) = state.registry.get(&GroupResource::new("", "pods")) else {
             return;
         };
-        let Some(sts_info) = state
-            .registry
-            .get(&GroupResource::new("apps", "statefulsets"))
-        else {
+        let Some(sts_info) = state.registry.get(&GroupResource::new("apps", "statefulsets")) else {
             return;
         };
         let namespace = str_at(sts, "/metadata/namespace").to_string();
@@ -285,10 +267,7 @@ impl Controller {
         if sts.pointer("/metadata/deletionTimestamp").is_some() {
             return;
         }
-        let replicas = sts
-            .pointer("/spec/replicas")
-            .and_then(Value::as_u64)
-            .unwrap_or(1) as usize;
+        let replicas = sts.pointer("/spec/replicas").and_then(Value::as_u64).unwrap_or(1) as usize;
         let template = sts.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let revision = template_revision(&name, &template);
         let ordered = str_at(sts, "/spec/podManagementPolicy") != "Parallel";
@@ -314,10 +293,7 @@ impl Controller {
             })
             .filter_map(|p| {
                 let pname = str_at(p, "/metadata/name");
-                let ordinal = pname
-                    .strip_prefix(&format!("{name}-"))?
-                    .parse::<usize>()
-                    .ok()?;
+                let ordinal = pname.strip_prefix(&format!("{name}-"))?.parse::<usize>().ok()?;
                 Some((ordinal, p.clone()))
             })
             .collect();
@@ -328,9 +304,7 @@ impl Controller {
         for (_, pod) in &owned {
             let pod_uid = str_at(pod, "/metadata/uid").to_string();
             let created = *self.created.entry(pod_uid).or_insert(now);
-            if !is_ready(pod)
-                && now.duration_since(created) >= self.ready_delay
-                && self.allocator.may_become_ready(pod)
+            if !is_ready(pod) && now.duration_since(created) >= self.ready_delay && self.allocator.may_become_ready(pod)
             {
                 let mut ready = pod.clone();
                 let ts = now_rfc3339();
@@ -349,7 +323,8 @@ impl Controller {
                             .collect()
                     })
                     .unwrap_or_default();
-                let condition = |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": ts});
+                let condition =
+                    |t: &str| json!({"type": t, "status": "True", "lastProbeTime": null, "lastTransitionTime": ts});
                 if let Some(map) = ready.as_object_mut() {
                     map.insert(
                         "status".into(),
@@ -384,21 +359,14 @@ impl Controller {
             })
             .collect();
         let ready_count = owned.iter().filter(|(_, p)| is_ready(p)).count();
-        let all_present_ready =
-            (0..replicas).all(|i| owned.iter().any(|(j, p)| *j == i && is_ready(p)));
+        let all_present_ready = (0..replicas).all(|i| owned.iter().any(|(j, p)| *j == i && is_ready(p)));
 
         // Scale down: remove the highest ordinal beyond replicas, one at a time when ordered.
         let surplus: Vec<&(usize, Value)> = owned.iter().filter(|(i, _)| *i >= replicas).collect();
         let mut acted = false;
         if let Some((_, pod)) = surplus.last() {
             let pod_name = str_at(pod, "/metadata/name").to_string();
-            let _ = state.delete(
-                &pods_info,
-                "v1",
-                Some(&namespace),
-                &pod_name,
-                &Default::default(),
-            );
+            let _ = state.delete(&pods_info, "v1", Some(&namespace), &pod_name, &Default::default());
             acted = true;
         }
         // Scale up / replace missing pods in ordinal order.
@@ -441,13 +409,7 @@ impl Controller {
                 .max_by_key(|(i, _)| *i);
             if let Some((_, pod)) = outdated {
                 let pod_name = str_at(pod, "/metadata/name").to_string();
-                let _ = state.delete(
-                    &pods_info,
-                    "v1",
-                    Some(&namespace),
-                    &pod_name,
-                    &Default::default(),
-                );
+                let _ = state.delete(&pods_info, "v1", Some(&namespace), &pod_name, &Default::default());
             }
         }
 
@@ -465,17 +427,14 @@ impl Controller {
             .filter(|(_, p)| str_at(p, "/metadata/labels/controller-revision-hash") == revision)
             .count();
         let previous_current = str_at(sts, "/status/currentRevision").to_string();
-        let current_revision =
-            if updated == live.len() && live.len() == replicas || previous_current.is_empty() {
-                revision.clone()
-            } else {
-                previous_current
-            };
+        let current_revision = if updated == live.len() && live.len() == replicas || previous_current.is_empty() {
+            revision.clone()
+        } else {
+            previous_current
+        };
         let current = live
             .iter()
-            .filter(|(_, p)| {
-                str_at(p, "/metadata/labels/controller-revision-hash") == current_revision
-            })
+            .filter(|(_, p)| str_at(p, "/metadata/labels/controller-revision-hash") == current_revision)
             .count();
         let status = json!({
             "observedGeneration": sts.pointer("/metadata/generation").cloned().unwrap_or(json!(1)),
@@ -489,9 +448,7 @@ impl Controller {
             "collisionCount": 0,
         });
         if sts.get("status") != Some(&status)
-            && let Some(latest) = state
-                .get(&sts_info.group_resource(), &namespace, &name)
-                .cloned()
+            && let Some(latest) = state.get(&sts_info.group_resource(), &namespace, &name).cloned()
         {
             let mut with_status = latest;
             if let Some(map) = with_status.as_object_mut() {
@@ -511,30 +468,14 @@ impl Controller {
 
     /// Creates the PersistentVolumeClaims `<template>-<pod>` of the volumeClaimTemplates (Bound at once, kept
     /// when the StatefulSet goes, as by default) and mounts them into the pod spec.
-    fn ensure_claims(
-        &self,
-        state: &mut State,
-        sts: &Value,
-        namespace: &str,
-        pod_name: &str,
-        spec: &mut Value,
-    ) {
-        let Some(templates) = sts
-            .pointer("/spec/volumeClaimTemplates")
-            .and_then(Value::as_array)
-        else {
+    fn ensure_claims(&self, state: &mut State, sts: &Value, namespace: &str, pod_name: &str, spec: &mut Value) {
+        let Some(templates) = sts.pointer("/spec/volumeClaimTemplates").and_then(Value::as_array) else {
             return;
         };
-        let Some(pvc_info) = state
-            .registry
-            .get(&GroupResource::new("", "persistentvolumeclaims"))
-        else {
+        let Some(pvc_info) = state.registry.get(&GroupResource::new("", "persistentvolumeclaims")) else {
             return;
         };
-        let selector_labels = sts
-            .pointer("/spec/selector/matchLabels")
-            .cloned()
-            .unwrap_or(json!({}));
+        let selector_labels = sts.pointer("/spec/selector/matchLabels").cloned().unwrap_or(json!({}));
         for template in templates {
             let template_name = str_at(template, "/metadata/name");
             let claim_name = format!("{template_name}-{pod_name}");
@@ -542,13 +483,8 @@ impl Controller {
                 .get(&pvc_info.storage_resource(), namespace, &claim_name)
                 .is_none()
             {
-                let mut labels = template
-                    .pointer("/metadata/labels")
-                    .cloned()
-                    .unwrap_or(json!({}));
-                if let (Some(l), Some(selector)) =
-                    (labels.as_object_mut(), selector_labels.as_object())
-                {
+                let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+                if let (Some(l), Some(selector)) = (labels.as_object_mut(), selector_labels.as_object()) {
                     for (k, v) in selector {
                         l.insert(k.clone(), v.clone());
                     }
@@ -556,14 +492,9 @@ impl Controller {
                 let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                     "metadata": {"name": claim_name, "namespace": namespace, "labels": labels},
                     "spec": template.get("spec").cloned().unwrap_or(json!({}))});
-                if let Ok(created) =
-                    state.create(&pvc_info, "v1", Some(namespace), claim, &options())
-                {
+                if let Ok(created) = state.create(&pvc_info, "v1", Some(namespace), claim, &options()) {
                     let mut bound = created.object;
-                    let capacity = bound
-                        .pointer("/spec/resources/requests")
-                        .cloned()
-                        .unwrap_or(json!({}));
+                    let capacity = bound.pointer("/spec/resources/requests").cloned().unwrap_or(json!({}));
                     let modes = bound
                         .pointer("/spec/accessModes")
                         .cloned()
@@ -610,17 +541,11 @@ impl Controller {
         revision: &str,
         template: &Value,
     ) {
-        let mut labels = template
-            .pointer("/metadata/labels")
-            .cloned()
-            .unwrap_or(json!({}));
+        let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
         if let Some(l) = labels.as_object_mut() {
             l.insert("controller-revision-hash".into(), json!(revision));
             l.insert("statefulset.kubernetes.io/pod-name".into(), json!(pod_name));
-            l.insert(
-                "apps.kubernetes.io/pod-index".into(),
-                json!(ordinal.to_string()),
-            );
+            l.insert("apps.kubernetes.io/pod-index".into(), json!(ordinal.to_string()));
         }
         let mut spec = template.get("spec").cloned().unwrap_or(json!({}));
         if let Some(s) = spec.as_object_mut() {
@@ -640,10 +565,7 @@ impl Controller {
                 "controller": true, "blockOwnerDeletion": true
             }],
         });
-        if let (Some(annotations), Some(m)) = (
-            template.pointer("/metadata/annotations"),
-            metadata.as_object_mut(),
-        ) {
+        if let (Some(annotations), Some(m)) = (template.pointer("/metadata/annotations"), metadata.as_object_mut()) {
             m.insert("annotations".into(), annotations.clone());
         }
         self.ensure_claims(state, sts, namespace, pod_name, &mut spec);
