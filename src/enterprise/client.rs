@@ -207,11 +207,12 @@ impl EnterpriseClient {
                 return Err(EnterpriseError::Unauthorized { endpoint });
             }
             let (error_code, description) = parse_error_body(&text);
-            let retryable = status == StatusCode::CONFLICT && error_code != "uid_exists"
-                || status == StatusCode::SERVICE_UNAVAILABLE
-                || status.is_server_error() && idempotent;
+            // 409 means "busy, try later" only with that code (or no body); other conflicts, such as a name or uid that
+            // exists, will not go away by waiting.
+            let busy = status == StatusCode::CONFLICT && matches!(error_code.as_str(), "busy" | "unknown");
+            let retryable = busy || status == StatusCode::SERVICE_UNAVAILABLE || status.is_server_error() && idempotent;
             if !retryable || last_attempt {
-                if status == StatusCode::CONFLICT && retryable {
+                if busy {
                     return Err(EnterpriseError::Busy {
                         endpoint,
                         attempts: attempt,
