@@ -920,3 +920,58 @@ fn config_errors_are_clear() {
     .unwrap_err();
     assert!(error.to_string().contains("'identity'"), "{error}");
 }
+
+#[test]
+fn https_with_custom_ca() {
+    let repo = sample_repo();
+    let pki = servers::TestPki::generate();
+    let server = HttpGitServer::start_with_tls(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "tls-pass".into(),
+        },
+        Some((&pki.server_cert, &pki.server_key)),
+    );
+    let url = server.url(TestRepo::NAME);
+    assert!(url.starts_with("https://"));
+    let cache = tempfile::tempdir().unwrap();
+    let with_ca = |ca: Option<Vec<u8>>| Credentials {
+        ca_cert: ca,
+        ..basic("deploy", "tls-pass")
+    };
+
+    let trusted = source(
+        &url,
+        branch("main"),
+        with_ca(Some(pki.ca_pem.clone())),
+        &cache,
+    );
+    let outcome = poll_ok(&trusted);
+    assert!(outcome.fetched);
+    assert_eq!(
+        outcome.revision.commit,
+        git(repo.work.path(), &["rev-parse", "HEAD"])
+    );
+    assert!(!poll_ok(&trusted).fetched);
+
+    let system_store_only = source(&url, branch("main"), with_ca(None), &cache);
+    let error = system_store_only.poll().unwrap_err();
+    assert_eq!(error.category(), "CertificateInvalid", "{error}");
+
+    let other_pki = servers::TestPki::generate();
+    let wrong_ca = source(
+        &url,
+        branch("main"),
+        with_ca(Some(other_pki.ca_pem.clone())),
+        &cache,
+    );
+    let error = wrong_ca.poll().unwrap_err();
+    assert_eq!(error.category(), "CertificateInvalid", "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "tls certificate of {url} not trusted: certificate for '127.0.0.1' does not verify against 'ca.crt'"
+        )),
+        "{error}"
+    );
+}

@@ -221,7 +221,10 @@ impl<'a> Session<'a> {
                 detail,
             };
         }
-        if error.code() == git2::ErrorCode::Certificate {
+        if error.code() == git2::ErrorCode::Certificate
+            || error.class() == git2::ErrorClass::Ssl
+            || lower.contains("certificate")
+        {
             return SourceError::CertificateInvalid { url, detail };
         }
         let network_class = matches!(
