@@ -975,3 +975,136 @@ fn https_with_custom_ca() {
         "{error}"
     );
 }
+
+#[test]
+fn cache_persists_across_instances_and_recovers_from_corruption() {
+    let repo = sample_repo();
+    let cache = tempfile::tempdir().unwrap();
+    let first = source(
+        &repo.file_url(),
+        branch("main"),
+        Credentials::none(),
+        &cache,
+    );
+    let fetched = poll_ok(&first);
+    assert!(fetched.fetched);
+
+    // A new instance (an agent restart) finds the commit in the cache on disk: no fetch.
+    let restarted = source(
+        &repo.file_url(),
+        branch("main"),
+        Credentials::none(),
+        &cache,
+    );
+    assert_eq!(restarted.cache_path(), first.cache_path());
+    let outcome = poll_ok(&restarted);
+    assert!(!outcome.fetched);
+    assert_eq!(outcome.revision, fetched.revision);
+
+    // A damaged cache is thrown away and fetched again.
+    std::fs::remove_dir_all(restarted.cache_path()).unwrap();
+    std::fs::create_dir_all(restarted.cache_path()).unwrap();
+    std::fs::write(restarted.cache_path().join("HEAD"), b"garbage").unwrap();
+    let recovered = poll_ok(&restarted);
+    assert!(recovered.fetched);
+    assert_eq!(recovered.revision, fetched.revision);
+    assert_eq!(
+        restarted
+            .read_tree(
+                &recovered.revision,
+                "clusters/staging",
+                &TreeLimits::default()
+            )
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn concurrent_polls_of_one_url_share_the_cache_safely() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let url = daemon.url(TestRepo::NAME);
+    let head = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    let revisions: Vec<Revision> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let source = source(&url, branch("main"), Credentials::none(), &cache);
+                scope.spawn(move || poll_ok(&source).revision)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("poll thread"))
+            .collect()
+    });
+    assert!(
+        revisions.iter().all(|revision| revision.commit == head),
+        "{revisions:?}"
+    );
+}
+
+#[test]
+fn overall_deadline_is_enforced() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    setup();
+    let cache = tempfile::tempdir().unwrap();
+    let hurried = GitSource::new(SourceConfig {
+        url: daemon.url(TestRepo::NAME),
+        reference: branch("main"),
+        credentials: Credentials::none(),
+        cache_dir: cache.path().to_path_buf(),
+        timeout: Duration::ZERO,
+    })
+    .unwrap();
+    let error = hurried.poll().unwrap_err();
+    assert_eq!(error.category(), "Timeout", "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "timed out after 0ns while listing remote refs ({})",
+            daemon.url(TestRepo::NAME)
+        )
+    );
+}
+
+#[test]
+fn ssh_key_with_passphrase() {
+    let repo = sample_repo();
+    let sshd = Sshd::start();
+    let cache = tempfile::tempdir().unwrap();
+    let url = sshd.url(&repo.bare());
+    let encrypted = sshd.client_private_key_encrypted("open-sesame-42");
+    let with_passphrase = |passphrase: &str| Credentials {
+        identity: Some(encrypted.clone().into()),
+        password: Some(passphrase.into()),
+        known_hosts: Some(sshd.known_hosts_line()),
+        ..Credentials::default()
+    };
+    let good = source(
+        &url,
+        branch("main"),
+        with_passphrase("open-sesame-42"),
+        &cache,
+    );
+    assert!(poll_ok(&good).fetched);
+
+    let wrong = source(
+        &url,
+        branch("main"),
+        with_passphrase("not-the-passphrase"),
+        &cache,
+    );
+    let error = wrong.poll().unwrap_err();
+    assert_eq!(error.category(), "AuthenticationFailed", "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("could not be used (wrong passphrase?)"),
+        "{error}"
+    );
+    assert!(!format!("{error} {error:?}").contains("not-the-passphrase"));
+}

@@ -104,7 +104,7 @@ impl RepoUrl {
                     "the url embeds the user '{info}'; put username and password in the referenced Secret instead"
                 )));
             }
-            Some(info) if info.is_empty() => return Err(invalid("empty user name before '@'")),
+            Some("") => return Err(invalid("empty user name before '@'")),
             Some(info) => Some(info.to_string()),
             None => None,
         };

@@ -117,7 +117,7 @@ impl GitSource {
         let commit_id = match &resolved.remote_ref {
             Some(remote_ref) => {
                 let local_ref = fetch::local_ref_name(remote_ref);
-                let commit = match self.peel_cached(&repository, resolved.oid) {
+                match self.peel_cached(&repository, resolved.oid) {
                     Some(commit) => {
                         fetch::pin_local_ref(
                             &repository,
@@ -154,8 +154,7 @@ impl GitSource {
                             }
                         })?
                     }
-                };
-                commit
+                }
             }
             None => match self.peel_cached(&repository, resolved.oid) {
                 Some(commit) => commit,

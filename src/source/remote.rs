@@ -210,8 +210,18 @@ impl<'a> Session<'a> {
             drop(state);
             return self.timeout_error(operation);
         }
+        if self.url.scheme == Scheme::Ssh && lower.contains("private key") {
+            // libssh2 only decrypts the key when authenticating: a wrong passphrase surfaces here.
+            return SourceError::AuthenticationFailed {
+                url,
+                operation,
+                detail: format!(
+                    "the private key in 'identity' could not be used (wrong passphrase?): {detail}"
+                ),
+            };
+        }
         if error.code() == git2::ErrorCode::Auth
-            || lower.contains("authentication")
+            || lower.contains("authenticat")
             || lower.contains("401")
             || lower.contains("403")
         {

@@ -475,6 +475,28 @@ impl Sshd {
         }
     }
 
+    /// The deploy key re-encrypted with a passphrase (OpenSSH format), for passphrase tests.
+    pub fn client_private_key_encrypted(&self, passphrase: &str) -> String {
+        let path = self
+            ._dir
+            .path()
+            .join(format!("deploy_key_encrypted_{}", passphrase.len()));
+        std::fs::write(&path, &self.client_private_key).expect("write key copy");
+        let mut permissions = std::fs::metadata(&path)
+            .expect("key metadata")
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
+        std::fs::set_permissions(&path, permissions).expect("chmod key");
+        let status = Command::new("/usr/bin/ssh-keygen")
+            .args(["-q", "-p", "-N", passphrase, "-P", "", "-f"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ssh-keygen -p");
+        assert!(status.success(), "ssh-keygen -p failed");
+        std::fs::read_to_string(&path).expect("read encrypted key")
+    }
+
     /// The known_hosts line for this server.
     pub fn known_hosts_line(&self) -> String {
         format!("[127.0.0.1]:{} {}\n", self.port, self.host_public_key)
