@@ -10,7 +10,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use redis_gitops::source::{
-    Credentials, GitRef, GitSource, PollOutcome, Revision, SourceConfig, TreeEntry, TreeLimits,
+    Credentials, GitRef, GitSource, PollOutcome, ReadOptions, Revision, SourceConfig, TreeEntry,
     set_network_timeouts,
 };
 use repo::{TestRepo, git, object_count};
@@ -142,7 +142,7 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
     assert_ne!(second.revision, first.revision);
 
     let entries = source
-        .read_tree(&second.revision, "clusters/prod", &TreeLimits::default())
+        .read_tree(&second.revision, "clusters/prod", &ReadOptions::default())
         .expect("read tree");
     assert_eq!(
         files(&entries),
@@ -163,12 +163,12 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
     );
     // The older revision is still readable from the cache.
     let old = source
-        .read_tree(&first.revision, "./clusters/prod/", &TreeLimits::default())
+        .read_tree(&first.revision, "./clusters/prod/", &ReadOptions::default())
         .unwrap();
     assert_eq!(old.len(), 2);
     // The whole repository: every YAML file, nothing else.
     let all = source
-        .read_tree(&second.revision, "", &TreeLimits::default())
+        .read_tree(&second.revision, "", &ReadOptions::default())
         .unwrap();
     let paths: Vec<&str> = all.iter().map(TreeEntry::path).collect();
     assert_eq!(
@@ -201,7 +201,7 @@ fn file_force_push_to_unrelated_history() {
     assert_eq!(after.revision.to_string(), format!("main@sha1:{rewritten}"));
     assert_ne!(after.revision.commit, before.revision.commit);
     let entries = source
-        .read_tree(&after.revision, "only", &TreeLimits::default())
+        .read_tree(&after.revision, "only", &ReadOptions::default())
         .unwrap();
     assert_eq!(
         files(&entries),
@@ -211,7 +211,7 @@ fn file_force_push_to_unrelated_history() {
         )]
     );
     let gone = source
-        .read_tree(&after.revision, "clusters", &TreeLimits::default())
+        .read_tree(&after.revision, "clusters", &ReadOptions::default())
         .unwrap_err();
     assert_eq!(gone.category(), "PathNotFound");
 }
@@ -275,7 +275,7 @@ fn file_semver_picks_highest_matching_tag() {
         format!("v1.10.0@sha1:{}", commits["v1.10.0"])
     );
     let entries = ranged
-        .read_tree(&outcome.revision, "", &TreeLimits::default())
+        .read_tree(&outcome.revision, "", &ReadOptions::default())
         .unwrap();
     assert_eq!(
         files(&entries),
@@ -385,9 +385,10 @@ fn read_tree_errors_and_symlinks() {
         &cache,
     );
     let revision = poll_ok(&source).revision;
-    let limits = TreeLimits {
+    let limits = ReadOptions {
         max_file_size: 1024,
         max_files: 10,
+        ..ReadOptions::default()
     };
 
     let entries = source
@@ -427,9 +428,10 @@ fn read_tree_errors_and_symlinks() {
         .unwrap_err();
     assert_eq!(error.category(), "NotADirectory");
 
-    let tight = TreeLimits {
+    let tight = ReadOptions {
         max_file_size: 4096,
         max_files: 2,
+        ..ReadOptions::default()
     };
     let error = source.read_tree(&revision, "clusters", &tight).unwrap_err();
     assert_eq!(error.category(), "TooManyFiles");
@@ -512,7 +514,7 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
     assert!(second.fetched);
     assert_eq!(second.revision.commit, newer);
     let entries = source
-        .read_tree(&second.revision, "clusters/prod", &TreeLimits::default())
+        .read_tree(&second.revision, "clusters/prod", &ReadOptions::default())
         .unwrap();
     assert!(entries.iter().any(|entry| entry.path() == "new.yaml"));
 
@@ -522,7 +524,7 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
     assert!(third.fetched);
     assert_eq!(third.revision.commit, rewritten);
     let entries = source
-        .read_tree(&third.revision, "", &TreeLimits::default())
+        .read_tree(&third.revision, "", &ReadOptions::default())
         .unwrap();
     assert_eq!(
         files(&entries),
@@ -579,7 +581,7 @@ fn git_daemon_semver_tag_and_exact_commit() {
     let outcome = poll_ok(&pinned);
     assert_eq!(outcome.revision.to_string(), format!("sha1:{first}"));
     let entries = pinned
-        .read_tree(&outcome.revision, "clusters/prod", &TreeLimits::default())
+        .read_tree(&outcome.revision, "clusters/prod", &ReadOptions::default())
         .unwrap();
     assert_eq!(entries.len(), 2);
 }
@@ -1013,7 +1015,7 @@ fn cache_persists_across_instances_and_recovers_from_corruption() {
             .read_tree(
                 &recovered.revision,
                 "clusters/staging",
-                &TreeLimits::default()
+                &ReadOptions::default()
             )
             .unwrap()
             .len(),
@@ -1107,4 +1109,74 @@ fn ssh_key_with_passphrase() {
         "{error}"
     );
     assert!(!format!("{error} {error:?}").contains("not-the-passphrase"));
+}
+
+#[test]
+fn ignore_rules_default_spec_and_sourceignore() {
+    let repo = sample_repo();
+    repo.write(".github/workflows/ci.yml", b"on: push\n");
+    repo.write(".sops.yaml", b"creation_rules: []\n");
+    repo.write("clusters/prod/.sourceignore", b"drafts/\n*.tmp.yaml\n");
+    repo.write("clusters/prod/drafts/next.yaml", b"draft: true\n");
+    repo.write("clusters/prod/scratch.tmp.yaml", b"tmp: true\n");
+    repo.write(".sourceignore", b"staging/\n");
+    repo.commit("ci, sops, drafts");
+    repo.push();
+    let cache = tempfile::tempdir().unwrap();
+    let source = source(
+        &repo.file_url(),
+        branch("main"),
+        Credentials::none(),
+        &cache,
+    );
+    let revision = poll_ok(&source).revision;
+    let paths = |options: &ReadOptions, path: &str| -> Vec<String> {
+        source
+            .read_tree(&revision, path, options)
+            .unwrap()
+            .iter()
+            .map(|entry| entry.path().to_string())
+            .collect()
+    };
+
+    // Defaults drop CI and tool files; .sourceignore files (root and nested) apply.
+    assert_eq!(
+        paths(&ReadOptions::default(), ""),
+        vec![
+            "clusters/prod/cluster.yaml",
+            "clusters/prod/databases/cache.yml"
+        ]
+    );
+    // Reading below a directory still honours the .sourceignore files above it.
+    assert_eq!(
+        paths(&ReadOptions::default(), "clusters/prod"),
+        vec!["cluster.yaml", "databases/cache.yml"]
+    );
+
+    // spec.ignore replaces the defaults (so .github is read) and may re-include with '!'.
+    let custom = ReadOptions {
+        ignore: Some("databases/\n".into()),
+        ..ReadOptions::default()
+    };
+    assert_eq!(
+        paths(&custom, ""),
+        vec![
+            ".github/workflows/ci.yml",
+            ".sops.yaml",
+            "clusters/prod/cluster.yaml"
+        ]
+    );
+
+    let invalid = ReadOptions {
+        ignore: Some("[z-a].yaml\n".into()),
+        ..ReadOptions::default()
+    };
+    let error = source.read_tree(&revision, "", &invalid).unwrap_err();
+    assert_eq!(error.category(), "InvalidIgnore", "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("invalid ignore pattern in spec.ignore: "),
+        "{error}"
+    );
 }

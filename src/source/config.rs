@@ -412,21 +412,30 @@ pub struct SourceConfig {
     pub timeout: Duration,
 }
 
-/// Bounds on what [`super::GitSource::read_tree`] returns.
-#[derive(Debug, Clone, Copy)]
-pub struct TreeLimits {
+/// What [`super::GitSource::read_tree`] skips and how much it accepts.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
     /// Largest accepted file (and symlink target), in bytes.
     pub max_file_size: u64,
     /// Most files (plus symlinks) accepted under the path.
     pub max_files: usize,
+    /// `.gitignore`-syntax patterns, relative to the repository root, that replace the default exclusions
+    /// (Flux's `spec.ignore`). `None` keeps the defaults ([`DEFAULT_IGNORE`]). `.sourceignore` files in the
+    /// tree apply on top, each relative to its own directory.
+    pub ignore: Option<String>,
 }
 
-impl Default for TreeLimits {
-    /// 1 MiB per file, 10 000 files.
+/// Flux's default exclusions, reduced to what can hold YAML: CI and tool configuration that is not ours.
+pub const DEFAULT_IGNORE: &str = ".git/\n.github/\n.circleci/\n.travis.yml\n.gitlab-ci.yml\nappveyor.yml\n\
+                                  .drone.yml\ncloudbuild.yaml\ncodeship-*.yml\n.goreleaser.yml\n.sops.yaml\n.flux.yaml\n";
+
+impl Default for ReadOptions {
+    /// 1 MiB per file, 10 000 files, Flux's default exclusions.
     fn default() -> Self {
-        TreeLimits {
+        ReadOptions {
             max_file_size: 1024 * 1024,
             max_files: 10_000,
+            ignore: None,
         }
     }
 }

@@ -16,7 +16,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use config::{Credentials, GitRef, RepoUrl, Scheme, Secret, SourceConfig, TreeLimits};
+pub use config::{Credentials, GitRef, ReadOptions, RepoUrl, Scheme, Secret, SourceConfig};
 pub use error::SourceError;
 pub use remote::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, set_network_timeouts};
 pub use resolve::Revision;
@@ -213,7 +213,7 @@ impl GitSource {
         &self,
         revision: &Revision,
         path: &str,
-        limits: &TreeLimits,
+        limits: &ReadOptions,
     ) -> Result<Vec<TreeEntry>, SourceError> {
         let lock = fetch::cache_lock(&self.cache_path);
         let _guard = match lock.lock() {

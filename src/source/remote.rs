@@ -222,8 +222,8 @@ impl<'a> Session<'a> {
         }
         if error.code() == git2::ErrorCode::Auth
             || lower.contains("authenticat")
-            || lower.contains("401")
-            || lower.contains("403")
+            || lower.contains("status code: 401")
+            || lower.contains("status code: 403")
         {
             return SourceError::AuthenticationFailed {
                 url,
