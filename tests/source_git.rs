@@ -1180,3 +1180,46 @@ fn ignore_rules_default_spec_and_sourceignore() {
         "{error}"
     );
 }
+
+#[test]
+fn missing_repository_is_reported_per_transport() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    let http = HttpGitServer::start(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "pw-123".into(),
+        },
+    );
+    let cache = tempfile::tempdir().unwrap();
+    for (url, credentials) in [
+        (
+            format!("file://{}/missing.git", repo.root.path().display()),
+            Credentials::none(),
+        ),
+        (daemon.url("missing.git"), Credentials::none()),
+        (http.url("missing.git"), basic("deploy", "pw-123")),
+    ] {
+        let error = source(&url, branch("main"), credentials, &cache)
+            .poll()
+            .unwrap_err();
+        assert_eq!(error.category(), "Unreachable", "{url}: {error}");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "unable to reach {url} while listing remote refs: "
+            )),
+            "{error}"
+        );
+    }
+}
+
+/// The controller shares a source across `spawn_blocking` calls and sends errors between tasks.
+#[test]
+fn source_and_errors_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<GitSource>();
+    assert_send_sync::<redis_gitops::source::SourceError>();
+    assert_send_sync::<PollOutcome>();
+    assert_send_sync::<TreeEntry>();
+}
