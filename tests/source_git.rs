@@ -1223,3 +1223,56 @@ fn source_and_errors_cross_threads() {
     assert_send_sync::<PollOutcome>();
     assert_send_sync::<TreeEntry>();
 }
+
+#[test]
+fn exact_old_commit_unshallows_a_shared_shallow_cache() {
+    let repo = sample_repo();
+    let old = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    for index in 0..3 {
+        repo.write(
+            "clusters/prod/cluster.yaml",
+            format!("generation: {index}\n").as_bytes(),
+        );
+        repo.commit(&format!("commit {index}"));
+    }
+    repo.push();
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let url = daemon.url(TestRepo::NAME);
+    let follower = source(&url, branch("main"), Credentials::none(), &cache);
+    poll_ok(&follower);
+    let cached = git2::Repository::open_bare(follower.cache_path()).unwrap();
+    assert!(cached.is_shallow());
+    assert!(
+        cached
+            .find_commit(git2::Oid::from_str(&old).unwrap())
+            .is_err()
+    );
+
+    let pinned = source(
+        &url,
+        GitRef::Commit(old.clone()),
+        Credentials::none(),
+        &cache,
+    );
+    assert_eq!(
+        pinned.cache_path(),
+        follower.cache_path(),
+        "one cache per url"
+    );
+    let outcome = poll_ok(&pinned);
+    assert!(outcome.fetched);
+    assert_eq!(outcome.revision.to_string(), format!("sha1:{old}"));
+    let entries = pinned
+        .read_tree(&outcome.revision, "clusters/prod", &ReadOptions::default())
+        .unwrap();
+    assert_eq!(
+        files(&entries)[0],
+        (
+            "cluster.yaml".to_string(),
+            "kind: RedisEnterpriseCluster\n".to_string()
+        )
+    );
+    // The branch follower keeps working on the now complete cache, without fetching.
+    assert!(!poll_ok(&follower).fetched);
+}
