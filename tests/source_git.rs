@@ -1276,3 +1276,38 @@ fn exact_old_commit_unshallows_a_shared_shallow_cache() {
     // The branch follower keeps working on the now complete cache, without fetching.
     assert!(!poll_ok(&follower).fetched);
 }
+
+#[test]
+fn credentials_never_follow_an_off_site_redirect() {
+    let repo = sample_repo();
+    let target = HttpGitServer::start(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "redirect-secret".into(),
+        },
+    );
+    // Same machine, another host name: libgit2 treats it as off-site.
+    let redirect = servers::RedirectServer::start(format!("http://localhost:{}", target.port));
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/{}", redirect.port, TestRepo::NAME);
+    let redirected = source(
+        &url,
+        branch("main"),
+        basic("deploy", "redirect-secret"),
+        &cache,
+    );
+    let error = redirected.poll().unwrap_err();
+    assert!(!error.to_string().contains("redirect-secret"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .ends_with("cannot redirect from '127.0.0.1' to 'localhost'"),
+        "{error}"
+    );
+    assert_eq!(
+        target.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect target must never be contacted with our credentials ({error})"
+    );
+}

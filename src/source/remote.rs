@@ -123,6 +123,11 @@ impl<'a> Session<'a> {
         options.remote_callbacks(self.callbacks());
         options.download_tags(git2::AutotagOption::None);
         options.update_fetchhead(false);
+        if self.credentials.password.is_some() || self.credentials.bearer_token.is_some() {
+            // Never carry credentials (or the bearer header, which libgit2 sends on every request) to another
+            // host: off-site redirects are refused, same-site ones still followed.
+            options.follow_redirects(git2::RemoteRedirect::None);
+        }
         if let Some(token) = &self.credentials.bearer_token {
             let header = format!("Authorization: Bearer {}", token.expose());
             options.custom_headers(&[header.as_str()]);

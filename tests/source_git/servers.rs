@@ -651,3 +651,56 @@ impl TestPki {
         }
     }
 }
+
+/// An HTTP server that answers every request with a 302 to the same path on `target` (another host name).
+pub struct RedirectServer {
+    /// Its port.
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl RedirectServer {
+    /// Starts it; `target` is like `http://localhost:1234`.
+    pub fn start(target: String) -> RedirectServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirect server");
+        let port = listener.local_addr().expect("local address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop_flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream);
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_string();
+                let response = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = reader.get_mut().write_all(response.as_bytes());
+            }
+        });
+        RedirectServer { port, stop }
+    }
+}
+
+impl Drop for RedirectServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
