@@ -1311,3 +1311,53 @@ fn credentials_never_follow_an_off_site_redirect() {
         "the redirect target must never be contacted with our credentials ({error})"
     );
 }
+
+#[test]
+fn fragmented_cache_is_rebuilt() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let source = source(
+        &daemon.url(TestRepo::NAME),
+        branch("main"),
+        Credentials::none(),
+        &cache,
+    )
+    .with_max_cache_packs(3);
+    let packs = |source: &GitSource| {
+        std::fs::read_dir(source.cache_path().join("objects/pack"))
+            .unwrap()
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".pack")
+            })
+            .count()
+    };
+    let mut counts = Vec::new();
+    for index in 0..5 {
+        repo.write(
+            "clusters/prod/cluster.yaml",
+            format!("generation: {index}\n").as_bytes(),
+        );
+        let head = repo.commit(&format!("change {index}"));
+        repo.push();
+        let outcome = poll_ok(&source);
+        assert!(outcome.fetched);
+        assert_eq!(outcome.revision.commit, head);
+        counts.push(packs(&source));
+    }
+    // One pack per fetch until the limit, then a rebuild starts over with one.
+    assert_eq!(counts, vec![1, 2, 3, 1, 2]);
+    let entries = source
+        .read_tree(
+            &poll_ok(&source).revision,
+            "clusters/prod",
+            &ReadOptions::default(),
+        )
+        .unwrap();
+    assert!(files(&entries).contains(&("cluster.yaml".to_string(), "generation: 4\n".to_string())));
+}

@@ -45,7 +45,11 @@ pub struct GitSource {
     credentials: Credentials,
     timeout: Duration,
     cache_path: PathBuf,
+    max_cache_packs: usize,
 }
+
+/// Pack files after which the cache is rebuilt (each fetch adds one; libgit2 cannot repack).
+pub const DEFAULT_MAX_CACHE_PACKS: usize = 64;
 
 impl GitSource {
     /// Validates the configuration (url, ref shape, credentials fit the transport); touches neither disk nor
@@ -84,7 +88,15 @@ impl GitSource {
             credentials: config.credentials,
             timeout: config.timeout,
             cache_path,
+            max_cache_packs: DEFAULT_MAX_CACHE_PACKS,
         })
+    }
+
+    /// Sets how many pack files the cache may hold before the next poll rebuilds it from a fresh fetch
+    /// (default [`DEFAULT_MAX_CACHE_PACKS`]). Revisions fetched before a rebuild can no longer be read.
+    pub fn with_max_cache_packs(mut self, max_cache_packs: usize) -> GitSource {
+        self.max_cache_packs = max_cache_packs.max(1);
+        self
     }
 
     /// The bare cache repository of this source.
@@ -106,7 +118,12 @@ impl GitSource {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let repository = fetch::open_cache(&self.cache_path)?;
+        let mut repository = fetch::open_cache(&self.cache_path)?;
+        if fetch::pack_count(&self.cache_path) >= self.max_cache_packs {
+            // Once every `max_cache_packs` fetches: one fresh fetch instead of ever slower object lookups.
+            drop(repository);
+            repository = fetch::reset_cache(&self.cache_path)?;
+        }
         let session = Session::new(&self.url, &self.credentials, self.timeout);
         let advertised = fetch::list_refs(&repository, &session)?;
         let url_text = self.url.to_string();
