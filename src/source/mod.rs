@@ -16,7 +16,9 @@ mod tree;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use config::{Credentials, GitRef, ReadOptions, RepoUrl, Scheme, Secret, SourceConfig};
+pub use config::{
+    Credentials, DEFAULT_IGNORE, GitRef, ReadOptions, RepoUrl, Scheme, Secret, SourceConfig,
+};
 pub use error::SourceError;
 pub use remote::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, set_network_timeouts};
 pub use resolve::Revision;
