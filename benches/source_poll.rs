@@ -110,13 +110,15 @@ fn main() {
         .local_addr()
         .expect("addr")
         .port();
-    let mut daemon = Command::new("git")
-        .args([
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-        ])
+    // git-daemon itself: `git daemon` would run it as a grandchild that outlives killing `git`.
+    let exec_path = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .expect("git is installed (apt-get install git)");
+    let daemon_program =
+        Path::new(String::from_utf8_lossy(&exec_path.stdout).trim()).join("git-daemon");
+    let mut daemon = Command::new(daemon_program)
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
         .arg(format!("--port={port}"))
         .arg(format!("--base-path={}", root.path().display()))
         .arg(root.path())
