@@ -122,7 +122,7 @@ impl RepoUrl {
         })
     }
 
-    /// `user@host:path` (the path must not start with `/`... git allows it; we only require a non-empty path).
+    /// scp-like `[user@]host:path`, always SSH on port 22 (libgit2 parses it itself; we need host and user).
     fn parse_scp_like(url: &str) -> Option<RepoUrl> {
         let (user_host, path) = url.split_once(':')?;
         if path.is_empty() || user_host.contains('/') || path.starts_with("//") {
