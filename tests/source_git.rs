@@ -1361,3 +1361,28 @@ fn fragmented_cache_is_rebuilt() {
         .unwrap();
     assert!(files(&entries).contains(&("cluster.yaml".to_string(), "generation: 4\n".to_string())));
 }
+
+#[test]
+fn full_ref_name_such_as_a_pull_request_head() {
+    let repo = sample_repo();
+    repo.write("clusters/prod/pr.yaml", b"pr: 1\n");
+    let pr_head = repo.commit("proposed change");
+    git(
+        repo.work.path(),
+        &["push", "-q", "origin", "HEAD:refs/pull/1/head"],
+    );
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let source = source(
+        &daemon.url(TestRepo::NAME),
+        GitRef::Name("refs/pull/1/head".into()),
+        Credentials::none(),
+        &cache,
+    );
+    let outcome = poll_ok(&source);
+    assert_eq!(
+        outcome.revision.to_string(),
+        format!("refs/pull/1/head@sha1:{pr_head}")
+    );
+    assert!(!poll_ok(&source).fetched);
+}
