@@ -10,7 +10,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use redis_gitops::source::{
-    Credentials, GitRef, GitSource, PollOutcome, Revision, SourceConfig, TreeEntry, TreeLimits, set_network_timeouts,
+    Credentials, GitRef, GitSource, PollOutcome, ReadOptions, Revision, SourceConfig, TreeEntry, set_network_timeouts,
 };
 use repo::{TestRepo, git, object_count};
 use servers::{Blackhole, GitDaemon, HttpAuth, HttpGitServer, Sshd, free_port, generate_key};
@@ -112,7 +112,7 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
     assert_ne!(second.revision, first.revision);
 
     let entries = source
-        .read_tree(&second.revision, "clusters/prod", &TreeLimits::default())
+        .read_tree(&second.revision, "clusters/prod", &ReadOptions::default())
         .expect("read tree");
     assert_eq!(
         files(&entries),
@@ -130,11 +130,11 @@ fn file_new_commit_is_fetched_and_tree_read_from_objects() {
     );
     // The older revision is still readable from the cache.
     let old = source
-        .read_tree(&first.revision, "./clusters/prod/", &TreeLimits::default())
+        .read_tree(&first.revision, "./clusters/prod/", &ReadOptions::default())
         .unwrap();
     assert_eq!(old.len(), 2);
     // The whole repository: every YAML file, nothing else.
-    let all = source.read_tree(&second.revision, "", &TreeLimits::default()).unwrap();
+    let all = source.read_tree(&second.revision, "", &ReadOptions::default()).unwrap();
     let paths: Vec<&str> = all.iter().map(TreeEntry::path).collect();
     assert_eq!(
         paths,
@@ -161,14 +161,14 @@ fn file_force_push_to_unrelated_history() {
     assert_eq!(after.revision.to_string(), format!("main@sha1:{rewritten}"));
     assert_ne!(after.revision.commit, before.revision.commit);
     let entries = source
-        .read_tree(&after.revision, "only", &TreeLimits::default())
+        .read_tree(&after.revision, "only", &ReadOptions::default())
         .unwrap();
     assert_eq!(
         files(&entries),
         vec![("db.yaml".to_string(), "kind: RedisEnterpriseDatabase\n".to_string())]
     );
     let gone = source
-        .read_tree(&after.revision, "clusters", &TreeLimits::default())
+        .read_tree(&after.revision, "clusters", &ReadOptions::default())
         .unwrap_err();
     assert_eq!(gone.category(), "PathNotFound");
 }
@@ -225,7 +225,9 @@ fn file_semver_picks_highest_matching_tag() {
         outcome.revision.to_string(),
         format!("v1.10.0@sha1:{}", commits["v1.10.0"])
     );
-    let entries = ranged.read_tree(&outcome.revision, "", &TreeLimits::default()).unwrap();
+    let entries = ranged
+        .read_tree(&outcome.revision, "", &ReadOptions::default())
+        .unwrap();
     assert_eq!(files(&entries), vec![("db.yaml".to_string(), "v1.10.0".to_string())]);
 
     let any = source(
@@ -315,9 +317,10 @@ fn read_tree_errors_and_symlinks() {
     let cache = tempfile::tempdir().unwrap();
     let source = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
     let revision = poll_ok(&source).revision;
-    let limits = TreeLimits {
+    let limits = ReadOptions {
         max_file_size: 1024,
         max_files: 10,
+        ..ReadOptions::default()
     };
 
     let entries = source.read_tree(&revision, "clusters/prod", &limits).unwrap();
@@ -347,9 +350,10 @@ fn read_tree_errors_and_symlinks() {
     let error = source.read_tree(&revision, "clusters/file.yaml", &limits).unwrap_err();
     assert_eq!(error.category(), "NotADirectory");
 
-    let tight = TreeLimits {
+    let tight = ReadOptions {
         max_file_size: 4096,
         max_files: 2,
+        ..ReadOptions::default()
     };
     let error = source.read_tree(&revision, "clusters", &tight).unwrap_err();
     assert_eq!(error.category(), "TooManyFiles");
@@ -412,7 +416,7 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
     assert!(second.fetched);
     assert_eq!(second.revision.commit, newer);
     let entries = source
-        .read_tree(&second.revision, "clusters/prod", &TreeLimits::default())
+        .read_tree(&second.revision, "clusters/prod", &ReadOptions::default())
         .unwrap();
     assert!(entries.iter().any(|entry| entry.path() == "new.yaml"));
 
@@ -421,7 +425,7 @@ fn git_daemon_shallow_fetch_noop_new_commit_and_force_push() {
     let third = poll_ok(&source);
     assert!(third.fetched);
     assert_eq!(third.revision.commit, rewritten);
-    let entries = source.read_tree(&third.revision, "", &TreeLimits::default()).unwrap();
+    let entries = source.read_tree(&third.revision, "", &ReadOptions::default()).unwrap();
     assert_eq!(
         files(&entries),
         vec![("db.yaml".to_string(), "kind: RedisEnterpriseDatabase\n".to_string())]
@@ -453,7 +457,7 @@ fn git_daemon_semver_tag_and_exact_commit() {
     let outcome = poll_ok(&pinned);
     assert_eq!(outcome.revision.to_string(), format!("sha1:{first}"));
     let entries = pinned
-        .read_tree(&outcome.revision, "clusters/prod", &TreeLimits::default())
+        .read_tree(&outcome.revision, "clusters/prod", &ReadOptions::default())
         .unwrap();
     assert_eq!(entries.len(), 2);
 }
@@ -751,4 +755,370 @@ fn config_errors_are_clear() {
     )
     .unwrap_err();
     assert!(error.to_string().contains("'identity'"), "{error}");
+}
+
+#[test]
+fn https_with_custom_ca() {
+    let repo = sample_repo();
+    let pki = servers::TestPki::generate();
+    let server = HttpGitServer::start_with_tls(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "tls-pass".into(),
+        },
+        Some((&pki.server_cert, &pki.server_key)),
+    );
+    let url = server.url(TestRepo::NAME);
+    assert!(url.starts_with("https://"));
+    let cache = tempfile::tempdir().unwrap();
+    let with_ca = |ca: Option<Vec<u8>>| Credentials {
+        ca_cert: ca,
+        ..basic("deploy", "tls-pass")
+    };
+
+    let trusted = source(&url, branch("main"), with_ca(Some(pki.ca_pem.clone())), &cache);
+    let outcome = poll_ok(&trusted);
+    assert!(outcome.fetched);
+    assert_eq!(outcome.revision.commit, git(repo.work.path(), &["rev-parse", "HEAD"]));
+    assert!(!poll_ok(&trusted).fetched);
+
+    let system_store_only = source(&url, branch("main"), with_ca(None), &cache);
+    let error = system_store_only.poll().unwrap_err();
+    assert_eq!(error.category(), "CertificateInvalid", "{error}");
+
+    let other_pki = servers::TestPki::generate();
+    let wrong_ca = source(&url, branch("main"), with_ca(Some(other_pki.ca_pem.clone())), &cache);
+    let error = wrong_ca.poll().unwrap_err();
+    assert_eq!(error.category(), "CertificateInvalid", "{error}");
+    assert!(
+        error.to_string().starts_with(&format!(
+            "tls certificate of {url} not trusted: certificate for '127.0.0.1' does not verify against 'ca.crt'"
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn cache_persists_across_instances_and_recovers_from_corruption() {
+    let repo = sample_repo();
+    let cache = tempfile::tempdir().unwrap();
+    let first = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
+    let fetched = poll_ok(&first);
+    assert!(fetched.fetched);
+
+    // A new instance (an agent restart) finds the commit in the cache on disk: no fetch.
+    let restarted = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
+    assert_eq!(restarted.cache_path(), first.cache_path());
+    let outcome = poll_ok(&restarted);
+    assert!(!outcome.fetched);
+    assert_eq!(outcome.revision, fetched.revision);
+
+    // A damaged cache is thrown away and fetched again.
+    std::fs::remove_dir_all(restarted.cache_path()).unwrap();
+    std::fs::create_dir_all(restarted.cache_path()).unwrap();
+    std::fs::write(restarted.cache_path().join("HEAD"), b"garbage").unwrap();
+    let recovered = poll_ok(&restarted);
+    assert!(recovered.fetched);
+    assert_eq!(recovered.revision, fetched.revision);
+    assert_eq!(
+        restarted
+            .read_tree(&recovered.revision, "clusters/staging", &ReadOptions::default())
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn concurrent_polls_of_one_url_share_the_cache_safely() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let url = daemon.url(TestRepo::NAME);
+    let head = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    let revisions: Vec<Revision> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let source = source(&url, branch("main"), Credentials::none(), &cache);
+                scope.spawn(move || poll_ok(&source).revision)
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("poll thread"))
+            .collect()
+    });
+    assert!(
+        revisions.iter().all(|revision| revision.commit == head),
+        "{revisions:?}"
+    );
+}
+
+#[test]
+fn overall_deadline_is_enforced() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    setup();
+    let cache = tempfile::tempdir().unwrap();
+    let hurried = GitSource::new(SourceConfig {
+        url: daemon.url(TestRepo::NAME),
+        reference: branch("main"),
+        credentials: Credentials::none(),
+        cache_dir: cache.path().to_path_buf(),
+        timeout: Duration::ZERO,
+    })
+    .unwrap();
+    let error = hurried.poll().unwrap_err();
+    assert_eq!(error.category(), "Timeout", "{error}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "timed out after 0ns while listing remote refs ({})",
+            daemon.url(TestRepo::NAME)
+        )
+    );
+}
+
+#[test]
+fn ssh_key_with_passphrase() {
+    let repo = sample_repo();
+    let sshd = Sshd::start();
+    let cache = tempfile::tempdir().unwrap();
+    let url = sshd.url(&repo.bare());
+    let encrypted = sshd.client_private_key_encrypted("open-sesame-42");
+    let with_passphrase = |passphrase: &str| Credentials {
+        identity: Some(encrypted.clone().into()),
+        password: Some(passphrase.into()),
+        known_hosts: Some(sshd.known_hosts_line()),
+        ..Credentials::default()
+    };
+    let good = source(&url, branch("main"), with_passphrase("open-sesame-42"), &cache);
+    assert!(poll_ok(&good).fetched);
+
+    let wrong = source(&url, branch("main"), with_passphrase("not-the-passphrase"), &cache);
+    let error = wrong.poll().unwrap_err();
+    assert_eq!(error.category(), "AuthenticationFailed", "{error}");
+    assert!(
+        error.to_string().contains("could not be used (wrong passphrase?)"),
+        "{error}"
+    );
+    assert!(!format!("{error} {error:?}").contains("not-the-passphrase"));
+}
+
+#[test]
+fn ignore_rules_default_spec_and_sourceignore() {
+    let repo = sample_repo();
+    repo.write(".github/workflows/ci.yml", b"on: push\n");
+    repo.write(".sops.yaml", b"creation_rules: []\n");
+    repo.write("clusters/prod/.sourceignore", b"drafts/\n*.tmp.yaml\n");
+    repo.write("clusters/prod/drafts/next.yaml", b"draft: true\n");
+    repo.write("clusters/prod/scratch.tmp.yaml", b"tmp: true\n");
+    repo.write(".sourceignore", b"staging/\n");
+    repo.commit("ci, sops, drafts");
+    repo.push();
+    let cache = tempfile::tempdir().unwrap();
+    let source = source(&repo.file_url(), branch("main"), Credentials::none(), &cache);
+    let revision = poll_ok(&source).revision;
+    let paths = |options: &ReadOptions, path: &str| -> Vec<String> {
+        source
+            .read_tree(&revision, path, options)
+            .unwrap()
+            .iter()
+            .map(|entry| entry.path().to_string())
+            .collect()
+    };
+
+    // Defaults drop CI and tool files; .sourceignore files (root and nested) apply.
+    assert_eq!(
+        paths(&ReadOptions::default(), ""),
+        vec!["clusters/prod/cluster.yaml", "clusters/prod/databases/cache.yml"]
+    );
+    // Reading below a directory still honours the .sourceignore files above it.
+    assert_eq!(
+        paths(&ReadOptions::default(), "clusters/prod"),
+        vec!["cluster.yaml", "databases/cache.yml"]
+    );
+
+    // spec.ignore replaces the defaults (so .github is read) and may re-include with '!'.
+    let custom = ReadOptions {
+        ignore: Some("databases/\n".into()),
+        ..ReadOptions::default()
+    };
+    assert_eq!(
+        paths(&custom, ""),
+        vec![".github/workflows/ci.yml", ".sops.yaml", "clusters/prod/cluster.yaml"]
+    );
+
+    let invalid = ReadOptions {
+        ignore: Some("[z-a].yaml\n".into()),
+        ..ReadOptions::default()
+    };
+    let error = source.read_tree(&revision, "", &invalid).unwrap_err();
+    assert_eq!(error.category(), "InvalidIgnore", "{error}");
+    assert!(
+        error.to_string().starts_with("invalid ignore pattern in spec.ignore: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_repository_is_reported_per_transport() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    let http = HttpGitServer::start(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "pw-123".into(),
+        },
+    );
+    let cache = tempfile::tempdir().unwrap();
+    for (url, credentials) in [
+        (
+            format!("file://{}/missing.git", repo.root.path().display()),
+            Credentials::none(),
+        ),
+        (daemon.url("missing.git"), Credentials::none()),
+        (http.url("missing.git"), basic("deploy", "pw-123")),
+    ] {
+        let error = source(&url, branch("main"), credentials, &cache).poll().unwrap_err();
+        assert_eq!(error.category(), "Unreachable", "{url}: {error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("unable to reach {url} while listing remote refs: ")),
+            "{error}"
+        );
+    }
+}
+
+/// The controller shares a source across `spawn_blocking` calls and sends errors between tasks.
+#[test]
+fn source_and_errors_cross_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<GitSource>();
+    assert_send_sync::<redis_gitops::source::SourceError>();
+    assert_send_sync::<PollOutcome>();
+    assert_send_sync::<TreeEntry>();
+}
+
+#[test]
+fn exact_old_commit_unshallows_a_shared_shallow_cache() {
+    let repo = sample_repo();
+    let old = git(repo.work.path(), &["rev-parse", "HEAD"]);
+    for index in 0..3 {
+        repo.write(
+            "clusters/prod/cluster.yaml",
+            format!("generation: {index}\n").as_bytes(),
+        );
+        repo.commit(&format!("commit {index}"));
+    }
+    repo.push();
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let url = daemon.url(TestRepo::NAME);
+    let follower = source(&url, branch("main"), Credentials::none(), &cache);
+    poll_ok(&follower);
+    let cached = git2::Repository::open_bare(follower.cache_path()).unwrap();
+    assert!(cached.is_shallow());
+    assert!(cached.find_commit(git2::Oid::from_str(&old).unwrap()).is_err());
+
+    let pinned = source(&url, GitRef::Commit(old.clone()), Credentials::none(), &cache);
+    assert_eq!(pinned.cache_path(), follower.cache_path(), "one cache per url");
+    let outcome = poll_ok(&pinned);
+    assert!(outcome.fetched);
+    assert_eq!(outcome.revision.to_string(), format!("sha1:{old}"));
+    let entries = pinned
+        .read_tree(&outcome.revision, "clusters/prod", &ReadOptions::default())
+        .unwrap();
+    assert_eq!(
+        files(&entries)[0],
+        ("cluster.yaml".to_string(), "kind: RedisEnterpriseCluster\n".to_string())
+    );
+    // The branch follower keeps working on the now complete cache, without fetching.
+    assert!(!poll_ok(&follower).fetched);
+}
+
+#[test]
+fn credentials_never_follow_an_off_site_redirect() {
+    let repo = sample_repo();
+    let target = HttpGitServer::start(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "redirect-secret".into(),
+        },
+    );
+    // Same machine, another host name: libgit2 treats it as off-site.
+    let redirect = servers::RedirectServer::start(format!("http://localhost:{}", target.port));
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/{}", redirect.port, TestRepo::NAME);
+    let redirected = source(&url, branch("main"), basic("deploy", "redirect-secret"), &cache);
+    let error = redirected.poll().unwrap_err();
+    assert!(!error.to_string().contains("redirect-secret"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .ends_with("cannot redirect from '127.0.0.1' to 'localhost'"),
+        "{error}"
+    );
+    assert_eq!(
+        target.requests.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect target must never be contacted with our credentials ({error})"
+    );
+}
+
+#[test]
+fn fragmented_cache_is_rebuilt() {
+    let repo = sample_repo();
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let source =
+        source(&daemon.url(TestRepo::NAME), branch("main"), Credentials::none(), &cache).with_max_cache_packs(3);
+    let packs = |source: &GitSource| {
+        std::fs::read_dir(source.cache_path().join("objects/pack"))
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().ends_with(".pack"))
+            .count()
+    };
+    let mut counts = Vec::new();
+    for index in 0..5 {
+        repo.write(
+            "clusters/prod/cluster.yaml",
+            format!("generation: {index}\n").as_bytes(),
+        );
+        let head = repo.commit(&format!("change {index}"));
+        repo.push();
+        let outcome = poll_ok(&source);
+        assert!(outcome.fetched);
+        assert_eq!(outcome.revision.commit, head);
+        counts.push(packs(&source));
+    }
+    // One pack per fetch until the limit, then a rebuild starts over with one.
+    assert_eq!(counts, vec![1, 2, 3, 1, 2]);
+    let entries = source
+        .read_tree(&poll_ok(&source).revision, "clusters/prod", &ReadOptions::default())
+        .unwrap();
+    assert!(files(&entries).contains(&("cluster.yaml".to_string(), "generation: 4\n".to_string())));
+}
+
+#[test]
+fn full_ref_name_such_as_a_pull_request_head() {
+    let repo = sample_repo();
+    repo.write("clusters/prod/pr.yaml", b"pr: 1\n");
+    let pr_head = repo.commit("proposed change");
+    git(repo.work.path(), &["push", "-q", "origin", "HEAD:refs/pull/1/head"]);
+    let daemon = GitDaemon::start(repo.root.path());
+    let cache = tempfile::tempdir().unwrap();
+    let source = source(
+        &daemon.url(TestRepo::NAME),
+        GitRef::Name("refs/pull/1/head".into()),
+        Credentials::none(),
+        &cache,
+    );
+    let outcome = poll_ok(&source);
+    assert_eq!(outcome.revision.to_string(), format!("refs/pull/1/head@sha1:{pr_head}"));
+    assert!(!poll_ok(&source).fetched);
 }

@@ -100,7 +100,7 @@ impl RepoUrl {
                     "the url embeds the user '{info}'; put username and password in the referenced Secret instead"
                 )));
             }
-            Some(info) if info.is_empty() => return Err(invalid("empty user name before '@'")),
+            Some("") => return Err(invalid("empty user name before '@'")),
             Some(info) => Some(info.to_string()),
             None => None,
         };
@@ -117,7 +117,7 @@ impl RepoUrl {
         })
     }
 
-    /// `user@host:path` (the path must not start with `/`... git allows it; we only require a non-empty path).
+    /// scp-like `[user@]host:path`, always SSH on port 22 (libgit2 parses it itself; we need host and user).
     fn parse_scp_like(url: &str) -> Option<RepoUrl> {
         let (user_host, path) = url.split_once(':')?;
         if path.is_empty() || user_host.contains('/') || path.starts_with("//") {
@@ -388,21 +388,30 @@ pub struct SourceConfig {
     pub timeout: Duration,
 }
 
-/// Bounds on what [`super::GitSource::read_tree`] returns.
-#[derive(Debug, Clone, Copy)]
-pub struct TreeLimits {
+/// What [`super::GitSource::read_tree`] skips and how much it accepts.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
     /// Largest accepted file (and symlink target), in bytes.
     pub max_file_size: u64,
     /// Most files (plus symlinks) accepted under the path.
     pub max_files: usize,
+    /// `.gitignore`-syntax patterns, relative to the repository root, that replace the default exclusions
+    /// (Flux's `spec.ignore`). `None` keeps the defaults ([`DEFAULT_IGNORE`]). `.sourceignore` files in the
+    /// tree apply on top, each relative to its own directory.
+    pub ignore: Option<String>,
 }
 
-impl Default for TreeLimits {
-    /// 1 MiB per file, 10 000 files.
+/// Flux's default exclusions, reduced to what can hold YAML: CI and tool configuration that is not ours.
+pub const DEFAULT_IGNORE: &str = ".git/\n.github/\n.circleci/\n.travis.yml\n.gitlab-ci.yml\nappveyor.yml\n\
+                                  .drone.yml\ncloudbuild.yaml\ncodeship-*.yml\n.goreleaser.yml\n.sops.yaml\n.flux.yaml\n";
+
+impl Default for ReadOptions {
+    /// 1 MiB per file, 10 000 files, Flux's default exclusions.
     fn default() -> Self {
-        TreeLimits {
+        ReadOptions {
             max_file_size: 1024 * 1024,
             max_files: 10_000,
+            ignore: None,
         }
     }
 }

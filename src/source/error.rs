@@ -153,6 +153,14 @@ pub enum SourceError {
         /// Why it was refused.
         reason: String,
     },
+    /// An ignore pattern (from the spec or a `.sourceignore` file) is not valid gitignore syntax.
+    #[error("invalid ignore pattern in {origin}: {detail}")]
+    InvalidIgnore {
+        /// `spec.ignore` or the `.sourceignore` file's path and revision.
+        origin: String,
+        /// What is wrong with the pattern.
+        detail: String,
+    },
     /// A file is larger than the configured limit.
     #[error("file '{path}' in revision {revision} is {size} bytes, over the limit of {limit} bytes")]
     TooLarge {
@@ -197,6 +205,7 @@ impl SourceError {
             SourceError::PathNotFound { .. } => "PathNotFound",
             SourceError::NotADirectory { .. } => "NotADirectory",
             SourceError::InvalidPath { .. } => "InvalidPath",
+            SourceError::InvalidIgnore { .. } => "InvalidIgnore",
             SourceError::TooLarge { .. } => "TooLarge",
             SourceError::TooManyFiles { .. } => "TooManyFiles",
         }

@@ -65,6 +65,26 @@ pub(crate) fn open_cache(path: &Path) -> Result<git2::Repository, SourceError> {
         .map_err(|error| cache_error(path, "creating the cache repository", error.message()))
 }
 
+/// The number of pack files in the cache: each fetch adds one and libgit2 never repacks, so lookups slow down
+/// as they pile up.
+pub(crate) fn pack_count(path: &Path) -> usize {
+    std::fs::read_dir(path.join("objects").join("pack"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_name().to_string_lossy().ends_with(".pack"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Throws the cache away and starts an empty one (the next fetch brings a fresh shallow snapshot).
+pub(crate) fn reset_cache(path: &Path) -> Result<git2::Repository, SourceError> {
+    std::fs::remove_dir_all(path)
+        .map_err(|error| cache_error(path, "removing a fragmented cache repository", error))?;
+    open_cache(path)
+}
+
 /// The name under which we keep a fetched remote ref in the cache.
 pub(crate) fn local_ref_name(remote_ref: &str) -> String {
     format!("refs/gitops/{}", remote_ref.strip_prefix("refs/").unwrap_or(remote_ref))

@@ -16,7 +16,7 @@ mod tree;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use config::{Credentials, GitRef, RepoUrl, Scheme, Secret, SourceConfig, TreeLimits};
+pub use config::{Credentials, DEFAULT_IGNORE, GitRef, ReadOptions, RepoUrl, Scheme, Secret, SourceConfig};
 pub use error::SourceError;
 pub use remote::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, set_network_timeouts};
 pub use resolve::Revision;
@@ -45,7 +45,11 @@ pub struct GitSource {
     credentials: Credentials,
     timeout: Duration,
     cache_path: PathBuf,
+    max_cache_packs: usize,
 }
+
+/// Pack files after which the cache is rebuilt (each fetch adds one; libgit2 cannot repack).
+pub const DEFAULT_MAX_CACHE_PACKS: usize = 64;
 
 impl GitSource {
     /// Validates the configuration (url, ref shape, credentials fit the transport); touches neither disk nor
@@ -82,7 +86,15 @@ impl GitSource {
             credentials: config.credentials,
             timeout: config.timeout,
             cache_path,
+            max_cache_packs: DEFAULT_MAX_CACHE_PACKS,
         })
+    }
+
+    /// Sets how many pack files the cache may hold before the next poll rebuilds it from a fresh fetch
+    /// (default [`DEFAULT_MAX_CACHE_PACKS`]). Revisions fetched before a rebuild can no longer be read.
+    pub fn with_max_cache_packs(mut self, max_cache_packs: usize) -> GitSource {
+        self.max_cache_packs = max_cache_packs.max(1);
+        self
     }
 
     /// The bare cache repository of this source.
@@ -104,7 +116,12 @@ impl GitSource {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let repository = fetch::open_cache(&self.cache_path)?;
+        let mut repository = fetch::open_cache(&self.cache_path)?;
+        if fetch::pack_count(&self.cache_path) >= self.max_cache_packs {
+            // Once every `max_cache_packs` fetches: one fresh fetch instead of ever slower object lookups.
+            drop(repository);
+            repository = fetch::reset_cache(&self.cache_path)?;
+        }
         let session = Session::new(&self.url, &self.credentials, self.timeout);
         let advertised = fetch::list_refs(&repository, &session)?;
         let url_text = self.url.to_string();
@@ -115,7 +132,7 @@ impl GitSource {
         let commit_id = match &resolved.remote_ref {
             Some(remote_ref) => {
                 let local_ref = fetch::local_ref_name(remote_ref);
-                let commit = match self.peel_cached(&repository, resolved.oid) {
+                match self.peel_cached(&repository, resolved.oid) {
                     Some(commit) => {
                         fetch::pin_local_ref(&repository, &self.cache_path, &local_ref, resolved.oid)?;
                         commit
@@ -143,8 +160,7 @@ impl GitSource {
                                 detail: format!("{remote_ref} does not point to a commit"),
                             })?
                     }
-                };
-                commit
+                }
             }
             None => match self.peel_cached(&repository, resolved.oid) {
                 Some(commit) => commit,
@@ -203,7 +219,7 @@ impl GitSource {
         &self,
         revision: &Revision,
         path: &str,
-        limits: &TreeLimits,
+        limits: &ReadOptions,
     ) -> Result<Vec<TreeEntry>, SourceError> {
         let lock = fetch::cache_lock(&self.cache_path);
         let _guard = match lock.lock() {

@@ -119,6 +119,11 @@ impl<'a> Session<'a> {
         options.remote_callbacks(self.callbacks());
         options.download_tags(git2::AutotagOption::None);
         options.update_fetchhead(false);
+        if self.credentials.password.is_some() || self.credentials.bearer_token.is_some() {
+            // Never carry credentials (or the bearer header, which libgit2 sends on every request) to another
+            // host: off-site redirects are refused, same-site ones still followed.
+            options.follow_redirects(git2::RemoteRedirect::None);
+        }
         if let Some(token) = &self.credentials.bearer_token {
             let header = format!("Authorization: Bearer {}", token.expose());
             options.custom_headers(&[header.as_str()]);
@@ -202,14 +207,25 @@ impl<'a> Session<'a> {
             drop(state);
             return self.timeout_error(operation);
         }
+        if self.url.scheme == Scheme::Ssh && lower.contains("private key") {
+            // libssh2 only decrypts the key when authenticating: a wrong passphrase surfaces here.
+            return SourceError::AuthenticationFailed {
+                url,
+                operation,
+                detail: format!("the private key in 'identity' could not be used (wrong passphrase?): {detail}"),
+            };
+        }
         if error.code() == git2::ErrorCode::Auth
-            || lower.contains("authentication")
-            || lower.contains("401")
-            || lower.contains("403")
+            || lower.contains("authenticat")
+            || lower.contains("status code: 401")
+            || lower.contains("status code: 403")
         {
             return SourceError::AuthenticationFailed { url, operation, detail };
         }
-        if error.code() == git2::ErrorCode::Certificate {
+        if error.code() == git2::ErrorCode::Certificate
+            || error.class() == git2::ErrorClass::Ssl
+            || lower.contains("certificate")
+        {
             return SourceError::CertificateInvalid { url, detail };
         }
         let network_class = matches!(

@@ -1,7 +1,12 @@
 //! Reading the files under a path of a commit straight from the tree and blob objects (no checkout): only
-//! `*.yaml`/`*.yml` files, symlinks reported as links (never followed), with size and count limits.
+//! `*.yaml`/`*.yml` files, symlinks reported as links (never followed), with size and count limits, and
+//! Flux's ignore rules (spec patterns or the defaults, plus `.sourceignore` files).
 
-use super::config::TreeLimits;
+use std::rc::Rc;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+
+use super::config::{DEFAULT_IGNORE, ReadOptions};
 use super::error::SourceError;
 use super::resolve::Revision;
 
@@ -66,13 +71,56 @@ fn is_yaml(name: &str) -> bool {
     lower.ends_with(".yaml") || lower.ends_with(".yml")
 }
 
+/// The name of the per-directory ignore file, as in Flux.
+const SOURCE_IGNORE: &str = ".sourceignore";
+
+/// Ignore matchers from the outermost (spec or defaults) to the innermost `.sourceignore`.
+type IgnoreChain = Rc<Vec<Rc<Gitignore>>>;
+
+/// Builds a matcher for gitignore-syntax `text` whose patterns are relative to `directory` (repo-relative).
+fn build_matcher(directory: &str, text: &str, origin: &str) -> Result<Gitignore, SourceError> {
+    let invalid = |detail: String| SourceError::InvalidIgnore {
+        origin: origin.to_string(),
+        detail,
+    };
+    let mut builder = GitignoreBuilder::new(directory);
+    for line in text.lines() {
+        builder
+            .add_line(None, line)
+            .map_err(|error| invalid(error.to_string()))?;
+    }
+    builder.build().map_err(|error| invalid(error.to_string()))
+}
+
+/// Whether the innermost matcher with an opinion ignores `path` (repo-relative).
+fn is_ignored(chain: &IgnoreChain, path: &str, is_dir: bool) -> bool {
+    for matcher in chain.iter().rev() {
+        let verdict = matcher.matched(path, is_dir);
+        if verdict.is_ignore() {
+            return true;
+        }
+        if verdict.is_whitelist() {
+            return false;
+        }
+    }
+    false
+}
+
+fn join(directory: &str, name: &str) -> String {
+    if directory.is_empty() {
+        name.to_string()
+    } else {
+        format!("{directory}/{name}")
+    }
+}
+
 /// Reads the entries under `path` in `commit`'s tree.
 pub(crate) fn read_tree(
     repository: &git2::Repository,
     revision: &Revision,
     commit: &git2::Commit<'_>,
     path: &str,
-    limits: &TreeLimits,
+    limits: &ReadOptions,
 ) -> Result<Vec<TreeEntry>, SourceError> {
     let normalized = normalize_path(path)?;
     let revision_text = revision.to_string();
@@ -84,6 +132,49 @@ pub(crate) fn read_tree(
     let root_tree = commit
         .tree()
         .map_err(|error| cache("reading the commit's tree", error))?;
+    let (base_text, base_origin) = match &limits.ignore {
+        Some(text) => (text.as_str(), "spec.ignore"),
+        None => (DEFAULT_IGNORE, "the default exclusions"),
+    };
+    let mut chain: IgnoreChain = Rc::new(vec![Rc::new(build_matcher("", base_text, base_origin)?)]);
+    // A `.sourceignore` in a tree extends the chain for everything below it.
+    let extend = |chain: &IgnoreChain, tree: &git2::Tree<'_>, directory: &str| -> Result<IgnoreChain, SourceError> {
+        let Some(entry) = tree.get_name(SOURCE_IGNORE) else {
+            return Ok(Rc::clone(chain));
+        };
+        let Ok(blob) = repository.find_blob(entry.id()) else {
+            return Ok(Rc::clone(chain));
+        };
+        let origin = format!("{} in revision {revision_text}", join(directory, SOURCE_IGNORE));
+        if blob.size() as u64 > limits.max_file_size {
+            return Err(SourceError::InvalidIgnore {
+                origin,
+                detail: format!("larger than {} bytes", limits.max_file_size),
+            });
+        }
+        let text = String::from_utf8_lossy(blob.content());
+        let matcher = build_matcher(directory, &text, &origin)?;
+        let mut extended: Vec<Rc<Gitignore>> = chain.iter().cloned().collect();
+        extended.push(Rc::new(matcher));
+        Ok(Rc::new(extended))
+    };
+    // `.sourceignore` files of the directories above the requested path apply too.
+    if !normalized.is_empty() {
+        let mut directory = String::new();
+        let mut tree = root_tree.clone();
+        for part in normalized.split('/') {
+            chain = extend(&chain, &tree, &directory)?;
+            directory = join(&directory, part);
+            let next_id = match tree.get_name(part) {
+                Some(entry) if entry.filemode() == MODE_TREE => entry.id(),
+                _ => break,
+            };
+            let Ok(next) = repository.find_tree(next_id) else {
+                break;
+            };
+            tree = next;
+        }
+    }
     let start = if normalized.is_empty() {
         root_tree
     } else {
@@ -108,8 +199,9 @@ pub(crate) fn read_tree(
         .map_err(|error| cache("opening the object database", error))?;
     let mut entries = Vec::new();
     // Depth-first over (tree, its path relative to the start); sorted output follows from Git's tree order.
-    let mut pending: Vec<(git2::Tree<'_>, String)> = vec![(start, String::new())];
-    while let Some((tree, prefix)) = pending.pop() {
+    let mut pending: Vec<(git2::Tree<'_>, String, IgnoreChain)> = vec![(start, String::new(), chain)];
+    while let Some((tree, prefix, chain)) = pending.pop() {
+        let chain = extend(&chain, &tree, &join(&normalized, &prefix))?;
         let mut subtrees = Vec::new();
         for entry in tree.iter() {
             let Ok(name) = entry.name() else {
@@ -122,12 +214,15 @@ pub(crate) fn read_tree(
                 format!("{prefix}/{name}")
             };
             let mode = entry.filemode();
+            if is_ignored(&chain, &join(&normalized, &relative), mode == MODE_TREE) {
+                continue;
+            }
             let wanted = match mode {
                 MODE_TREE => {
                     let subtree = repository
                         .find_tree(entry.id())
                         .map_err(|error| cache("reading a tree object", error))?;
-                    subtrees.push((subtree, relative));
+                    subtrees.push((subtree, relative, Rc::clone(&chain)));
                     continue;
                 }
                 MODE_LINK => true,

@@ -26,7 +26,7 @@ use crate::api::conditions::{Condition, set_condition, types};
 use crate::api::gitsync::{GitSync, GitSyncStatus, InventoryEntry, SourceError as StatusError};
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use crate::manifests::{Diagnostic, LoadOptions, load_files};
-use crate::source::{GitSource, Revision, SourceConfig, SourceError, TreeLimits};
+use crate::source::{GitSource, ReadOptions, Revision, SourceConfig, SourceError};
 
 /// The field manager of everything the sync writes.
 pub const FIELD_MANAGER: &str = "redis-gitops/git";
@@ -386,7 +386,7 @@ async fn fetch(config: SourceConfig, path: String) -> Result<(Revision, Vec<crat
         let source = GitSource::new(config).map_err(SyncError::Source)?;
         let outcome = source.poll().map_err(SyncError::Source)?;
         let entries = source
-            .read_tree(&outcome.revision, &path, &TreeLimits::default())
+            .read_tree(&outcome.revision, &path, &ReadOptions::default())
             .map_err(SyncError::Source)?;
         Ok((outcome.revision, entries))
     })

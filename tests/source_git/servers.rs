@@ -16,7 +16,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 /// The git CLI's directory of helper programs (`git-daemon`, `git-http-backend`).
-fn git_exec_path() -> PathBuf {
+pub fn git_exec_path() -> PathBuf {
     let output = Command::new("git")
         .arg("--exec-path")
         .output()
@@ -63,10 +63,11 @@ pub struct GitDaemon {
 impl GitDaemon {
     /// Starts it on a free port.
     pub fn start(root: &Path) -> GitDaemon {
-        require_program(&git_exec_path().join("git-daemon"), "git");
+        // Run git-daemon itself: `git daemon` would fork it as a grandchild that outlives a kill of `git`.
+        let daemon = git_exec_path().join("git-daemon");
+        require_program(&daemon, "git");
         let port = free_port();
-        let mut child = Command::new("git")
-            .arg("daemon")
+        let mut child = Command::new(&daemon)
             .arg("--reuseaddr")
             .arg("--export-all")
             .arg("--informative-errors")
@@ -113,6 +114,8 @@ pub enum HttpAuth {
 pub struct HttpGitServer {
     /// Its port.
     pub port: u16,
+    /// `http` or `https`.
+    scheme: &'static str,
     /// Requests answered (any status).
     pub requests: Arc<AtomicUsize>,
     /// `POST .../git-upload-pack` requests, i.e. fetch negotiations (a no-op poll makes none).
@@ -124,8 +127,25 @@ pub struct HttpGitServer {
 }
 
 impl HttpGitServer {
-    /// Starts it on a free port, serving the repositories under `root`.
+    /// Starts it on a free port, serving the repositories under `root` over plain HTTP.
     pub fn start(root: &Path, auth: HttpAuth) -> HttpGitServer {
+        HttpGitServer::start_with_tls(root, auth, None)
+    }
+
+    /// Starts it over HTTPS with this certificate chain and key (PEM files) when `tls` is given.
+    pub fn start_with_tls(root: &Path, auth: HttpAuth, tls: Option<(&Path, &Path)>) -> HttpGitServer {
+        let acceptor = tls.map(|(chain, key)| {
+            let mut builder = openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
+                .expect("tls acceptor");
+            builder
+                .set_certificate_chain_file(chain)
+                .expect("load certificate chain");
+            builder
+                .set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
+                .expect("load private key");
+            Arc::new(builder.build())
+        });
+        let scheme = if acceptor.is_some() { "https" } else { "http" };
         let backend = git_exec_path().join("git-http-backend");
         require_program(&backend, "git");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the http server");
@@ -150,13 +170,25 @@ impl HttpGitServer {
                 }
                 let Ok(stream) = stream else { continue };
                 let context = Arc::clone(&context);
+                let acceptor = acceptor.clone();
                 thread::spawn(move || {
-                    let _ = serve_connection(stream, &context);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(tls_stream) = acceptor.accept(stream) {
+                                let _ = serve_connection(tls_stream, &context);
+                            }
+                        }
+                        None => {
+                            let _ = serve_connection(stream, &context);
+                        }
+                    }
                 });
             }
         });
         HttpGitServer {
             port,
+            scheme,
             requests,
             upload_pack_posts,
             unauthorized,
@@ -165,9 +197,9 @@ impl HttpGitServer {
         }
     }
 
-    /// `http://127.0.0.1:<port>/<repo>`.
+    /// `http(s)://127.0.0.1:<port>/<repo>`.
     pub fn url(&self, repo: &str) -> String {
-        format!("http://127.0.0.1:{}/{repo}", self.port)
+        format!("{}://127.0.0.1:{}/{repo}", self.scheme, self.port)
     }
 }
 
@@ -190,9 +222,8 @@ struct CgiContext {
     unauthorized: Arc<AtomicUsize>,
 }
 
-fn serve_connection(stream: TcpStream, context: &CgiContext) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut writer = stream.try_clone()?;
+fn serve_connection<S: Read + Write>(stream: S, context: &CgiContext) -> std::io::Result<()> {
+    // BufReader only buffers reads: writes go straight to the stream through get_mut().
     let mut reader = BufReader::new(stream);
     // Serve requests until the client closes (libgit2 keeps connections alive between requests).
     loop {
@@ -218,6 +249,7 @@ fn serve_connection(stream: TcpStream, context: &CgiContext) -> std::io::Result<
             }
         }
         let body = read_body(&mut reader, &headers)?;
+        let writer = reader.get_mut();
         context.requests.fetch_add(1, Ordering::SeqCst);
         let (path, query) = target.split_once('?').unwrap_or((target.as_str(), ""));
         let authorized = match &context.auth {
@@ -244,7 +276,7 @@ fn serve_connection(stream: TcpStream, context: &CgiContext) -> std::io::Result<
     }
 }
 
-fn read_body(reader: &mut BufReader<TcpStream>, headers: &HashMap<String, String>) -> std::io::Result<Vec<u8>> {
+fn read_body<S: Read>(reader: &mut BufReader<S>, headers: &HashMap<String, String>) -> std::io::Result<Vec<u8>> {
     if let Some(length) = headers.get("content-length") {
         let length: usize = length.parse().unwrap_or(0);
         let mut body = vec![0; length];
@@ -421,6 +453,26 @@ impl Sshd {
         }
     }
 
+    /// The deploy key re-encrypted with a passphrase (OpenSSH format), for passphrase tests.
+    pub fn client_private_key_encrypted(&self, passphrase: &str) -> String {
+        let path = self
+            ._dir
+            .path()
+            .join(format!("deploy_key_encrypted_{}", passphrase.len()));
+        std::fs::write(&path, &self.client_private_key).expect("write key copy");
+        let mut permissions = std::fs::metadata(&path).expect("key metadata").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
+        std::fs::set_permissions(&path, permissions).expect("chmod key");
+        let status = Command::new("/usr/bin/ssh-keygen")
+            .args(["-q", "-p", "-N", passphrase, "-P", "", "-f"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run ssh-keygen -p");
+        assert!(status.success(), "ssh-keygen -p failed");
+        std::fs::read_to_string(&path).expect("read encrypted key")
+    }
+
     /// The known_hosts line for this server.
     pub fn known_hosts_line(&self) -> String {
         format!("[127.0.0.1]:{} {}\n", self.port, self.host_public_key)
@@ -469,6 +521,138 @@ impl Blackhole {
 }
 
 impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// A test CA and a server certificate for 127.0.0.1 signed by it, made with the `openssl` CLI.
+pub struct TestPki {
+    /// The CA certificate, PEM.
+    pub ca_pem: Vec<u8>,
+    /// The server's certificate file.
+    pub server_cert: PathBuf,
+    /// The server's private key file.
+    pub server_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let openssl = Path::new("/usr/bin/openssl");
+    require_program(openssl, "openssl");
+    let output = Command::new(openssl)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+impl TestPki {
+    /// Generates the CA and the server certificate (IP SAN 127.0.0.1).
+    pub fn generate() -> TestPki {
+        let dir = tempfile::tempdir().expect("pki dir");
+        let path = dir.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let mut ca_args = vec!["req", "-x509"];
+        ca_args.extend(ec);
+        ca_args.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=redis-gitops test CA",
+        ]);
+        openssl(path, &ca_args);
+        let mut csr_args = vec!["req"];
+        csr_args.extend(ec);
+        csr_args.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+        openssl(path, &csr_args);
+        std::fs::write(
+            path.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write extensions");
+        openssl(
+            path,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+            ],
+        );
+        TestPki {
+            ca_pem: std::fs::read(path.join("ca.crt")).expect("read CA"),
+            server_cert: path.join("server.crt"),
+            server_key: path.join("server.key"),
+            _dir: dir,
+        }
+    }
+}
+
+/// An HTTP server that answers every request with a 302 to the same path on `target` (another host name).
+pub struct RedirectServer {
+    /// Its port.
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl RedirectServer {
+    /// Starts it; `target` is like `http://localhost:1234`.
+    pub fn start(target: String) -> RedirectServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirect server");
+        let port = listener.local_addr().expect("local address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_flag = Arc::clone(&stop);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop_flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream);
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim_end().is_empty() {
+                        break;
+                    }
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let response = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {target}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = reader.get_mut().write_all(response.as_bytes());
+            }
+        });
+        RedirectServer { port, stop }
+    }
+}
+
+impl Drop for RedirectServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
