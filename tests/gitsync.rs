@@ -360,6 +360,52 @@ async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes
         "only the removed database is pruned"
     );
 
+    // Deletion policy Delete: the GitSync holds a finalizer; deleting it deletes what it applied, except what is
+    // protected. (Orphan, the default, holds no finalizer and keeps everything.)
+    assert!(
+        gitsyncs.get("config").await.expect("get").metadata.finalizers.is_none(),
+        "no finalizer with Orphan"
+    );
+    clusters
+        .patch(
+            "rec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"redisgitops.dev/protect": "true"}}})),
+        )
+        .await
+        .expect("protect the cluster");
+    gitsyncs
+        .patch(
+            "config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deletionPolicy": "Delete"}})),
+        )
+        .await
+        .expect("policy");
+    eventually("the finalizer", || async {
+        let finalizers = gitsyncs.get("config").await.ok()?.metadata.finalizers?;
+        finalizers
+            .contains(&"redisgitops.dev/delete-applied-objects".to_string())
+            .then_some(())
+    })
+    .await;
+    gitsyncs
+        .delete("config", &Default::default())
+        .await
+        .expect("delete the gitsync");
+    eventually("the gitsync to go", || async {
+        gitsyncs.get_opt("config").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        databases.get_opt("cache").await.expect("get").is_none(),
+        "its database was deleted"
+    );
+    assert!(
+        clusters.get_opt("rec").await.expect("get").is_some(),
+        "the protected cluster stays"
+    );
+
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 }

@@ -18,13 +18,13 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::plan::{
-    DesiredObject, LiveObject, PrunePolicy, REVISION_ANNOTATION, SyncTarget, desired_objects, drifted_fields,
-    plan_prune,
+    DesiredObject, GITSYNC_NAME_LABEL, GITSYNC_NAMESPACE_LABEL, LiveObject, PrunePolicy, REVISION_ANNOTATION,
+    SyncTarget, desired_objects, drifted_fields, plan_prune,
 };
 use super::settings::{credentials, settings, tree_files};
 use crate::api::conditions::{Condition, set_condition, types};
-use crate::api::gitsync::{GitSync, GitSyncStatus, InventoryEntry, SourceError as StatusError};
-use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
+use crate::api::gitsync::{DeletionPolicy, GitSync, GitSyncStatus, InventoryEntry, SourceError as StatusError};
+use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::manifests::{Diagnostic, LoadOptions, load_files};
 use crate::source::{GitSource, ReadOptions, Revision, SourceConfig, SourceError};
 
@@ -143,6 +143,9 @@ fn condition(
 
 /// Reconciles one GitSync.
 pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Result<Action, SyncError> {
+    if let Some(action) = handle_deletion_policy(&gitsync, &context).await? {
+        return Ok(action);
+    }
     let result = sync(&gitsync, &context).await;
     if result.is_ok()
         && let Some(uid) = gitsync.uid()
@@ -151,6 +154,108 @@ pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Resu
         failures.remove(&uid);
     }
     result
+}
+
+/// The finalizer a GitSync carries while its deletion policy is `Delete`.
+pub const FINALIZER: &str = "redisgitops.dev/delete-applied-objects";
+
+/// Carries out `spec.deletionPolicy`. With `Delete`, the GitSync holds a finalizer, and when it is deleted the
+/// objects of its inventory are deleted under the same rules as pruning (databases and clusters only with
+/// `allowDatabaseDeletion`, protected objects never, objects now owned by another GitSync never); with `Orphan` (the
+/// default) it holds none and its objects stay. Returns an action when the GitSync is being deleted.
+async fn handle_deletion_policy(gitsync: &GitSync, context: &SyncContext) -> Result<Option<Action>, SyncError> {
+    let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
+    let api: Api<GitSync> = Api::namespaced(context.client.clone(), &namespace);
+    let name = gitsync.name_any();
+    let wants_finalizer = gitsync.spec.deletion_policy == Some(DeletionPolicy::Delete);
+    let has_finalizer = gitsync.finalizers().iter().any(|f| f == FINALIZER);
+    if gitsync.metadata.deletion_timestamp.is_some() {
+        if has_finalizer {
+            if wants_finalizer {
+                delete_inventory(gitsync, context).await?;
+            }
+            let remaining: Vec<&String> = gitsync.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": remaining}})),
+            )
+            .await
+            .map_err(kubernetes(format!("remove the finalizer of GitSync {name}")))?;
+        }
+        return Ok(Some(Action::await_change()));
+    }
+    if wants_finalizer != has_finalizer {
+        let mut finalizers: Vec<String> = gitsync
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        if wants_finalizer {
+            finalizers.push(FINALIZER.to_string());
+        }
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+        )
+        .await
+        .map_err(kubernetes(format!("update the finalizers of GitSync {name}")))?;
+    }
+    Ok(None)
+}
+
+async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<(), SyncError> {
+    let mut inventory = gitsync
+        .status
+        .as_ref()
+        .and_then(|s| s.inventory.clone())
+        .unwrap_or_default();
+    let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
+    // Deleting a cluster deletes its databases, so both need the GitSync's permission.
+    let allow = gitsync.spec.allow_database_deletion.unwrap_or(false);
+    // Databases go before the clusters they live in.
+    inventory.sort_by_key(|entry| entry.kind != "RedisEnterpriseDatabase");
+    for entry in &inventory {
+        let api = api_for(&context.client, entry);
+        let Some(object) = api
+            .get_opt(&entry.name)
+            .await
+            .map_err(kubernetes(format!("read {} {}", entry.kind, entry.name)))?
+        else {
+            continue;
+        };
+        let labels = object.labels();
+        let ours = labels.get(GITSYNC_NAME_LABEL) == Some(&gitsync.name_any())
+            && labels.get(GITSYNC_NAMESPACE_LABEL) == Some(&namespace);
+        let protected = object.annotations().get(keys::PROTECT).is_some_and(|v| v == "true");
+        let why_kept = if !ours {
+            continue;
+        } else if protected {
+            Some("it is annotated redisgitops.dev/protect=true")
+        } else if !allow {
+            Some("the GitSync does not allow deleting databases (spec.allowDatabaseDeletion)")
+        } else {
+            None
+        };
+        if let Some(why) = why_kept {
+            let note = format!("kept {} {}/{}: {why}", entry.kind, entry.namespace, entry.name);
+            publish(context, gitsync, EventType::Warning, "DeletionBlocked", "Delete", &note).await;
+            continue;
+        }
+        match api.delete(&entry.name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(source) => {
+                return Err(SyncError::Kubernetes {
+                    action: format!("delete {} {}", entry.kind, entry.name),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Backs off per object: 5 s, 10 s, 20 s... up to 5 minutes, reset by a successful sync.
