@@ -1,0 +1,118 @@
+//! `redis-gitops sandbox` as a user runs it: it starts, writes a kubeconfig, the real kubectl works against it
+//! (our CRDs with their docs, pods of a Redis Enterprise StatefulSet getting their own node addresses), and SIGTERM
+//! stops it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| {
+            panic!("kubectl is needed ({error}); install it with apt-get install kubernetes-client")
+        });
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        std::io::Write::write_all(&mut input, text.as_bytes()).expect("stdin");
+    }
+    let output = child.wait_with_output().expect("kubectl finishes");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_sandbox_command_serves_kubectl_and_stops_on_sigterm() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = temp.path().join("kubeconfig");
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the sandbox starts");
+    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    assert_eq!(first, "redis-gitops sandbox is running (Ctrl-C to stop).");
+    let banner: Vec<String> = lines.by_ref().take(3).map_while(Result::ok).collect();
+    assert!(banner[1].contains(&kubeconfig.display().to_string()), "{banner:?}");
+
+    let crds = kubectl(&kubeconfig, &["get", "crds", "-o", "name"], None);
+    assert_eq!(
+        crds.lines().collect::<Vec<_>>(),
+        [
+            "customresourcedefinition.apiextensions.k8s.io/gitsyncs.redisgitops.dev",
+            "customresourcedefinition.apiextensions.k8s.io/redisenterpriseclusters.app.redislabs.com",
+            "customresourcedefinition.apiextensions.k8s.io/redisenterprisedatabases.app.redislabs.com",
+        ]
+    );
+    let explain = kubectl(&kubeconfig, &["explain", "redb.spec.memorySize"], None);
+    assert!(explain.contains("Memory limit of the database"), "{explain}");
+
+    // A cluster and its rendered objects, applied with kubectl: its pods become emulated nodes.
+    let repository = temp.path().join("repo");
+    std::fs::create_dir_all(&repository).expect("dir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/official/simple.yaml"),
+        repository.join("rec.yaml"),
+    )
+    .expect("copy");
+    let rendered = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["render", "--only", "kubernetes"])
+        .arg(&repository)
+        .output()
+        .expect("render runs");
+    assert!(rendered.status.success());
+    kubectl(
+        &kubeconfig,
+        &["apply", "--server-side", "-f", "-"],
+        Some(&String::from_utf8_lossy(&rendered.stdout)),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ips = kubectl(
+            &kubeconfig,
+            &["get", "pods", "-o", "jsonpath={.items[*].status.podIP}"],
+            None,
+        );
+        let ips: Vec<&str> = ips.split_whitespace().collect();
+        if ips.len() == 3 {
+            assert!(
+                ips.iter().all(|ip| ip.starts_with("127.") && *ip != "127.0.0.1"),
+                "{ips:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pods did not start: {ips:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rec = repository.join("rec.yaml");
+    kubectl(
+        &kubeconfig,
+        &["apply", "--server-side", "-f", rec.to_str().expect("utf-8 path")],
+        None,
+    );
+    let table = kubectl(&kubeconfig, &["get", "rec"], None);
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row.first().copied(), Some("redis-enterprise"), "{table}");
+    assert_eq!(row.get(1).copied(), Some("3"), "the NODES printer column: {table}");
+
+    // SAFETY: sending a signal to our own child process.
+    let sent = unsafe { libc::kill(sandbox.id() as i32, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = sandbox.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("sandbox stopped"));
+}
