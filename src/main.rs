@@ -1,5 +1,6 @@
 //! The `redis-gitops` command: parses the command line and calls the library.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,6 +80,16 @@ enum Command {
         /// Port of the API server on 127.0.0.1 (default: a free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Also run the agent and a GitSync for this repository: a Git URL, or the directory of a local Git
+        /// checkout (`--repo .` for this project).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Directory inside the repository to sync (with --repo).
+        #[arg(long, default_value = "")]
+        path: String,
+        /// Branch to follow (with --repo; default: the checkout's current branch, or main).
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
     },
     /// Print the CustomResourceDefinitions (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync) as YAML.
     Crds {
@@ -129,7 +140,22 @@ fn main() -> ExitCode {
             };
             runtime().block_on(agent(cache_dir, allow_namespaces, format))
         }
-        Command::Sandbox { kubeconfig, port } => runtime().block_on(sandbox(kubeconfig, port)),
+        Command::Sandbox {
+            kubeconfig,
+            port,
+            repo,
+            path,
+            git_ref,
+        } => {
+            let source = match repo.map(|repo| sandbox_source(&repo, path, git_ref)).transpose() {
+                Ok(source) => source,
+                Err(message) => {
+                    eprintln!("sandbox: {message}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime().block_on(sandbox(kubeconfig, port, source))
+        }
     }
 }
 
@@ -169,7 +195,69 @@ async fn agent(cache_dir: PathBuf, allow_namespaces: Vec<String>, format: LogFor
     ExitCode::SUCCESS
 }
 
-async fn sandbox(kubeconfig: Option<PathBuf>, port: u16) -> ExitCode {
+/// What `sandbox --repo` syncs.
+struct SandboxSource {
+    url: String,
+    branch: String,
+    path: String,
+    /// The local checkout, when the repository is a directory (its namespaces are created up front).
+    checkout: Option<PathBuf>,
+}
+
+/// Reads `--repo`: a URL as it is, or a directory that must be a Git checkout (its current branch is the default).
+fn sandbox_source(repo: &str, path: String, git_ref: Option<String>) -> Result<SandboxSource, String> {
+    let looks_like_url = repo.contains("://") || (repo.contains('@') && repo.contains(':'));
+    if looks_like_url {
+        return Ok(SandboxSource {
+            url: repo.to_string(),
+            branch: git_ref.unwrap_or_else(|| "main".to_string()),
+            path,
+            checkout: None,
+        });
+    }
+    let directory = std::fs::canonicalize(repo).map_err(|error| format!("--repo {repo}: {error}"))?;
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&directory)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    };
+    let Some(top) = git(&["rev-parse", "--show-toplevel"]) else {
+        return Err(format!(
+            "--repo {repo} is a directory but not a Git repository; the sandbox syncs commits, not files: run `git init && git add -A \
+             && git commit -m init` there, or point --repo at a Git URL"
+        ));
+    };
+    let branch = match git_ref {
+        Some(branch) => branch,
+        None => git(&["rev-parse", "--abbrev-ref", "HEAD"])
+            .filter(|b| b != "HEAD")
+            .unwrap_or_else(|| "main".to_string()),
+    };
+    let top = PathBuf::from(top);
+    // A subdirectory of the checkout means that path inside the repository.
+    let inner = directory
+        .strip_prefix(&top)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = [inner.as_str(), path.trim_matches('/')]
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
+    Ok(SandboxSource {
+        url: format!("file://{}", top.display()),
+        branch,
+        checkout: Some(top.join(&path)),
+        path,
+    })
+}
+
+async fn sandbox(kubeconfig: Option<PathBuf>, port: u16, source: Option<SandboxSource>) -> ExitCode {
     init_logging(LogFormat::Text);
     let options = SandboxOptions {
         port,
@@ -197,10 +285,71 @@ async fn sandbox(kubeconfig: Option<PathBuf>, port: u16) -> ExitCode {
     println!("  kubectl get crds");
     println!("  kubectl explain redb.spec");
     println!("  kubectl apply --server-side -f examples-repo/clusters/staging.yaml && kubectl get rec -A");
+    let mut controller = None;
+    if let Some(source) = source {
+        match start_sync(&sandbox, &source).await {
+            Ok(handle) => {
+                println!();
+                println!(
+                    "Syncing {} (branch {}, path {:?}) with the GitSync default/sandbox:",
+                    source.url, source.branch, source.path
+                );
+                println!("  kubectl get gitsync,rec,redb -A");
+                controller = Some(handle);
+            }
+            Err(message) => {
+                eprintln!("sandbox: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     shutdown_signal().await;
-    println!("sandbox stopped");
+    if let Some(controller) = controller {
+        controller.abort();
+    }
+    // Standard output may be gone by now (a closed pipe); stopping must not fail because of that.
+    let _ = writeln!(std::io::stdout(), "sandbox stopped");
     drop(sandbox);
     ExitCode::SUCCESS
+}
+
+/// Starts the GitSync controller in the sandbox, creates the namespaces a local checkout uses, and the GitSync.
+async fn start_sync(sandbox: &Sandbox, source: &SandboxSource) -> Result<tokio::task::JoinHandle<()>, String> {
+    let objects = sandbox.apiserver.objects();
+    if let Some(checkout) = &source.checkout {
+        let namespaces: std::collections::BTreeSet<String> =
+            match load_directory(checkout, &options("default".to_string())) {
+                Ok(repository) => repository
+                    .clusters
+                    .iter()
+                    .map(|c| c.validated.namespace.clone())
+                    .chain(repository.databases.iter().map(|d| d.validated.namespace.clone()))
+                    .collect(),
+                // An invalid checkout is reported by the GitSync itself, like any bad commit.
+                Err(_) => Default::default(),
+            };
+        for namespace in namespaces {
+            let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+            match objects.create("v1", "Namespace", body) {
+                Ok(_) | Err(redis_gitops::sandbox::apiserver::ApiError::AlreadyExists { .. }) => {}
+                Err(error) => return Err(format!("failed to create namespace {namespace}: {error}")),
+            }
+        }
+    }
+    let client = sandbox.apiserver.kube_client().map_err(|error| error.to_string())?;
+    let cache = std::env::temp_dir().join(format!("redis-gitops-sandbox-cache-{}", std::process::id()));
+    let namespaces = [redis_gitops::sync::plan::ANY_NAMESPACE.to_string()].into();
+    let context = std::sync::Arc::new(SyncContext::new(client, cache, namespaces, None));
+    let handle = tokio::spawn(redis_gitops::sync::controller::run(context, std::future::pending()));
+    let gitsync = serde_json::json!({
+        "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "sandbox", "namespace": "default"},
+        "spec": {"url": source.url, "ref": {"branch": source.branch}, "path": source.path, "interval": "10s", "prune": true}
+    });
+    objects
+        .create("redisgitops.dev/v1alpha1", "GitSync", gitsync)
+        .map_err(|error| format!("failed to create the GitSync: {error}"))?;
+    Ok(handle)
 }
 
 fn options(namespace: String) -> LoadOptions {

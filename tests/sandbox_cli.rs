@@ -116,3 +116,98 @@ fn the_sandbox_command_serves_kubectl_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     assert_eq!(rest.last().map(String::as_str), Some("sandbox stopped"));
 }
+
+#[test]
+fn a_plain_directory_is_refused_with_a_hint() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--repo"])
+        .arg(temp.path())
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is a directory but not a Git repository; the sandbox syncs commits, not files: run `git init && git add -A && git commit -m init` there"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sandbox_repo_syncs_a_local_checkout_with_one_command() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let checkout = temp.path().join("config");
+    std::fs::create_dir_all(checkout.join("team")).expect("dir");
+    std::fs::write(
+        checkout.join("team/cache.yaml"),
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-a\nspec:\n  memorySize: 1GB\n",
+    )
+    .expect("write");
+    for args in [
+        &["init", "-q", "-b", "trunk"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(&checkout)
+                .status()
+                .expect("git")
+                .success()
+        );
+    }
+    let kubeconfig = temp.path().join("kubeconfig");
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--path", "team", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--repo")
+        .arg(&checkout)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
+    let syncing = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("Syncing "))
+        .expect("the sync is announced");
+    assert!(syncing.contains("(branch trunk, path \"team\")"), "{syncing}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let table = loop {
+        let table = kubectl(&kubeconfig, &["get", "redb", "-n", "team-a"], None);
+        if table.contains("cache") {
+            break table;
+        }
+        assert!(Instant::now() < deadline, "the database was not applied: {table}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(table.starts_with("NAME"), "{table}");
+    let ready = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "gitsync",
+            "sandbox",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        None,
+    );
+    assert_eq!(ready, "True");
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(sandbox.id() as i32, libc::SIGTERM) }, 0);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(sandbox.wait().expect("exits").success());
+    assert_eq!(rest.last().map(String::as_str), Some("sandbox stopped"));
+}

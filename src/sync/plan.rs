@@ -21,6 +21,9 @@ pub const SOURCE_FILE_ANNOTATION: &str = "redisgitops.dev/source-file";
 /// Annotation with the revision an object came from.
 pub const REVISION_ANNOTATION: &str = "redisgitops.dev/revision";
 
+/// In the allowed namespaces: every namespace (what `redis-gitops sandbox --repo` uses; a cluster admin's choice).
+pub const ANY_NAMESPACE: &str = "*";
+
 /// The GitSync a plan is made for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyncTarget {
@@ -75,7 +78,10 @@ fn desired_object(mut value: Value, source: &SourceLocation, target: &SyncTarget
     let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
     let metadata = value.get("metadata").cloned().unwrap_or(Value::Null);
     let namespace = text(&metadata, "namespace");
-    if namespace != target.namespace && !target.extra_namespaces.contains(&namespace) {
+    let allowed = namespace == target.namespace
+        || target.extra_namespaces.contains(&namespace)
+        || target.extra_namespaces.contains(ANY_NAMESPACE);
+    if !allowed {
         return Err(format!(
             "namespace {namespace} is outside what this GitSync may write to ({}); move the object to {} or start the agent \
              with --allow-namespace {namespace}",
@@ -360,6 +366,9 @@ mod tests {
         let mut allowed = target();
         allowed.extra_namespaces.insert("other".into());
         assert!(desired_objects(&repository(&[("db.yaml", &elsewhere)]), &allowed).is_ok());
+        let mut any = target();
+        any.extra_namespaces.insert(ANY_NAMESPACE.into());
+        assert!(desired_objects(&repository(&[("db.yaml", &elsewhere)]), &any).is_ok());
     }
 
     #[test]
