@@ -10,7 +10,7 @@ use redis_gitops::desired::render::{self, Only};
 use redis_gitops::manifests::{Diagnostic, LoadOptions, load_directory};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
 use redis_gitops::sync::controller::SyncContext;
-use redis_gitops::telemetry::{LogFormat, init_logging, shutdown_signal};
+use redis_gitops::telemetry::{LogFormat, Metrics, init_logging, serve_health, shutdown_signal};
 
 /// Keep Redis Enterprise clusters and databases exactly as a Git repository describes them.
 #[derive(Parser)]
@@ -67,6 +67,9 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogStyle::Text)]
         log_format: LogStyle,
+        /// Address of the /healthz, /readyz and /metrics endpoints.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_address: String,
     },
     /// Start a local control plane: a Kubernetes API server and a Redis Enterprise emulator on loopback.
     ///
@@ -133,12 +136,13 @@ fn main() -> ExitCode {
             cache_dir,
             allow_namespaces,
             log_format,
+            metrics_address,
         } => {
             let format = match log_format {
                 LogStyle::Text => LogFormat::Text,
                 LogStyle::Json => LogFormat::Json,
             };
-            runtime().block_on(agent(cache_dir, allow_namespaces, format))
+            runtime().block_on(agent(cache_dir, allow_namespaces, format, metrics_address))
         }
         Command::Sandbox {
             kubeconfig,
@@ -169,8 +173,31 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
-async fn agent(cache_dir: PathBuf, allow_namespaces: Vec<String>, format: LogFormat) -> ExitCode {
+async fn agent(
+    cache_dir: PathBuf,
+    allow_namespaces: Vec<String>,
+    format: LogFormat,
+    metrics_address: String,
+) -> ExitCode {
     init_logging(format);
+    let metrics = std::sync::Arc::new(Metrics::default());
+    let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = match tokio::net::TcpListener::bind(&metrics_address).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, address = %metrics_address, "unable to listen for /healthz, /readyz and /metrics");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+    }
+    tokio::spawn(serve_health(
+        listener,
+        metrics.clone(),
+        ready.clone(),
+        shutdown_signal(),
+    ));
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
         Err(error) => {
@@ -188,7 +215,8 @@ async fn agent(cache_dir: PathBuf, allow_namespaces: Vec<String>, format: LogFor
     }
     let namespaces = redis_gitops::sync::settings::allowed_namespaces(&allow_namespaces);
     let instance = std::env::var("POD_NAME").ok();
-    let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance));
+    let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("agent started: GitSync controller running");
     redis_gitops::sync::controller::run(context, shutdown_signal()).await;
     tracing::info!("agent stopped");
@@ -339,7 +367,8 @@ async fn start_sync(sandbox: &Sandbox, source: &SandboxSource) -> Result<tokio::
     let client = sandbox.apiserver.kube_client().map_err(|error| error.to_string())?;
     let cache = std::env::temp_dir().join(format!("redis-gitops-sandbox-cache-{}", std::process::id()));
     let namespaces = [redis_gitops::sync::plan::ANY_NAMESPACE.to_string()].into();
-    let context = std::sync::Arc::new(SyncContext::new(client, cache, namespaces, None));
+    let metrics = std::sync::Arc::new(Metrics::default());
+    let context = std::sync::Arc::new(SyncContext::new(client, cache, namespaces, None, metrics));
     let handle = tokio::spawn(redis_gitops::sync::controller::run(context, std::future::pending()));
     let gitsync = serde_json::json!({
         "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",

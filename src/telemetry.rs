@@ -41,3 +41,139 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
 }
+
+/// The agent's Prometheus metrics. Labels are bounded: results, error categories, and for the last-applied gauge
+/// the GitSync's namespace and name (one series per GitSync, which the issue asks for; never error text).
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    /// Syncs by result (`success`, `failure`).
+    pub syncs: prometheus_client::metrics::family::Family<ResultLabels, prometheus_client::metrics::counter::Counter>,
+    /// Failed syncs by error category.
+    pub failures:
+        prometheus_client::metrics::family::Family<CategoryLabels, prometheus_client::metrics::counter::Counter>,
+    /// Duration of whole syncs.
+    pub sync_duration: prometheus_client::metrics::histogram::Histogram,
+    /// Duration of Git polls (ref listing plus any fetch).
+    pub fetch_duration: prometheus_client::metrics::histogram::Histogram,
+    /// When each GitSync last applied a revision (Unix seconds).
+    pub last_applied: prometheus_client::metrics::family::Family<
+        GitSyncLabels,
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    >,
+}
+
+/// Labels of [`Metrics::syncs`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `success` or `failure`.
+    pub result: &'static str,
+}
+
+/// Labels of [`Metrics::failures`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct CategoryLabels {
+    /// The error's stable category.
+    pub category: &'static str,
+}
+
+/// Labels of [`Metrics::last_applied`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct GitSyncLabels {
+    /// Namespace of the GitSync.
+    pub namespace: String,
+    /// Name of the GitSync.
+    pub name: String,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+        let mut registry = prometheus_client::registry::Registry::with_prefix("redis_gitops");
+        let metrics = Self {
+            registry: prometheus_client::registry::Registry::default(),
+            syncs: Default::default(),
+            failures: Default::default(),
+            sync_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            fetch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            last_applied: Default::default(),
+        };
+        registry.register("gitsync_syncs", "GitSync syncs by result", metrics.syncs.clone());
+        registry.register(
+            "gitsync_failures",
+            "Failed GitSync syncs by error category",
+            metrics.failures.clone(),
+        );
+        registry.register_with_unit(
+            "gitsync_sync_duration",
+            "Duration of GitSync syncs",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.sync_duration.clone(),
+        );
+        registry.register_with_unit(
+            "git_fetch_duration",
+            "Duration of Git polls: ref listing plus any fetch",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.fetch_duration.clone(),
+        );
+        registry.register(
+            "gitsync_last_applied_timestamp_seconds",
+            "When each GitSync last applied a revision, in Unix seconds",
+            metrics.last_applied.clone(),
+        );
+        Self { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    /// The metrics in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(%error, "failed to encode metrics");
+        }
+        text
+    }
+}
+
+/// Serves `/healthz` (the process runs), `/readyz` (the controllers run; 503 before) and `/metrics` until
+/// `shutdown` resolves.
+pub async fn serve_health(
+    listener: tokio::net::TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(std::sync::atomic::Ordering::Relaxed) {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the CRDs")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            "content-type",
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        );
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

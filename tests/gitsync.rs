@@ -11,6 +11,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::sync::controller::{SyncContext, run};
+use redis_gitops::telemetry::Metrics;
 use serde_json::json;
 
 const REC: &str =
@@ -129,11 +130,13 @@ async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes
     let first = repo.commit("first");
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Arc::new(Metrics::default());
     let context = Arc::new(SyncContext::new(
         client.clone(),
         temp.path().join("cache"),
         Default::default(),
         None,
+        metrics.clone(),
     ));
     let controller = tokio::spawn(run(context, async move {
         let _ = stopped.await;
@@ -405,6 +408,17 @@ async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes
         clusters.get_opt("rec").await.expect("get").is_some(),
         "the protected cluster stays"
     );
+
+    // The agent's metrics counted all of it.
+    let text = metrics.encode();
+    for expected in [
+        "redis_gitops_gitsync_syncs_total{result=\"success\"}",
+        "redis_gitops_gitsync_failures_total{category=\"ValidationFailed\"}",
+        "redis_gitops_gitsync_last_applied_timestamp_seconds{namespace=\"default\",name=\"config\"}",
+        "redis_gitops_git_fetch_duration_seconds_count",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;

@@ -27,6 +27,7 @@ use crate::api::gitsync::{DeletionPolicy, GitSync, GitSyncStatus, InventoryEntry
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::manifests::{Diagnostic, LoadOptions, load_files};
 use crate::source::{GitSource, ReadOptions, Revision, SourceConfig, SourceError};
+use crate::telemetry::{CategoryLabels, GitSyncLabels, Metrics, ResultLabels};
 
 /// The field manager of everything the sync writes.
 pub const FIELD_MANAGER: &str = "redis-gitops/git";
@@ -43,6 +44,8 @@ pub struct SyncContext {
     pub extra_namespaces: BTreeSet<String>,
     /// The event recorder, one for the controller.
     pub recorder: Recorder,
+    /// The agent's metrics.
+    pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -53,6 +56,7 @@ impl SyncContext {
         cache_dir: PathBuf,
         extra_namespaces: BTreeSet<String>,
         instance: Option<String>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let reporter = Reporter {
             controller: "redis-gitops-sync".to_string(),
@@ -63,7 +67,17 @@ impl SyncContext {
             client,
             cache_dir,
             extra_namespaces,
+            metrics,
             failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn record(&self, failure: Option<&'static str>, started: std::time::Instant) {
+        self.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
+        let result = if failure.is_some() { "failure" } else { "success" };
+        self.metrics.syncs.get_or_create(&ResultLabels { result }).inc();
+        if let Some(category) = failure {
+            self.metrics.failures.get_or_create(&CategoryLabels { category }).inc();
         }
     }
 }
@@ -146,14 +160,19 @@ pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Resu
     if let Some(action) = handle_deletion_policy(&gitsync, &context).await? {
         return Ok(action);
     }
+    let started = std::time::Instant::now();
     let result = sync(&gitsync, &context).await;
+    match &result {
+        Ok((_, handled_failure)) => context.record(*handled_failure, started),
+        Err(error) => context.record(Some(error.category()), started),
+    }
     if result.is_ok()
         && let Some(uid) = gitsync.uid()
         && let Ok(mut failures) = context.failures.lock()
     {
         failures.remove(&uid);
     }
-    result
+    result.map(|(action, _)| action)
 }
 
 /// The finalizer a GitSync carries while its deletion policy is `Delete`.
@@ -274,7 +293,9 @@ pub fn error_policy(gitsync: Arc<GitSync>, error: &SyncError, context: Arc<SyncC
     Action::requeue(delay)
 }
 
-async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncError> {
+/// One sync. The second value names the category of a failure that was handled (reported in status) rather than
+/// returned for a retry with backoff, such as an invalid revision.
+async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Option<&'static str>), SyncError> {
     let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
     let generation = gitsync.metadata.generation;
     let old_status = gitsync.status.clone().unwrap_or_default();
@@ -285,7 +306,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
         Err(error) => {
             stalled(&mut status, "InvalidSpec", &error.to_string(), generation);
             write_status(gitsync, context, &old_status, status).await?;
-            return Ok(Action::await_change());
+            return Ok((Action::await_change(), Some("InvalidSpec")));
         }
     };
     let requeue = Action::requeue(settings.interval);
@@ -307,7 +328,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
                     );
                     stalled(&mut status, "SecretNotFound", &message, generation);
                     write_status(gitsync, context, &old_status, status).await?;
-                    return Ok(requeue);
+                    return Ok((requeue, Some("SecretNotFound")));
                 }
             }
         }
@@ -319,7 +340,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
         cache_dir: context.cache_dir.clone(),
         timeout: settings.timeout,
     };
-    let fetched = fetch(config, settings.path.clone()).await;
+    let fetched = fetch(config, settings.path.clone(), &context.metrics).await;
     let (revision, entries) = match fetched {
         Ok(fetched) => fetched,
         Err(SyncError::Source(error)) => {
@@ -371,7 +392,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
             condition(types::READY, ready, "Suspended", message, generation),
         );
         write_status(gitsync, context, &old_status, status).await?;
-        return Ok(requeue);
+        return Ok((requeue, None));
     }
 
     let target = SyncTarget {
@@ -430,7 +451,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
                 .await;
             }
             write_status(gitsync, context, &old_status, status).await?;
-            return Ok(requeue);
+            return Ok((requeue, Some("ValidationFailed")));
         }
     };
 
@@ -476,8 +497,18 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<Action, SyncEr
         )
         .await;
     }
+    {
+        let labels = GitSyncLabels {
+            namespace: namespace.clone(),
+            name: gitsync.name_any(),
+        };
+        let gauge = context.metrics.last_applied.get_or_create(&labels);
+        if old_status.last_applied_revision.as_deref() != Some(revision_text.as_str()) || gauge.get() == 0.0 {
+            gauge.set(k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+        }
+    }
     write_status(gitsync, context, &old_status, status).await?;
-    Ok(requeue)
+    Ok((requeue, None))
 }
 
 fn stalled(status: &mut GitSyncStatus, reason: &str, message: &str, generation: Option<i64>) {
@@ -486,10 +517,18 @@ fn stalled(status: &mut GitSyncStatus, reason: &str, message: &str, generation: 
     set_condition(conditions, condition(types::STALLED, true, reason, message, generation));
 }
 
-async fn fetch(config: SourceConfig, path: String) -> Result<(Revision, Vec<crate::source::TreeEntry>), SyncError> {
+async fn fetch(
+    config: SourceConfig,
+    path: String,
+    metrics: &Metrics,
+) -> Result<(Revision, Vec<crate::source::TreeEntry>), SyncError> {
+    let histogram = metrics.fetch_duration.clone();
     tokio::task::spawn_blocking(move || {
         let source = GitSource::new(config).map_err(SyncError::Source)?;
-        let outcome = source.poll().map_err(SyncError::Source)?;
+        let started = std::time::Instant::now();
+        let outcome = source.poll();
+        histogram.observe(started.elapsed().as_secs_f64());
+        let outcome = outcome.map_err(SyncError::Source)?;
         let entries = source
             .read_tree(&outcome.revision, &path, &ReadOptions::default())
             .map_err(SyncError::Source)?;

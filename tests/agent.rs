@@ -1,0 +1,120 @@
+//! `redis-gitops agent` as a process: it finds the API server through its kubeconfig, waits for the CRDs, serves
+//! /healthz, /readyz and /metrics, syncs a GitSync, and stops cleanly on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, PostParams};
+use redis_gitops::api::{GitSync, RedisEnterpriseDatabase};
+use redis_gitops::sandbox::{Sandbox, SandboxOptions};
+
+fn get(address: &str, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::start(SandboxOptions::default())
+        .await
+        .expect("sandbox starts (needs redis-server)");
+    let kubeconfig = temp.path().join("kubeconfig");
+    sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+
+    let checkout = temp.path().join("config");
+    std::fs::create_dir_all(&checkout).expect("dir");
+    std::fs::write(
+        checkout.join("cache.yaml"),
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\nspec:\n  memorySize: 1GB\n",
+    )
+    .expect("write");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "init",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(&checkout)
+                .status()
+                .expect("git")
+                .success()
+        );
+    }
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["agent", "--metrics-address", &address, "--cache-dir"])
+        .arg(temp.path().join("cache"))
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&address, "/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(Instant::now() < deadline, "the agent did not become ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(get(&address, "/healthz"), Some((200, "ok".to_string())));
+
+    let client = sandbox.apiserver.kube_client().expect("client");
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+    let gitsync: GitSync = serde_json::from_value(serde_json::json!({
+        "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "config", "namespace": "default"},
+        "spec": {"url": format!("file://{}", checkout.display()), "interval": "2s"}
+    }))
+    .expect("gitsync");
+    gitsyncs.create(&PostParams::default(), &gitsync).await.expect("create");
+    let databases: Api<RedisEnterpriseDatabase> = Api::namespaced(client, "default");
+    while databases.get_opt("cache").await.expect("get").is_none() {
+        assert!(Instant::now() < deadline, "the agent did not apply the database");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, metrics) = get(&address, "/metrics").expect("metrics answer");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("redis_gitops_gitsync_syncs_total{result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("redis_gitops_gitsync_last_applied_timestamp_seconds{namespace=\"default\",name=\"config\"}"),
+        "{metrics}"
+    );
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) }, 0);
+    let output = agent.wait_with_output().expect("exits");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{logs}");
+    assert!(logs.contains("agent stopped"), "{logs}");
+}
