@@ -70,7 +70,7 @@ async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
         .expect("address")
         .port();
     let address = format!("127.0.0.1:{port}");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+    let agent = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
         .args(["agent", "--metrics-address", &address, "--cache-dir"])
         .arg(temp.path().join("cache"))
         .env("KUBECONFIG", &kubeconfig)
