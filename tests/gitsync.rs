@@ -423,3 +423,132 @@ async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspend_unreachable_remotes_and_missing_secrets_keep_the_last_good_state_and_say_why() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::start(SandboxOptions::default())
+        .await
+        .expect("sandbox starts (needs redis-server)");
+    let client = sandbox.apiserver.kube_client().expect("client");
+    let repo = Repo::new(temp.path());
+    repo.write("databases/cache.yaml", &database("cache", "1GB"));
+    let first = repo.commit("first");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let context = Arc::new(SyncContext::new(
+        client.clone(),
+        temp.path().join("cache"),
+        Default::default(),
+        None,
+        Arc::new(Metrics::default()),
+    ));
+    let controller = tokio::spawn(run(context, async move {
+        let _ = stopped.await;
+    }));
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+    let databases: Api<RedisEnterpriseDatabase> = Api::namespaced(client.clone(), "default");
+    let create = |name: &str, spec: serde_json::Value| {
+        serde_json::from_value::<GitSync>(json!({
+            "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec
+        }))
+        .expect("gitsync")
+    };
+    gitsyncs
+        .create(
+            &PostParams::default(),
+            &create("config", json!({"url": repo.url(), "interval": "1s"})),
+        )
+        .await
+        .expect("create");
+    eventually("the first sync", || async {
+        databases.get_opt("cache").await.ok()?.map(|_| ())
+    })
+    .await;
+
+    // Suspended: a new commit is seen and reported, not applied.
+    gitsyncs
+        .patch(
+            "config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .expect("suspend");
+    repo.write("databases/cache.yaml", &database("cache", "2GB"));
+    let second = repo.commit("second");
+    let (_, reason, message) = eventually("the suspension to be reported", || async {
+        let current = gitsyncs.get("config").await.ok()?;
+        let ready = ready(&current)?;
+        (ready.1 == "Suspended" && ready.2.contains(&second)).then_some(ready)
+    })
+    .await;
+    assert_eq!(reason, "Suspended");
+    assert_eq!(
+        message,
+        format!("suspended: main@sha1:{first} stays applied; the source is at main@sha1:{second}")
+    );
+    assert_eq!(
+        databases.get("cache").await.expect("get").spec.memory_size.as_deref(),
+        Some("1GB")
+    );
+    gitsyncs
+        .patch(
+            "config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .expect("resume");
+    eventually("the resumed sync", || async {
+        (databases.get("cache").await.ok()?.spec.memory_size.as_deref() == Some("2GB")).then_some(())
+    })
+    .await;
+
+    // The remote goes away: Ready=False with the reason, the applied revision and objects stay.
+    std::fs::rename(&repo.dir, temp.path().join("moved")).expect("move the repository away");
+    let (status, reason, message) = eventually("the fetch failure", || async {
+        let current = gitsyncs.get("config").await.ok()?;
+        let ready = ready(&current)?;
+        (ready.0 == "False").then_some(ready)
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert!(
+        !reason.is_empty() && message.ends_with("; the last applied revision stays"),
+        "{reason}: {message}"
+    );
+    let current = gitsyncs.get("config").await.expect("get");
+    assert_eq!(
+        current.status.and_then(|s| s.last_applied_revision),
+        Some(format!("main@sha1:{second}"))
+    );
+    assert!(
+        databases.get_opt("cache").await.expect("get").is_some(),
+        "nothing is pruned when the source is unreachable"
+    );
+
+    // A GitSync whose Secret does not exist is stalled with a message that says so.
+    gitsyncs
+        .create(
+            &PostParams::default(),
+            &create(
+                "private",
+                json!({"url": "https://example.invalid/config.git", "secretRef": {"name": "missing"}}),
+            ),
+        )
+        .await
+        .expect("create");
+    let (status, reason, message) = eventually("the missing Secret", || async {
+        ready(&gitsyncs.get("private").await.ok()?)
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "SecretNotFound"));
+    assert_eq!(
+        message,
+        "Secret default/missing does not exist; create it or fix spec.secretRef"
+    );
+
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), controller).await;
+}

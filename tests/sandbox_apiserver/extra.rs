@@ -587,3 +587,31 @@ async fn rolling_update_partition_keeps_lower_ordinals() {
         Some("img:2")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependent_whose_owner_is_gone_is_garbage_collected() {
+    let server = start().await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    let orphan: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "orphan", "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "deleted-owner",
+            "uid": "6b1c7c56-0000-4000-8000-000000000000", "controller": true
+        }]},
+        "data": {"a": "b"}
+    }))
+    .expect("config map");
+    config_maps
+        .create(&PostParams::default(), &orphan)
+        .await
+        .expect("the create itself succeeds");
+    eventually(
+        "the dependent of a missing owner to be collected",
+        Duration::from_secs(5),
+        || {
+            let api = config_maps.clone();
+            async move { api.get_opt("orphan").await.ok()?.is_none().then_some(()) }
+        },
+    )
+    .await;
+}

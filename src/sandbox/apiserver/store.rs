@@ -768,6 +768,13 @@ impl State {
         } else {
             stored
         };
+        // Kubernetes' garbage collector deletes a dependent whose owners are all gone, also one created after its
+        // owner was deleted (a controller racing the deletion); dependents are otherwise only collected when an
+        // owner goes, so such an object would live forever here.
+        let owners = owner_uids(&stored);
+        if !owners.is_empty() && owners.iter().all(|uid| !self.uid_exists(uid)) {
+            self.delete_internal(&info.storage_resource(), namespace, name, Some(Propagation::Background))?;
+        }
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
@@ -1135,6 +1142,13 @@ impl State {
         } else {
             stored
         };
+        // Kubernetes' garbage collector deletes a dependent whose owners are all gone, also one created after its
+        // owner was deleted (a controller racing the deletion); dependents are otherwise only collected when an
+        // owner goes, so such an object would live forever here.
+        let owners = owner_uids(&stored);
+        if !owners.is_empty() && owners.iter().all(|uid| !self.uid_exists(uid)) {
+            self.delete_internal(&info.storage_resource(), namespace, name, Some(Propagation::Background))?;
+        }
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
