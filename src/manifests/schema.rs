@@ -121,8 +121,7 @@ fn check(value: &Value, schema: &Value, path: &FieldPath, violations: &mut Vec<V
         return;
     }
     if let (Some(pattern), Some(text)) = (schema.get("pattern").and_then(Value::as_str), value.as_str())
-        && let Ok(regex) = Regex::new(pattern)
-        && !regex.is_match(text)
+        && compiled(pattern).is_some_and(|regex| !regex.is_match(text))
     {
         push(
             violations,
@@ -203,6 +202,18 @@ fn check(value: &Value, schema: &Value, path: &FieldPath, violations: &mut Vec<V
         }
         _ => {}
     }
+}
+
+/// A schema pattern, compiled once per process: the same few patterns are checked for every object.
+fn compiled(pattern: &str) -> Option<Regex> {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Option<Regex>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| Regex::new(pattern).ok())
+        .clone()
 }
 
 fn push(violations: &mut Vec<Violation>, path: &FieldPath, kind: ViolationKind) {

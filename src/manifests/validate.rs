@@ -645,7 +645,7 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
     if let Some(version) = spec.redis_version.as_deref() {
         let valid = version == "major"
             || version == "latest"
-            || Regex::new(r"^[0-9]+\.[0-9]+$").is_ok_and(|r| r.is_match(version));
+            || regex(&VERSION, r"^[0-9]+\.[0-9]+$").is_some_and(|r| r.is_match(version));
         if !valid {
             issues.push(Issue::error(
                 path.key("redisVersion"),
@@ -872,11 +872,21 @@ fn validated_backup(
     }
 }
 
+static VERSION: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+static DNS_LABEL: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+static NAMESPACE: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+static OBJECT_NAME: std::sync::OnceLock<Option<Regex>> = std::sync::OnceLock::new();
+
+/// A name rule compiled once per process.
+fn regex(cell: &'static std::sync::OnceLock<Option<Regex>>, pattern: &str) -> Option<&'static Regex> {
+    cell.get_or_init(|| Regex::new(pattern).ok()).as_ref()
+}
+
 /// Checks `metadata.name` and `metadata.namespace`. `max_name` keeps derived names (`<name>-headless`) within
 /// the 63 characters of a DNS label.
 fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usize, names_what: &str) -> Vec<Issue> {
     let mut issues = Vec::new();
-    let label = Regex::new(r"^[a-z]([-a-z0-9]*[a-z0-9])?$").ok();
+    let label = regex(&DNS_LABEL, r"^[a-z]([-a-z0-9]*[a-z0-9])?$");
     match name {
         None | Some("") => issues.push(Issue::error(
             FieldPath::of(&["metadata", "name"]),
@@ -895,7 +905,7 @@ fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usiz
         }
     }
     if let Some(namespace) = namespace
-        && (!Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").is_ok_and(|r| r.is_match(namespace))
+        && (!regex(&NAMESPACE, r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").is_some_and(|r| r.is_match(namespace))
             || namespace.len() > 63)
     {
         issues.push(Issue::error(
@@ -907,7 +917,8 @@ fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usiz
 }
 
 fn check_object_name(name: &str, path: &FieldPath, issues: &mut Vec<Issue>) {
-    let valid = Regex::new(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$").is_ok_and(|r| r.is_match(name)) && name.len() <= 253;
+    let valid =
+        regex(&OBJECT_NAME, r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$").is_some_and(|r| r.is_match(name)) && name.len() <= 253;
     if !valid {
         issues.push(Issue::error(
             path.clone(),
