@@ -10,6 +10,9 @@ use kube::api::{Api, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseDatabase};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 
+mod support;
+use support::Repo;
+
 fn get(address: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -33,36 +36,12 @@ async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
     let kubeconfig = temp.path().join("kubeconfig");
     sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
 
-    let checkout = temp.path().join("config");
-    std::fs::create_dir_all(&checkout).expect("dir");
-    std::fs::write(
-        checkout.join("cache.yaml"),
+    let repo = Repo::new(temp.path());
+    repo.write(
+        "cache.yaml",
         "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\nspec:\n  memorySize: 1GB\n",
-    )
-    .expect("write");
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "-m",
-            "init",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .args(args)
-                .current_dir(&checkout)
-                .status()
-                .expect("git")
-                .success()
-        );
-    }
+    );
+    repo.commit("init");
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("free port")
@@ -91,7 +70,7 @@ async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
     let gitsync: GitSync = serde_json::from_value(serde_json::json!({
         "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
         "metadata": {"name": "config", "namespace": "default"},
-        "spec": {"url": format!("file://{}", checkout.display()), "interval": "2s"}
+        "spec": {"url": repo.url(), "interval": "2s"}
     }))
     .expect("gitsync");
     gitsyncs.create(&PostParams::default(), &gitsync).await.expect("create");

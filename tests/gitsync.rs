@@ -2,7 +2,7 @@
 //! server, the real controller, checked with kube::Client and the real kubectl. First sync, a bad commit that
 //! applies nothing, the fix, drift correction, and removal with and without prune permission.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +12,10 @@ use redis_gitops::api::{GitSync, RedisEnterpriseCluster, RedisEnterpriseDatabase
 use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::sync::controller::{SyncContext, run};
 use redis_gitops::telemetry::Metrics;
+
+mod support;
 use serde_json::json;
+use support::Repo;
 
 const REC: &str =
     "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata:\n  name: rec\nspec:\n  nodes: 3\n";
@@ -21,52 +24,6 @@ fn database(name: &str, memory: &str) -> String {
     format!(
         "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: {name}\nspec:\n  memorySize: {memory}\n  evictionPolicy: allkeys-lru\n"
     )
-}
-
-struct Repo {
-    dir: PathBuf,
-}
-
-impl Repo {
-    fn new(root: &Path) -> Self {
-        let dir = root.join("config");
-        std::fs::create_dir_all(&dir).expect("repo dir");
-        let repo = Self { dir };
-        repo.git(&["init", "-q", "-b", "main"]);
-        repo.git(&["config", "user.email", "test@example.com"]);
-        repo.git(&["config", "user.name", "test"]);
-        repo
-    }
-
-    fn git(&self, args: &[&str]) -> String {
-        let output = Command::new("git")
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("git runs");
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).trim().to_string()
-    }
-
-    fn write(&self, path: &str, content: &str) {
-        let file = self.dir.join(path);
-        std::fs::create_dir_all(file.parent().expect("parent")).expect("dirs");
-        std::fs::write(file, content).expect("write");
-    }
-
-    fn commit(&self, message: &str) -> String {
-        self.git(&["add", "-A"]);
-        self.git(&["commit", "-q", "-m", message]);
-        self.git(&["rev-parse", "HEAD"])
-    }
-
-    fn url(&self) -> String {
-        format!("file://{}", self.dir.display())
-    }
 }
 
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T

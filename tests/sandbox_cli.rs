@@ -7,6 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::Repo;
+
 fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let mut child = Command::new("kubectl")
         .arg("--kubeconfig")
@@ -136,36 +139,13 @@ fn a_plain_directory_is_refused_with_a_hint() {
 #[test]
 fn sandbox_repo_syncs_a_local_checkout_with_one_command() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let checkout = temp.path().join("config");
-    std::fs::create_dir_all(checkout.join("team")).expect("dir");
-    std::fs::write(
-        checkout.join("team/cache.yaml"),
+    let repo = Repo::with_branch(temp.path(), "trunk");
+    repo.write(
+        "team/cache.yaml",
         "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-a\nspec:\n  memorySize: 1GB\n",
-    )
-    .expect("write");
-    for args in [
-        &["init", "-q", "-b", "trunk"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "-m",
-            "init",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .args(args)
-                .current_dir(&checkout)
-                .status()
-                .expect("git")
-                .success()
-        );
-    }
+    );
+    repo.commit("init");
+    let checkout = repo.dir.clone();
     let kubeconfig = temp.path().join("kubeconfig");
     let mut sandbox = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
         .args(["sandbox", "--path", "team", "--kubeconfig"])

@@ -608,7 +608,7 @@ async fn apply_objects(
         }
         let drift = live_value.as_ref().map(|live| drifted_fields(&comparable, live));
         if drift.as_ref().is_some_and(Vec::is_empty) {
-            ensure_synced(&api, object, live_value.as_ref(), context).await?;
+            ensure_synced(&api, object, live_value.as_ref()).await?;
             continue;
         }
         let applied = api
@@ -640,7 +640,7 @@ async fn apply_objects(
             publish(context, gitsync, EventType::Normal, "DriftCorrected", "Apply", &note).await;
         }
         let applied_value = serde_json::to_value(&applied).unwrap_or(Value::Null);
-        ensure_synced(&api, object, Some(&applied_value), context).await?;
+        ensure_synced(&api, object, Some(&applied_value)).await?;
     }
     Ok(written)
 }
@@ -650,7 +650,6 @@ async fn ensure_synced(
     api: &Api<kube::api::DynamicObject>,
     object: &DesiredObject,
     live: Option<&Value>,
-    context: &SyncContext,
 ) -> Result<(), SyncError> {
     let revision = live
         .and_then(|live| {
@@ -663,7 +662,7 @@ async fn ensure_synced(
         .unwrap_or_default()
         .to_string();
     let message = format!("applied from {revision}");
-    set_synced(api, object, live, true, "Applied", &message, &revision, context).await
+    set_synced(api, object, live, true, "Applied", &message, &revision).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -675,7 +674,6 @@ async fn set_synced(
     reason: &str,
     message: &str,
     revision: &str,
-    _context: &SyncContext,
 ) -> Result<(), SyncError> {
     let current: Vec<Condition> = live
         .and_then(|live| live.pointer("/status/conditions"))
@@ -800,7 +798,6 @@ async fn prune(
             "RemovedFromSource",
             reason.describe(),
             &revision,
-            context,
         )
         .await?;
         let note = format!(

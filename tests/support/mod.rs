@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: a real Git repository made with the git CLI.
+// Each test binary uses some of these helpers, not all of them.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A Git repository in a directory, committed to with the real `git` CLI and served over `file://`.
+pub struct Repo {
+    /// The working directory.
+    pub dir: PathBuf,
+}
+
+impl Repo {
+    /// A new repository `config` under `root`, on branch `main`.
+    pub fn new(root: &Path) -> Self {
+        Self::with_branch(root, "main")
+    }
+
+    /// A new repository `config` under `root`, on `branch`.
+    pub fn with_branch(root: &Path, branch: &str) -> Self {
+        let dir = root.join("config");
+        std::fs::create_dir_all(&dir).expect("repo dir");
+        let repo = Self { dir };
+        repo.git(&["init", "-q", "-b", branch]);
+        repo.git(&["config", "user.email", "test@example.com"]);
+        repo.git(&["config", "user.name", "test"]);
+        repo
+    }
+
+    /// Runs git in the repository and returns its output.
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("git runs");
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    /// Writes a file, creating its directories.
+    pub fn write(&self, path: &str, content: &str) {
+        let file = self.dir.join(path);
+        std::fs::create_dir_all(file.parent().expect("parent")).expect("dirs");
+        std::fs::write(file, content).expect("write");
+    }
+
+    /// Commits everything and returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+
+    /// The `file://` URL of the repository.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
