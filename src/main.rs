@@ -10,6 +10,7 @@ use redis_gitops::desired::render::{self, Only};
 use redis_gitops::manifests::{Diagnostic, LoadOptions, load_directory};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
 use redis_gitops::sync::controller::SyncContext;
+use redis_gitops::sync::lease::LeaderLease;
 use redis_gitops::telemetry::{LogFormat, Metrics, init_logging, serve_health, shutdown_signal};
 
 /// Keep Redis Enterprise clusters and databases exactly as a Git repository describes them.
@@ -70,6 +71,12 @@ enum Command {
         /// Address of the /healthz, /readyz and /metrics endpoints.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_address: String,
+        /// Namespace of the leader Lease `redis-gitops-agent` (one replica writes; the others wait).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// How long the Lease holds without renewal before another replica may take over.
+        #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
+        lease_duration: std::time::Duration,
     },
     /// Start a local control plane: a Kubernetes API server and a Redis Enterprise emulator on loopback.
     ///
@@ -137,12 +144,21 @@ fn main() -> ExitCode {
             allow_namespaces,
             log_format,
             metrics_address,
+            lease_namespace,
+            lease_duration,
         } => {
             let format = match log_format {
                 LogStyle::Text => LogFormat::Text,
                 LogStyle::Json => LogFormat::Json,
             };
-            runtime().block_on(agent(cache_dir, allow_namespaces, format, metrics_address))
+            runtime().block_on(agent(AgentOptions {
+                cache_dir,
+                allow_namespaces,
+                format,
+                metrics_address,
+                lease_namespace,
+                lease_duration,
+            }))
         }
         Command::Sandbox {
             kubeconfig,
@@ -173,12 +189,30 @@ fn runtime() -> tokio::runtime::Runtime {
     }
 }
 
-async fn agent(
+struct AgentOptions {
     cache_dir: PathBuf,
     allow_namespaces: Vec<String>,
     format: LogFormat,
     metrics_address: String,
-) -> ExitCode {
+    lease_namespace: String,
+    lease_duration: std::time::Duration,
+}
+
+fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    redis_gitops::sync::settings::parse_duration(text)
+        .filter(|duration| *duration >= std::time::Duration::from_secs(1))
+        .ok_or_else(|| format!("\"{text}\" is not a duration of at least 1s; write for example 15s or 1m"))
+}
+
+async fn agent(options: AgentOptions) -> ExitCode {
+    let AgentOptions {
+        cache_dir,
+        allow_namespaces,
+        format,
+        metrics_address,
+        lease_namespace,
+        lease_duration,
+    } = options;
     init_logging(format);
     let metrics = std::sync::Arc::new(Metrics::default());
     let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -213,14 +247,40 @@ async fn agent(
         () = redis_gitops::sync::wait_for_crds(&client) => {}
         () = shutdown_signal() => return ExitCode::SUCCESS,
     }
-    let namespaces = redis_gitops::sync::settings::allowed_namespaces(&allow_namespaces);
-    let instance = std::env::var("POD_NAME").ok();
-    let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    let instance = std::env::var("POD_NAME").ok();
+    let holder = instance.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let lease = LeaderLease::new(
+        client.clone(),
+        &lease_namespace,
+        "redis-gitops-agent",
+        &holder,
+        lease_duration,
+    );
+    tokio::select! {
+        () = lease.acquire() => {}
+        () = shutdown_signal() => {
+            tracing::info!("agent stopped");
+            return ExitCode::SUCCESS;
+        }
+    }
+    let namespaces = redis_gitops::sync::settings::allowed_namespaces(&allow_namespaces);
+    let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
     tracing::info!("agent started: GitSync controller running");
-    redis_gitops::sync::controller::run(context, shutdown_signal()).await;
-    tracing::info!("agent stopped");
-    ExitCode::SUCCESS
+    tokio::select! {
+        () = redis_gitops::sync::controller::run(context, shutdown_signal()) => {
+            tracing::info!("agent stopped");
+            ExitCode::SUCCESS
+        }
+        () = lease.keep() => {
+            // Never write without the lease: stop, and let the Deployment restart this replica as a standby.
+            tracing::error!("agent stopped: the leader lease was lost");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// What `sandbox --repo` syncs.

@@ -97,3 +97,115 @@ async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
     assert!(output.status.success(), "{logs}");
     assert!(logs.contains("agent stopped"), "{logs}");
 }
+
+/// Starts an agent process whose logs are collected as it runs.
+fn start_agent(
+    kubeconfig: &std::path::Path,
+    cache: &std::path::Path,
+    pod: &str,
+) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args([
+            "agent",
+            "--lease-duration",
+            "2s",
+            "--metrics-address",
+            &format!("127.0.0.1:{port}"),
+            "--cache-dir",
+        ])
+        .arg(cache)
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", pod)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = logs.clone();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut logs) = sink.lock() {
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        }
+    });
+    (child, logs)
+}
+
+async fn wait_for_log(logs: &std::sync::Arc<std::sync::Mutex<String>>, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !logs.lock().map(|l| l.contains(text)).unwrap_or(false) {
+        assert!(
+            Instant::now() < deadline,
+            "no log line with {text:?}:\n{}",
+            logs.lock().map(|l| l.clone()).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replica_waits_for_the_lease_and_takes_over_when_the_leader_dies() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::start(SandboxOptions::default())
+        .await
+        .expect("sandbox starts (needs redis-server)");
+    let kubeconfig = temp.path().join("kubeconfig");
+    sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let repo = Repo::new(temp.path());
+    let database = |memory: &str| {
+        format!(
+            "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\nspec:\n  memorySize: {memory}\n"
+        )
+    };
+    repo.write("cache.yaml", &database("1GB"));
+    repo.commit("first");
+
+    let (mut leader, leader_logs) = start_agent(&kubeconfig, &temp.path().join("cache-a"), "agent-a");
+    wait_for_log(&leader_logs, "leading: this replica holds the lease").await;
+    let (mut standby, standby_logs) = start_agent(&kubeconfig, &temp.path().join("cache-b"), "agent-b");
+    wait_for_log(&standby_logs, "waiting: another replica holds the lease").await;
+
+    let client = sandbox.apiserver.kube_client().expect("client");
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+    let gitsync: GitSync = serde_json::from_value(serde_json::json!({
+        "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "config", "namespace": "default"},
+        "spec": {"url": repo.url(), "interval": "1s"}
+    }))
+    .expect("gitsync");
+    gitsyncs.create(&PostParams::default(), &gitsync).await.expect("create");
+    let databases: Api<RedisEnterpriseDatabase> = Api::namespaced(client, "default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while databases.get_opt("cache").await.expect("get").is_none() {
+        assert!(Instant::now() < deadline, "the leader did not apply the database");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        !standby_logs.lock().expect("logs").contains("leading"),
+        "the standby must not lead while the leader runs"
+    );
+
+    // The leader dies without releasing the lease; the standby takes over once it expires and syncs.
+    leader.kill().expect("kill the leader");
+    let _ = leader.wait();
+    wait_for_log(&standby_logs, "leading: this replica holds the lease").await;
+    repo.write("cache.yaml", &database("2GB"));
+    repo.commit("second");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while databases.get("cache").await.expect("get").spec.memory_size.as_deref() != Some("2GB") {
+        assert!(Instant::now() < deadline, "the new leader did not sync");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(standby.id() as i32, libc::SIGTERM) }, 0);
+    assert!(standby.wait().expect("exits").success());
+}

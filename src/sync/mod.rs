@@ -2,6 +2,7 @@
 //! (apply bodies, drift, prune decisions); the GitSync controller that fetches, applies and reports is built on it.
 
 pub mod controller;
+pub mod lease;
 pub mod plan;
 pub mod settings;
 
