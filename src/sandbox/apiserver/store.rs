@@ -763,23 +763,34 @@ impl State {
             None,
             EventType::Added,
         );
-        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-            self.establish_crd(&stored)?
-        } else {
-            stored
-        };
-        // Kubernetes' garbage collector deletes a dependent whose owners are all gone, also one created after its
-        // owner was deleted (a controller racing the deletion); dependents are otherwise only collected when an
-        // owner goes, so such an object would live forever here.
-        let owners = owner_uids(&stored);
-        if !owners.is_empty() && owners.iter().all(|uid| !self.uid_exists(uid)) {
-            self.delete_internal(&info.storage_resource(), namespace, name, Some(Propagation::Background))?;
-        }
+        let stored = self.after_write(info, namespace, name, stored)?;
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
             created: true,
         })
+    }
+
+    /// What follows every committed create or update: a CRD is established, and a dependent whose owners are all
+    /// gone is collected, as Kubernetes' garbage collector does, also one written after its owner was deleted (a
+    /// controller racing the deletion); dependents are otherwise only collected when an owner goes.
+    fn after_write(
+        &mut self,
+        info: &ResourceInfo,
+        namespace: &str,
+        name: &str,
+        stored: Value,
+    ) -> Result<Value, ApiError> {
+        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
+            self.establish_crd(&stored)?
+        } else {
+            stored
+        };
+        let owners = owner_uids(&stored);
+        if !owners.is_empty() && owners.iter().all(|uid| !self.uid_exists(uid)) {
+            self.delete_internal(&info.storage_resource(), namespace, name, Some(Propagation::Background))?;
+        }
+        Ok(stored)
     }
 
     /// A stored object as served in `version` (see [`convert_object`]).
@@ -1137,18 +1148,7 @@ impl State {
             Some(current.clone()),
             EventType::Modified,
         );
-        let stored = if info.group == "apiextensions.k8s.io" && info.plural == "customresourcedefinitions" {
-            self.establish_crd(&stored)?
-        } else {
-            stored
-        };
-        // Kubernetes' garbage collector deletes a dependent whose owners are all gone, also one created after its
-        // owner was deleted (a controller racing the deletion); dependents are otherwise only collected when an
-        // owner goes, so such an object would live forever here.
-        let owners = owner_uids(&stored);
-        if !owners.is_empty() && owners.iter().all(|uid| !self.uid_exists(uid)) {
-            self.delete_internal(&info.storage_resource(), namespace, name, Some(Propagation::Background))?;
-        }
+        let stored = self.after_write(info, namespace, name, stored)?;
         Ok(WriteOutcome {
             object: self.convert(info, version, stored),
             warnings,
