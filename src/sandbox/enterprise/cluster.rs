@@ -135,6 +135,33 @@ pub(crate) struct TransferStatus {
     pub failure_reason: Option<String>,
 }
 
+impl TransferStatus {
+    /// Under way, as `status` (`exporting`, `importing`).
+    pub fn running(status: &'static str) -> Self {
+        Self {
+            status: Some(status),
+            progress: 0.0,
+            failure_reason: None,
+        }
+    }
+
+    /// The outcome of a finished transfer: `succeeded` at 100%, or `failed` with its reason.
+    pub fn finished<T, D>(outcome: &Result<T, (&str, D)>) -> Self {
+        match outcome {
+            Ok(_) => Self {
+                status: Some("succeeded"),
+                progress: 100.0,
+                failure_reason: None,
+            },
+            Err((reason, _)) => Self {
+                status: Some("failed"),
+                progress: 0.0,
+                failure_reason: Some(reason.to_string()),
+            },
+        }
+    }
+}
+
 /// One database.
 pub(crate) struct Bdb {
     pub uid: u64,

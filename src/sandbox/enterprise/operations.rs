@@ -561,11 +561,7 @@ impl Ops {
             .get_mut(&uid)
             .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
         check_changeable(bdb)?;
-        bdb.export = TransferStatus {
-            status: Some("exporting"),
-            progress: 0.0,
-            failure_reason: None,
-        };
+        bdb.export = TransferStatus::running("exporting");
         let action_uid = state.start_bdb_action(&self.shared, uid, "export", ActionKind::Task);
         drop(state);
         let ops = self.clone();
@@ -573,18 +569,7 @@ impl Ops {
             let outcome = ops.export_to(uid, &dir).await;
             let mut state = ops.cluster.lock();
             if let Some(bdb) = state.bdbs.get_mut(&uid) {
-                bdb.export = match &outcome {
-                    Ok(_) => TransferStatus {
-                        status: Some("succeeded"),
-                        progress: 100.0,
-                        failure_reason: None,
-                    },
-                    Err((reason, _)) => TransferStatus {
-                        status: Some("failed"),
-                        progress: 0.0,
-                        failure_reason: Some(reason.to_string()),
-                    },
-                };
+                bdb.export = TransferStatus::finished(&outcome);
             }
             outcome.map(|_| ()).map_err(|(_, detail)| detail)
         });
@@ -667,11 +652,7 @@ impl Ops {
             .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
         check_changeable(bdb)?;
         bdb.status = "import-pending";
-        bdb.import = TransferStatus {
-            status: Some("importing"),
-            progress: 0.0,
-            failure_reason: None,
-        };
+        bdb.import = TransferStatus::running("importing");
         let action_uid = state.start_bdb_action(&self.shared, uid, "import", ActionKind::Task);
         drop(state);
         let ops = self.clone();
@@ -679,18 +660,7 @@ impl Ops {
             let outcome = ops.import_from(uid, &file).await;
             let mut state = ops.cluster.lock();
             if let Some(bdb) = state.bdbs.get_mut(&uid) {
-                bdb.import = match &outcome {
-                    Ok(()) => TransferStatus {
-                        status: Some("succeeded"),
-                        progress: 100.0,
-                        failure_reason: None,
-                    },
-                    Err((reason, _)) => TransferStatus {
-                        status: Some("failed"),
-                        progress: 0.0,
-                        failure_reason: Some(reason.to_string()),
-                    },
-                };
+                bdb.import = TransferStatus::finished(&outcome);
                 settle_status(bdb);
             }
             outcome.map_err(|(_, detail)| detail)
