@@ -4,6 +4,7 @@
 //! See `design.md` (shared with the team) for the layout; each module's `//!` says what it may do.
 
 pub mod api;
+pub mod controllers;
 pub mod desired;
 pub mod enterprise;
 pub mod manifests;

@@ -60,6 +60,34 @@ pub struct Metrics {
         GitSyncLabels,
         prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     >,
+    /// Reconciles of the cluster and database controllers, by controller and result.
+    pub reconciles: prometheus_client::metrics::family::Family<
+        ControllerResultLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    /// Failed reconciles of the cluster and database controllers, by controller and error category.
+    pub reconcile_failures: prometheus_client::metrics::family::Family<
+        ControllerCategoryLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+/// Labels of [`Metrics::reconciles`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ControllerResultLabels {
+    /// `cluster` or `database`.
+    pub controller: &'static str,
+    /// `success`, `waiting` or `failure`.
+    pub result: &'static str,
+}
+
+/// Labels of [`Metrics::reconcile_failures`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ControllerCategoryLabels {
+    /// `cluster` or `database`.
+    pub controller: &'static str,
+    /// The error's stable category.
+    pub category: &'static str,
 }
 
 /// Labels of [`Metrics::syncs`].
@@ -96,6 +124,8 @@ impl Default for Metrics {
             sync_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             fetch_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             last_applied: Default::default(),
+            reconciles: Default::default(),
+            reconcile_failures: Default::default(),
         };
         registry.register("gitsync_syncs", "GitSync syncs by result", metrics.syncs.clone());
         registry.register(
@@ -119,6 +149,16 @@ impl Default for Metrics {
             "gitsync_last_applied_timestamp_seconds",
             "When each GitSync last applied a revision, in Unix seconds",
             metrics.last_applied.clone(),
+        );
+        registry.register(
+            "controller_reconciles",
+            "Reconciles of the cluster and database controllers by result",
+            metrics.reconciles.clone(),
+        );
+        registry.register(
+            "controller_reconcile_failures",
+            "Failed reconciles of the cluster and database controllers by error category",
+            metrics.reconcile_failures.clone(),
         );
         Self { registry, ..metrics }
     }

@@ -1,0 +1,1 @@
+//! The REC controller (being written).

@@ -1,0 +1,1 @@
+//! The REDB controller (being written).

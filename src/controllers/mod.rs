@@ -1,0 +1,343 @@
+//! The controllers that make the specs real: `cluster` turns a REC into a running Redis Enterprise cluster,
+//! `database` turns a REDB into a database (design.md §3). This module holds what both share: how the agent reaches
+//! a cluster's REST API (address, CA, admin credentials) and the per-object failure backoff.
+//! It reads Secrets and RECs; it writes nothing.
+
+pub mod cluster;
+pub mod database;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+use crate::api::RedisEnterpriseCluster;
+use crate::enterprise::types::Credentials;
+use crate::enterprise::{ClientConfig, EnterpriseClient, EnterpriseError, RetryPolicy};
+use crate::telemetry::Metrics;
+
+/// Field manager of everything the cluster controller writes (children and REC status).
+pub const CLUSTER_FIELD_MANAGER: &str = "redis-gitops/cluster";
+/// Field manager of everything the database controller writes (children and REDB status).
+pub const DATABASE_FIELD_MANAGER: &str = "redis-gitops/database";
+/// Port of the Redis Enterprise REST API on every node and on the `<rec>` Service.
+pub const REST_API_PORT: u16 = 9443;
+/// Key of an optional PEM CA in the cluster's credentials Secret, trusted for that cluster's REST API.
+pub const CA_KEY: &str = "ca.crt";
+
+/// How the agent reaches Redis Enterprise REST APIs.
+#[derive(Clone)]
+pub struct EnterpriseAccess {
+    /// CA bundle (PEM) trusted for every cluster's REST API (`agent --enterprise-ca-file`); a cluster's own
+    /// `ca.crt` in its credentials Secret is trusted in addition.
+    pub ca_pem: Vec<u8>,
+    /// Name resolution instead of the system's (the sandbox maps in-cluster names to loopback addresses).
+    pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    /// Time limit of one REST call.
+    pub timeout: Duration,
+    /// Retries of one REST call (409 busy, 5xx on idempotent calls).
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for EnterpriseAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnterpriseAccess")
+            .field("ca_pem", &format!("{} bytes", self.ca_pem.len()))
+            .field("resolver", &self.resolver.is_some())
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl EnterpriseAccess {
+    /// The REST API of a cluster, through its `<rec>` Service.
+    pub fn cluster_url(namespace: &str, cluster: &str) -> String {
+        format!("https://{cluster}.{namespace}.svc:{REST_API_PORT}")
+    }
+
+    /// The REST API of one node, through the governing headless Service (`<pod>.<rec>-headless.<ns>.svc`).
+    pub fn node_url(namespace: &str, cluster: &str, pod: &str) -> String {
+        format!("https://{pod}.{cluster}-headless.{namespace}.svc:{REST_API_PORT}")
+    }
+
+    /// A client of `base_url` with `credentials`, trusting the agent's CA bundle plus `cluster_ca`.
+    pub fn client(
+        &self,
+        base_url: String,
+        credentials: Credentials,
+        cluster_ca: Option<&[u8]>,
+    ) -> Result<EnterpriseClient, EnterpriseError> {
+        let mut ca_pem = self.ca_pem.clone();
+        if let Some(extra) = cluster_ca {
+            ca_pem.push(b'\n');
+            ca_pem.extend_from_slice(extra);
+        }
+        EnterpriseClient::new(ClientConfig {
+            base_url,
+            credentials,
+            ca_pem,
+            timeout: self.timeout,
+            retry: self.retry,
+            resolver: self.resolver.clone(),
+        })
+    }
+}
+
+/// What every controller of the agent shares.
+#[derive(Clone)]
+pub struct ControllerContext {
+    /// The Kubernetes API client.
+    pub client: kube::Client,
+    /// How to reach Redis Enterprise REST APIs.
+    pub enterprise: EnterpriseAccess,
+    /// The agent's metrics.
+    pub metrics: Arc<Metrics>,
+    /// The pod name of this agent, reported on events.
+    pub instance: Option<String>,
+}
+
+/// A cluster's administrator credentials, as its credentials Secret holds them. Debug never shows the password.
+#[derive(Clone)]
+pub struct ClusterAdmin {
+    /// User name and password.
+    pub credentials: Credentials,
+    /// The cluster's own CA (`ca.crt`), when the Secret carries one.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ClusterAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterAdmin")
+            .field("credentials", &self.credentials)
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// Failure to reach a cluster's REST API.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The credentials Secret does not exist (yet).
+    #[error("the credentials Secret {namespace}/{name} of cluster {cluster} does not exist")]
+    SecretNotFound {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The cluster.
+        cluster: String,
+    },
+    /// The credentials Secret lacks a key.
+    #[error("the credentials Secret {namespace}/{name} has no `{key}` key; add it (keys `username` and `password`)")]
+    SecretKeyMissing {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// The API server could not be read.
+    #[error("failed to read the credentials Secret {namespace}/{name}: {source}")]
+    Kubernetes {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// What the API server said.
+        #[source]
+        source: kube::Error,
+    },
+    /// The REST client could not be built (for example an unusable CA).
+    #[error("unable to set up the REST client of cluster {cluster}: {source}")]
+    Client {
+        /// The cluster.
+        cluster: String,
+        /// The client error.
+        #[source]
+        source: EnterpriseError,
+    },
+}
+
+impl ConnectionError {
+    /// A stable name of the variant, for event reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::SecretNotFound { .. } => "CredentialsSecretNotFound",
+            Self::SecretKeyMissing { .. } => "CredentialsSecretInvalid",
+            Self::Kubernetes { .. } => "Kubernetes",
+            Self::Client { .. } => "RestClient",
+        }
+    }
+}
+
+/// The name of a cluster's credentials Secret: `clusterCredentialSecretName`, or the REC's own name.
+pub fn credentials_secret_name(cluster: &RedisEnterpriseCluster) -> String {
+    cluster
+        .spec
+        .cluster_credential_secret_name
+        .clone()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| cluster.metadata.name.clone().unwrap_or_default())
+}
+
+/// Reads a cluster's administrator credentials from its Secret (keys `username`, `password`, optional `ca.crt`).
+pub async fn read_cluster_admin(
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &RedisEnterpriseCluster,
+) -> Result<ClusterAdmin, ConnectionError> {
+    let name = credentials_secret_name(cluster);
+    let cluster_name = cluster.metadata.name.clone().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets
+        .get_opt(&name)
+        .await
+        .map_err(|source| ConnectionError::Kubernetes {
+            namespace: namespace.to_string(),
+            name: name.clone(),
+            source,
+        })?
+        .ok_or_else(|| ConnectionError::SecretNotFound {
+            namespace: namespace.to_string(),
+            name: name.clone(),
+            cluster: cluster_name,
+        })?;
+    let value = |key: &str| secret_value(&secret, key);
+    let missing = |key: &'static str| ConnectionError::SecretKeyMissing {
+        namespace: namespace.to_string(),
+        name: name.clone(),
+        key,
+    };
+    let username = value("username").ok_or_else(|| missing("username"))?;
+    let password = value("password").ok_or_else(|| missing("password"))?;
+    Ok(ClusterAdmin {
+        credentials: Credentials {
+            username: String::from_utf8_lossy(&username).into_owned(),
+            password: String::from_utf8_lossy(&password).into_owned(),
+        },
+        ca_pem: value(CA_KEY),
+    })
+}
+
+/// One key of a Secret, from `data` or (for Secrets not yet normalised) `stringData`; empty values count as absent.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<Vec<u8>> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|bytes| bytes.0.clone())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|data| data.get(key))
+                .map(|text| text.as_bytes().to_vec())
+        })
+        .filter(|bytes| !bytes.is_empty())
+}
+
+/// A client of a cluster's REST API through its `<rec>` Service, with the admin credentials from its Secret.
+pub async fn connect_to_cluster(
+    context: &ControllerContext,
+    namespace: &str,
+    cluster: &RedisEnterpriseCluster,
+) -> Result<EnterpriseClient, ConnectionError> {
+    let admin = read_cluster_admin(&context.client, namespace, cluster).await?;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    context
+        .enterprise
+        .client(
+            EnterpriseAccess::cluster_url(namespace, &name),
+            admin.credentials,
+            admin.ca_pem.as_deref(),
+        )
+        .map_err(|source| ConnectionError::Client { cluster: name, source })
+}
+
+/// Per-object exponential backoff for failed reconciles: 1 s, 2 s, 4 s ... up to `max`, with jitter, reset on
+/// success. Rate-limited failures (REST 409 busy, HTTP 429) start higher.
+#[derive(Debug)]
+pub struct Backoff {
+    max: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// A backoff capped at `max`.
+    pub fn new(max: Duration) -> Self {
+        Self {
+            max,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a failure of `key` and returns how long to wait before the next attempt.
+    pub fn failed(&self, key: &str, rate_limited: bool) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let count = failures.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        let exponent = count.saturating_sub(1).min(16) + if rate_limited { 3 } else { 0 };
+        let wait = Duration::from_secs(1)
+            .saturating_mul(1 << exponent.min(20))
+            .min(self.max);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // Up to 20% less, so objects that failed together do not retry together.
+        wait.saturating_sub(wait.mul_f64(f64::from(nanos % 200) / 1000.0))
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The periodic requeue after a successful reconcile, with up to 10% jitter: the REST API is not watchable.
+pub fn resync_interval(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + base.mul_f64(f64::from(nanos % 100) / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_per_object_and_resets_on_success() {
+        let backoff = Backoff::new(Duration::from_secs(300));
+        let first = backoff.failed("ns/a", false);
+        let second = backoff.failed("ns/a", false);
+        let third = backoff.failed("ns/a", false);
+        assert!(first <= Duration::from_secs(1) && first >= Duration::from_millis(800));
+        assert!(second <= Duration::from_secs(2) && second >= Duration::from_millis(1600));
+        assert!(third <= Duration::from_secs(4) && third >= Duration::from_millis(3200));
+        // Another object has its own count.
+        assert!(backoff.failed("ns/b", false) <= Duration::from_secs(1));
+        backoff.succeeded("ns/a");
+        assert!(backoff.failed("ns/a", false) <= Duration::from_secs(1));
+        // Busy clusters wait longer from the start, and nothing exceeds the cap.
+        assert!(backoff.failed("ns/c", true) >= Duration::from_millis(6400));
+        for _ in 0..40 {
+            assert!(backoff.failed("ns/d", false) <= Duration::from_secs(300));
+        }
+    }
+
+    #[test]
+    fn urls_follow_the_in_cluster_names() {
+        assert_eq!(
+            EnterpriseAccess::cluster_url("prod", "rec"),
+            "https://rec.prod.svc:9443"
+        );
+        assert_eq!(
+            EnterpriseAccess::node_url("prod", "rec", "rec-2"),
+            "https://rec-2.rec-headless.prod.svc:9443"
+        );
+    }
+}
