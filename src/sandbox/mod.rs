@@ -7,6 +7,7 @@
 
 pub mod apiserver;
 pub mod enterprise;
+pub mod settle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
