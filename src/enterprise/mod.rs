@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod error;
+pub mod hosts;
 pub mod types;
 
 pub use client::{ClientConfig, EnterpriseClient, RetryPolicy};

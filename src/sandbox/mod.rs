@@ -84,6 +84,32 @@ impl Sandbox {
     pub fn ca_path(&self) -> &Path {
         self.emulator.ca_path()
     }
+
+    /// The in-cluster names the emulator serves (`rec.ns.svc`, `rec-0.rec-headless.ns.svc`, database Services), as
+    /// hosts-file text for `agent --hosts-file`.
+    pub fn hosts(&self) -> String {
+        crate::enterprise::hosts::render_hosts(&self.emulator.names().entries())
+    }
+
+    /// Keeps `path` equal to [`Sandbox::hosts`], rewriting it (atomically) when names come or go, until `shutdown`.
+    pub fn keep_hosts_file(&self, path: PathBuf) -> tokio::task::JoinHandle<()> {
+        let names = self.emulator.names();
+        tokio::spawn(async move {
+            let mut written = None;
+            loop {
+                let text = crate::enterprise::hosts::render_hosts(&names.entries());
+                if written.as_ref() != Some(&text) {
+                    let temporary = path.with_extension("tmp");
+                    let result = std::fs::write(&temporary, &text).and_then(|()| std::fs::rename(&temporary, &path));
+                    match result {
+                        Ok(()) => written = Some(text),
+                        Err(error) => tracing::warn!(%error, path = %path.display(), "failed to write the hosts file"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    }
 }
 
 /// Turns Redis Enterprise Pods into emulated nodes: the Pod IP is the node's loopback address.

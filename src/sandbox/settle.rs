@@ -142,7 +142,9 @@ pub fn classify(conditions: &[Condition], generation: Option<i64>) -> (Outcome, 
     match find(types::READY) {
         Some(ready)
             if ready.status == "True"
-                && (generation.is_none() || ready.observed_generation.is_none() || ready.observed_generation == generation) =>
+                && (generation.is_none()
+                    || ready.observed_generation.is_none()
+                    || ready.observed_generation == generation) =>
         {
             (Outcome::Ready, ready.reason.clone(), ready.message.clone())
         }
@@ -168,8 +170,8 @@ fn classify_gitsync(gitsync: &GitSync) -> (Outcome, String, String) {
     let status = gitsync.status.clone().unwrap_or_default();
     let conditions = status.conditions.clone().unwrap_or_default();
     let (outcome, reason, message) = classify(&conditions, gitsync.metadata.generation);
-    let applied_current = status.last_applied_revision.is_some()
-        && status.last_applied_revision == status.last_attempted_revision;
+    let applied_current =
+        status.last_applied_revision.is_some() && status.last_applied_revision == status.last_attempted_revision;
     let ready = conditions
         .iter()
         .find(|c| c.type_ == types::READY)
@@ -180,7 +182,10 @@ fn classify_gitsync(gitsync: &GitSync) -> (Outcome, String, String) {
         (Outcome::InProgress, Some(ready)) => {
             let mut message = ready.message.clone();
             for error in status.errors.iter().flatten() {
-                message.push_str(&format!("\n    {}:{}:{}: {}", error.file, error.line, error.column, error.message));
+                message.push_str(&format!(
+                    "\n    {}:{}:{}: {}",
+                    error.file, error.line, error.column, error.message
+                ));
             }
             (Outcome::Failed, ready.reason.clone(), message)
         }
@@ -218,16 +223,15 @@ pub async fn wait_until_settled(
 }
 
 async fn snapshot(client: &kube::Client, gitsyncs: &Api<GitSync>, namespace: &str, name: &str) -> Summary {
-    let line = |kind: &str, ns: &str, object: &str, (outcome, reason, message): (Outcome, String, String)| {
-        ObjectSummary {
+    let line =
+        |kind: &str, ns: &str, object: &str, (outcome, reason, message): (Outcome, String, String)| ObjectSummary {
             kind: kind.to_string(),
             namespace: ns.to_string(),
             name: object.to_string(),
             outcome,
             reason,
             message,
-        }
-    };
+        };
     let gitsync = match gitsyncs.get_opt(name).await {
         Ok(Some(gitsync)) => gitsync,
         Ok(None) => {
@@ -308,9 +312,9 @@ mod tests {
     #[test]
     fn kstatus_classification() {
         let ready = condition(types::READY, "True", "DatabaseActive", Some(2));
-        assert_eq!(classify(&[ready.clone()], Some(2)).0, Outcome::Ready);
+        assert_eq!(classify(std::slice::from_ref(&ready), Some(2)).0, Outcome::Ready);
         // Ready for an older generation is still in progress.
-        assert_eq!(classify(&[ready.clone()], Some(3)).0, Outcome::InProgress);
+        assert_eq!(classify(std::slice::from_ref(&ready), Some(3)).0, Outcome::InProgress);
         let stalled = condition(types::STALLED, "True", "ImmutableFieldChanged", Some(3));
         let (outcome, reason, _) = classify(&[ready, stalled], Some(3));
         assert_eq!((outcome, reason.as_str()), (Outcome::Failed, "ImmutableFieldChanged"));
@@ -335,7 +339,10 @@ mod tests {
                 ..object("sandbox", Outcome::Ready)
             },
             revision: Some("main@sha1:abc".to_string()),
-            objects: vec![object("cache", Outcome::Ready), object("sessions-long", Outcome::InProgress)],
+            objects: vec![
+                object("cache", Outcome::Ready),
+                object("sessions-long", Outcome::InProgress),
+            ],
             timed_out: true,
         };
         assert!(!summary.all_ready());
