@@ -29,7 +29,7 @@ fn validate_examples_repo_prints_one_line_per_object_and_succeeds() {
     assert_eq!(
         lines[3],
         "ok RedisEnterpriseDatabase redis-production/orders-cache (databases/production/orders-cache.yaml:2): cluster prod, \
-         4GB, 2 shards, replication, persistence aofEverySecond, backup, port 12002"
+         4GB, 2 shards, replication, persistence aofEverySecond, port 12002"
     );
     assert_eq!(lines[8], "2 clusters, 6 databases: valid, 0 warnings");
 }
