@@ -17,9 +17,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::ResourceExt;
 use redis_gitops::api::RedisEnterpriseCluster;
 use redis_gitops::controllers::cluster::{ClusterControllerSettings, run_with_settings};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
@@ -90,7 +90,10 @@ impl Harness {
 
     async fn create(&self, yaml: &str) -> RedisEnterpriseCluster {
         let rec: RedisEnterpriseCluster = serde_saphyr::from_str(yaml).expect("REC fixture");
-        self.recs().create(&PostParams::default(), &rec).await.expect("create REC")
+        self.recs()
+            .create(&PostParams::default(), &rec)
+            .await
+            .expect("create REC")
     }
 
     async fn patch_spec(&self, name: &str, spec: serde_json::Value) {
@@ -104,9 +107,7 @@ impl Harness {
     async fn cluster_client(&self, rec: &str, secret: &str) -> EnterpriseClient {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), NAMESPACE);
         let secret = secrets.get(secret).await.expect("credentials Secret");
-        let value = |key: &str| {
-            String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
-        };
+        let value = |key: &str| String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8");
         EnterpriseClient::new(ClientConfig {
             base_url: format!("https://{rec}.{NAMESPACE}.svc:9443"),
             credentials: Credentials {
@@ -122,7 +123,12 @@ impl Harness {
     }
 
     async fn active_nodes(&self, rec: &str, secret: &str) -> usize {
-        let nodes = self.cluster_client(rec, secret).await.nodes().await.expect("GET /v1/nodes");
+        let nodes = self
+            .cluster_client(rec, secret)
+            .await
+            .nodes()
+            .await
+            .expect("GET /v1/nodes");
         nodes.iter().filter(|n| n.status == "active").count()
     }
 
@@ -184,9 +190,11 @@ fn settled(rec: &RedisEnterpriseCluster) -> bool {
 }
 
 async fn wait_settled(harness: &Harness, name: &str) -> RedisEnterpriseCluster {
-    eventually(&format!("REC {name} to be Running and Ready"), Duration::from_secs(60), || async {
-        harness.recs().get(name).await.ok().filter(settled)
-    })
+    eventually(
+        &format!("REC {name} to be Running and Ready"),
+        Duration::from_secs(60),
+        || async { harness.recs().get(name).await.ok().filter(settled) },
+    )
     .await
 }
 
@@ -261,14 +269,65 @@ async fn resource_versions(harness: &Harness, rec: &str) -> BTreeMap<String, Str
         );
     };
     put("rec", harness.recs().get(rec).await.ok().map(|o| o.metadata));
-    put("sts", Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE).get(rec).await.ok().map(|o| o.metadata));
-    put("secret", Api::<Secret>::namespaced(client.clone(), NAMESPACE).get(rec).await.ok().map(|o| o.metadata));
-    put("pdb", Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE).get(rec).await.ok().map(|o| o.metadata));
-    put("sa", Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE).get(rec).await.ok().map(|o| o.metadata));
-    put("role", Api::<Role>::namespaced(client.clone(), NAMESPACE).get(rec).await.ok().map(|o| o.metadata));
-    put("binding", Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE).get(rec).await.ok().map(|o| o.metadata));
-    for service in [rec.to_string(), format!("{rec}-ui"), format!("{rec}-prom"), format!("{rec}-headless")] {
-        let meta = Api::<Service>::namespaced(client.clone(), NAMESPACE).get(&service).await.ok().map(|o| o.metadata);
+    put(
+        "sts",
+        Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE)
+            .get(rec)
+            .await
+            .ok()
+            .map(|o| o.metadata),
+    );
+    put(
+        "secret",
+        Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+            .get(rec)
+            .await
+            .ok()
+            .map(|o| o.metadata),
+    );
+    put(
+        "pdb",
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE)
+            .get(rec)
+            .await
+            .ok()
+            .map(|o| o.metadata),
+    );
+    put(
+        "sa",
+        Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
+            .get(rec)
+            .await
+            .ok()
+            .map(|o| o.metadata),
+    );
+    put(
+        "role",
+        Api::<Role>::namespaced(client.clone(), NAMESPACE)
+            .get(rec)
+            .await
+            .ok()
+            .map(|o| o.metadata),
+    );
+    put(
+        "binding",
+        Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE)
+            .get(rec)
+            .await
+            .ok()
+            .map(|o| o.metadata),
+    );
+    for service in [
+        rec.to_string(),
+        format!("{rec}-ui"),
+        format!("{rec}-prom"),
+        format!("{rec}-headless"),
+    ] {
+        let meta = Api::<Service>::namespaced(client.clone(), NAMESPACE)
+            .get(&service)
+            .await
+            .ok()
+            .map(|o| o.metadata);
         put(&format!("svc/{service}"), meta);
     }
     versions
@@ -328,7 +387,11 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
     let temp = tempfile::tempdir().expect("temp dir");
     let harness = Harness::start().await;
     let kubeconfig = temp.path().join("kubeconfig");
-    harness.sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    harness
+        .sandbox
+        .apiserver
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
     let states = record_states(&harness, "rec");
 
     // 1. Bootstrap: pod 0 creates the cluster, the others join, the cluster runs.
@@ -358,7 +421,10 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
             && labels.get("app").map(String::as_str) == Some("redis-enterprise")
             && labels.get("redis.io/cluster").map(String::as_str) == Some("rec")
     };
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("sts");
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE)
+        .get("rec")
+        .await
+        .expect("sts");
     assert!(owned(&sts.metadata), "{:?}", sts.metadata);
     let sts_spec = sts.spec.clone().expect("spec");
     assert_eq!(sts_spec.replicas, Some(3));
@@ -366,19 +432,49 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
     let pod_labels = sts_spec.template.metadata.and_then(|m| m.labels).unwrap_or_default();
     assert_eq!(pod_labels.get("redis.io/role").map(String::as_str), Some("node"));
     for service in ["rec", "rec-ui", "rec-prom", "rec-headless"] {
-        let svc = Api::<Service>::namespaced(client.clone(), NAMESPACE).get(service).await.expect("service");
+        let svc = Api::<Service>::namespaced(client.clone(), NAMESPACE)
+            .get(service)
+            .await
+            .expect("service");
         assert!(owned(&svc.metadata), "service {service}");
     }
-    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("pdb");
+    let pdb = Api::<PodDisruptionBudget>::namespaced(client.clone(), NAMESPACE)
+        .get("rec")
+        .await
+        .expect("pdb");
     assert!(owned(&pdb.metadata));
-    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("secret");
+    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .get("rec")
+        .await
+        .expect("secret");
     assert!(owned(&secret.metadata));
     let first_password = password(&secret);
     assert!(first_password.len() >= 32, "a generated password");
     for (kind, meta) in [
-        ("ServiceAccount", Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("sa").metadata),
-        ("Role", Api::<Role>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("role").metadata),
-        ("RoleBinding", Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("binding").metadata),
+        (
+            "ServiceAccount",
+            Api::<ServiceAccount>::namespaced(client.clone(), NAMESPACE)
+                .get("rec")
+                .await
+                .expect("sa")
+                .metadata,
+        ),
+        (
+            "Role",
+            Api::<Role>::namespaced(client.clone(), NAMESPACE)
+                .get("rec")
+                .await
+                .expect("role")
+                .metadata,
+        ),
+        (
+            "RoleBinding",
+            Api::<RoleBinding>::namespaced(client.clone(), NAMESPACE)
+                .get("rec")
+                .await
+                .expect("binding")
+                .metadata,
+        ),
     ] {
         assert!(owned(&meta), "{kind}");
     }
@@ -386,50 +482,96 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
     // The children as kubectl reads them back are valid Kubernetes objects; the REC reads Running.
     let yaml = kubectl(
         &kubeconfig,
-        &["get", "statefulset,service,poddisruptionbudget,secret,serviceaccount,role,rolebinding", "-l", "redis.io/cluster=rec", "-o", "yaml"],
+        &[
+            "get",
+            "statefulset,service,poddisruptionbudget,secret,serviceaccount,role,rolebinding",
+            "-l",
+            "redis.io/cluster=rec",
+            "-o",
+            "yaml",
+        ],
     );
     let children = temp.path().join("children.yaml");
-    let documents: Vec<serde_json::Value> = serde_saphyr::from_str::<serde_json::Value>(&yaml)
-        .expect("kubectl yaml")["items"]
-        .as_array()
-        .cloned()
-        .expect("items");
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_str::<serde_json::Value>(&yaml).expect("kubectl yaml")["items"]
+            .as_array()
+            .cloned()
+            .expect("items");
     assert_eq!(documents.len(), 10, "sts, 4 services, pdb, secret, sa, role, binding");
     let stream: String = documents
         .iter()
         .map(|d| format!("---\n{}\n", serde_json::to_string(d).expect("json")))
         .collect();
     std::fs::write(&children, stream).expect("write children");
-    let check = Command::new("/work/shared/tools/check-k8s-schemas").arg(&children).output().expect("check-k8s-schemas runs");
+    let check = Command::new("/work/shared/tools/check-k8s-schemas")
+        .arg(&children)
+        .output()
+        .expect("check-k8s-schemas runs");
     let report = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success() && report.contains("10 objects checked") && report.contains(", 0 invalid"), "{report}{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success() && report.contains("10 objects checked") && report.contains(", 0 invalid"),
+        "{report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let table = kubectl(&kubeconfig, &["get", "rec", "rec", "-n", NAMESPACE]);
-    assert!(table.lines().nth(1).is_some_and(|row| row.contains("Running") && row.contains("True")), "{table}");
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.contains("Running") && row.contains("True")),
+        "{table}"
+    );
 
     // A forced re-reconcile (an annotation) and later resyncs change nothing: no write to the API server, no REST
     // write (every REST POST or PUT would fail now and show up in status), the password stays.
     harness
         .recs()
-        .patch("rec", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"annotations": {"test/poke": "1"}}})))
+        .patch(
+            "rec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"test/poke": "1"}}})),
+        )
         .await
         .expect("annotate");
-    harness.sandbox.emulator.faults().fail_next(Some(Method::POST), "/v1", 1000, StatusCode::INTERNAL_SERVER_ERROR, "test_no_writes");
-    harness.sandbox.emulator.faults().fail_next(Some(Method::PUT), "/v1", 1000, StatusCode::INTERNAL_SERVER_ERROR, "test_no_writes");
+    harness.sandbox.emulator.faults().fail_next(
+        Some(Method::POST),
+        "/v1",
+        1000,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "test_no_writes",
+    );
+    harness.sandbox.emulator.faults().fail_next(
+        Some(Method::PUT),
+        "/v1",
+        1000,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "test_no_writes",
+    );
     let before = resource_versions(&harness, "rec").await;
     let reconciles = harness.successes();
     eventually("three more reconciles", Duration::from_secs(20), || async {
         (harness.successes() >= reconciles + 3).then_some(())
     })
     .await;
-    assert_eq!(resource_versions(&harness, "rec").await, before, "a resync of a healthy cluster writes nothing");
+    assert_eq!(
+        resource_versions(&harness, "rec").await,
+        before,
+        "a resync of a healthy cluster writes nothing"
+    );
     harness.sandbox.emulator.faults().clear();
-    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("secret");
+    let secret = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .get("rec")
+        .await
+        .expect("secret");
     assert_eq!(password(&secret), first_password, "the password is never regenerated");
 
     // 2. Scale out 3 → 5: the new pods join.
     harness.patch_spec("rec", json!({"nodes": 5})).await;
     let rec = wait_settled(&harness, "rec").await;
-    assert_eq!(condition(&rec, "Ready").map(|c| c.2), Some("all 5 nodes are active".into()));
+    assert_eq!(
+        condition(&rec, "Ready").map(|c| c.2),
+        Some("all 5 nodes are active".into())
+    );
     assert_eq!(harness.active_nodes("rec", "rec").await, 5);
 
     // 3. Scale in 5 → 3 is refused: the StatefulSet keeps 5 replicas, the cluster keeps running.
@@ -444,13 +586,22 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
     let (stalled, _, message) = condition(&refused, "Stalled").expect("stalled");
     assert_eq!(stalled, "True");
     assert!(message.contains("restore `nodes: 5`"), "{message}");
-    assert_eq!(condition(&refused, "Ready").map(|c| (c.0, c.1)), Some(("False".into(), "ScaleDownNotSupported".into())));
+    assert_eq!(
+        condition(&refused, "Ready").map(|c| (c.0, c.1)),
+        Some(("False".into(), "ScaleDownNotSupported".into()))
+    );
     assert_eq!(state(&refused).as_deref(), Some("Running"));
-    let sts = Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE).get("rec").await.expect("sts");
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), NAMESPACE)
+        .get("rec")
+        .await
+        .expect("sts");
     assert_eq!(sts.spec.and_then(|s| s.replicas), Some(5));
     assert_eq!(harness.active_nodes("rec", "rec").await, 5);
     assert!(
-        events(&harness, "rec").await.iter().any(|e| e.0 == "Warning" && e.1 == "ScaleDownRefused"),
+        events(&harness, "rec")
+            .await
+            .iter()
+            .any(|e| e.0 == "Warning" && e.1 == "ScaleDownRefused"),
         "a Warning event"
     );
     harness.patch_spec("rec", json!({"nodes": 5})).await;
@@ -463,11 +614,16 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
         (pods.lock().expect("lock").len() == 5).then_some(())
     })
     .await;
-    harness.patch_spec("rec", json!({"redisEnterpriseImageSpec": {"versionTag": "8.2.0-1"}})).await;
+    harness
+        .patch_spec("rec", json!({"redisEnterpriseImageSpec": {"versionTag": "8.2.0-1"}}))
+        .await;
     let upgraded = eventually("the upgrade to finish", Duration::from_secs(60), || async {
         let rec = harness.recs().get("rec").await.ok().filter(settled)?;
         let pods: Api<Pod> = Api::namespaced(harness.client.clone(), NAMESPACE);
-        let list = pods.list(&kube::api::ListParams::default().labels("redis.io/cluster=rec")).await.ok()?;
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("redis.io/cluster=rec"))
+            .await
+            .ok()?;
         let images: Vec<String> = list
             .items
             .iter()
@@ -484,7 +640,12 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
     let mut replaced: Vec<&Incarnation> = incarnations.iter().filter(|i| i.deleted.is_some()).collect();
     replaced.sort_by_key(|i| i.deleted);
     let order: Vec<&str> = replaced.iter().map(|i| i.name.as_str()).collect();
-    assert_eq!(order, ["rec-4", "rec-3", "rec-2", "rec-1", "rec-0"], "highest ordinal first, each once");
+
+    assert_eq!(
+        order,
+        ["rec-4", "rec-3", "rec-2", "rec-1", "rec-0"],
+        "highest ordinal first, each once"
+    );
     for pair in replaced.windows(2) {
         let (previous, next) = (pair[0], pair[1]);
         let comeback = incarnations
@@ -492,11 +653,17 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
             .find(|i| i.name == previous.name && i.uid != previous.uid)
             .expect("the replaced pod came back");
         let next_deleted = next.deleted.expect("deleted");
-        assert!(comeback.first_seen < next_deleted, "{} was replaced before {} came back", next.name, previous.name);
-        // A node that comes back is `provisioning` for two emulator steps before it is `active`; replacing the next
-        // pod any sooner would mean the controller did not wait for the node.
         assert!(
-            next_deleted.duration_since(comeback.first_seen) >= STEP * 2,
+            comeback.first_seen < next_deleted,
+            "{} was replaced before {} came back",
+            next.name,
+            previous.name
+        );
+        // A node that comes back is `provisioning` for two emulator steps (from its pod's creation) before it is
+        // `active`, while its pod is Ready after 50 ms; replacing the next pod sooner than 1.5 steps after the watch
+        // saw the new pod means the controller did not wait for the node (a margin for watch latency).
+        assert!(
+            next_deleted.duration_since(comeback.first_seen) >= STEP * 3 / 2,
             "{} was replaced {:?} after {} came back, before its node could be active",
             next.name,
             next_deleted.duration_since(comeback.first_seen),
@@ -504,7 +671,14 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
         );
     }
     let reasons: Vec<String> = events(&harness, "rec").await.into_iter().map(|e| e.1).collect();
-    for reason in ["ClusterBootstrapping", "NodeJoined", "ClusterRunning", "ScalingUp", "RollingUpdateStarted", "NodeUpgraded"] {
+    for reason in [
+        "ClusterBootstrapping",
+        "NodeJoined",
+        "ClusterRunning",
+        "ScalingUp",
+        "RollingUpdateStarted",
+        "NodeUpgraded",
+    ] {
         assert!(reasons.iter().any(|r| r == reason), "event {reason} in {reasons:?}");
     }
     harness.stop().await;
@@ -515,7 +689,11 @@ async fn a_users_credentials_secret_is_used_untouched_and_bad_secrets_and_specs_
     let temp = tempfile::tempdir().expect("temp dir");
     let harness = Harness::start().await;
     let kubeconfig = temp.path().join("kubeconfig");
-    harness.sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    harness
+        .sandbox
+        .apiserver
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
     let secrets: Api<Secret> = Api::namespaced(harness.client.clone(), NAMESPACE);
     let user_secret = |name: &str, data: serde_json::Value| -> Secret {
         serde_json::from_value(json!({"apiVersion": "v1", "kind": "Secret",
@@ -523,11 +701,20 @@ async fn a_users_credentials_secret_is_used_untouched_and_bad_secrets_and_specs_
         .expect("secret")
     };
     let mine = secrets
-        .create(&PostParams::default(), &user_secret("byo-admin", json!({"username": "ops@example.com", "password": "user-chosen-1"})))
+        .create(
+            &PostParams::default(),
+            &user_secret(
+                "byo-admin",
+                json!({"username": "ops@example.com", "password": "user-chosen-1"}),
+            ),
+        )
         .await
         .expect("create user secret");
     secrets
-        .create(&PostParams::default(), &user_secret("nokey-admin", json!({"username": "ops@example.com"})))
+        .create(
+            &PostParams::default(),
+            &user_secret("nokey-admin", json!({"username": "ops@example.com"})),
+        )
         .await
         .expect("create incomplete secret");
 
@@ -543,12 +730,22 @@ async fn a_users_credentials_secret_is_used_untouched_and_bad_secrets_and_specs_
 
     // The user's Secret: the cluster runs with its credentials, and the Secret is exactly as the user wrote it.
     let byo = wait_settled(&harness, "byo").await;
-    assert_eq!(byo.status.and_then(|s| s.cluster_credential_secret_name).as_deref(), Some("byo-admin"));
+    assert_eq!(
+        byo.status.and_then(|s| s.cluster_credential_secret_name).as_deref(),
+        Some("byo-admin")
+    );
     assert_eq!(harness.active_nodes("byo", "byo-admin").await, 3);
     let after = secrets.get("byo-admin").await.expect("secret");
-    assert_eq!(after.resource_version(), mine.resource_version(), "the user's Secret is never written");
+    assert_eq!(
+        after.resource_version(),
+        mine.resource_version(),
+        "the user's Secret is never written"
+    );
     assert!(after.owner_references().is_empty());
-    assert!(secrets.get_opt("byo").await.expect("get").is_none(), "no Secret of our own");
+    assert!(
+        secrets.get_opt("byo").await.expect("get").is_none(),
+        "no Secret of our own"
+    );
 
     // A Secret without a password: a clear Ready=False, nothing else created, recovery once it is fixed.
     let nokey = eventually("the missing key to be reported", Duration::from_secs(20), || async {
@@ -570,7 +767,11 @@ async fn a_users_credentials_secret_is_used_untouched_and_bad_secrets_and_specs_
     let statefulsets: Api<StatefulSet> = Api::namespaced(harness.client.clone(), NAMESPACE);
     assert!(statefulsets.get_opt("nokey").await.expect("get").is_none());
     secrets
-        .patch("nokey-admin", &PatchParams::default(), &Patch::Merge(json!({"stringData": {"password": "fixed-1"}})))
+        .patch(
+            "nokey-admin",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "fixed-1"}})),
+        )
         .await
         .expect("fix the secret");
     wait_settled(&harness, "nokey").await;
@@ -581,7 +782,10 @@ async fn a_users_credentials_secret_is_used_untouched_and_bad_secrets_and_specs_
         (state(&rec).as_deref() == Some("Invalid")).then_some(rec)
     })
     .await;
-    assert_eq!(even.status.as_ref().and_then(|s| s.spec_status.as_deref()), Some("Invalid"));
+    assert_eq!(
+        even.status.as_ref().and_then(|s| s.spec_status.as_deref()),
+        Some("Invalid")
+    );
     let (stalled, reason, message) = condition(&even, "Stalled").expect("stalled");
     assert_eq!((stalled.as_str(), reason.as_str()), ("True", "InvalidSpec"));
     assert!(
@@ -590,9 +794,25 @@ async fn a_users_credentials_secret_is_used_untouched_and_bad_secrets_and_specs_
     );
     assert!(statefulsets.get_opt("even").await.expect("get").is_none());
     assert!(secrets.get_opt("even").await.expect("get").is_none());
-    let shown = kubectl(&kubeconfig, &["get", "rec", "even", "-n", NAMESPACE, "-o", "jsonpath={.status.state}/{.status.specStatus}"]);
+    let shown = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "rec",
+            "even",
+            "-n",
+            NAMESPACE,
+            "-o",
+            "jsonpath={.status.state}/{.status.specStatus}",
+        ],
+    );
     assert_eq!(shown, "Invalid/Invalid");
-    assert!(events(&harness, "even").await.iter().any(|e| e.0 == "Warning" && e.1 == "InvalidSpec"));
+    assert!(
+        events(&harness, "even")
+            .await
+            .iter()
+            .any(|e| e.0 == "Warning" && e.1 == "InvalidSpec")
+    );
     harness.stop().await;
 }
 
@@ -643,8 +863,14 @@ async fn rest_failures_during_bootstrap_are_reported_and_retried_with_backoff() 
         .get();
     assert_eq!(failures, 3, "one failed reconcile per injected fault");
     let events = events(&harness, "flaky").await;
-    assert!(events.iter().any(|e| e.0 == "Warning" && e.1 == "RestApiUnavailable"), "{events:?}");
-    assert!(events.iter().any(|e| e.0 == "Normal" && e.1 == "ClusterRunning"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e.0 == "Warning" && e.1 == "RestApiUnavailable"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e.0 == "Normal" && e.1 == "ClusterRunning"),
+        "{events:?}"
+    );
     assert!(
         events.iter().all(|e| e.0 == "Normal" || e.1 == "RestApiUnavailable"),
         "Warnings only for failures: {events:?}"

@@ -76,7 +76,12 @@ fn with_data(mut secret: Secret) -> Secret {
     secret
 }
 
-async fn apply<K>(client: &kube::Client, namespace: &str, desired: &K, applied: &mut Applied) -> Result<(), ClusterError>
+async fn apply<K>(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &K,
+    applied: &mut Applied,
+) -> Result<(), ClusterError>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
@@ -93,9 +98,13 @@ where
     {
         return Ok(());
     }
-    api.patch(&name, &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(kubernetes(format!("apply {kind} {namespace}/{name}")))?;
+    api.patch(
+        &name,
+        &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kubernetes(format!("apply {kind} {namespace}/{name}")))?;
     applied.written.push(format!("{kind}/{name}"));
     Ok(())
 }
@@ -135,10 +144,7 @@ mod tests {
         more_ports["spec"]["ports"] = json!([{"port": 9443}, {"port": 8001}]);
         assert!(!contains(&live, &more_ports));
         let mut no_labels = live.clone();
-        no_labels["metadata"]
-            .as_object_mut()
-            .expect("object")
-            .remove("labels");
+        no_labels["metadata"].as_object_mut().expect("object").remove("labels");
         assert!(!contains(&no_labels, &desired));
     }
 

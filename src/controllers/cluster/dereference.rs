@@ -94,10 +94,7 @@ pub fn generate_password(cluster: &str) -> Result<String, ClusterError> {
 }
 
 fn ordinal_of(cluster: &str, pod: &Pod) -> Option<i32> {
-    pod.name_any()
-        .strip_prefix(&format!("{cluster}-"))?
-        .parse()
-        .ok()
+    pod.name_any().strip_prefix(&format!("{cluster}-"))?.parse().ok()
 }
 
 /// Reads everything the reconcile of `cluster` depends on.
@@ -111,10 +108,9 @@ pub async fn dereference(
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
     let secret_name = credentials_secret_name(cluster);
-    let credentials_secret = secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(kubernetes(format!("read the credentials Secret {namespace}/{secret_name}")))?;
+    let credentials_secret = secrets.get_opt(&secret_name).await.map_err(kubernetes(format!(
+        "read the credentials Secret {namespace}/{secret_name}"
+    )))?;
     let (credentials, cluster_ca) = match &credentials_secret {
         Some(secret) => {
             let text = |key| secret_value(secret, key).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
@@ -136,10 +132,9 @@ pub async fn dereference(
     };
 
     let license_secret = match cluster.spec.license_secret_name.as_deref().filter(|n| !n.is_empty()) {
-        Some(license_name) => secrets
-            .get_opt(license_name)
-            .await
-            .map_err(kubernetes(format!("read the license Secret {namespace}/{license_name}")))?,
+        Some(license_name) => secrets.get_opt(license_name).await.map_err(kubernetes(format!(
+            "read the license Secret {namespace}/{license_name}"
+        )))?,
         None => None,
     };
 
@@ -212,7 +207,12 @@ async fn read_rest_state(
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_string());
     let name = cluster.name_any();
     let ca = observed.cluster_ca.as_deref();
-    let cluster_client = rest_client(context, EnterpriseAccess::cluster_url(&namespace, &name), credentials, ca)?;
+    let cluster_client = rest_client(
+        context,
+        EnterpriseAccess::cluster_url(&namespace, &name),
+        credentials,
+        ca,
+    )?;
     let known_state = cluster.status.as_ref().and_then(|s| s.state.as_deref());
     let mut rest = RestState::default();
     if known_state.is_some_and(state::cluster_exists) {

@@ -29,7 +29,9 @@ pub enum ClusterError {
         key: &'static str,
     },
     /// The license Secret named by `licenseSecretName` is missing or lacks the `license` key.
-    #[error("the license Secret {namespace}/{name} {problem}; create it with a `license` key or fix spec.licenseSecretName")]
+    #[error(
+        "the license Secret {namespace}/{name} {problem}; create it with a `license` key or fix spec.licenseSecretName"
+    )]
     LicenseSecretInvalid {
         /// Namespace of the Secret.
         namespace: String,
@@ -85,7 +87,10 @@ impl ClusterError {
             Self::LicenseSecretInvalid { .. } => "LicenseSecretInvalid",
             Self::PasswordGeneration { .. } => "PasswordGenerationFailed",
             Self::RestClient { .. } => "RestClientInvalid",
-            Self::Rest { source, .. } if matches!(source, EnterpriseError::Busy { .. }) => "RestApiBusy",
+            Self::Rest {
+                source: EnterpriseError::Busy { .. },
+                ..
+            } => "RestApiBusy",
             Self::Rest { source, .. } if source.is_transient() => "RestApiUnavailable",
             Self::Rest { .. } => "RestApiError",
             Self::BootstrapFailed { .. } => "BootstrapFailed",

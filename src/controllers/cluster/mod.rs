@@ -130,9 +130,7 @@ pub async fn run_with_settings(
     });
     let all = watcher::Config::default().any_semantic();
     // Children carry the official `app` label; watching only those keeps unrelated Secrets out of memory.
-    let children = watcher::Config::default()
-        .any_semantic()
-        .labels("app=redis-enterprise");
+    let children = watcher::Config::default().any_semantic().labels("app=redis-enterprise");
     Controller::new(Api::<RedisEnterpriseCluster>::all(client.clone()), all)
         .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
@@ -152,11 +150,7 @@ pub async fn run_with_settings(
 }
 
 fn object_key(cluster: &RedisEnterpriseCluster) -> String {
-    format!(
-        "{}/{}",
-        cluster.namespace().unwrap_or_default(),
-        cluster.name_any()
-    )
+    format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())
 }
 
 async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) -> Result<Action, ClusterError> {
@@ -237,7 +231,10 @@ async fn report_failure(cluster: &RedisEnterpriseCluster, shared: &Shared, error
         reconciling: if error.is_stalled() {
             ConditionValue::no(category, "waiting for a change to the referenced Secret or the spec")
         } else {
-            ConditionValue::yes("RetryingAfterFailure", format!("retrying with backoff after: {message}"))
+            ConditionValue::yes(
+                "RetryingAfterFailure",
+                format!("retrying with backoff after: {message}"),
+            )
         },
         stalled: if error.is_stalled() {
             ConditionValue::yes(category, message.clone())
@@ -256,10 +253,7 @@ async fn report_failure(cluster: &RedisEnterpriseCluster, shared: &Shared, error
 }
 
 /// One reconcile. Returns the next action and whether the cluster is still converging.
-async fn reconcile_cluster(
-    cluster: &RedisEnterpriseCluster,
-    shared: &Shared,
-) -> Result<(Action, bool), ClusterError> {
+async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) -> Result<(Action, bool), ClusterError> {
     let client = &shared.context.client;
     let old_status = cluster.status.as_ref();
     let old_state = old_status.and_then(|s| s.state.clone()).unwrap_or_default();
@@ -267,7 +261,10 @@ async fn reconcile_cluster(
     let validated_cluster = match validate::validate_spec(cluster) {
         Ok(validated) => validated,
         Err(invalid) => {
-            let message = format!("the spec is invalid; fix it and the agent continues: {}", invalid.message);
+            let message = format!(
+                "the spec is invalid; fix it and the agent continues: {}",
+                invalid.message
+            );
             let report = Report {
                 state: state::INVALID.to_string(),
                 spec_status: "Invalid",
@@ -479,11 +476,25 @@ async fn publish_transitions(
             publish(shared, cluster, EventType::Normal, "RollingUpdateStarted", &note).await;
         }
         if report.state == state::RUNNING {
-            publish(shared, cluster, EventType::Normal, "ClusterRunning", &report.ready.message).await;
+            publish(
+                shared,
+                cluster,
+                EventType::Normal,
+                "ClusterRunning",
+                &report.ready.message,
+            )
+            .await;
         }
     }
     let previous = status::condition(cluster.status.as_ref(), types::STALLED);
     if report.stalled.status && previous.is_none_or(|c| c.reason != report.stalled.reason || c.status != "True") {
-        publish(shared, cluster, EventType::Warning, "ScaleDownRefused", &report.stalled.message).await;
+        publish(
+            shared,
+            cluster,
+            EventType::Warning,
+            "ScaleDownRefused",
+            &report.stalled.message,
+        )
+        .await;
     }
 }

@@ -89,13 +89,7 @@ pub fn decide_partition(replicas: i32, pods: &[PodRollout]) -> RolloutDecision {
     let blocker = (0..replicas).find(|&ordinal| ordinal != highest && !pod(ordinal).healthy());
     let (partition, step) = match blocker {
         None => (highest, RolloutStep::Replace { ordinal: highest }),
-        Some(blocker) => (
-            highest + 1,
-            RolloutStep::Waiting {
-                next: highest,
-                blocker,
-            },
-        ),
+        Some(blocker) => (highest + 1, RolloutStep::Waiting { next: highest, blocker }),
     };
     RolloutDecision {
         partition,
@@ -150,25 +144,75 @@ mod tests {
         use RolloutStep::*;
         let table: &[(&str, i32, &[PodRollout], i32, RolloutStep)] = &[
             ("nothing to roll", 3, &[NEW, NEW, NEW], 0, Complete),
-            ("new template, all healthy: highest first", 3, &[OLD, OLD, OLD], 2, Replace { ordinal: 2 }),
-            ("replaced pod gone: hold the rest", 3, &[OLD, OLD, MISSING], 2, Waiting { next: 1, blocker: 2 }),
-            ("replaced pod not ready yet", 3, &[OLD, OLD, NEW_NOT_READY], 2, Waiting { next: 1, blocker: 2 }),
-            ("replaced pod ready, node not active", 3, &[OLD, OLD, NEW_NOT_ACTIVE], 2, Waiting { next: 1, blocker: 2 }),
-            ("replaced node active: next one", 3, &[OLD, OLD, NEW], 1, Replace { ordinal: 1 }),
+            (
+                "new template, all healthy: highest first",
+                3,
+                &[OLD, OLD, OLD],
+                2,
+                Replace { ordinal: 2 },
+            ),
+            (
+                "replaced pod gone: hold the rest",
+                3,
+                &[OLD, OLD, MISSING],
+                2,
+                Waiting { next: 1, blocker: 2 },
+            ),
+            (
+                "replaced pod not ready yet",
+                3,
+                &[OLD, OLD, NEW_NOT_READY],
+                2,
+                Waiting { next: 1, blocker: 2 },
+            ),
+            (
+                "replaced pod ready, node not active",
+                3,
+                &[OLD, OLD, NEW_NOT_ACTIVE],
+                2,
+                Waiting { next: 1, blocker: 2 },
+            ),
+            (
+                "replaced node active: next one",
+                3,
+                &[OLD, OLD, NEW],
+                1,
+                Replace { ordinal: 1 },
+            ),
             ("last one", 3, &[OLD, NEW, NEW], 0, Replace { ordinal: 0 }),
-            ("last one back but not active", 3, &[NEW_NOT_ACTIVE, NEW, NEW], 0, Complete),
-            ("another node down: quorum first", 3, &[OLD_DOWN, OLD, OLD], 3, Waiting { next: 2, blocker: 0 }),
-            ("an unhealthy outdated pod may be replaced", 3, &[OLD, OLD, OLD_DOWN], 2, Replace { ordinal: 2 }),
-            ("scale-up pods come new", 5, &[OLD, OLD, OLD, MISSING, MISSING], 5, Waiting { next: 2, blocker: 3 }),
+            (
+                "last one back but not active",
+                3,
+                &[NEW_NOT_ACTIVE, NEW, NEW],
+                0,
+                Complete,
+            ),
+            (
+                "another node down: quorum first",
+                3,
+                &[OLD_DOWN, OLD, OLD],
+                3,
+                Waiting { next: 2, blocker: 0 },
+            ),
+            (
+                "an unhealthy outdated pod may be replaced",
+                3,
+                &[OLD, OLD, OLD_DOWN],
+                2,
+                Replace { ordinal: 2 },
+            ),
+            (
+                "scale-up pods come new",
+                5,
+                &[OLD, OLD, OLD, MISSING, MISSING],
+                3,
+                Waiting { next: 2, blocker: 3 },
+            ),
             ("bootstrapping: nothing outdated", 3, &[NEW_NOT_READY], 0, Complete),
         ];
         for (name, replicas, pods, partition, step) in table {
             let decision = decide_partition(*replicas, pods);
-            assert_eq!(
-                (decision.partition, &decision.step),
-                (*partition, step),
-                "{name}"
-            );
+            assert_eq!((decision.partition, &decision.step), (*partition, step), "{name}");
         }
     }
 

@@ -137,9 +137,15 @@ pub async fn write_status(
         "kind": RedisEnterpriseCluster::kind(&()),
         "status": status,
     });
-    api.patch_status(&name, &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map_err(kubernetes(format!("write the status of RedisEnterpriseCluster {namespace}/{name}")))?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kubernetes(format!(
+        "write the status of RedisEnterpriseCluster {namespace}/{name}"
+    )))?;
     Ok(true)
 }
 

@@ -34,14 +34,16 @@ pub struct Validated {
 
 /// Validates the spec alone.
 pub fn validate_spec(cluster: &RedisEnterpriseCluster) -> Result<ValidatedCluster, InvalidSpec> {
-    validate_cluster(cluster).map(|(validated, _warnings)| validated).map_err(|issues| InvalidSpec {
-        message: issues
-            .iter()
-            .filter(|issue| issue.severity == Severity::Error)
-            .map(|issue| format!("{}: {}", issue.path, issue.message))
-            .collect::<Vec<_>>()
-            .join("; "),
-    })
+    validate_cluster(cluster)
+        .map(|(validated, _warnings)| validated)
+        .map_err(|issues| InvalidSpec {
+            message: issues
+                .iter()
+                .filter(|issue| issue.severity == Severity::Error)
+                .map(|issue| format!("{}: {}", issue.path, issue.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
 }
 
 /// Checks the references the dereference stage read.
@@ -121,6 +123,12 @@ mod tests {
         )
         .expect("fixture");
         let invalid = validate_spec(&cluster).expect_err("4 nodes is invalid");
-        assert!(invalid.message.starts_with("spec.nodes: a cluster of 4 nodes cannot keep a quorum"), "{}", invalid.message);
+        assert!(
+            invalid
+                .message
+                .starts_with("spec.nodes: a cluster of 4 nodes cannot keep a quorum"),
+            "{}",
+            invalid.message
+        );
     }
 }
