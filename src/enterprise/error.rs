@@ -2,7 +2,7 @@
 //! and, for API errors, the cluster's `error_code` and description, so they can go into conditions and events.
 
 /// A failed REST call.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum EnterpriseError {
     /// The cluster answered with an error status.
     #[error("{endpoint} failed with HTTP {status}: {error_code}: {description}")]

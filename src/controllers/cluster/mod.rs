@@ -1,1 +1,500 @@
-//! The REC controller (being written).
+//! The REC controller: makes a `RedisEnterpriseCluster` a running Redis Enterprise cluster. It may write the
+//! REC's children (ServiceAccount, Role, RoleBinding, credentials Secret, Services, PodDisruptionBudget,
+//! StatefulSet), the REC's status, events, and bootstrap requests to the cluster's nodes; nothing else.
+//!
+//! Each reconcile is a pipeline of stages, one module each: [`validate`] the spec (first, so an invalid spec
+//! costs no I/O) → [`dereference`] (Secrets, StatefulSet, pods, REST state) → [`validate`] the references →
+//! [`build`] (pure; [`rollout`] decides the partition) → [`apply`] (Kubernetes children) and [`nodes`] (REST
+//! bootstrap) → [`status`].
+//!
+//! States: `PendingCreation` → `BootstrappingFirstPod` (pod 0 creates the cluster) → `Initializing` (the other pods
+//! join in ordinal order) → `Running` (every node `active` in `GET /v1/nodes`). Pod-template changes roll one node
+//! at a time from the highest ordinal (`RunningRollingUpdate`, or `Upgrade` when the image changes), each only
+//! after the previous one is back and `active` and every other node is `active` (see [`rollout`]). Lowering
+//! `nodes` is refused (`Stalled`, `ScaleDownNotSupported`): the StatefulSet keeps its replicas. An invalid spec is
+//! `Invalid`, `Stalled`, and nothing is written to the children.
+//!
+//! Waiting is not an error: it requeues after [`ClusterControllerSettings::poll`]. Failures go to
+//! `error_policy`: per-object exponential backoff, longer when the cluster answers 409 busy.
+//!
+//! No REC finalizer: every child carries an owner reference to the REC, so Kubernetes garbage collection removes
+//! them with it, and the Redis Enterprise cluster lives only in those pods.
+
+pub mod apply;
+pub mod build;
+pub mod dereference;
+pub mod error;
+pub mod nodes;
+pub mod rollout;
+pub mod state;
+pub mod status;
+pub mod validate;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+pub use error::ClusterError;
+
+use self::build::{Plan, build};
+use self::nodes::{NodesProgress, Note, converge_nodes};
+use self::rollout::RolloutStep;
+use self::status::{ConditionValue, Report, write_status};
+use super::{Backoff, ControllerContext, credentials_secret_name, resync_interval};
+use crate::api::RedisEnterpriseCluster;
+use crate::api::conditions::types;
+use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
+
+/// The controller's name on events.
+pub const CONTROLLER_NAME: &str = "redis-gitops-cluster";
+/// The `controller` label of this controller's metrics.
+const METRICS_LABEL: &str = "cluster";
+
+/// How often the controller looks again.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterControllerSettings {
+    /// Requeue of a healthy cluster (the REST API is not watchable). Default: 5 minutes.
+    pub resync: Duration,
+    /// Requeue while waiting for pods, bootstraps and rolling updates. Default: 2 seconds.
+    pub poll: Duration,
+    /// Cap of the per-object failure backoff. Default: 5 minutes.
+    pub max_backoff: Duration,
+}
+
+impl Default for ClusterControllerSettings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            poll: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What a cluster's reconciles remember between passes, only to announce completions once.
+#[derive(Clone, Debug, Default)]
+struct Memory {
+    /// Pods whose join this controller started.
+    joining: BTreeSet<String>,
+    /// Ordinals let go for a rolling update and not yet back as active nodes.
+    upgrading: BTreeSet<i32>,
+}
+
+/// What the controller shares between reconciles.
+struct Shared {
+    context: ControllerContext,
+    settings: ClusterControllerSettings,
+    recorder: Recorder,
+    backoff: Backoff,
+    memory: Mutex<HashMap<String, Memory>>,
+}
+
+/// Runs the REC controller over all namespaces until `shutdown` resolves, with the default settings.
+pub async fn run(context: ControllerContext, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    run_with_settings(context, ClusterControllerSettings::default(), shutdown).await;
+}
+
+/// Runs the REC controller with `settings` (tests use short intervals).
+pub async fn run_with_settings(
+    context: ControllerContext,
+    settings: ClusterControllerSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = context.client.clone();
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.to_string(),
+        instance: context.instance.clone(),
+    };
+    let shared = Arc::new(Shared {
+        recorder: Recorder::new(client.clone(), reporter),
+        backoff: Backoff::new(settings.max_backoff),
+        memory: Mutex::new(HashMap::new()),
+        context,
+        settings,
+    });
+    // The Controller wants a `Sync` shutdown future; a oneshot receiver is one, whatever the caller passed.
+    let (shutdown_sender, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_sender.send(());
+    });
+    let all = watcher::Config::default().any_semantic();
+    // Children carry the official `app` label; watching only those keeps unrelated Secrets out of memory.
+    let children = watcher::Config::default().any_semantic().labels("app=redis-enterprise");
+    Controller::new(Api::<RedisEnterpriseCluster>::all(client.clone()), all)
+        .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<Secret>::all(client.clone()), children.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client), children)
+        .graceful_shutdown_on(async move {
+            let _ = shutdown_receiver.await;
+        })
+        .run(reconcile, error_policy, shared)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
+                Err(error) => debug!(%error, "cluster reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn object_key(cluster: &RedisEnterpriseCluster) -> String {
+    format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())
+}
+
+async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) -> Result<Action, ClusterError> {
+    let started = Instant::now();
+    let key = object_key(&cluster);
+    let result = reconcile_cluster(&cluster, &shared).await;
+    let metrics = &shared.context.metrics;
+    match result {
+        Ok((action, waiting)) => {
+            shared.backoff.succeeded(&key);
+            let result = if waiting { "waiting" } else { "success" };
+            metrics
+                .reconciles
+                .get_or_create(&ControllerResultLabels {
+                    controller: METRICS_LABEL,
+                    result,
+                })
+                .inc();
+            debug!(cluster = %key, elapsed = ?started.elapsed(), result, "cluster reconciled");
+            Ok(action)
+        }
+        Err(error) => {
+            metrics
+                .reconciles
+                .get_or_create(&ControllerResultLabels {
+                    controller: METRICS_LABEL,
+                    result: "failure",
+                })
+                .inc();
+            metrics
+                .reconcile_failures
+                .get_or_create(&ControllerCategoryLabels {
+                    controller: METRICS_LABEL,
+                    category: error.category(),
+                })
+                .inc();
+            report_failure(&cluster, &shared, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Per-object backoff; rate-limited failures (409 busy, 429) start longer.
+fn error_policy(cluster: Arc<RedisEnterpriseCluster>, error: &ClusterError, shared: Arc<Shared>) -> Action {
+    let key = object_key(&cluster);
+    let delay = shared.backoff.failed(&key, error.is_rate_limited());
+    warn!(cluster = %key, category = error.category(), %error, ?delay, "cluster reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+async fn publish(shared: &Shared, cluster: &RedisEnterpriseCluster, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if let Err(error) = shared.recorder.publish(&event, &cluster.object_ref(&())).await {
+        warn!(%error, reason, "failed to publish an event");
+    }
+}
+
+/// Reports a failed reconcile in status (Ready=False with the error) and, when that is news, as a Warning event.
+async fn report_failure(cluster: &RedisEnterpriseCluster, shared: &Shared, error: &ClusterError) {
+    let old = cluster.status.as_ref();
+    let old_state = old.and_then(|s| s.state.clone());
+    let category = error.category();
+    let message = error.to_string();
+    let report = Report {
+        state: match error {
+            ClusterError::BootstrapFailed { .. } => state::ERROR.to_string(),
+            _ => old_state.unwrap_or_else(|| state::PENDING_CREATION.to_string()),
+        },
+        spec_status: "Valid",
+        credentials_secret_name: Some(credentials_secret_name(cluster)),
+        ready: ConditionValue::no(category, message.clone()),
+        reconciling: if error.is_stalled() {
+            ConditionValue::no(category, "waiting for a change to the referenced Secret or the spec")
+        } else {
+            ConditionValue::yes(
+                "RetryingAfterFailure",
+                format!("retrying with backoff after: {message}"),
+            )
+        },
+        stalled: if error.is_stalled() {
+            ConditionValue::yes(category, message.clone())
+        } else {
+            ConditionValue::no("NotStalled", "the failure may be transient; retrying")
+        },
+    };
+    let previous = status::condition(old, types::READY);
+    let news = previous.is_none_or(|c| c.reason != category || c.message != message);
+    if news {
+        publish(shared, cluster, EventType::Warning, category, &message).await;
+    }
+    if let Err(status_error) = write_status(&shared.context.client, cluster, &report).await {
+        warn!(cluster = %object_key(cluster), error = %status_error, "failed to report a failure in status");
+    }
+}
+
+/// One reconcile. Returns the next action and whether the cluster is still converging.
+async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) -> Result<(Action, bool), ClusterError> {
+    let client = &shared.context.client;
+    let old_status = cluster.status.as_ref();
+    let old_state = old_status.and_then(|s| s.state.clone()).unwrap_or_default();
+
+    let validated_cluster = match validate::validate_spec(cluster) {
+        Ok(validated) => validated,
+        Err(invalid) => {
+            let message = format!(
+                "the spec is invalid; fix it and the agent continues: {}",
+                invalid.message
+            );
+            let report = Report {
+                state: state::INVALID.to_string(),
+                spec_status: "Invalid",
+                credentials_secret_name: old_status.and_then(|s| s.cluster_credential_secret_name.clone()),
+                ready: ConditionValue::no("InvalidSpec", message.clone()),
+                reconciling: ConditionValue::no("InvalidSpec", "nothing is changed until the spec is fixed"),
+                stalled: ConditionValue::yes("InvalidSpec", message.clone()),
+            };
+            let previous = status::condition(old_status, types::STALLED);
+            if previous.is_none_or(|c| c.reason != "InvalidSpec" || c.message != message) {
+                publish(shared, cluster, EventType::Warning, "InvalidSpec", &message).await;
+            }
+            write_status(client, cluster, &report).await?;
+            return Ok((Action::await_change(), false));
+        }
+    };
+
+    let observed = dereference::dereference(&shared.context, cluster).await?;
+    let validated = validate::validate_references(cluster, validated_cluster, &observed)?;
+    let plan = build(&validated, &observed);
+
+    let key = object_key(cluster);
+    let mut memory = shared
+        .memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned()
+        .unwrap_or_default();
+    let mut notes: Vec<Note> = Vec::new();
+    note_rollout(cluster, &plan, &mut memory, &mut notes);
+    let live_replicas = observed.live_replicas();
+
+    let applied = apply::apply_children(
+        client,
+        &validated.cluster.namespace,
+        plan.resources.clone(),
+        validated.owns_credentials_secret,
+    )
+    .await?;
+    if !applied.written.is_empty() {
+        info!(cluster = %key, written = ?applied.written, "applied cluster children");
+    }
+    if live_replicas.is_some_and(|live| plan.replicas > live) {
+        notes.push(Note {
+            reason: "ScalingUp",
+            message: format!(
+                "scaling the cluster from {} to {} nodes",
+                live_replicas.unwrap_or_default(),
+                plan.replicas
+            ),
+        });
+    }
+
+    let progress = converge_nodes(
+        &shared.context,
+        cluster,
+        &validated,
+        &observed,
+        plan.replicas,
+        &mut memory.joining,
+        &mut notes,
+    )
+    .await;
+    shared
+        .memory
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(key.clone(), memory);
+    let progress = progress?;
+
+    let report = compose_report(cluster, &plan, &progress, &old_state, observed.stateful_set.is_none());
+    for note in &notes {
+        publish(shared, cluster, EventType::Normal, note.reason, &note.message).await;
+    }
+    publish_transitions(shared, cluster, &old_state, &report, &plan).await;
+    write_status(client, cluster, &report).await?;
+
+    let settled = report.state == state::RUNNING && plan.scale_in_refused.is_none();
+    let action = if report.state == state::RUNNING {
+        Action::requeue(resync_interval(shared.settings.resync))
+    } else {
+        Action::requeue(shared.settings.poll)
+    };
+    Ok((action, !settled))
+}
+
+/// Rolling-update bookkeeping: remembers the pod let go, announces pods that came back active.
+fn note_rollout(cluster: &RedisEnterpriseCluster, plan: &Plan, memory: &mut Memory, notes: &mut Vec<Note>) {
+    let name = cluster.name_any();
+    let back: Vec<i32> = memory
+        .upgrading
+        .iter()
+        .copied()
+        .filter(|&ordinal| {
+            usize::try_from(ordinal)
+                .ok()
+                .and_then(|index| plan.pods.get(index))
+                .is_some_and(|pod| pod.updated && pod.ready && pod.node_active)
+        })
+        .collect();
+    for ordinal in back {
+        memory.upgrading.remove(&ordinal);
+        notes.push(Note {
+            reason: "NodeUpgraded",
+            message: format!("pod {name}-{ordinal} runs the new pod template and its node is active"),
+        });
+    }
+    if let RolloutStep::Replace { ordinal } = plan.rollout.step {
+        memory.upgrading.insert(ordinal);
+    }
+}
+
+fn compose_report(
+    cluster: &RedisEnterpriseCluster,
+    plan: &Plan,
+    progress: &NodesProgress,
+    old_state: &str,
+    first_pass: bool,
+) -> Report {
+    let name = cluster.name_any();
+    let replicas = plan.replicas;
+    let converging = !matches!(progress, NodesProgress::Running { .. });
+    let rolling = plan.rollout.outdated > 0 || (state::is_rolling(old_state) && converging);
+    let (state, reconciling) = if rolling {
+        let upgrade = plan.upgrade || (plan.rollout.outdated == 0 && old_state == state::UPGRADE);
+        let updated = usize::try_from(replicas).unwrap_or_default() - plan.rollout.outdated;
+        let message = match &plan.rollout.step {
+            RolloutStep::Replace { ordinal } => {
+                format!("replacing pod {name}-{ordinal} ({updated} of {replicas} pods updated)")
+            }
+            RolloutStep::Waiting { next, blocker } => format!(
+                "pod {name}-{next} waits for pod {name}-{blocker} to be Ready with an active node ({updated} of \
+                 {replicas} pods updated)"
+            ),
+            RolloutStep::Complete => {
+                format!("all {replicas} pods updated; waiting for the last replaced node to become active")
+            }
+        };
+        let (state, reason) = if upgrade {
+            (state::UPGRADE, "Upgrade")
+        } else {
+            (state::RUNNING_ROLLING_UPDATE, "RollingUpdate")
+        };
+        (state, ConditionValue::yes(reason, message))
+    } else {
+        match progress {
+            NodesProgress::Waiting { state, reason, message } => {
+                let state = if first_pass { state::PENDING_CREATION } else { state };
+                (state, ConditionValue::yes(reason, message.clone()))
+            }
+            NodesProgress::Running { .. } => (
+                state::RUNNING,
+                ConditionValue::no("ReconciliationSucceeded", "the cluster matches the spec"),
+            ),
+        }
+    };
+    let stalled = match plan.scale_in_refused {
+        Some((asked, kept)) => ConditionValue::yes(
+            "ScaleDownNotSupported",
+            format!(
+                "spec.nodes is {asked} but the cluster has {kept} nodes; removing nodes is not supported, so the \
+                 StatefulSet keeps {kept} replicas: restore `nodes: {kept}` in the spec"
+            ),
+        ),
+        None => ConditionValue::no("NotStalled", "nothing blocks progress"),
+    };
+    let ready = if stalled.status {
+        ConditionValue::no(&stalled.reason, stalled.message.clone())
+    } else if state == state::RUNNING {
+        ConditionValue::yes("ClusterRunning", format!("all {replicas} nodes are active"))
+    } else {
+        ConditionValue::no(&reconciling.reason, reconciling.message.clone())
+    };
+    Report {
+        state: state.to_string(),
+        spec_status: "Valid",
+        credentials_secret_name: Some(credentials_secret_name(cluster)),
+        ready,
+        reconciling,
+        stalled,
+    }
+}
+
+async fn publish_transitions(
+    shared: &Shared,
+    cluster: &RedisEnterpriseCluster,
+    old_state: &str,
+    report: &Report,
+    plan: &Plan,
+) {
+    if report.state != old_state {
+        if state::is_rolling(&report.state) && !state::is_rolling(old_state) {
+            let image = plan
+                .resources
+                .stateful_set
+                .spec
+                .as_ref()
+                .and_then(|spec| spec.template.spec.as_ref())
+                .and_then(|pod| pod.containers.first())
+                .and_then(|container| container.image.clone())
+                .unwrap_or_default();
+            let what = if report.state == state::UPGRADE {
+                format!("upgrading to {image}")
+            } else {
+                "applying a pod-template change".to_string()
+            };
+            let note = format!("{what}, one node at a time from the highest ordinal");
+            publish(shared, cluster, EventType::Normal, "RollingUpdateStarted", &note).await;
+        }
+        if report.state == state::RUNNING {
+            publish(
+                shared,
+                cluster,
+                EventType::Normal,
+                "ClusterRunning",
+                &report.ready.message,
+            )
+            .await;
+        }
+    }
+    let previous = status::condition(cluster.status.as_ref(), types::STALLED);
+    if report.stalled.status && previous.is_none_or(|c| c.reason != report.stalled.reason || c.status != "True") {
+        publish(
+            shared,
+            cluster,
+            EventType::Warning,
+            "ScaleDownRefused",
+            &report.stalled.message,
+        )
+        .await;
+    }
+}

@@ -1,0 +1,161 @@
+//! Apply stage, Kubernetes side: server-side apply (field manager `redis-gitops/cluster`, force) of every child in
+//! the order ServiceAccount → Role → RoleBinding → credentials Secret → Services → PodDisruptionBudget →
+//! StatefulSet. An object whose live state already contains every desired field is not written, so a resync of a
+//! healthy cluster writes nothing. A credentials Secret the user provided is never written.
+//!
+//! The comparison is "desired is contained in live": fields the API server adds (defaults, status) do not count as
+//! drift. A field removed from the desired object is therefore only dropped at the next write of that object.
+
+use std::fmt::Debug;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::{ClusterError, kubernetes};
+use crate::controllers::CLUSTER_FIELD_MANAGER;
+use crate::desired::cluster::ClusterResources;
+
+/// What the apply stage wrote, as `Kind/name`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Objects written (created or changed).
+    pub written: Vec<String>,
+}
+
+/// Applies every child of a cluster. `write_credentials_secret` is false for a Secret the user owns.
+pub async fn apply_children(
+    client: &kube::Client,
+    namespace: &str,
+    resources: ClusterResources,
+    write_credentials_secret: bool,
+) -> Result<Applied, ClusterError> {
+    let ClusterResources {
+        service_account,
+        role,
+        role_binding,
+        credentials_secret,
+        services,
+        pod_disruption_budget,
+        stateful_set,
+    } = resources;
+    let mut applied = Applied::default();
+    if let Some(service_account) = service_account {
+        apply(client, namespace, &service_account, &mut applied).await?;
+    }
+    if let Some(role) = role {
+        apply(client, namespace, &role, &mut applied).await?;
+    }
+    if let Some(role_binding) = role_binding {
+        apply(client, namespace, &role_binding, &mut applied).await?;
+    }
+    if write_credentials_secret {
+        apply(client, namespace, &with_data(credentials_secret), &mut applied).await?;
+    }
+    for service in &services {
+        apply(client, namespace, service, &mut applied).await?;
+    }
+    apply(client, namespace, &pod_disruption_budget, &mut applied).await?;
+    apply(client, namespace, &stateful_set, &mut applied).await?;
+    Ok(applied)
+}
+
+/// Moves `stringData` into `data`, as the API server stores it, so the desired Secret compares with the live one.
+fn with_data(mut secret: Secret) -> Secret {
+    if let Some(string_data) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(Default::default);
+        for (key, value) in string_data {
+            data.insert(key, ByteString(value.into_bytes()));
+        }
+    }
+    secret
+}
+
+async fn apply<K>(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &K,
+    applied: &mut Applied,
+) -> Result<(), ClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = desired.name_any();
+    let kind = K::kind(&());
+    let body = serde_json::to_value(desired).unwrap_or(Value::Null);
+    let live = api
+        .get_opt(&name)
+        .await
+        .map_err(kubernetes(format!("read {kind} {namespace}/{name}")))?;
+    if let Some(live) = live
+        && contains(&serde_json::to_value(&live).unwrap_or(Value::Null), &body)
+    {
+        return Ok(());
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(kubernetes(format!("apply {kind} {namespace}/{name}")))?;
+    applied.written.push(format!("{kind}/{name}"));
+    Ok(())
+}
+
+/// Whether `live` already holds every field of `desired`: maps by key, lists element by element (same length).
+pub fn contains(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (_, Value::Null) => true,
+        (Value::Object(live), Value::Object(desired)) => desired
+            .iter()
+            .all(|(key, value)| value.is_null() || live.get(key).is_some_and(|l| contains(l, value))),
+        (Value::Array(live), Value::Array(desired)) => {
+            live.len() == desired.len() && live.iter().zip(desired).all(|(l, d)| contains(l, d))
+        }
+        (live, desired) => live == desired,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn added_server_fields_are_not_drift_but_changed_or_missing_fields_are() {
+        let desired = json!({"metadata": {"name": "rec", "labels": {"app": "redis-enterprise"}},
+            "spec": {"ports": [{"port": 9443}], "type": "ClusterIP"}});
+        let live = json!({"metadata": {"name": "rec", "uid": "1", "resourceVersion": "7",
+            "labels": {"app": "redis-enterprise", "extra": "x"}},
+            "spec": {"ports": [{"port": 9443, "protocol": "TCP"}], "type": "ClusterIP", "clusterIP": "10.0.0.1"},
+            "status": {}});
+        assert!(contains(&live, &desired));
+        let mut changed = live.clone();
+        changed["spec"]["type"] = json!("NodePort");
+        assert!(!contains(&changed, &desired));
+        let mut more_ports = desired.clone();
+        more_ports["spec"]["ports"] = json!([{"port": 9443}, {"port": 8001}]);
+        assert!(!contains(&live, &more_ports));
+        let mut no_labels = live.clone();
+        no_labels["metadata"].as_object_mut().expect("object").remove("labels");
+        assert!(!contains(&no_labels, &desired));
+    }
+
+    #[test]
+    fn secrets_compare_in_their_stored_form() {
+        let secret = Secret {
+            string_data: Some([("password".to_string(), "p".to_string())].into()),
+            ..Default::default()
+        };
+        let stored = with_data(secret);
+        assert!(stored.string_data.is_none());
+        assert_eq!(stored.data.expect("data")["password"].0, b"p");
+    }
+}

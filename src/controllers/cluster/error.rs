@@ -1,0 +1,169 @@
+//! Failures of a cluster reconcile. Each names the object or REST endpoint and what to do; `category()` is the
+//! event reason and metric label. Waiting (pods starting, nodes joining) is not an error.
+
+use crate::enterprise::EnterpriseError;
+
+/// Why a cluster reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The API server refused or failed a request.
+    #[error("failed to {action}: {source}")]
+    Kubernetes {
+        /// What was being done, naming the object.
+        action: String,
+        /// What the API server said.
+        #[source]
+        source: kube::Error,
+    },
+    /// The credentials Secret exists but lacks a key.
+    #[error(
+        "the credentials Secret {namespace}/{name} has no `{key}` key; add `username` and `password` to it, or \
+         delete it to have the agent generate one"
+    )]
+    CredentialsSecretInvalid {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// The license Secret named by `licenseSecretName` is missing or lacks the `license` key.
+    #[error(
+        "the license Secret {namespace}/{name} {problem}; create it with a `license` key or fix spec.licenseSecretName"
+    )]
+    LicenseSecretInvalid {
+        /// Namespace of the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// `does not exist` or `has no license key`.
+        problem: &'static str,
+    },
+    /// A random password could not be generated.
+    #[error("failed to generate the admin password for cluster {cluster}: {reason}")]
+    PasswordGeneration {
+        /// The cluster.
+        cluster: String,
+        /// What the random source said.
+        reason: String,
+    },
+    /// The REST client could not be set up (for example an unusable `ca.crt`).
+    #[error("unable to set up the REST client for {url}: {source}")]
+    RestClient {
+        /// The REST base URL.
+        url: String,
+        /// The client error.
+        #[source]
+        source: EnterpriseError,
+    },
+    /// A REST call failed.
+    #[error("failed to {action}: {source}")]
+    Rest {
+        /// What was being done, naming the pod or cluster.
+        action: String,
+        /// The REST error (it names the endpoint).
+        #[source]
+        source: EnterpriseError,
+    },
+    /// A node's bootstrap ended in `error`; it is retried with backoff.
+    #[error("the bootstrap of pod {pod} failed: {error_code}: {details}; retrying")]
+    BootstrapFailed {
+        /// The pod.
+        pod: String,
+        /// The node's `error_code`.
+        error_code: String,
+        /// The node's `error_details`.
+        details: String,
+    },
+}
+
+impl ClusterError {
+    /// A stable name of the variant, for event reasons, condition reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Kubernetes { .. } => "KubernetesError",
+            Self::CredentialsSecretInvalid { .. } => "CredentialsSecretInvalid",
+            Self::LicenseSecretInvalid { .. } => "LicenseSecretInvalid",
+            Self::PasswordGeneration { .. } => "PasswordGenerationFailed",
+            Self::RestClient { .. } => "RestClientInvalid",
+            Self::Rest {
+                source: EnterpriseError::Busy { .. },
+                ..
+            } => "RestApiBusy",
+            Self::Rest { source, .. } if source.is_transient() => "RestApiUnavailable",
+            Self::Rest { .. } => "RestApiError",
+            Self::BootstrapFailed { .. } => "BootstrapFailed",
+        }
+    }
+
+    /// Whether only a change by the user (a Secret, the spec) can fix it; retries still happen, slowly.
+    pub fn is_stalled(&self) -> bool {
+        matches!(
+            self,
+            Self::CredentialsSecretInvalid { .. } | Self::LicenseSecretInvalid { .. } | Self::RestClient { .. }
+        )
+    }
+
+    /// Whether the other side asked us to slow down (REST 409 busy, HTTP 429).
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            Self::Rest { source, .. } => source.error_code() == Some("busy"),
+            Self::Kubernetes {
+                source: kube::Error::Api(response),
+                ..
+            } => response.code == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Maps a kube error to [`ClusterError::Kubernetes`] with what was being done.
+pub fn kubernetes(action: impl Into<String>) -> impl FnOnce(kube::Error) -> ClusterError {
+    let action = action.into();
+    move |source| ClusterError::Kubernetes { action, source }
+}
+
+/// Maps a REST error to [`ClusterError::Rest`] with what was being done.
+pub fn rest(action: impl Into<String>) -> impl FnOnce(EnterpriseError) -> ClusterError {
+    let action = action.into();
+    move |source| ClusterError::Rest { action, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_tell_busy_unavailable_and_refused_apart() {
+        let busy = ClusterError::Rest {
+            action: "join pod rec-1".into(),
+            source: EnterpriseError::Busy {
+                endpoint: "POST /v1/bootstrap/join_cluster".into(),
+                attempts: 3,
+                description: "busy".into(),
+            },
+        };
+        assert_eq!(busy.category(), "RestApiBusy");
+        assert!(busy.is_rate_limited());
+        let api = |status| ClusterError::Rest {
+            action: "create the cluster on pod rec-0".into(),
+            source: EnterpriseError::Api {
+                endpoint: "POST /v1/bootstrap/create_cluster".into(),
+                status,
+                error_code: "x".into(),
+                description: "y".into(),
+            },
+        };
+        assert_eq!(api(500).category(), "RestApiUnavailable");
+        assert_eq!(api(400).category(), "RestApiError");
+        assert!(!api(500).is_rate_limited() && !api(500).is_stalled());
+        let secret = ClusterError::CredentialsSecretInvalid {
+            namespace: "ns".into(),
+            name: "rec".into(),
+            key: "password",
+        };
+        assert!(secret.is_stalled());
+        assert!(secret.to_string().contains("has no `password` key"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Validate stage (no I/O): the spec through the shared semantic validation (`manifests::validate`), then the
+//! references the dereference stage read: the credentials Secret must carry `username` and `password`, the license
+//! Secret (when named) a `license` key.
+
+use kube::ResourceExt;
+
+use super::dereference::Observed;
+use super::error::ClusterError;
+use crate::api::RedisEnterpriseCluster;
+use crate::controllers::{credentials_secret_name, secret_value};
+use crate::enterprise::types::Credentials;
+use crate::manifests::Severity;
+use crate::manifests::validate::{ValidatedCluster, validate_cluster};
+
+/// A spec that failed validation: one line per problem, `path: message`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidSpec {
+    /// Every error, `spec.nodes: ...`.
+    pub message: String,
+}
+
+/// Everything the build and apply stages need, checked.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    /// The spec with defaults applied.
+    pub cluster: ValidatedCluster,
+    /// Admin credentials.
+    pub credentials: Credentials,
+    /// The license, when one is configured (inline or from its Secret).
+    pub license: Option<String>,
+    /// Whether the credentials Secret is the agent's own (created by it), as opposed to a user's.
+    pub owns_credentials_secret: bool,
+}
+
+/// Validates the spec alone.
+pub fn validate_spec(cluster: &RedisEnterpriseCluster) -> Result<ValidatedCluster, InvalidSpec> {
+    validate_cluster(cluster)
+        .map(|(validated, _warnings)| validated)
+        .map_err(|issues| InvalidSpec {
+            message: issues
+                .iter()
+                .filter(|issue| issue.severity == Severity::Error)
+                .map(|issue| format!("{}: {}", issue.path, issue.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+}
+
+/// Checks the references the dereference stage read.
+pub fn validate_references(
+    cluster: &RedisEnterpriseCluster,
+    validated: ValidatedCluster,
+    observed: &Observed,
+) -> Result<Validated, ClusterError> {
+    let namespace = validated.namespace.clone();
+    let credentials = match (&observed.credentials_secret, &observed.credentials) {
+        (_, Some(credentials)) => credentials.clone(),
+        (Some(secret), None) => {
+            let key = if secret_value(secret, "username").is_none() {
+                "username"
+            } else {
+                "password"
+            };
+            return Err(ClusterError::CredentialsSecretInvalid {
+                namespace,
+                name: credentials_secret_name(cluster),
+                key,
+            });
+        }
+        (None, None) => {
+            return Err(ClusterError::CredentialsSecretInvalid {
+                namespace,
+                name: credentials_secret_name(cluster),
+                key: "password",
+            });
+        }
+    };
+    let license = match &validated.license_secret_name {
+        Some(name) => {
+            let secret = observed
+                .license_secret
+                .as_ref()
+                .ok_or_else(|| ClusterError::LicenseSecretInvalid {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    problem: "does not exist",
+                })?;
+            let license = secret_value(secret, "license").ok_or_else(|| ClusterError::LicenseSecretInvalid {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                problem: "has no `license` key",
+            })?;
+            Some(String::from_utf8_lossy(&license).into_owned())
+        }
+        None => cluster.spec.license.clone().filter(|l| !l.trim().is_empty()),
+    };
+    let owns_credentials_secret = match &observed.credentials_secret {
+        None => true,
+        Some(secret) => {
+            let uid = cluster.uid();
+            secret
+                .owner_references()
+                .iter()
+                .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
+        }
+    };
+    Ok(Validated {
+        cluster: validated,
+        credentials,
+        license,
+        owns_credentials_secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_even_node_count_is_reported_with_its_path() {
+        let cluster: RedisEnterpriseCluster = serde_saphyr::from_str(
+            "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata: {name: rec, namespace: ns}\nspec: {nodes: 4}\n",
+        )
+        .expect("fixture");
+        let invalid = validate_spec(&cluster).expect_err("4 nodes is invalid");
+        assert!(
+            invalid
+                .message
+                .starts_with("spec.nodes: a cluster of 4 nodes cannot keep a quorum"),
+            "{}",
+            invalid.message
+        );
+    }
+}
