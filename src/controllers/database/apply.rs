@@ -188,6 +188,22 @@ pub async fn apply(
     let mut bdb = references.bdb.clone();
     let mut started_action = None;
     let mut recorded_status = None;
+    if references.adopted
+        && let Some(live) = &references.bdb
+    {
+        context
+            .publish(
+                redb,
+                EventType::Normal,
+                "DatabaseAdopted",
+                "Adopt",
+                &format!(
+                    "database {name} (uid {}) already existed on cluster {cluster}; adopted it",
+                    live.uid
+                ),
+            )
+            .await;
+    }
     let progress = match &references.bdb {
         None => match rest.create_database(&create_body).await {
             Ok(created) => {
@@ -213,20 +229,6 @@ pub async fn apply(
         Some(live) if live.status == "creation-failed" => Progress::CreationFailed,
         Some(live) if live.status != "active" => Progress::Pending(live.status.clone()),
         Some(live) => {
-            if references.adopted {
-                context
-                    .publish(
-                        redb,
-                        EventType::Normal,
-                        "DatabaseAdopted",
-                        "Adopt",
-                        &format!(
-                            "database {name} (uid {}) already existed on cluster {cluster}; adopted it",
-                            live.uid
-                        ),
-                    )
-                    .await;
-            }
             let uid = live.uid;
             if rotate_password && let Some(password) = validated.password.value() {
                 match rest.set_database_password(uid, password).await {

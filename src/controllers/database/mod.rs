@@ -17,7 +17,6 @@ pub mod dereference;
 pub mod status;
 pub mod validate;
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,8 +27,7 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -208,16 +206,6 @@ pub async fn run(context: ControllerContext, shutdown: impl std::future::Future<
     run_with(context, DatabaseSettings::default(), shutdown).await;
 }
 
-/// What of a REDB should start a reconcile: spec changes (generation), deletion and finalizers. Status writes
-/// (ours and the GitSync's) do not.
-fn reconcile_relevant(redb: &RedisEnterpriseDatabase) -> Option<u64> {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    redb.metadata.generation.hash(&mut hasher);
-    redb.metadata.deletion_timestamp.is_some().hash(&mut hasher);
-    redb.finalizers().hash(&mut hasher);
-    Some(hasher.finish())
-}
-
 /// Runs the database controller with `settings` until `shutdown` resolves: REDBs in all namespaces, owning their
 /// Secrets, Services and EndpointSlices (watched by the `app.kubernetes.io/managed-by=redis-gitops` label).
 pub async fn run_with(
@@ -237,23 +225,27 @@ pub async fn run_with(
         shared: context,
     });
     let databases: Api<RedisEnterpriseDatabase> = Api::all(client.clone());
-    let (reader, writer) = reflector::store();
-    let stream = watcher(databases, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(reconcile_relevant, Default::default());
     let children = watcher::Config::default().labels(&format!(
         "{}={}",
         crate::api::keys::MANAGED_BY,
         crate::api::keys::MANAGER
     ));
+    // kube wants a `Sync` shutdown future; the caller's need only be `Send`, so a task relays it.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
     info!("database controller started");
-    Controller::for_stream(stream, reader)
+    // Status writes (ours and the GitSync's) start a reconcile too (a generation predicate needs kube's unstable
+    // `for_stream`); such a reconcile finds nothing to change and writes nothing.
+    Controller::new(databases, watcher::Config::default().any_semantic())
         .owns(Api::<Secret>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<EndpointSlice>::all(client), children)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(async move {
+            let _ = stopped.await;
+        })
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -261,6 +253,7 @@ pub async fn run_with(
             }
         })
         .await;
+    relay.abort();
 }
 
 /// One reconcile: the finalizer first, then the pipeline (or the cleanup of a deleted REDB).
