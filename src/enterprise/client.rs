@@ -341,6 +341,16 @@ impl EnterpriseClient {
             .map(drop)
     }
 
+    /// `GET /v1/bdbs/alerts/{uid}`: the database's alert settings (an object of `{enabled, threshold}` per alert).
+    pub async fn database_alerts(&self, uid: u64) -> Result<Value, EnterpriseError> {
+        self.call(Method::GET, &format!("/v1/bdbs/alerts/{uid}"), None).await
+    }
+
+    /// `GET /v1/shards`: every shard of the cluster (`uid`, `bdb_uid`, `role`, `status`, ...).
+    pub async fn shards(&self) -> Result<Vec<Value>, EnterpriseError> {
+        self.call_typed(Method::GET, "/v1/shards", None).await
+    }
+
     /// `GET /v1/actions/{uid}`; `None` when the cluster no longer knows the action.
     pub async fn action(&self, action_uid: &str) -> Result<Option<Action>, EnterpriseError> {
         match self

@@ -1,1 +1,365 @@
-//! The REDB controller (being written).
+//! The REDB controller: turns each `RedisEnterpriseDatabase` into a database (bdb) on its cluster through the REST
+//! API, plus its credentials Secret, its Services and their EndpointSlices, and reports what it did in the REDB's
+//! status. One reconcile is a pipeline of stages, each in its own module:
+//! [`dereference`] (REC, admin credentials, database Secret, live bdb) → [`validate`] (spec → validated database,
+//! password choice) → [`build`] (pure: bdb body and minimal update, Secret, Services, EndpointSlices) → [`apply`]
+//! (REST writes, then server-side apply of the children) → [`status`] (conditions and official status fields).
+//! Deletion goes through the finalizer `redisgitops.dev/delete-database` ([`cleanup`]).
+//!
+//! The passwords this controller handles never reach logs, events, status or errors. It writes REDB status with
+//! its own field manager ([`DATABASE_FIELD_MANAGER`]) and never touches the `Synced` condition or
+//! `sourceRevision`, which belong to the GitSync controller.
+
+pub mod apply;
+pub mod build;
+pub mod cleanup;
+pub mod dereference;
+pub mod status;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::{Backoff, ConnectionError, ControllerContext, DATABASE_FIELD_MANAGER, resync_interval};
+use crate::api::RedisEnterpriseDatabase;
+use crate::enterprise::EnterpriseError;
+use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
+
+/// The finalizer that keeps a REDB until its bdb is deleted from the cluster.
+pub const FINALIZER: &str = "redisgitops.dev/delete-database";
+/// The `controller` label value of this controller's metrics.
+const CONTROLLER: &str = "database";
+
+/// Timing of the database controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// How often a healthy database is looked at again (the REST API is not watchable), before jitter.
+    pub resync: Duration,
+    /// How soon a database that is being created, changed or deleted, or waits for its cluster, is looked at again.
+    pub pending_poll: Duration,
+    /// The longest wait between retries after failures.
+    pub max_backoff: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            pending_poll: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile of this controller shares, created once.
+pub struct DatabaseContext {
+    /// The agent's shared context (clients, REST access, metrics).
+    pub shared: ControllerContext,
+    /// Timing.
+    pub settings: DatabaseSettings,
+    /// The one event recorder of this controller.
+    pub recorder: Recorder,
+    /// Per-object failure backoff.
+    pub backoff: Backoff,
+}
+
+impl DatabaseContext {
+    /// Publishes an event about `redb`; a failure to publish is logged, never fatal.
+    pub async fn publish(
+        &self,
+        redb: &RedisEnterpriseDatabase,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &redb.object_ref(&())).await {
+            warn!(%error, reason, "failed to publish an event");
+        }
+    }
+}
+
+/// Why a reconcile failed (or, for [`DatabaseError::DeletionPending`], has to come back soon).
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    /// A REST call to the cluster failed.
+    #[error("failed to {action} on cluster {cluster}: {source}")]
+    Rest {
+        /// What was being done, for example `create database cache`.
+        action: String,
+        /// The cluster (`<namespace>/<name>`).
+        cluster: String,
+        /// The REST error (endpoint, status, error_code).
+        #[source]
+        source: EnterpriseError,
+    },
+    /// The API server refused or failed a request.
+    #[error("failed to {action}: {source}")]
+    Kubernetes {
+        /// What was being done, for example `apply Secret ns/redb-cache`.
+        action: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The cluster's REST API could not be set up (credentials Secret unreadable, bad CA).
+    #[error("unable to connect to cluster {cluster}: {source}")]
+    Connection {
+        /// The cluster (`<namespace>/<name>`).
+        cluster: String,
+        /// Why.
+        #[source]
+        source: ConnectionError,
+    },
+    /// The bdb is being deleted; the finalizer stays until it is gone (waiting, not a failure).
+    #[error("database {database} (uid {uid}) is still being deleted from cluster {cluster}")]
+    DeletionPending {
+        /// The REDB (`<namespace>/<name>`).
+        database: String,
+        /// The bdb uid.
+        uid: u64,
+        /// The cluster (`<namespace>/<name>`).
+        cluster: String,
+    },
+}
+
+impl DatabaseError {
+    /// A stable name of the variant (or of the REST error's kind), for event reasons and metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Rest { source, .. } => match source {
+                EnterpriseError::Busy { .. } => "ClusterBusy",
+                EnterpriseError::Timeout { .. } => "RestTimeout",
+                EnterpriseError::Unreachable { .. } => "ClusterUnreachable",
+                EnterpriseError::Unauthorized { .. } => "ClusterCredentialsRefused",
+                _ => "RestRequestFailed",
+            },
+            Self::Kubernetes { .. } => "KubernetesError",
+            Self::Connection { source, .. } => source.category(),
+            Self::DeletionPending { .. } => "DeletionPending",
+        }
+    }
+
+    /// Whether the cluster asked to slow down (409 busy): such failures back off longer.
+    pub fn is_rate_limited(&self) -> bool {
+        match self {
+            Self::Rest { source, .. } => matches!(source, EnterpriseError::Busy { .. }),
+            Self::Kubernetes {
+                source: kube::Error::Api(response),
+                ..
+            } => response.code == 429,
+            _ => false,
+        }
+    }
+
+    /// Whether this is waiting rather than failing.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self, Self::DeletionPending { .. })
+    }
+}
+
+/// The error of one reconcile, as the finalizer helper wraps it.
+pub type ReconcileError = finalizer::Error<DatabaseError>;
+
+fn inner(error: &ReconcileError) -> Option<&DatabaseError> {
+    match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => Some(error),
+        _ => None,
+    }
+}
+
+fn category(error: &ReconcileError) -> &'static str {
+    match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error.category(),
+        finalizer::Error::AddFinalizer(_) => "AddFinalizerFailed",
+        finalizer::Error::RemoveFinalizer(_) => "RemoveFinalizerFailed",
+        finalizer::Error::UnnamedObject => "UnnamedObject",
+        finalizer::Error::InvalidFinalizer => "InvalidFinalizer",
+    }
+}
+
+/// `<namespace>/<name>` of an object, for messages and backoff keys.
+pub(crate) fn key_of(redb: &RedisEnterpriseDatabase) -> String {
+    format!("{}/{}", redb.namespace().unwrap_or_default(), redb.name_any())
+}
+
+/// Runs the database controller with the default settings until `shutdown` resolves.
+pub async fn run(context: ControllerContext, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    run_with(context, DatabaseSettings::default(), shutdown).await;
+}
+
+/// Runs the database controller with `settings` until `shutdown` resolves: REDBs in all namespaces, owning their
+/// Secrets, Services and EndpointSlices (watched by the `app.kubernetes.io/managed-by=redis-gitops` label).
+pub async fn run_with(
+    context: ControllerContext,
+    settings: DatabaseSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let client = context.client.clone();
+    let reporter = Reporter {
+        controller: "redis-gitops-database".to_string(),
+        instance: context.instance.clone(),
+    };
+    let context = Arc::new(DatabaseContext {
+        recorder: Recorder::new(client.clone(), reporter),
+        backoff: Backoff::new(settings.max_backoff),
+        settings,
+        shared: context,
+    });
+    let databases: Api<RedisEnterpriseDatabase> = Api::all(client.clone());
+    let children = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crate::api::keys::MANAGED_BY,
+        crate::api::keys::MANAGER
+    ));
+    // kube wants a `Sync` shutdown future; the caller's need only be `Send`, so a task relays it.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let relay = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
+    info!("database controller started");
+    // Status writes (ours and the GitSync's) start a reconcile too (a generation predicate needs kube's unstable
+    // `for_stream`); such a reconcile finds nothing to change and writes nothing.
+    Controller::new(databases, watcher::Config::default().any_semantic())
+        .owns(Api::<Secret>::all(client.clone()), children.clone())
+        .owns(Api::<Service>::all(client.clone()), children.clone())
+        .owns(Api::<EndpointSlice>::all(client), children)
+        .graceful_shutdown_on(async move {
+            let _ = stopped.await;
+        })
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "database reconcile ended with an error");
+            }
+        })
+        .await;
+    relay.abort();
+}
+
+/// One reconcile: the finalizer first, then the pipeline (or the cleanup of a deleted REDB).
+pub async fn reconcile(
+    redb: Arc<RedisEnterpriseDatabase>,
+    context: Arc<DatabaseContext>,
+) -> Result<Action, ReconcileError> {
+    let namespace = redb.namespace().unwrap_or_else(|| "default".to_string());
+    let api: Api<RedisEnterpriseDatabase> = Api::namespaced(context.shared.client.clone(), &namespace);
+    let stages = context.clone();
+    let result = finalizer(&api, FINALIZER, redb.clone(), move |event| async move {
+        match event {
+            finalizer::Event::Apply(redb) => reconcile_database(&redb, &stages).await,
+            finalizer::Event::Cleanup(redb) => cleanup::delete_database(&redb, &stages).await,
+        }
+    })
+    .await;
+    let metrics = &context.shared.metrics;
+    let outcome = match &result {
+        Ok(_) => "success",
+        Err(error) if inner(error).is_some_and(DatabaseError::is_waiting) => "waiting",
+        Err(_) => "failure",
+    };
+    metrics
+        .reconciles
+        .get_or_create(&ControllerResultLabels {
+            controller: CONTROLLER,
+            result: outcome,
+        })
+        .inc();
+    match &result {
+        Ok(_) => context.backoff.succeeded(&key_of(&redb)),
+        Err(error) if outcome == "failure" => {
+            metrics
+                .reconcile_failures
+                .get_or_create(&ControllerCategoryLabels {
+                    controller: CONTROLLER,
+                    category: category(error),
+                })
+                .inc();
+            if let Some(error) = inner(error)
+                && redb.metadata.deletion_timestamp.is_none()
+            {
+                status::report_failure(&redb, error, &context).await;
+            }
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Waiting comes back after the pending poll; failures back off per object (longer when the cluster is busy).
+pub fn error_policy(
+    redb: Arc<RedisEnterpriseDatabase>,
+    error: &ReconcileError,
+    context: Arc<DatabaseContext>,
+) -> Action {
+    if inner(error).is_some_and(DatabaseError::is_waiting) {
+        return Action::requeue(context.settings.pending_poll);
+    }
+    let rate_limited = inner(error).is_some_and(DatabaseError::is_rate_limited);
+    let delay = context.backoff.failed(&key_of(&redb), rate_limited);
+    warn!(database = %key_of(&redb), category = category(error), %error, ?delay, "database reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+/// The pipeline for a REDB that is not being deleted.
+async fn reconcile_database(
+    redb: &RedisEnterpriseDatabase,
+    context: &DatabaseContext,
+) -> Result<Action, DatabaseError> {
+    let references = match dereference::dereference(redb, context).await? {
+        dereference::Dereferenced::Found(references) => references,
+        dereference::Dereferenced::Blocked(blocked) => {
+            status::write_blocked(redb, &blocked, context).await?;
+            return Ok(Action::requeue(if blocked.stalled {
+                resync_interval(context.settings.resync)
+            } else {
+                context.settings.pending_poll
+            }));
+        }
+    };
+    let validated = match validate::validate(redb, &references) {
+        Ok(validated) => validated,
+        Err(invalid) => {
+            let blocked = dereference::Blocked {
+                stalled: true,
+                reason: "InvalidSpec",
+                message: invalid.to_string(),
+            };
+            status::write_blocked(redb, &blocked, context).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let desired = build::build(&validated, &references);
+    let applied = apply::apply(redb, &validated, desired, &references, context).await?;
+    let requeue = if applied.progress.is_settled() {
+        resync_interval(context.settings.resync)
+    } else {
+        context.settings.pending_poll
+    };
+    status::write(redb, &validated, &references, &applied, context).await?;
+    Ok(Action::requeue(requeue))
+}
+
+/// The SSA parameters of everything this controller writes.
+pub(crate) fn apply_params() -> kube::api::PatchParams {
+    kube::api::PatchParams::apply(DATABASE_FIELD_MANAGER).force()
+}

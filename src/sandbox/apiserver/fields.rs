@@ -88,6 +88,8 @@ impl ListTypes for BuiltinListTypes {
             "env" if in_container => ListType::Map(vec!["name".into()]),
             "volumeMounts" if in_container => ListType::Map(vec!["mountPath".into()]),
             "ports" if in_container => ListType::Map(vec!["containerPort".into()]),
+            // EndpointSlice `ports` (top level) is atomic, as its `+listType=atomic` says.
+            "ports" if path.len() == 1 => ListType::Atomic,
             "ports" => ListType::Map(vec!["port".into()]),
             "conditions" => ListType::Map(vec!["type".into()]),
             "ownerReferences" => ListType::Map(vec!["uid".into()]),

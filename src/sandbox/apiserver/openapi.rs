@@ -53,7 +53,14 @@ fn kind_schema(info: &ResourceInfo, version: &str) -> Value {
             });
             let has_spec = !matches!(
                 info.plural.as_str(),
-                "configmaps" | "secrets" | "events" | "serviceaccounts" | "endpoints" | "roles" | "rolebindings"
+                "configmaps"
+                    | "secrets"
+                    | "events"
+                    | "serviceaccounts"
+                    | "endpoints"
+                    | "endpointslices"
+                    | "roles"
+                    | "rolebindings"
             );
             if has_spec && let Some(map) = open.as_object_mut() {
                 let part = |what: &str| {

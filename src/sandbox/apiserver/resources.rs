@@ -245,6 +245,16 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             false,
         ),
         builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
+        // The database controller keeps the endpoints of its selector-less Services here.
+        builtin(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+            &[],
+            false,
+        ),
         builtin("events.k8s.io", "v1", "events", "Event", true, &["ev"], false),
         builtin(
             "apiextensions.k8s.io",

@@ -18,6 +18,7 @@ use super::bdb::{BdbConfig, ClusterFacts};
 use super::faults::Faults;
 use super::network::{AddressAllocator, NameTable};
 use super::process::{RedisProcess, RedisSettings};
+use super::requests::RequestLog;
 use super::tls::CertificateAuthority;
 use super::{ClusterKey, EmulatorConfig};
 
@@ -29,6 +30,8 @@ pub(crate) struct Shared {
     pub names: NameTable,
     pub addresses: AddressAllocator,
     pub faults: Faults,
+    /// Every request received, for tests.
+    pub requests: RequestLog,
     /// The installed redis-server's version (bdb `version`).
     pub redis_version: String,
     next_action: AtomicU64,
@@ -43,6 +46,7 @@ impl Shared {
             names: NameTable::default(),
             addresses: AddressAllocator::default(),
             faults: Faults::default(),
+            requests: RequestLog::default(),
             redis_version,
             next_action: AtomicU64::new(1),
         }

@@ -42,6 +42,7 @@ mod faults;
 mod network;
 mod operations;
 mod process;
+mod requests;
 mod resolver;
 mod resp;
 mod routes;
@@ -60,6 +61,7 @@ pub use error::{ApiError, EmulatorError};
 pub use faults::{FaultAction, Faults};
 pub use network::NameTable;
 pub use process::ProcessError;
+pub use requests::{RecordedRequest, RequestLog};
 pub use resolver::{ResolveError, SandboxResolver};
 pub use resp::RespError;
 pub use tls::CertificateAuthority;
@@ -529,6 +531,12 @@ impl EnterpriseEmulator {
     /// The fault-injection handle.
     pub fn faults(&self) -> Faults {
         self.shared.faults.clone()
+    }
+
+    /// Every REST request received on any listener since the start or the last [`RequestLog::clear`]
+    /// (secrets redacted), for tests that count writes.
+    pub fn requests(&self) -> RequestLog {
+        self.shared.requests.clone()
     }
 
     /// Fault injection: kills (SIGKILL) the redis-server of database `uid`, as a crash would.

@@ -129,8 +129,21 @@ fn authorized(request: &Request, credentials: &Option<Credentials>) -> bool {
         .is_some_and(|(user, password)| credentials.accepts(user, password))
 }
 
-/// Every request passes here: faults, then node liveness, then auth.
-async fn gate(State(endpoint): Ep, mut request: Request, next: Next) -> Response {
+/// The largest request body the emulator reads (bootstrap and bdb bodies are a few KiB).
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+/// Every request passes here: the request log, faults, then node liveness, then auth.
+async fn gate(State(endpoint): Ep, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return ApiError::invalid_schema("the request body could not be read or is larger than 16 MiB").into_response();
+    };
+    endpoint
+        .ops
+        .shared
+        .requests
+        .record(parts.method.as_str(), parts.uri.path(), &bytes);
+    let mut request = Request::from_parts(parts, axum::body::Body::from(bytes));
     let faults = &endpoint.ops.shared.faults;
     match faults.take(request.method(), request.uri().path()) {
         Some(FaultAction::Fail(error)) => return error.into_response(),

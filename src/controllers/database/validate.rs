@@ -1,0 +1,161 @@
+//! Validate stage (no I/O): the raw REDB and what the dereference stage found → [`ValidatedState`]: the
+//! validated database, its validated cluster (for Service naming and ports) and the password to use, taken from the
+//! database Secret or generated once when the Secret has none.
+
+use std::fmt;
+
+use super::dereference::References;
+use crate::api::RedisEnterpriseDatabase;
+use crate::controllers::secret_value;
+use crate::manifests::Severity;
+use crate::manifests::validate::{ValidatedCluster, ValidatedDatabase, validate_cluster, validate_database};
+
+/// Length of generated database passwords (alphanumeric: about 190 bits).
+pub const GENERATED_PASSWORD_LENGTH: usize = 32;
+
+/// Where the default user's password comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Password {
+    /// The database Secret's `password` key.
+    FromSecret(String),
+    /// Generated now because the Secret does not exist or has no password; it is stored in the Secret before the
+    /// database uses it, and never generated again.
+    Generated(String),
+    /// `defaultUser: false`: no password and no Secret.
+    None,
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::FromSecret(_) => "FromSecret(<redacted>)",
+            Self::Generated(_) => "Generated(<redacted>)",
+            Self::None => "None",
+        })
+    }
+}
+
+impl Password {
+    /// The password, if the database has one.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            Self::FromSecret(password) | Self::Generated(password) => Some(password),
+            Self::None => None,
+        }
+    }
+}
+
+/// The validated inputs of the build stage.
+#[derive(Debug)]
+pub struct ValidatedState {
+    /// The database, validated.
+    pub database: ValidatedDatabase,
+    /// Its cluster, validated; `None` when the REC's spec does not validate (the cluster controller reports that),
+    /// in which case the builders use the official defaults.
+    pub cluster: Option<ValidatedCluster>,
+    /// The default user's password.
+    pub password: Password,
+    /// Warnings of the spec validation, one line each.
+    pub warnings: Vec<String>,
+}
+
+/// A REDB spec that does not validate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSpec {
+    /// One line per error: `field: message`.
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for InvalidSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the spec is invalid: {}; fix the REDB", self.errors.join("; "))
+    }
+}
+
+/// A random alphanumeric password from the operating system's generator.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut password = String::with_capacity(GENERATED_PASSWORD_LENGTH);
+    let mut buffer = [0u8; 64];
+    while password.len() < GENERATED_PASSWORD_LENGTH {
+        if openssl::rand::rand_bytes(&mut buffer).is_err() {
+            // The OpenSSL generator failing is extraordinary; fall back to the hasher's OS-seeded keys.
+            use std::hash::{BuildHasher, Hasher};
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_usize(password.len());
+            buffer[..8].copy_from_slice(&hasher.finish().to_le_bytes());
+            buffer[8..].fill(255);
+        }
+        // Rejection sampling keeps every character equally likely (248 = 4 * 62).
+        for byte in buffer.iter().filter(|b| **b < 248) {
+            if password.len() == GENERATED_PASSWORD_LENGTH {
+                break;
+            }
+            password.push(char::from(ALPHABET[usize::from(*byte % 62)]));
+        }
+    }
+    password
+}
+
+/// Runs the validate stage.
+pub fn validate(redb: &RedisEnterpriseDatabase, references: &References) -> Result<ValidatedState, InvalidSpec> {
+    validate_with(redb, references, generate_password)
+}
+
+/// [`validate`] with the password generator as a parameter (tests pass a fixed one).
+pub fn validate_with(
+    redb: &RedisEnterpriseDatabase,
+    references: &References,
+    generate: impl FnOnce() -> String,
+) -> Result<ValidatedState, InvalidSpec> {
+    let (database, issues) = validate_database(redb).map_err(|issues| InvalidSpec {
+        errors: issues
+            .iter()
+            .filter(|issue| issue.severity == Severity::Error)
+            .map(|issue| format!("{}: {}", issue.path, issue.message))
+            .collect(),
+    })?;
+    let warnings = issues
+        .iter()
+        .map(|issue| format!("{}: {}", issue.path, issue.message))
+        .collect();
+    let cluster = validate_cluster(&references.cluster).ok().map(|(cluster, _)| cluster);
+    let password = if !database.default_user {
+        Password::None
+    } else {
+        match references
+            .secret
+            .as_ref()
+            .and_then(|secret| secret_value(secret, "password"))
+        {
+            Some(bytes) => Password::FromSecret(String::from_utf8_lossy(&bytes).into_owned()),
+            None => Password::Generated(generate()),
+        }
+    };
+    Ok(ValidatedState {
+        database,
+        cluster,
+        password,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_alphanumeric_and_differ() {
+        let first = generate_password();
+        let second = generate_password();
+        assert_eq!(first.len(), GENERATED_PASSWORD_LENGTH);
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "{first}");
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_password() {
+        let debug = format!("{:?}", Password::FromSecret("hunter2".into()));
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+}
