@@ -6,7 +6,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use redis_gitops::api;
+use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
 use redis_gitops::desired::render::{self, Only};
+use redis_gitops::enterprise::RetryPolicy;
+use redis_gitops::enterprise::hosts::HostsFileResolver;
 use redis_gitops::manifests::{Diagnostic, LoadOptions, load_directory};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
 use redis_gitops::sync::controller::SyncContext;
@@ -77,6 +80,17 @@ enum Command {
         /// How long the Lease holds without renewal before another replica may take over.
         #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
         lease_duration: std::time::Duration,
+        /// PEM file of the CA (or CAs) that signed the Redis Enterprise REST API certificates. A cluster's own
+        /// `ca.crt` key in its credentials Secret is trusted as well.
+        #[arg(long, env = "REDIS_GITOPS_ENTERPRISE_CA_FILE")]
+        enterprise_ca_file: Option<PathBuf>,
+        /// Resolve in-cluster names from this hosts file first (`<ip> <name>` lines, re-read when it changes);
+        /// for running the agent outside a cluster, e.g. against `redis-gitops sandbox`, which writes one.
+        #[arg(long)]
+        hosts_file: Option<PathBuf>,
+        /// Time limit of one Redis Enterprise REST call.
+        #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
+        rest_timeout: std::time::Duration,
     },
     /// Start a local control plane: a Kubernetes API server and a Redis Enterprise emulator on loopback.
     ///
@@ -100,6 +114,13 @@ enum Command {
         /// Branch to follow (with --repo; default: the checkout's current branch, or main).
         #[arg(long = "ref")]
         git_ref: Option<String>,
+        /// With --repo: sync once, wait until every object is Ready or has failed, print a summary table and exit
+        /// 0 when all are Ready, 1 otherwise (for CI and pull-request previews).
+        #[arg(long, requires = "repo")]
+        once: bool,
+        /// With --once: how long to wait for every object to settle.
+        #[arg(long, default_value = "5m", value_parser = parse_duration_arg, requires = "once")]
+        timeout: std::time::Duration,
     },
     /// Print the CustomResourceDefinitions (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync) as YAML.
     Crds {
@@ -146,6 +167,9 @@ fn main() -> ExitCode {
             metrics_address,
             lease_namespace,
             lease_duration,
+            enterprise_ca_file,
+            hosts_file,
+            rest_timeout,
         } => {
             let format = match log_format {
                 LogStyle::Text => LogFormat::Text,
@@ -158,6 +182,9 @@ fn main() -> ExitCode {
                 metrics_address,
                 lease_namespace,
                 lease_duration,
+                enterprise_ca_file,
+                hosts_file,
+                rest_timeout,
             }))
         }
         Command::Sandbox {
@@ -166,6 +193,8 @@ fn main() -> ExitCode {
             repo,
             path,
             git_ref,
+            once,
+            timeout,
         } => {
             let source = match repo.map(|repo| sandbox_source(&repo, path, git_ref)).transpose() {
                 Ok(source) => source,
@@ -174,7 +203,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime().block_on(sandbox(kubeconfig, port, source))
+            let once = once.then_some(timeout);
+            runtime().block_on(sandbox(kubeconfig, port, source, once))
         }
     }
 }
@@ -196,6 +226,9 @@ struct AgentOptions {
     metrics_address: String,
     lease_namespace: String,
     lease_duration: std::time::Duration,
+    enterprise_ca_file: Option<PathBuf>,
+    hosts_file: Option<PathBuf>,
+    rest_timeout: std::time::Duration,
 }
 
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -212,8 +245,28 @@ async fn agent(options: AgentOptions) -> ExitCode {
         metrics_address,
         lease_namespace,
         lease_duration,
+        enterprise_ca_file,
+        hosts_file,
+        rest_timeout,
     } = options;
     init_logging(format);
+    let ca_pem = match &enterprise_ca_file {
+        Some(path) => match std::fs::read(path) {
+            Ok(pem) => pem,
+            Err(error) => {
+                tracing::error!(%error, path = %path.display(), "unable to read --enterprise-ca-file");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Vec::new(),
+    };
+    let enterprise = EnterpriseAccess {
+        ca_pem,
+        resolver: hosts_file
+            .map(|path| std::sync::Arc::new(HostsFileResolver::new(path)) as std::sync::Arc<dyn reqwest::dns::Resolve>),
+        timeout: rest_timeout,
+        retry: RetryPolicy::default(),
+    };
     let metrics = std::sync::Arc::new(Metrics::default());
     let ready = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = match tokio::net::TcpListener::bind(&metrics_address).await {
@@ -268,10 +321,23 @@ async fn agent(options: AgentOptions) -> ExitCode {
         }
     }
     let namespaces = redis_gitops::sync::settings::allowed_namespaces(&allow_namespaces);
+    let controllers = ControllerContext {
+        client: client.clone(),
+        enterprise,
+        metrics: metrics.clone(),
+        instance: instance.clone(),
+    };
     let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
-    tracing::info!("agent started: GitSync controller running");
+    tracing::info!("agent started: GitSync, cluster and database controllers running");
+    let running = async {
+        tokio::join!(
+            redis_gitops::sync::controller::run(context, shutdown_signal()),
+            redis_gitops::controllers::cluster::run(controllers.clone(), shutdown_signal()),
+            redis_gitops::controllers::database::run(controllers, shutdown_signal()),
+        );
+    };
     tokio::select! {
-        () = redis_gitops::sync::controller::run(context, shutdown_signal()) => {
+        () = running => {
             tracing::info!("agent stopped");
             ExitCode::SUCCESS
         }
@@ -345,7 +411,12 @@ fn sandbox_source(repo: &str, path: String, git_ref: Option<String>) -> Result<S
     })
 }
 
-async fn sandbox(kubeconfig: Option<PathBuf>, port: u16, source: Option<SandboxSource>) -> ExitCode {
+async fn sandbox(
+    kubeconfig: Option<PathBuf>,
+    port: u16,
+    source: Option<SandboxSource>,
+    once: Option<std::time::Duration>,
+) -> ExitCode {
     init_logging(LogFormat::Text);
     let options = SandboxOptions {
         port,
@@ -363,16 +434,23 @@ async fn sandbox(kubeconfig: Option<PathBuf>, port: u16, source: Option<SandboxS
         eprintln!("sandbox: {error}");
         return ExitCode::FAILURE;
     }
-    println!("redis-gitops sandbox is running (Ctrl-C to stop).");
+    let hosts = path.with_extension("hosts");
+    let hosts_writer = sandbox.keep_hosts_file(hosts.clone());
+    if once.is_none() {
+        println!("redis-gitops sandbox is running (Ctrl-C to stop).");
+    }
     println!("  Kubernetes API server  {}", sandbox.apiserver.url());
     println!("  kubeconfig             {}", path.display());
     println!("  Redis Enterprise CA    {}", sandbox.ca_path().display());
-    println!();
-    println!("Try:");
-    println!("  export KUBECONFIG={}", path.display());
-    println!("  kubectl get crds");
-    println!("  kubectl explain redb.spec");
-    println!("  kubectl apply --server-side -f examples-repo/clusters/staging.yaml && kubectl get rec -A");
+    println!("  in-cluster names       {} (for agent --hosts-file)", hosts.display());
+    if once.is_none() {
+        println!();
+        println!("Try:");
+        println!("  export KUBECONFIG={}", path.display());
+        println!("  kubectl get crds");
+        println!("  kubectl explain redb.spec");
+        println!("  kubectl apply --server-side -f examples-repo/clusters/staging.yaml && kubectl get rec -A");
+    }
     let mut controller = None;
     if let Some(source) = source {
         match start_sync(&sandbox, &source).await {
@@ -391,28 +469,75 @@ async fn sandbox(kubeconfig: Option<PathBuf>, port: u16, source: Option<SandboxS
             }
         }
     }
-    shutdown_signal().await;
+    let mut code = ExitCode::SUCCESS;
+    match once {
+        Some(timeout) => {
+            let outcome = match sandbox.apiserver.kube_client() {
+                Ok(client) => {
+                    let settle = redis_gitops::sandbox::settle::wait_until_settled(
+                        &client,
+                        "default",
+                        "sandbox",
+                        timeout,
+                        std::time::Duration::from_secs(1),
+                    );
+                    tokio::select! {
+                        summary = settle => Some(summary),
+                        () = shutdown_signal() => None,
+                    }
+                }
+                Err(error) => {
+                    eprintln!("sandbox: {error}");
+                    None
+                }
+            };
+            println!();
+            match outcome {
+                Some(summary) => {
+                    print!("{}", summary.table());
+                    if !summary.all_ready() {
+                        code = ExitCode::FAILURE;
+                    }
+                }
+                None => code = ExitCode::FAILURE,
+            }
+        }
+        None => shutdown_signal().await,
+    }
+    hosts_writer.abort();
+    let _ = std::fs::remove_file(&hosts);
     if let Some(controller) = controller {
         controller.abort();
     }
     // Standard output may be gone by now (a closed pipe); stopping must not fail because of that.
     let _ = writeln!(std::io::stdout(), "sandbox stopped");
     drop(sandbox);
-    ExitCode::SUCCESS
+    code
 }
 
 /// Starts the GitSync controller in the sandbox, creates the namespaces a local checkout uses, and the GitSync.
 async fn start_sync(sandbox: &Sandbox, source: &SandboxSource) -> Result<tokio::task::JoinHandle<()>, String> {
     let objects = sandbox.apiserver.objects();
     if let Some(checkout) = &source.checkout {
-        let namespaces: std::collections::BTreeSet<String> =
+        // What a platform team creates outside Git: the namespaces, and the license Secrets the clusters name.
+        let (namespaces, licenses): (std::collections::BTreeSet<String>, Vec<(String, String)>) =
             match load_directory(checkout, &options("default".to_string())) {
-                Ok(repository) => repository
-                    .clusters
-                    .iter()
-                    .map(|c| c.validated.namespace.clone())
-                    .chain(repository.databases.iter().map(|d| d.validated.namespace.clone()))
-                    .collect(),
+                Ok(repository) => (
+                    repository
+                        .clusters
+                        .iter()
+                        .map(|c| c.validated.namespace.clone())
+                        .chain(repository.databases.iter().map(|d| d.validated.namespace.clone()))
+                        .collect(),
+                    repository
+                        .clusters
+                        .iter()
+                        .filter_map(|c| {
+                            let secret = c.validated.license_secret_name.clone()?;
+                            Some((c.validated.namespace.clone(), secret))
+                        })
+                        .collect(),
+                ),
                 // An invalid checkout is reported by the GitSync itself, like any bad commit.
                 Err(_) => Default::default(),
             };
@@ -423,13 +548,48 @@ async fn start_sync(sandbox: &Sandbox, source: &SandboxSource) -> Result<tokio::
                 Err(error) => return Err(format!("failed to create namespace {namespace}: {error}")),
             }
         }
+        for (namespace, name) in licenses {
+            let body = serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace},
+                "stringData": {"license": "sandbox placeholder: the emulator runs every cluster as a trial"}
+            });
+            match objects.create("v1", "Secret", body) {
+                Ok(_) => println!(
+                    "Created the license Secret {namespace}/{name} with a placeholder (a real cluster needs your license)."
+                ),
+                Err(redis_gitops::sandbox::apiserver::ApiError::AlreadyExists { .. }) => {}
+                Err(error) => {
+                    return Err(format!(
+                        "failed to create the license Secret {namespace}/{name}: {error}"
+                    ));
+                }
+            }
+        }
     }
     let client = sandbox.apiserver.kube_client().map_err(|error| error.to_string())?;
     let cache = std::env::temp_dir().join(format!("redis-gitops-sandbox-cache-{}", std::process::id()));
     let namespaces = [redis_gitops::sync::plan::ANY_NAMESPACE.to_string()].into();
     let metrics = std::sync::Arc::new(Metrics::default());
+    let controllers = ControllerContext {
+        client: client.clone(),
+        enterprise: EnterpriseAccess {
+            ca_pem: sandbox.ca_pem().as_bytes().to_vec(),
+            resolver: Some(std::sync::Arc::new(sandbox.emulator.resolver())),
+            timeout: std::time::Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        },
+        metrics: metrics.clone(),
+        instance: None,
+    };
     let context = std::sync::Arc::new(SyncContext::new(client, cache, namespaces, None, metrics));
-    let handle = tokio::spawn(redis_gitops::sync::controller::run(context, std::future::pending()));
+    let handle = tokio::spawn(async move {
+        tokio::join!(
+            redis_gitops::sync::controller::run(context, std::future::pending()),
+            redis_gitops::controllers::cluster::run(controllers.clone(), std::future::pending()),
+            redis_gitops::controllers::database::run(controllers, std::future::pending()),
+        );
+    });
     let gitsync = serde_json::json!({
         "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
         "metadata": {"name": "sandbox", "namespace": "default"},
