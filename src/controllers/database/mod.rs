@@ -186,6 +186,17 @@ fn inner(error: &ReconcileError) -> Option<&DatabaseError> {
     }
 }
 
+/// Whether adding or removing the finalizer failed only because the watch cache was behind the API server (its
+/// JSON patch `test` saw an older finalizer list: 422, or a conflict: 409). The next event brings the fresh object,
+/// so this is neither a failure nor a reason to back off.
+fn is_stale_cache(error: &ReconcileError) -> bool {
+    match error {
+        finalizer::Error::AddFinalizer(kube::Error::Api(status))
+        | finalizer::Error::RemoveFinalizer(kube::Error::Api(status)) => matches!(status.code, 409 | 422),
+        _ => false,
+    }
+}
+
 fn category(error: &ReconcileError) -> &'static str {
     match error {
         finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error.category(),
@@ -274,7 +285,7 @@ pub async fn reconcile(
     let metrics = &context.shared.metrics;
     let outcome = match &result {
         Ok(_) => "success",
-        Err(error) if inner(error).is_some_and(DatabaseError::is_waiting) => "waiting",
+        Err(error) if inner(error).is_some_and(DatabaseError::is_waiting) || is_stale_cache(error) => "waiting",
         Err(_) => "failure",
     };
     metrics
@@ -313,6 +324,10 @@ pub fn error_policy(
 ) -> Action {
     if inner(error).is_some_and(DatabaseError::is_waiting) {
         return Action::requeue(context.settings.pending_poll);
+    }
+    if is_stale_cache(error) {
+        tracing::debug!(database = %key_of(&redb), %error, "finalizer update raced the watch cache; retrying");
+        return Action::requeue(std::time::Duration::from_millis(200));
     }
     let rate_limited = inner(error).is_some_and(DatabaseError::is_rate_limited);
     let delay = context.backoff.failed(&key_of(&redb), rate_limited);
