@@ -382,7 +382,7 @@ async fn a_database_is_created_used_changed_rotated_resynced_without_writes_and_
             Some("redis-gitops")
         );
         assert_eq!(slice.address_type, "IPv4");
-        assert_eq!(slice.endpoints[0].addresses, [cluster_ip.clone()]);
+        assert_eq!(slice.endpoints[0].addresses, std::slice::from_ref(&cluster_ip));
         assert_eq!(slice.endpoints[0].conditions.as_ref().and_then(|c| c.ready), Some(true));
         assert_eq!(slice.ports.as_ref().expect("ports")[0].port, Some(i32::from(live.port)));
         children_services.push(service);

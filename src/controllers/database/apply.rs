@@ -123,7 +123,7 @@ where
         .await
         .map_err(|source| DatabaseError::Kubernetes {
             action: format!("apply {what}"),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -143,7 +143,7 @@ fn rejected_or_retry(error: EnterpriseError, request: String, cluster: &str) -> 
         return Err(DatabaseError::Rest {
             action: request,
             cluster: cluster.to_string(),
-            source: error,
+            source: Box::new(error),
         });
     }
     Ok(Progress::Rejected {
@@ -314,7 +314,7 @@ pub async fn apply(
             .await
             .map_err(|source| DatabaseError::Kubernetes {
                 action: format!("read {}", kind_and_name(&service)),
-                source,
+                source: Box::new(source),
             })?;
         apply_object(&service_api, service, live, false).await?;
     }
@@ -325,7 +325,7 @@ pub async fn apply(
             .await
             .map_err(|source| DatabaseError::Kubernetes {
                 action: format!("read {}", kind_and_name(&slice)),
-                source,
+                source: Box::new(source),
             })?;
         apply_object(&slice_api, slice, live, false).await?;
     }

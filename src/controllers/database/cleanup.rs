@@ -59,7 +59,12 @@ pub async fn delete_database(
             .await;
         }
         // A Secret without its keys or an unusable CA can be fixed: keep the finalizer and retry.
-        Err(source) => return Err(DatabaseError::Connection { cluster: key, source }),
+        Err(source) => {
+            return Err(DatabaseError::Connection {
+                cluster: key,
+                source: Box::new(source),
+            });
+        }
     };
     let (bdb, _) = find_bdb(&rest, redb, &key).await?;
     let Some(bdb) = bdb else {
@@ -71,7 +76,7 @@ pub async fn delete_database(
             .map_err(|source| DatabaseError::Rest {
                 action: format!("delete database {name} (uid {})", bdb.uid),
                 cluster: key.clone(),
-                source,
+                source: Box::new(source),
             })?;
         context
             .publish(

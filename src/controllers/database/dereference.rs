@@ -88,7 +88,12 @@ pub async fn find_cluster(
     redb: &RedisEnterpriseDatabase,
 ) -> Result<ClusterLookup, DatabaseError> {
     let namespace = redb.namespace().unwrap_or_else(|| "default".to_string());
-    let kubernetes = |action: String| move |source: kube::Error| DatabaseError::Kubernetes { action, source };
+    let kubernetes = |action: String| {
+        move |source: kube::Error| DatabaseError::Kubernetes {
+            action,
+            source: Box::new(source),
+        }
+    };
     let local: Api<RedisEnterpriseCluster> = Api::namespaced(client.clone(), &namespace);
     match redb.spec.redis_enterprise_cluster.as_ref().map(|c| c.name.clone()) {
         Some(name) => {
@@ -171,7 +176,7 @@ pub async fn connect(
         })),
         Err(source) => Err(DatabaseError::Connection {
             cluster: cluster_key(cluster),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -197,7 +202,7 @@ pub async fn find_bdb(
         move |source: crate::enterprise::EnterpriseError| DatabaseError::Rest {
             action,
             cluster,
-            source,
+            source: Box::new(source),
         }
     };
     if let Some(uid) = recorded_uid(redb)
@@ -272,7 +277,7 @@ pub async fn dereference(
         .await
         .map_err(|source| DatabaseError::Kubernetes {
             action: format!("read the database Secret {namespace}/{secret_name}"),
-            source,
+            source: Box::new(source),
         })?;
 
     let (bdb, adopted) = find_bdb(&rest, redb, &key).await?;
@@ -281,7 +286,7 @@ pub async fn dereference(
         move |source: crate::enterprise::EnterpriseError| DatabaseError::Rest {
             action,
             cluster,
-            source,
+            source: Box::new(source),
         }
     };
     let mut alerts = None;

@@ -109,7 +109,7 @@ pub enum DatabaseError {
         cluster: String,
         /// The REST error (endpoint, status, error_code).
         #[source]
-        source: EnterpriseError,
+        source: Box<EnterpriseError>,
     },
     /// The API server refused or failed a request.
     #[error("failed to {action}: {source}")]
@@ -118,7 +118,7 @@ pub enum DatabaseError {
         action: String,
         /// The API error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     /// The cluster's REST API could not be set up (credentials Secret unreadable, bad CA).
     #[error("unable to connect to cluster {cluster}: {source}")]
@@ -127,7 +127,7 @@ pub enum DatabaseError {
         cluster: String,
         /// Why.
         #[source]
-        source: ConnectionError,
+        source: Box<ConnectionError>,
     },
     /// The bdb is being deleted; the finalizer stays until it is gone (waiting, not a failure).
     #[error("database {database} (uid {uid}) is still being deleted from cluster {cluster}")]
@@ -145,7 +145,7 @@ impl DatabaseError {
     /// A stable name of the variant (or of the REST error's kind), for event reasons and metric labels.
     pub fn category(&self) -> &'static str {
         match self {
-            Self::Rest { source, .. } => match source {
+            Self::Rest { source, .. } => match source.as_ref() {
                 EnterpriseError::Busy { .. } => "ClusterBusy",
                 EnterpriseError::Timeout { .. } => "RestTimeout",
                 EnterpriseError::Unreachable { .. } => "ClusterUnreachable",
@@ -161,11 +161,10 @@ impl DatabaseError {
     /// Whether the cluster asked to slow down (409 busy): such failures back off longer.
     pub fn is_rate_limited(&self) -> bool {
         match self {
-            Self::Rest { source, .. } => matches!(source, EnterpriseError::Busy { .. }),
-            Self::Kubernetes {
-                source: kube::Error::Api(response),
-                ..
-            } => response.code == 429,
+            Self::Rest { source, .. } => matches!(source.as_ref(), EnterpriseError::Busy { .. }),
+            Self::Kubernetes { source, .. } => {
+                matches!(source.as_ref(), kube::Error::Api(response) if response.code == 429)
+            }
             _ => false,
         }
     }

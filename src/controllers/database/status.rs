@@ -248,7 +248,7 @@ async fn write_if_changed(
                 "write the status of RedisEnterpriseDatabase {namespace}/{}",
                 redb.name_any()
             ),
-            source,
+            source: Box::new(source),
         })?;
     warn_on_transition(redb, old, new, context).await;
     Ok(owned)
