@@ -841,10 +841,18 @@ async fn rest_failures_during_bootstrap_are_reported_and_retried_with_backoff() 
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal_error",
     );
+    let created = Instant::now();
     harness
         .create("apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata: {name: flaky, namespace: default}\nspec: {nodes: 3}\n")
         .await;
     let rec = wait_settled(&harness, "flaky").await;
+    // Three failures back off about 1 s, 2 s and 2 s (the test's cap), less up to 20% jitter, so at least 4 s in all;
+    // the controller's own failure reports in status must not cut the backoff short.
+    assert!(
+        created.elapsed() >= Duration::from_secs(4),
+        "recovered after {:?}",
+        created.elapsed()
+    );
     assert_eq!(harness.active_nodes("flaky", "flaky").await, 3);
     assert_eq!(condition(&rec, "Stalled").map(|c| c.0), Some("False".into()));
     let seen = readiness.lock().expect("lock").clone();

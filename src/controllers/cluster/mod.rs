@@ -97,6 +97,9 @@ struct Shared {
     recorder: Recorder,
     backoff: Backoff,
     memory: Mutex<HashMap<String, Memory>>,
+    /// After a failure whose report changed the status: the resourceVersion of that write and when the backoff
+    /// ends. The watch event of our own status write must not cut the backoff short.
+    backing_off: Mutex<HashMap<String, (String, Option<Instant>)>>,
 }
 
 /// Runs the REC controller over all namespaces until `shutdown` resolves, with the default settings.
@@ -119,15 +122,19 @@ pub async fn run_with_settings(
         recorder: Recorder::new(client.clone(), reporter),
         backoff: Backoff::new(settings.max_backoff),
         memory: Mutex::new(HashMap::new()),
+        backing_off: Mutex::new(HashMap::new()),
         context,
         settings,
     });
-    // The Controller wants a `Sync` shutdown future; a oneshot receiver is one, whatever the caller passed.
-    let (shutdown_sender, shutdown_receiver) = tokio::sync::oneshot::channel::<()>();
+    // The Controller wants a `Sync` shutdown future; a watch receiver is one, whatever the caller passed.
+    let (shutdown_sender, mut shutdown_receiver) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
-        let _ = shutdown_sender.send(());
+        shutdown_sender.send_replace(true);
     });
+    if !wait_for_crd(&client, &mut shutdown_receiver).await {
+        return;
+    }
     let all = watcher::Config::default().any_semantic();
     // Children carry the official `app` label; watching only those keeps unrelated Secrets out of memory.
     let children = watcher::Config::default().any_semantic().labels("app=redis-enterprise");
@@ -137,7 +144,7 @@ pub async fn run_with_settings(
         .owns(Api::<Secret>::all(client.clone()), children.clone())
         .owns(Api::<PodDisruptionBudget>::all(client), children)
         .graceful_shutdown_on(async move {
-            let _ = shutdown_receiver.await;
+            let _ = shutdown_receiver.wait_for(|stop| *stop).await;
         })
         .run(reconcile, error_policy, shared)
         .for_each(|result| async move {
@@ -149,6 +156,25 @@ pub async fn run_with_settings(
         .await;
 }
 
+/// Waits until RECs can be listed (the CRD is installed), retrying with backoff up to 30 s; false on shutdown.
+async fn wait_for_crd(client: &kube::Client, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    let api = Api::<RedisEnterpriseCluster>::all(client.clone());
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => return true,
+            Err(error) => {
+                warn!(%error, ?delay, "unable to list RedisEnterpriseClusters (is the CRD installed?); retrying");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return false,
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
 fn object_key(cluster: &RedisEnterpriseCluster) -> String {
     format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())
 }
@@ -156,11 +182,33 @@ fn object_key(cluster: &RedisEnterpriseCluster) -> String {
 async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) -> Result<Action, ClusterError> {
     let started = Instant::now();
     let key = object_key(&cluster);
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // The children go by garbage collection; applying them now would bring them back.
+        return Ok(Action::await_change());
+    }
+    let backing_off = shared
+        .backing_off
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some((written, Some(until))) = backing_off
+        && cluster.resource_version().as_deref() == Some(written.as_str())
+        && let Some(remaining) = until.checked_duration_since(started)
+    {
+        // Only our own failure report changed since the failure: keep backing off.
+        return Ok(Action::requeue(remaining));
+    }
     let result = reconcile_cluster(&cluster, &shared).await;
     let metrics = &shared.context.metrics;
     match result {
         Ok((action, waiting)) => {
             shared.backoff.succeeded(&key);
+            shared
+                .backing_off
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
             let result = if waiting { "waiting" } else { "success" };
             metrics
                 .reconciles
@@ -197,6 +245,14 @@ async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) ->
 fn error_policy(cluster: Arc<RedisEnterpriseCluster>, error: &ClusterError, shared: Arc<Shared>) -> Action {
     let key = object_key(&cluster);
     let delay = shared.backoff.failed(&key, error.is_rate_limited());
+    if let Some((_, until)) = shared
+        .backing_off
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_mut(&key)
+    {
+        *until = Some(Instant::now() + delay);
+    }
     warn!(cluster = %key, category = error.category(), %error, ?delay, "cluster reconcile failed; retrying");
     Action::requeue(delay)
 }
@@ -247,8 +303,18 @@ async fn report_failure(cluster: &RedisEnterpriseCluster, shared: &Shared, error
     if news {
         publish(shared, cluster, EventType::Warning, category, &message).await;
     }
-    if let Err(status_error) = write_status(&shared.context.client, cluster, &report).await {
-        warn!(cluster = %object_key(cluster), error = %status_error, "failed to report a failure in status");
+    match write_status(&shared.context.client, cluster, &report).await {
+        Ok(Some(written)) => {
+            shared
+                .backing_off
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(object_key(cluster), (written, None));
+        }
+        Ok(None) => {}
+        Err(status_error) => {
+            warn!(cluster = %object_key(cluster), error = %status_error, "failed to report a failure in status");
+        }
     }
 }
 

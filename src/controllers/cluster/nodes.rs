@@ -70,6 +70,15 @@ pub async fn converge_nodes(
         state::BOOTSTRAPPING_FIRST_POD
     };
     let ca = observed.cluster_ca.as_deref();
+    // A cluster that refuses the request (wrong credentials, for one) is a failure to report, not a wait.
+    if let Some(Err(error)) = &observed.rest.nodes
+        && !error.is_transient()
+    {
+        return Err(ClusterError::Rest {
+            action: format!("list the nodes of cluster {namespace}/{name}"),
+            source: error.clone(),
+        });
+    }
 
     for ordinal in 0..replicas {
         let pod = pod_name(ordinal);

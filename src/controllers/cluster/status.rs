@@ -120,14 +120,14 @@ pub fn next_status(
     Some(status)
 }
 
-/// Writes `report` into the REC's status when something changed; returns whether it wrote.
+/// Writes `report` into the REC's status when something changed; returns the REC's new resourceVersion then.
 pub async fn write_status(
     client: &kube::Client,
     cluster: &RedisEnterpriseCluster,
     report: &Report,
-) -> Result<bool, ClusterError> {
+) -> Result<Option<String>, ClusterError> {
     let Some(status) = next_status(cluster.status.as_ref(), report, cluster.metadata.generation) else {
-        return Ok(false);
+        return Ok(None);
     };
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_string());
     let name = cluster.name_any();
@@ -137,16 +137,17 @@ pub async fn write_status(
         "kind": RedisEnterpriseCluster::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(kubernetes(format!(
-        "write the status of RedisEnterpriseCluster {namespace}/{name}"
-    )))?;
-    Ok(true)
+    let written = api
+        .patch_status(
+            &name,
+            &PatchParams::apply(CLUSTER_FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(kubernetes(format!(
+            "write the status of RedisEnterpriseCluster {namespace}/{name}"
+        )))?;
+    Ok(Some(written.resource_version().unwrap_or_default()))
 }
 
 /// The condition of `type_` in a status.
