@@ -133,6 +133,9 @@ pub struct GitSyncStatus {
     /// The objects applied from the last applied revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Vec<InventoryEntry>>,
+    /// The value of the `redisgitops.dev/reconcile-requested-at` annotation that the last sync handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// Errors of the last attempted revision, at most 50, each with its file and line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<SourceError>>,

@@ -35,6 +35,9 @@ pub mod keys {
     pub const POD_TEMPLATE_HASH: &str = "redisgitops.dev/pod-template-hash";
     /// Marks an object that pruning must never delete.
     pub const PROTECT: &str = "redisgitops.dev/protect";
+    /// On a GitSync: any new value asks for a sync at once (like Flux's `reconcile.fluxcd.io/requestedAt`); the
+    /// value handled last is recorded in `status.lastHandledReconcileAt`.
+    pub const RECONCILE_REQUESTED_AT: &str = "redisgitops.dev/reconcile-requested-at";
 }
 
 /// Every CRD this project serves, in a stable order: RECs (v1 storage, v1alpha1 served with the same schema),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -301,6 +301,10 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
     let old_status = gitsync.status.clone().unwrap_or_default();
     let mut status = old_status.clone();
     status.observed_generation = generation;
+    // Any new value of the annotation triggered this sync through the watch; record it as handled, like Flux.
+    if let Some(requested) = gitsync.annotations().get(keys::RECONCILE_REQUESTED_AT) {
+        status.last_handled_reconcile_at = Some(requested.clone());
+    }
     let settings = match settings(&gitsync.spec) {
         Ok(settings) => settings,
         Err(error) => {
@@ -455,14 +459,31 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         }
     };
 
-    let written = apply_objects(&desired, &target, context, gitsync).await?;
+    let mut progress = ApplyProgress::default();
     let previous = old_status.inventory.clone().unwrap_or_default();
     let entries: Vec<InventoryEntry> = desired.iter().map(|object| object.entry.clone()).collect();
     let policy = PrunePolicy {
         prune: gitsync.spec.prune.unwrap_or(false),
         allow_database_deletion: gitsync.spec.allow_database_deletion.unwrap_or(false),
     };
-    let kept = prune(&previous, &entries, &target, policy, context, gitsync).await?;
+    let outcome = match apply_objects(&desired, &target, context, gitsync, &mut progress).await {
+        Ok(()) => prune(&previous, &entries, &target, policy, context, gitsync).await,
+        Err(error) => Err(error),
+    };
+    let kept = match outcome {
+        Ok(kept) => kept,
+        Err(error) => {
+            let failure = ApplyFailure {
+                revision: &revision,
+                error: &error,
+                progress: &progress,
+                total: desired.len(),
+            };
+            report_apply_failure(gitsync, context, &old_status, status, &failure).await?;
+            return Err(error);
+        }
+    };
+    let written = progress.written;
 
     status.errors = None;
     let mut inventory = entries;
@@ -509,6 +530,58 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
     }
     write_status(gitsync, context, &old_status, status).await?;
     Ok((requeue, None))
+}
+
+/// A revision that was not applied completely.
+struct ApplyFailure<'a> {
+    revision: &'a Revision,
+    error: &'a SyncError,
+    progress: &'a ApplyProgress,
+    total: usize,
+}
+
+/// Reports an apply or prune that failed part way: `Ready=False` naming the object and the error, the last applied
+/// revision unchanged (the new one is only attempted), and the inventory extended with the objects that did reach
+/// the new revision, so a later prune still knows them. The caller retries with backoff.
+async fn report_apply_failure(
+    gitsync: &GitSync,
+    context: &SyncContext,
+    old_status: &GitSyncStatus,
+    mut status: GitSyncStatus,
+    failure: &ApplyFailure<'_>,
+) -> Result<(), SyncError> {
+    let generation = gitsync.metadata.generation;
+    let mut inventory = old_status.inventory.clone().unwrap_or_default();
+    inventory.extend(failure.progress.done.iter().cloned());
+    inventory.sort();
+    inventory.dedup();
+    status.inventory = Some(inventory);
+    let stays = old_status.last_applied_revision.as_deref().unwrap_or("nothing");
+    let message = format!(
+        "revision {} was not fully applied ({} of {} objects at it): {}; {stays} stays the last applied revision, \
+         retrying with backoff",
+        failure.revision.short_commit(),
+        failure.progress.done.len(),
+        failure.total,
+        failure.error,
+    );
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    set_condition(
+        conditions,
+        condition(types::READY, false, "ApplyFailed", &message, generation),
+    );
+    set_condition(
+        conditions,
+        condition(
+            types::RECONCILING,
+            true,
+            "ProgressingWithRetry",
+            "retrying the apply",
+            generation,
+        ),
+    );
+    publish(context, gitsync, EventType::Warning, "ApplyFailed", "Apply", &message).await;
+    write_status(gitsync, context, old_status, status).await
 }
 
 fn stalled(status: &mut GitSyncStatus, reason: &str, message: &str, generation: Option<i64>) {
@@ -580,23 +653,63 @@ fn api_for(client: &Client, entry: &InventoryEntry) -> Api<kube::api::DynamicObj
     Api::namespaced_with(client.clone(), &entry.namespace, &resource)
 }
 
-/// Applies the objects whose content differs from the live ones; returns how many were written.
+/// How far an apply got: objects written, and every object that is now at the revision (written or unchanged).
+#[derive(Debug, Default)]
+struct ApplyProgress {
+    written: usize,
+    done: Vec<InventoryEntry>,
+}
+
+/// The live objects of every kind and namespace in `desired`, read with one LIST per kind and namespace (a GET
+/// per object would cost 1000 requests per poll for 1000 databases). Keyed by kind, namespace and name.
+async fn live_objects(
+    desired: &[DesiredObject],
+    client: &Client,
+) -> Result<HashMap<(String, String, String), Value>, SyncError> {
+    let mut groups: Vec<&InventoryEntry> = Vec::new();
+    for object in desired {
+        let entry = &object.entry;
+        if !groups
+            .iter()
+            .any(|g| g.api_version == entry.api_version && g.kind == entry.kind && g.namespace == entry.namespace)
+        {
+            groups.push(entry);
+        }
+    }
+    let mut live = HashMap::new();
+    for group in groups {
+        let list = api_for(client, group)
+            .list(&ListParams::default())
+            .await
+            .map_err(kubernetes(format!(
+                "list {} in namespace {}",
+                group.kind, group.namespace
+            )))?;
+        for object in list.items {
+            let name = object.name_any();
+            let value = serde_json::to_value(&object).unwrap_or(Value::Null);
+            live.insert((group.kind.clone(), group.namespace.clone(), name), value);
+        }
+    }
+    Ok(live)
+}
+
+/// Applies the objects whose content differs from the live ones, in order (RECs first), recording in `progress`
+/// what was written and what is at the revision, so that a failure part way can be reported exactly.
 async fn apply_objects(
     desired: &[DesiredObject],
     target: &SyncTarget,
     context: &SyncContext,
     gitsync: &GitSync,
-) -> Result<usize, SyncError> {
+    progress: &mut ApplyProgress,
+) -> Result<(), SyncError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut written = 0;
+    let mut live_objects = live_objects(desired, &context.client).await?;
     for object in desired {
         let api = api_for(&context.client, &object.entry);
         let name = &object.entry.name;
-        let live = api
-            .get_opt(name)
-            .await
-            .map_err(kubernetes(format!("read {} {name}", object.entry.kind)))?;
-        let live_value = live.as_ref().map(|l| serde_json::to_value(l).unwrap_or(Value::Null));
+        let live_value =
+            live_objects.remove(&(object.entry.kind.clone(), object.entry.namespace.clone(), name.clone()));
         // The revision annotation records the revision that last changed the object, so an unchanged object is not
         // rewritten by every new commit.
         let mut comparable = object.body.clone();
@@ -609,6 +722,7 @@ async fn apply_objects(
         let drift = live_value.as_ref().map(|live| drifted_fields(&comparable, live));
         if drift.as_ref().is_some_and(Vec::is_empty) {
             ensure_synced(&api, object, live_value.as_ref()).await?;
+            progress.done.push(object.entry.clone());
             continue;
         }
         let applied = api
@@ -618,7 +732,7 @@ async fn apply_objects(
                 "apply {} {}/{name}",
                 object.entry.kind, object.entry.namespace
             )))?;
-        written += 1;
+        progress.written += 1;
         let same_revision = live_value
             .as_ref()
             .and_then(|live| {
@@ -641,8 +755,9 @@ async fn apply_objects(
         }
         let applied_value = serde_json::to_value(&applied).unwrap_or(Value::Null);
         ensure_synced(&api, object, Some(&applied_value)).await?;
+        progress.done.push(object.entry.clone());
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Sets `Synced=True` and `sourceRevision` on an applied object, unless they already say so.

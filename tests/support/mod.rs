@@ -1,6 +1,9 @@
-//! Helpers shared by the integration tests: a real Git repository made with the git CLI.
+//! Helpers shared by the integration tests: a real Git repository made with the git CLI, and (in `sync`) the real
+//! GitSync controller running against the sandbox API server.
 // Each test binary uses some of these helpers, not all of them.
 #![allow(dead_code)]
+
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::faults::Faults;
 use super::openapi;
 use super::patch::PatchKind;
+use super::requests::RequestCounter;
 use super::resources::{ResourceInfo, ScalePaths};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
@@ -32,6 +33,8 @@ pub struct AppState {
     pub store: Store,
     /// Fault rules.
     pub faults: Faults,
+    /// Request counts by verb and resource.
+    pub requests: RequestCounter,
     /// `host:port` the server listens on.
     pub address: String,
     /// A bearer token every request must carry, if set.
@@ -58,6 +61,7 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     let method = request.method().clone();
     let uri = request.uri().clone();
     let path = uri.path().to_string();
+    app.requests.record(method.as_str(), &path, uri.query());
     let (delay, injected) = app.faults.check(method.as_str(), &path);
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;

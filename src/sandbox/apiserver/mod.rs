@@ -2,7 +2,7 @@
 //!
 //! [`ApiServer::start`] binds a free port on 127.0.0.1 and serves what `kube::Client` (incl. `kube::runtime`)
 //! and the real `kubectl` use. [`ApiServerHandle`] gives its URL, writes kubeconfigs, exposes the in-process
-//! [`Objects`] handle and the [`Faults`] injector, and shuts everything down on drop.
+//! [`Objects`] handle, the [`Faults`] injector and the request counts, and shuts everything down on drop.
 //!
 //! What it does not do (each answers with a `Status` naming it, or is simply absent):
 //! - protobuf request bodies (`kubectl create <kind> <name>`, `kubectl run`): 415 telling to use manifests;
@@ -20,6 +20,7 @@ pub mod fields;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod requests;
 pub mod resources;
 pub mod schema;
 pub mod selector;
@@ -40,6 +41,7 @@ use tokio::sync::{mpsc, watch};
 pub use error::{ApiError, ApiServerError, Cause};
 pub use faults::Faults;
 pub use patch::PatchKind;
+pub use requests::{RequestCounts, RequestKind};
 pub use resources::GroupResource;
 pub use store::{DeleteOptions, EventType, FieldValidation, Propagation, Subresource, WatchEvent, WriteOptions};
 pub use workload::{LoopbackAllocator, PodIpAllocator};
@@ -90,6 +92,7 @@ pub struct ApiServerHandle {
     token: Option<String>,
     objects: Objects,
     faults: Faults,
+    requests: requests::RequestCounter,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -124,9 +127,11 @@ impl ApiServer {
                 })?;
         }
         let faults = Faults::default();
+        let requests = requests::RequestCounter::default();
         let app = Arc::new(http::AppState {
             store: store.clone(),
             faults: faults.clone(),
+            requests: requests.clone(),
             address: address.to_string(),
             token: options.token.clone(),
             bookmark_interval: options.bookmark_interval,
@@ -151,6 +156,7 @@ impl ApiServer {
             token: options.token,
             objects,
             faults,
+            requests,
             shutdown,
             tasks: vec![server, controller_task],
         })
@@ -176,6 +182,17 @@ impl ApiServerHandle {
     /// The fault injector.
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// How many requests the server received, by verb and resource, since it started or since the last
+    /// [`ApiServerHandle::reset_request_counts`] (injected failures included).
+    pub fn request_counts(&self) -> RequestCounts {
+        self.requests.snapshot()
+    }
+
+    /// Starts counting requests from zero.
+    pub fn reset_request_counts(&self) {
+        self.requests.reset();
     }
 
     /// Ends every open watch; clients see their stream close and reconnect.
