@@ -26,8 +26,9 @@ use super::conditions::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitSyncSpec {
-    /// Repository URL: `https://`, `http://`, `ssh://`, `git@host:path` or `file://`.
-    #[schemars(regex(pattern = r"^(https?://|ssh://|file://|[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:)"))]
+    /// Repository URL: `https://`, `http://`, `ssh://`, `git@host:path`, `git://` (read-only, unauthenticated) or
+    /// `file://`.
+    #[schemars(regex(pattern = r"^(https?://|ssh://|git://|file://|[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:)"))]
     pub url: String,
 
     /// Which revision to follow. Default: the branch `main`.
