@@ -326,6 +326,7 @@ async fn agent(options: AgentOptions) -> ExitCode {
         enterprise,
         metrics: metrics.clone(),
         instance: instance.clone(),
+        clients: Default::default(),
     };
     let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
     tracing::info!("agent started: GitSync, cluster and database controllers running");
@@ -581,6 +582,7 @@ async fn start_sync(sandbox: &Sandbox, source: &SandboxSource) -> Result<tokio::
         },
         metrics: metrics.clone(),
         instance: None,
+        clients: Default::default(),
     };
     let context = std::sync::Arc::new(SyncContext::new(client, cache, namespaces, None, metrics));
     let handle = tokio::spawn(async move {

@@ -65,6 +65,7 @@ impl Harness {
             },
             metrics: metrics.clone(),
             instance: Some("test".into()),
+            clients: Default::default(),
         };
         let settings = ClusterControllerSettings {
             resync: Duration::from_millis(500),

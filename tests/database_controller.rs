@@ -193,6 +193,7 @@ async fn start() -> Environment {
         },
         metrics: Arc::new(Metrics::default()),
         instance: Some("test".into()),
+        clients: Default::default(),
     };
     let settings = DatabaseSettings {
         resync: Duration::from_millis(800),

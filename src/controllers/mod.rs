@@ -97,6 +97,49 @@ pub struct ControllerContext {
     pub metrics: Arc<Metrics>,
     /// The pod name of this agent, reported on events.
     pub instance: Option<String>,
+    /// REST clients by cluster, reused across reconciles (one connection pool and TLS session cache per cluster).
+    pub clients: ClientCache,
+}
+
+/// REST clients by cluster URL, each remembered with a digest of the credentials and CA it was built with, so a
+/// rotated password or CA builds a new one. Without it, every reconcile of every database built its own client:
+/// a TLS handshake per reconcile and, with many databases reconciled at once, a connection pool each.
+#[derive(Clone, Default)]
+pub struct ClientCache {
+    clients: Arc<Mutex<HashMap<String, CachedClient>>>,
+}
+
+/// A client and the digest of the credentials and CA it was built with.
+type CachedClient = ([u8; 32], EnterpriseClient);
+
+impl ClientCache {
+    fn get_or_build(
+        &self,
+        base_url: String,
+        admin: ClusterAdmin,
+        build: impl FnOnce(String, Credentials, Option<&[u8]>) -> Result<EnterpriseClient, EnterpriseError>,
+    ) -> Result<EnterpriseClient, EnterpriseError> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        for part in [
+            admin.credentials.username.as_bytes(),
+            admin.credentials.password.as_bytes(),
+            admin.ca_pem.as_deref().unwrap_or_default(),
+        ] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let digest: [u8; 32] = hasher.finalize().into();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, client)) = clients.get(&base_url)
+            && *known == digest
+        {
+            return Ok(client.clone());
+        }
+        let client = build(base_url.clone(), admin.credentials, admin.ca_pem.as_deref())?;
+        clients.insert(base_url, (digest, client.clone()));
+        Ok(client)
+    }
 }
 
 /// A cluster's administrator credentials, as its credentials Secret holds them. Debug never shows the password.
@@ -249,14 +292,18 @@ pub async fn connect_to_cluster(
     let admin = read_cluster_admin(&context.client, namespace, cluster).await?;
     let name = cluster.metadata.name.clone().unwrap_or_default();
     context
-        .enterprise
-        .client(
+        .clients
+        .get_or_build(
             EnterpriseAccess::cluster_url(namespace, &name),
-            admin.credentials,
-            admin.ca_pem.as_deref(),
+            admin,
+            |url, credentials, ca| context.enterprise.client(url, credentials, ca),
         )
         .map_err(|source| ConnectionError::Client { cluster: name, source })
 }
+
+/// How many objects one controller reconciles at once: bounds memory and the load on REST APIs and the API server
+/// when a thousand objects want attention together (a cold start), while waiting objects only requeue.
+pub const RECONCILE_CONCURRENCY: u16 = 16;
 
 /// Per-object exponential backoff for failed reconciles: 1 s, 2 s, 4 s ... up to `max`, with jitter, reset on
 /// success. Rate-limited failures (REST 409 busy, HTTP 429) start higher.

@@ -143,6 +143,9 @@ pub async fn run_with_settings(
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<Secret>::all(client.clone()), children.clone())
         .owns(Api::<PodDisruptionBudget>::all(client), children)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(async move {
             let _ = shutdown_receiver.wait_for(|stop| *stop).await;
         })

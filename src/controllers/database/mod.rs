@@ -253,6 +253,9 @@ pub async fn run_with(
         .owns(Api::<Secret>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
         .owns(Api::<EndpointSlice>::all(client), children)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(async move {
             let _ = stopped.await;
         })
