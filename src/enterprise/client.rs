@@ -210,7 +210,9 @@ impl EnterpriseClient {
             // 409 means "busy, try later" only with that code (or no body); other conflicts, such as a name or uid that
             // exists, will not go away by waiting.
             let busy = status == StatusCode::CONFLICT && matches!(error_code.as_str(), "busy" | "unknown");
-            let retryable = busy || status == StatusCode::SERVICE_UNAVAILABLE || status.is_server_error() && idempotent;
+            let retryable = busy
+                || status == StatusCode::SERVICE_UNAVAILABLE
+                || status.is_server_error() && status != StatusCode::NOT_IMPLEMENTED && idempotent;
             if !retryable || last_attempt {
                 if busy {
                     return Err(EnterpriseError::Busy {

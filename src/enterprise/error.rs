@@ -92,7 +92,8 @@ impl EnterpriseError {
     /// Whether trying again later may succeed (as opposed to a request the cluster rejects as invalid).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Api { status, .. } => *status >= 500,
+            // 501 Not Implemented says the server cannot do this at all; retrying will not change that.
+            Self::Api { status, .. } => *status >= 500 && *status != 501,
             Self::Busy { .. } | Self::Timeout { .. } | Self::Unreachable { .. } => true,
             Self::Unauthorized { .. }
             | Self::Decode { .. }
