@@ -191,3 +191,89 @@ fn sandbox_repo_syncs_a_local_checkout_with_one_command() {
     assert!(sandbox.wait().expect("exits").success());
     assert_eq!(rest.last().map(String::as_str), Some("sandbox stopped"));
 }
+
+#[test]
+fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everything_is_ready() {
+    // The README's first command, in its CI form: sandbox + GitSync + cluster and database controllers.
+    let temp = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args([
+            "sandbox",
+            "--repo",
+            ".",
+            "--path",
+            "examples-repo",
+            "--once",
+            "--timeout",
+            "120s",
+        ])
+        .arg("--kubeconfig")
+        .arg(temp.path().join("kubeconfig"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::null())
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let table: Vec<&str> = text.lines().skip_while(|line| !line.starts_with("KIND")).collect();
+    assert_eq!(
+        table.len(),
+        12,
+        "header, GitSync, 2 RECs, 6 REDBs, summary, stopped: {text}"
+    );
+    assert!(table[1].starts_with("gitsync  default/sandbox"), "{text}");
+    for row in &table[1..10] {
+        assert!(row.contains(" Ready "), "every object is Ready: {row}");
+    }
+    assert!(
+        table
+            .iter()
+            .any(|row| row.contains("redis-production/prod") && row.contains("all 5 nodes are active")),
+        "{text}"
+    );
+    assert!(table[10].starts_with("8/8 objects Ready, revision "), "{text}");
+    assert!(
+        text.contains("Created the license Secret redis-production/redis-enterprise-license"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sandbox_once_exits_one_and_says_why_when_an_object_fails() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let repo = Repo::with_branch(temp.path(), "main");
+    repo.write(
+        "rec.yaml",
+        "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata:\n  name: rec\n  namespace: team-b\nspec:\n  nodes: 3\n",
+    );
+    // The database asks for TLS, which the sandbox's emulator refuses (501): the REDB fails, it does not hang.
+    repo.write(
+        "cache.yaml",
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-b\nspec:\n  memorySize: 100MB\n  tlsMode: enabled\n",
+    );
+    repo.commit("init");
+    let output = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--once", "--timeout", "60s", "--kubeconfig"])
+        .arg(temp.path().join("kubeconfig"))
+        .arg("--repo")
+        .arg(&repo.dir)
+        .stderr(Stdio::null())
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let row = text
+        .lines()
+        .find(|line| line.starts_with("redb     team-b/cache"))
+        .unwrap_or_else(|| panic!("a row for the database: {text}"));
+    assert!(row.contains("Failed"), "{row}");
+    assert!(
+        row.contains("not_implemented"),
+        "the cluster's error_code is shown: {row}"
+    );
+    assert!(text.contains("1/2 objects Ready"), "{text}");
+    assert!(
+        !text.contains("timed out"),
+        "a failure is reported without waiting for the deadline: {text}"
+    );
+}
