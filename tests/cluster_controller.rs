@@ -4,7 +4,6 @@
 //! Checked with kube::Client, the emulator's REST API, the real kubectl and the Kubernetes schemas.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+mod support;
+
 use redis_gitops::api::RedisEnterpriseCluster;
 use redis_gitops::controllers::cluster::{ClusterControllerSettings, run_with_settings};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
@@ -28,6 +29,7 @@ use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::telemetry::{ControllerCategoryLabels, ControllerResultLabels, Metrics};
 use serde_json::json;
+use support::kubectl;
 
 const NAMESPACE: &str = "default";
 /// The emulator's pause between the steps of a bootstrap or of a node coming back (EmulatorConfig default).
@@ -222,23 +224,6 @@ fn record_states(harness: &Harness, name: &str) -> Arc<Mutex<Vec<String>>> {
 fn is_subsequence(wanted: &[&str], seen: &[String]) -> bool {
     let mut rest = seen.iter();
     wanted.iter().all(|w| rest.any(|s| s == w))
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let output = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| {
-            panic!("kubectl is needed for this test ({error}); install it with apt-get install kubernetes-client")
-        });
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 async fn events(harness: &Harness, rec: &str) -> Vec<(String, String, String)> {

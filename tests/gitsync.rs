@@ -2,8 +2,6 @@
 //! server, the real controller, checked with kube::Client and the real kubectl. First sync, a bad commit that
 //! applies nothing, the fix, drift correction, and removal with and without prune permission.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +13,7 @@ use redis_gitops::telemetry::Metrics;
 
 mod support;
 use serde_json::json;
-use support::Repo;
+use support::{Repo, kubectl};
 
 const REC: &str =
     "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata:\n  name: rec\nspec:\n  nodes: 3\n";
@@ -51,23 +49,6 @@ fn ready(gitsync: &GitSync) -> Option<(String, String, String)> {
         .find(|c| c.type_ == "Ready")?
         .clone();
     Some((condition.status, condition.reason, condition.message))
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let output = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| {
-            panic!("kubectl is needed for this test ({error}); install it with apt-get install kubernetes-client")
-        });
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,3 +65,21 @@ impl Repo {
         format!("file://{}", self.dir.display())
     }
 }
+
+/// Runs the real `kubectl` against `kubeconfig` and returns its standard output; fails the test on an error.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("kubectl is needed for this test ({error}); install it with apt-get install kubernetes-client")
+        });
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
