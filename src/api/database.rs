@@ -547,6 +547,21 @@ pub struct RedisEnterpriseDatabaseStatus {
     /// The Git revision (`<ref>@sha1:<commit>`) this spec came from, when applied by a GitSync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
+    /// A database creation under way: written before the create request and removed once `databaseUID` is
+    /// recorded, so an agent that stopped in between recognises the database it created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_creation: Option<PendingCreation>,
+}
+
+/// The intent to create a database, recorded before the request that creates it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct PendingCreation {
+    /// Name of the database being created.
+    pub name: String,
+    /// The cluster it is created on (`<namespace>/<name>` of the RedisEnterpriseCluster).
+    pub cluster: String,
+    /// A random token naming this attempt (shown in events).
+    pub token: String,
 }
 
 /// An endpoint of a database.
