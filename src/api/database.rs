@@ -553,14 +553,18 @@ pub struct RedisEnterpriseDatabaseStatus {
     pub pending_creation: Option<PendingCreation>,
 }
 
-/// The intent to create a database, recorded before the request that creates it.
+/// The intent to create a database, recorded before the request that creates it. Every field is optional because
+/// server-side apply can leave an empty object behind when the marker is removed; an empty marker means none.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 pub struct PendingCreation {
     /// Name of the database being created.
+    #[serde(default)]
     pub name: String,
     /// The cluster it is created on (`<namespace>/<name>` of the RedisEnterpriseCluster).
+    #[serde(default)]
     pub cluster: String,
-    /// A random token naming this attempt (shown in events).
+    /// A random token naming this attempt (logged when the creation is resumed).
+    #[serde(default)]
     pub token: String,
 }
 

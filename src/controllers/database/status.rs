@@ -29,6 +29,9 @@ fn now() -> String {
 pub fn owned_part(status: &RedisEnterpriseDatabaseStatus) -> RedisEnterpriseDatabaseStatus {
     let mut owned = status.clone();
     owned.source_revision = None;
+    if owned.pending_creation.as_ref().is_some_and(|pending| pending.name.is_empty()) {
+        owned.pending_creation = None;
+    }
     if let Some(conditions) = owned.conditions.as_mut() {
         conditions.retain(|c| OWN_CONDITIONS.contains(&c.type_.as_str()));
     }
