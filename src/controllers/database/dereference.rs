@@ -360,17 +360,6 @@ pub async fn find_bdb(
         .database_by_name(&name)
         .await
         .map_err(failed(format!("look up database {name} by name")))?;
-    let client = &context.shared.client;
-    let databases = Api::<RedisEnterpriseDatabase>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(kubernetes("list RedisEnterpriseDatabases".to_string()))?
-        .items;
-    let clusters = Api::<RedisEnterpriseCluster>::all(client.clone())
-        .list(&ListParams::default())
-        .await
-        .map_err(kubernetes("list RedisEnterpriseClusters".to_string()))?
-        .items;
     let refused = |reason: &'static str, message: String| {
         Ok(BdbLookup::Refused(Blocked {
             stalled: true,
@@ -378,16 +367,10 @@ pub async fn find_bdb(
             message,
         }))
     };
+    // No other REDB is consulted before a create (that would list every REDB for every new database): two REDBs
+    // creating one name at once race on the cluster, which refuses the second `POST`; that REDB then finds the
+    // first one's database below and is refused.
     let Some(bdb) = bdb else {
-        if let Some(owner) = other_owner(redb, &name, None, cluster, &databases, &clusters) {
-            return refused(
-                "DatabaseNameTaken",
-                format!(
-                    "database name {name} on cluster {key} is being created by RedisEnterpriseDatabase {owner}; \
-                     a database name is unique in a cluster: rename this REDB or use another cluster"
-                ),
-            );
-        }
         if let Some(value) = adopt {
             return refused(
                 "AdoptionTargetMissing",
@@ -401,6 +384,18 @@ pub async fn find_bdb(
         }
         return Ok(BdbLookup::Missing);
     };
+    // Only a database of this name that this REDB did not record needs a look at the other REDBs.
+    let client = &context.shared.client;
+    let databases = Api::<RedisEnterpriseDatabase>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kubernetes("list RedisEnterpriseDatabases".to_string()))?
+        .items;
+    let clusters = Api::<RedisEnterpriseCluster>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(kubernetes("list RedisEnterpriseClusters".to_string()))?
+        .items;
     if let Some(owner) = other_owner(redb, &name, Some(bdb.uid), cluster, &databases, &clusters) {
         return refused(
             "DatabaseNameTaken",
