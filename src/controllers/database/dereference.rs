@@ -459,7 +459,9 @@ async fn redb_password_mismatch(
     let secret = Api::<Secret>::namespaced(context.shared.client.clone(), &namespace)
         .get_opt(&secret_name)
         .await
-        .map_err(kubernetes(format!("read the database Secret {namespace}/{secret_name}")))?;
+        .map_err(kubernetes(format!(
+            "read the database Secret {namespace}/{secret_name}"
+        )))?;
     Ok(secret
         .as_ref()
         .and_then(|secret| crate::controllers::secret_value(secret, "password"))
@@ -590,4 +592,169 @@ pub async fn dereference(
         shard_statuses,
         action,
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn cluster(namespace: &str, name: &str, allowed: Option<&str>) -> RedisEnterpriseCluster {
+        let annotations = allowed.map_or_else(|| json!({}), |a| json!({keys::ALLOWED_DATABASE_NAMESPACES: a}));
+        serde_json::from_value(json!({
+            "apiVersion": "app.redislabs.com/v1", "kind": "RedisEnterpriseCluster",
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations}, "spec": {"nodes": 3}
+        }))
+        .expect("rec")
+    }
+
+    fn redb(namespace: &str, name: &str, cluster: Option<&str>, status: Value) -> RedisEnterpriseDatabase {
+        let spec = cluster.map_or_else(|| json!({}), |c| json!({"redisEnterpriseCluster": {"name": c}}));
+        serde_json::from_value(json!({
+            "apiVersion": "app.redislabs.com/v1alpha1", "kind": "RedisEnterpriseDatabase",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}")},
+            "spec": spec, "status": status
+        }))
+        .expect("redb")
+    }
+
+    fn found(lookup: ClusterLookup) -> String {
+        match lookup {
+            ClusterLookup::Found(cluster) => cluster_key(&cluster),
+            ClusterLookup::Missing(message) => format!("missing: {message}"),
+            ClusterLookup::Ambiguous(message) => format!("ambiguous: {message}"),
+            ClusterLookup::NotAllowed(message) => format!("not allowed: {message}"),
+        }
+    }
+
+    #[test]
+    fn a_cluster_of_another_namespace_is_used_only_when_it_allows_that_namespace() {
+        let t3 = redb("t3", "orders", Some("rec"), json!({}));
+        let refused = "not allowed: RedisEnterpriseCluster rec is not in namespace t3, and the one in namespace \
+                       default does not allow databases from namespace t3; its owner can allow them with the \
+                       annotation redisgitops.dev/allowed-database-namespaces: \"t3\" (or \"*\") on that cluster, or \
+                       put the database in the cluster's namespace";
+        let cases = [
+            (None, refused),
+            (Some(""), refused),
+            (Some("t4"), refused),
+            (Some("t30"), refused),
+            (Some("t3"), "default/rec"),
+            (Some(" t4 , t3 "), "default/rec"),
+            (Some("*"), "default/rec"),
+        ];
+        for (allowed, expected) in cases {
+            let clusters = [cluster("default", "rec", allowed)];
+            assert_eq!(found(resolve_cluster(&t3, &clusters)), expected, "{allowed:?}");
+        }
+        // The REDB's own namespace wins, allowed or not.
+        let clusters = [cluster("default", "rec", Some("*")), cluster("t3", "rec", None)];
+        assert_eq!(found(resolve_cluster(&t3, &clusters)), "t3/rec");
+        // Two clusters that allow it: ambiguous.
+        let clusters = [cluster("a", "rec", Some("t3")), cluster("b", "rec", Some("*"))];
+        assert_eq!(
+            found(resolve_cluster(&t3, &clusters)),
+            "ambiguous: RedisEnterpriseCluster rec exists in several namespaces that allow namespace t3 (a, b); put \
+             the database in the namespace of its cluster"
+        );
+        assert_eq!(
+            found(resolve_cluster(&t3, &[])),
+            "missing: RedisEnterpriseCluster rec does not exist in namespace t3"
+        );
+        // Without a cluster name only the REDB's namespace is looked at, even when another cluster allows it.
+        let unnamed = redb("t3", "orders", None, json!({}));
+        assert_eq!(
+            found(resolve_cluster(&unnamed, &[cluster("default", "rec", Some("*"))])),
+            "missing: namespace t3 has no RedisEnterpriseCluster; create one or set spec.redisEnterpriseCluster.name"
+        );
+    }
+
+    #[test]
+    fn the_owner_of_a_database_is_the_redb_that_recorded_its_uid_on_that_cluster() {
+        let clusters = [cluster("default", "rec", Some("t3")), cluster("other", "rec", None)];
+        let rec = &clusters[0];
+        let newcomer = redb("t3", "orders", Some("rec"), json!({}));
+        let first = redb("default", "orders", Some("rec"), json!({"databaseUID": "7"}));
+        assert_eq!(
+            other_owner(
+                &newcomer,
+                "orders",
+                Some(7),
+                rec,
+                std::slice::from_ref(&first),
+                &clusters
+            ),
+            Some("default/orders".to_string())
+        );
+        // Another uid, or the same uid on another cluster, is someone else's database.
+        assert_eq!(
+            other_owner(
+                &newcomer,
+                "orders",
+                Some(8),
+                rec,
+                std::slice::from_ref(&first),
+                &clusters
+            ),
+            None
+        );
+        let elsewhere = redb("other", "orders", Some("rec"), json!({"databaseUID": "7"}));
+        assert_eq!(
+            other_owner(&newcomer, "orders", Some(7), rec, &[elsewhere], &clusters),
+            None
+        );
+        // A REDB never owns against itself.
+        assert_eq!(
+            other_owner(&first, "orders", Some(7), rec, std::slice::from_ref(&first), &clusters),
+            None
+        );
+        // A creation under way (its marker) owns the name before any uid exists.
+        let creating = redb(
+            "default",
+            "orders",
+            Some("rec"),
+            json!({"pendingCreation": {"name": "orders", "cluster": "default/rec", "token": "ab"}}),
+        );
+        assert_eq!(
+            other_owner(
+                &newcomer,
+                "orders",
+                None,
+                rec,
+                std::slice::from_ref(&creating),
+                &clusters
+            ),
+            Some("default/orders".to_string())
+        );
+        // The empty marker server-side apply can leave behind owns nothing.
+        let done = redb("default", "orders", Some("rec"), json!({"pendingCreation": {}}));
+        assert_eq!(other_owner(&newcomer, "orders", None, rec, &[done], &clusters), None);
+        // A REDB whose cluster cannot be resolved now still owns its uid when the cluster name it recorded matches.
+        let orphan = redb(
+            "gone",
+            "orders",
+            Some("rec"),
+            json!({"databaseUID": "7", "redisEnterpriseCluster": "rec"}),
+        );
+        assert_eq!(
+            other_owner(&newcomer, "orders", Some(7), rec, &[orphan], &clusters),
+            Some("gone/orders".to_string())
+        );
+    }
+
+    #[test]
+    fn a_pending_creation_marker_counts_only_for_its_name_and_cluster() {
+        let marker = json!({"pendingCreation": {"name": "orders", "cluster": "default/rec", "token": "ab"}});
+        let creating = redb("default", "orders", None, marker);
+        assert!(pending_creation(&creating, "default/rec").is_some());
+        assert!(pending_creation(&creating, "other/rec").is_none());
+        let renamed = redb(
+            "default",
+            "orders2",
+            None,
+            json!({"pendingCreation": {"name": "orders", "cluster": "default/rec", "token": "ab"}}),
+        );
+        assert!(pending_creation(&renamed, "default/rec").is_none());
+    }
 }
