@@ -909,3 +909,56 @@ async fn an_agent_dying_between_the_create_request_and_the_status_write_leaves_o
     assert_eq!(environment.bdbs_named("crash").await, Vec::<u64>::new());
     environment.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redb_deleted_while_its_cluster_waits_to_be_deleted_deletes_its_database() {
+    let environment = start().await;
+    create_database(
+        &environment,
+        "default",
+        "session",
+        json!({}),
+        json!({"memorySize": "100MB"}),
+    )
+    .await;
+    let uid = uid_of(&wait_ready(&environment, "default", "session").await);
+    // The REC is deleted but held by a finalizer (as the cluster controller holds it while REDBs live on it); its
+    // cluster still runs.
+    let clusters: Api<RedisEnterpriseCluster> = Api::namespaced(environment.kube.clone(), "default");
+    clusters
+        .patch(
+            "rec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["test/hold"]}})),
+        )
+        .await
+        .expect("finalizer added");
+    clusters
+        .delete("rec", &DeleteParams::default())
+        .await
+        .expect("rec deleted");
+    environment
+        .databases("default")
+        .delete("session", &DeleteParams::default())
+        .await
+        .expect("redb deleted");
+    let databases = environment.databases("default");
+    wait("the REDB to go", || async {
+        databases.get_opt("session").await.expect("get").is_none()
+    })
+    .await;
+    assert_eq!(
+        environment.bdbs_named("session").await,
+        Vec::<u64>::new(),
+        "database {uid} deleted, not left behind on the cluster"
+    );
+    clusters
+        .patch(
+            "rec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("finalizer removed");
+    environment.stop().await;
+}

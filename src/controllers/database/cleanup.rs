@@ -7,10 +7,11 @@
 //! (and its Secret, whose owner reference is removed first); `redisgitops.dev/protect: "true"` without it keeps the
 //! finalizer, with a `Stalled` condition and a Warning event saying how to release the database.
 //!
-//! When the cluster itself is gone, being deleted, no longer allows the REDB's namespace, or its credentials Secret
-//! is gone, nothing can be deleted: the cleanup completes and an event says why, so no finalizer gets stuck. A
-//! cluster that is merely unreachable is retried with backoff. The Secret, Services and EndpointSlices go with the
-//! REDB by owner reference.
+//! When the cluster itself is gone, no longer allows the REDB's namespace, or its credentials Secret is gone, or it is
+//! being deleted and can no longer be reached, nothing can be deleted: the cleanup completes and an event says why,
+//! so no finalizer gets stuck. A cluster being deleted that still answers has the database deleted as usual (its own
+//! deletion waits for its REDBs). A cluster that is merely unreachable is retried with backoff. The Secret, Services
+//! and EndpointSlices go with the REDB by owner reference.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -26,8 +27,8 @@ use super::dereference::{
 use super::{DatabaseContext, DatabaseError, is_orphaned_on_delete, is_protected, key_of, status};
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::controllers::{ConnectionError, connect_to_cluster};
-use crate::enterprise::EnterpriseClient;
 use crate::enterprise::types::Bdb;
+use crate::enterprise::{EnterpriseClient, EnterpriseError};
 
 /// The message of a protected REDB whose deletion is refused.
 pub fn protected_message(redb: &RedisEnterpriseDatabase) -> String {
@@ -208,20 +209,24 @@ pub async fn delete_database(
             return done(
                 EventType::Warning,
                 "ClusterNotAllowed",
-                format!("did not delete database {name}: {message}; removed the finalizer and left any database in place"),
+                format!(
+                    "did not delete database {name}: {message}; removed the finalizer and left any database in place"
+                ),
             )
             .await;
         }
     };
     let key = cluster_key(&cluster);
-    if cluster.meta().deletion_timestamp.is_some() {
-        return done(
+    // A cluster being deleted may still be running (its deletion waits for the REDBs on it): its database is
+    // deleted like any other. Only when it can no longer be reached does the database go with it.
+    let cluster_deleting = cluster.meta().deletion_timestamp.is_some();
+    let gone_with_cluster = || {
+        done(
             EventType::Normal,
             "ClusterDeleting",
-            format!("cluster {key} is being deleted and takes database {name} with it"),
+            format!("cluster {key} is being deleted and cannot be reached; database {name} goes with it"),
         )
-        .await;
-    }
+    };
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_string());
     let rest = match connect_to_cluster(&context.shared, &namespace, &cluster).await {
         Ok(rest) => rest,
@@ -233,6 +238,7 @@ pub async fn delete_database(
             )
             .await;
         }
+        Err(_) if cluster_deleting => return gone_with_cluster().await,
         // A Secret without its keys or an unusable CA can be fixed: keep the finalizer and retry.
         Err(source) => {
             return Err(DatabaseError::Connection {
@@ -241,7 +247,34 @@ pub async fn delete_database(
             });
         }
     };
-    let Some(bdb) = owned_bdb(redb, &rest, &cluster, context).await? else {
+    match delete_owned(redb, &rest, &cluster, context).await {
+        Err(DatabaseError::Rest { source, .. })
+            if cluster_deleting
+                && matches!(
+                    source.as_ref(),
+                    EnterpriseError::Unreachable { .. } | EnterpriseError::Timeout { .. }
+                ) =>
+        {
+            gone_with_cluster().await
+        }
+        result => result,
+    }
+}
+
+/// Deletes the bdb this REDB owns from a reachable cluster; `Ok` once it is gone.
+async fn delete_owned(
+    redb: &RedisEnterpriseDatabase,
+    rest: &EnterpriseClient,
+    cluster: &RedisEnterpriseCluster,
+    context: &DatabaseContext,
+) -> Result<Action, DatabaseError> {
+    let name = redb.name_any();
+    let key = cluster_key(cluster);
+    let done = |type_: EventType, reason: &'static str, note: String| async move {
+        context.publish(redb, type_, reason, "Delete", &note).await;
+        Ok::<Action, DatabaseError>(Action::await_change())
+    };
+    let Some(bdb) = owned_bdb(redb, rest, cluster, context).await? else {
         return done(
             EventType::Normal,
             "DatabaseDeleted",
