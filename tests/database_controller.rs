@@ -613,9 +613,18 @@ async fn faults_adoption_a_crashed_process_and_a_deleted_cluster_end_with_one_da
         ))
     );
     assert_eq!(redb.status.as_ref().and_then(|s| s.database_uid.clone()), None);
-    assert_eq!(environment.writes(), [], "nothing written to a database this REDB does not own");
+    assert_eq!(
+        environment.writes(),
+        [],
+        "nothing written to a database this REDB does not own"
+    );
     assert!(
-        environment.secrets().get_opt("redb-adopted").await.expect("get").is_none(),
+        environment
+            .secrets()
+            .get_opt("redb-adopted")
+            .await
+            .expect("get")
+            .is_none(),
         "no password generated for a database that exists"
     );
 

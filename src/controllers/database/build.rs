@@ -346,7 +346,10 @@ mod tests {
         let debug = format!("{desired:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains("[104, 117"), "{debug}");
-        assert!(debug.contains("authentication_redis_pass") && debug.contains("redb-a"), "{debug}");
+        assert!(
+            debug.contains("authentication_redis_pass") && debug.contains("redb-a"),
+            "{debug}"
+        );
     }
 
     #[test]

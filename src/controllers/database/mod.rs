@@ -233,7 +233,9 @@ pub(crate) fn cut(value: &str) -> String {
 
 /// Whether the REDB carries `redisgitops.dev/protect: "true"`.
 pub(crate) fn is_protected(redb: &RedisEnterpriseDatabase) -> bool {
-    redb.annotations().get(crate::api::keys::PROTECT).is_some_and(|v| v == "true")
+    redb.annotations()
+        .get(crate::api::keys::PROTECT)
+        .is_some_and(|v| v == "true")
 }
 
 /// Whether the REDB carries `redisgitops.dev/deletion-policy: orphan`.

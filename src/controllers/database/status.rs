@@ -29,7 +29,11 @@ fn now() -> String {
 pub fn owned_part(status: &RedisEnterpriseDatabaseStatus) -> RedisEnterpriseDatabaseStatus {
     let mut owned = status.clone();
     owned.source_revision = None;
-    if owned.pending_creation.as_ref().is_some_and(|pending| pending.name.is_empty()) {
+    if owned
+        .pending_creation
+        .as_ref()
+        .is_some_and(|pending| pending.name.is_empty())
+    {
         owned.pending_creation = None;
     }
     if let Some(conditions) = owned.conditions.as_mut() {
