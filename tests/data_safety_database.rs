@@ -962,3 +962,71 @@ async fn a_redb_deleted_while_its_cluster_waits_to_be_deleted_deletes_its_databa
         .expect("finalizer removed");
     environment.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adoption_annotation_that_names_no_database_or_another_one_creates_and_changes_nothing() {
+    let environment = start().await;
+    let body = serde_json::from_value(
+        json!({"name": "legacy", "memory_size": 104_857_600u64, "authentication_redis_pass": "legacy-password"}),
+    )
+    .expect("body");
+    let legacy = environment.rest.create_database(&body).await.expect("created by hand");
+    environment.sandbox.emulator.requests().clear();
+
+    create_database(
+        &environment,
+        "default",
+        "legacy",
+        json!({"redisgitops.dev/adopt-database": "someone-else"}),
+        json!({"memorySize": "300MB"}),
+    )
+    .await;
+    assert_eq!(
+        wait_stalled(&environment, "default", "legacy", "DatabaseNameTaken").await,
+        format!(
+            "database name legacy on cluster default/rec is taken by database uid {} (a database not managed by \
+             redis-gitops), and the annotation redisgitops.dev/adopt-database: \"someone-else\" does not name it; \
+             set it to \"legacy\" to adopt that database, or rename this REDB",
+            legacy.uid
+        )
+    );
+
+    create_database(
+        &environment,
+        "default",
+        "fresh",
+        json!({"redisgitops.dev/adopt-database": "fresh"}),
+        json!({"memorySize": "100MB"}),
+    )
+    .await;
+    assert_eq!(
+        wait_stalled(&environment, "default", "fresh", "AdoptionTargetMissing").await,
+        "the annotation redisgitops.dev/adopt-database: \"fresh\" asks to adopt database fresh, but cluster \
+         default/rec has no database named fresh; remove the annotation to create a new database"
+    );
+    assert_eq!(environment.writes(), [], "nothing created, nothing changed");
+    assert!(
+        environment
+            .secrets("default")
+            .get_opt("redb-fresh")
+            .await
+            .expect("get")
+            .is_none()
+    );
+
+    // Without the annotation the database is created.
+    environment
+        .databases("default")
+        .patch(
+            "fresh",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"redisgitops.dev/adopt-database": null}}})),
+        )
+        .await
+        .expect("annotation removed");
+    let fresh = uid_of(&wait_ready(&environment, "default", "fresh").await);
+    assert_eq!(environment.bdbs_named("fresh").await, [fresh]);
+    let live = environment.rest.database(legacy.uid).await.expect("get").expect("bdb");
+    assert_eq!(live.other.get("memory_size"), Some(&json!(104_857_600u64)));
+    environment.stop().await;
+}
