@@ -588,7 +588,7 @@ async fn faults_adoption_a_crashed_process_and_a_deleted_cluster_end_with_one_da
         }
     };
 
-    // Adoption: a bdb with the REDB's name already exists (an agent restarted in the middle of a creation).
+    // A bdb with the REDB's name already exists and nothing says it is this REDB's: it is not taken over.
     let body = serde_json::from_value(
         json!({"name": "adopted", "memory_size": 104_857_600u64, "authentication_redis_pass": "unknown-1"}),
     )
@@ -596,6 +596,58 @@ async fn faults_adoption_a_crashed_process_and_a_deleted_cluster_end_with_one_da
     let existing = environment.rest.create_database(&body).await.expect("created by hand");
     environment.sandbox.emulator.requests().clear();
     create_database(&environment, "adopted", json!({"memorySize": "100MB"})).await;
+    let databases = environment.databases();
+    wait("the taken name to be refused", || async {
+        let redb = databases.get("adopted").await.expect("redb");
+        condition(&redb, "Stalled").is_some_and(|(_, reason, _)| reason == "DatabaseNameTaken")
+    })
+    .await;
+    let redb = databases.get("adopted").await.expect("redb");
+    assert_eq!(
+        condition(&redb, "Stalled").map(|c| c.2),
+        Some(format!(
+            "database name adopted on cluster default/rec is taken by database uid {} (a database not managed by \
+             redis-gitops); to manage that database with this REDB, add the annotation \
+             redisgitops.dev/adopt-database: \"adopted\"; otherwise rename this REDB",
+            existing.uid
+        ))
+    );
+    assert_eq!(redb.status.as_ref().and_then(|s| s.database_uid.clone()), None);
+    assert_eq!(
+        environment.writes(),
+        [],
+        "nothing written to a database this REDB does not own"
+    );
+    assert!(
+        environment
+            .secrets()
+            .get_opt("redb-adopted")
+            .await
+            .expect("get")
+            .is_none(),
+        "no password generated for a database that exists"
+    );
+
+    // Explicit adoption: the annotation and a Secret with the database's password.
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redb-adopted", "namespace": NAMESPACE},
+        "stringData": {"password": "unknown-1"}
+    }))
+    .expect("secret");
+    environment
+        .secrets()
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret created");
+    environment
+        .databases()
+        .patch(
+            "adopted",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"redisgitops.dev/adopt-database": "adopted"}}})),
+        )
+        .await
+        .expect("annotated");
     let redb = wait_ready(&environment, "adopted").await;
     let status = redb.status.clone().expect("status");
     assert_eq!(status.database_uid, Some(existing.uid.to_string()));
@@ -610,7 +662,7 @@ async fn faults_adoption_a_crashed_process_and_a_deleted_cluster_end_with_one_da
     );
     connect_like_an_application(&environment, "redb-adopted")
         .await
-        .expect("the adopted database takes the Secret's password");
+        .expect("the adopted database keeps the Secret's password");
 
     // REST faults on the way to a new database: server errors, a busy cluster and a timeout.
     let faults = environment.sandbox.emulator.faults();

@@ -547,6 +547,25 @@ pub struct RedisEnterpriseDatabaseStatus {
     /// The Git revision (`<ref>@sha1:<commit>`) this spec came from, when applied by a GitSync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_revision: Option<String>,
+    /// A database creation under way: written before the create request and removed once `databaseUID` is
+    /// recorded, so an agent that stopped in between recognises the database it created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_creation: Option<PendingCreation>,
+}
+
+/// The intent to create a database, recorded before the request that creates it. Every field is optional because
+/// server-side apply can leave an empty object behind when the marker is removed; an empty marker means none.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct PendingCreation {
+    /// Name of the database being created.
+    #[serde(default)]
+    pub name: String,
+    /// The cluster it is created on (`<namespace>/<name>` of the RedisEnterpriseCluster).
+    #[serde(default)]
+    pub cluster: String,
+    /// A random token naming this attempt (logged when the creation is resumed).
+    #[serde(default)]
+    pub token: String,
 }
 
 /// An endpoint of a database.

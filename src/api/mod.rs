@@ -35,6 +35,15 @@ pub mod keys {
     pub const POD_TEMPLATE_HASH: &str = "redisgitops.dev/pod-template-hash";
     /// Marks an object that pruning must never delete.
     pub const PROTECT: &str = "redisgitops.dev/protect";
+    /// On a REDB: adopt the existing database (bdb) of the REDB's name on its cluster; the value is that name or
+    /// the bdb's uid. Without it an existing database of that name is never taken over.
+    pub const ADOPT_DATABASE: &str = "redisgitops.dev/adopt-database";
+    /// On a REC: the other namespaces whose REDBs may use this cluster, comma-separated, or `*` for all.
+    pub const ALLOWED_DATABASE_NAMESPACES: &str = "redisgitops.dev/allowed-database-namespaces";
+    /// On a REDB: `orphan` lets the REDB be deleted while its database (bdb) and its Secret stay.
+    pub const DELETION_POLICY: &str = "redisgitops.dev/deletion-policy";
+    /// The value of [`DELETION_POLICY`] that keeps the database.
+    pub const DELETION_POLICY_ORPHAN: &str = "orphan";
     /// On a GitSync: any new value asks for a sync at once (like Flux's `reconcile.fluxcd.io/requestedAt`); the
     /// value handled last is recorded in `status.lastHandledReconcileAt`.
     pub const RECONCILE_REQUESTED_AT: &str = "redisgitops.dev/reconcile-requested-at";

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::build::{DesiredDatabase, PASSWORD_DIGEST_ANNOTATION, password_digest};
-use super::dereference::References;
+use super::dereference::{Ownership, References, bdb_summary, recorded_uid};
 use super::validate::{Password, ValidatedState};
 use super::{DatabaseContext, DatabaseError, apply_params, status};
 use crate::api::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseStatus};
@@ -58,8 +58,8 @@ impl Progress {
     }
 }
 
-/// What the apply stage did and saw.
-#[derive(Debug)]
+/// What the apply stage did and saw. `Debug` shows only the bdb's uid, name and status (the REST API returns the
+/// database password among its fields).
 pub struct Applied {
     /// The bdb as last seen (the create or update answer, else the live one).
     pub bdb: Option<Bdb>,
@@ -69,6 +69,16 @@ pub struct Applied {
     pub started_action: Option<String>,
     /// The status already written in this pass (right after a create), the base of the final comparison.
     pub recorded_status: Option<RedisEnterpriseDatabaseStatus>,
+}
+
+impl Debug for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Applied")
+            .field("bdb", &self.bdb.as_ref().map(bdb_summary))
+            .field("progress", &self.progress)
+            .field("started_action", &self.started_action)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether `live` holds every field of `desired` with the same value (objects by key, lists element by element).
@@ -188,44 +198,77 @@ pub async fn apply(
     let mut bdb = references.bdb.clone();
     let mut started_action = None;
     let mut recorded_status = None;
-    if references.adopted
-        && let Some(live) = &references.bdb
-    {
-        context
-            .publish(
-                redb,
-                EventType::Normal,
+    if let Some(live) = &references.bdb {
+        let note = match references.ownership {
+            Ownership::Adopted => Some((
                 "DatabaseAdopted",
-                "Adopt",
-                &format!(
-                    "database {name} (uid {}) already existed on cluster {cluster}; adopted it",
+                format!(
+                    "adopted database {name} (uid {}) on cluster {cluster}, as the annotation {} asks",
+                    live.uid,
+                    crate::api::keys::ADOPT_DATABASE
+                ),
+            )),
+            Ownership::Resumed => Some((
+                "DatabaseCreationResumed",
+                format!(
+                    "database {name} (uid {}) on cluster {cluster} was created by this REDB before the agent stopped; \
+                     recorded it",
                     live.uid
                 ),
-            )
-            .await;
+            )),
+            Ownership::Recorded | Ownership::None => None,
+        };
+        if let Some((reason, note)) = note {
+            context.publish(redb, EventType::Normal, reason, "Adopt", &note).await;
+        }
     }
     let progress = match &references.bdb {
-        None => match rest.create_database(&create_body).await {
-            Ok(created) => {
-                started_action = created.action_uid.clone();
-                recorded_status = Some(status::record_creation(redb, &created, references, context).await?);
-                if let Some(password) = validated.password.value() {
-                    set_digest(&mut secret, Some(password_digest(cluster, created.uid, password)));
-                }
+        None => {
+            if let Some(gone) = recorded_uid(redb) {
                 context
                     .publish(
                         redb,
-                        EventType::Normal,
-                        "DatabaseCreated",
+                        EventType::Warning,
+                        "DatabaseRecreated",
                         "Create",
-                        &format!("created database {name} (uid {}) on cluster {cluster}", created.uid),
+                        &format!(
+                            "database {name} (uid {gone}) recorded in the status is gone from cluster {cluster}; \
+                             creating a new, empty database"
+                        ),
                     )
                     .await;
-                bdb = Some(created);
-                Progress::Created
             }
-            Err(error) => rejected_or_retry(error, format!("create database {name}"), cluster)?,
-        },
+            // The intent goes into the status before the request: an agent that stops before recording the
+            // uid recognises this database afterwards instead of creating a second one or leaving it orphaned.
+            let intent = status::record_intent(redb, references, context).await?;
+            match rest.create_database(&create_body).await {
+                Ok(created) => {
+                    started_action = created.action_uid.clone();
+                    recorded_status = Some(status::record_creation(redb, intent, &created, references, context).await?);
+                    if let Some(password) = validated.password.value() {
+                        set_digest(&mut secret, Some(password_digest(cluster, created.uid, password)));
+                    }
+                    context
+                        .publish(
+                            redb,
+                            EventType::Normal,
+                            "DatabaseCreated",
+                            "Create",
+                            &format!("created database {name} (uid {}) on cluster {cluster}", created.uid),
+                        )
+                        .await;
+                    bdb = Some(created);
+                    Progress::Created
+                }
+                Err(error) => {
+                    let progress = rejected_or_retry(error, format!("create database {name}"), cluster)?;
+                    // A refused create made nothing: the marker goes, so a database someone else creates under
+                    // this name later is never taken for ours.
+                    recorded_status = Some(intent);
+                    progress
+                }
+            }
+        }
         Some(live) if live.status == "creation-failed" => Progress::CreationFailed,
         Some(live) if live.status != "active" => Progress::Pending(live.status.clone()),
         Some(live) => {

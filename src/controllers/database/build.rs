@@ -37,8 +37,9 @@ pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on the EndpointSlices of this controller.
 pub const MANAGED_BY: &str = "redis-gitops";
 
-/// Everything the apply stage may write for one database.
-#[derive(Debug, Default)]
+/// Everything the apply stage may write for one database. `Debug` leaves out the create body and the Secret (both
+/// hold the password).
+#[derive(Default)]
 pub struct DesiredDatabase {
     /// The body of `POST /v1/bdbs`, password included (used only when the bdb does not exist).
     pub create_body: Map<String, Value>,
@@ -59,6 +60,20 @@ pub struct DesiredDatabase {
     pub services: Vec<Service>,
     /// One EndpointSlice per Service, pointing at the bdb's endpoints.
     pub endpoint_slices: Vec<EndpointSlice>,
+}
+
+impl std::fmt::Debug for DesiredDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DesiredDatabase")
+            .field("create_body", &self.create_body.keys().collect::<Vec<_>>())
+            .field("update", &self.update.changes.keys().collect::<Vec<_>>())
+            .field("rotate_password", &self.rotate_password)
+            .field("port", &self.port)
+            .field("secret", &self.secret.as_ref().map(|s| s.metadata.name.clone()))
+            .field("services", &self.services.len())
+            .field("endpoint_slices", &self.endpoint_slices.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The digest of `password` for bdb `uid` of cluster `cluster` (`<namespace>/<name>`), hex.
@@ -312,6 +327,29 @@ mod tests {
 
         let no_addresses = bdb(json!({"uid": 1, "name": "cache", "status": "pending", "port": 12000}));
         assert!(build_endpoint_slices(&[service], &no_addresses).is_empty());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password_of_a_create_body_or_secret() {
+        let mut desired = DesiredDatabase::default();
+        desired
+            .create_body
+            .insert("authentication_redis_pass".into(), json!("hunter2"));
+        desired.secret = Some(normalise_secret(Secret {
+            metadata: ObjectMeta {
+                name: Some("redb-a".into()),
+                ..Default::default()
+            },
+            string_data: Some([("password".to_string(), "hunter2".to_string())].into()),
+            ..Default::default()
+        }));
+        let debug = format!("{desired:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("[104, 117"), "{debug}");
+        assert!(
+            debug.contains("authentication_redis_pass") && debug.contains("redb-a"),
+            "{debug}"
+        );
     }
 
     #[test]

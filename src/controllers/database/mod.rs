@@ -6,6 +6,10 @@
 //! (REST writes, then server-side apply of the children) → [`status`] (conditions and official status fields).
 //! Deletion goes through the finalizer `redisgitops.dev/delete-database` ([`cleanup`]).
 //!
+//! A REDB owns exactly the bdb whose uid its status records (`status.databaseUID`). Another database of its name is
+//! taken over only on the explicit annotation `redisgitops.dev/adopt-database`, or when the REDB's own
+//! `status.pendingCreation` marker (written before `POST /v1/bdbs`) names it and no other REDB owns it.
+//!
 //! The passwords this controller handles never reach logs, events, status or errors. It writes REDB status with
 //! its own field manager ([`DATABASE_FIELD_MANAGER`]) and never touches the `Synced` condition or
 //! `sourceRevision`, which belong to the GitSync controller.
@@ -139,6 +143,13 @@ pub enum DatabaseError {
         /// The cluster (`<namespace>/<name>`).
         cluster: String,
     },
+    /// The REDB is deleted but its database is protected: the finalizer stays until the user releases it
+    /// (waiting for a change, not a failure).
+    #[error("{message}")]
+    DeletionRefused {
+        /// What is kept and how to release it.
+        message: String,
+    },
 }
 
 impl DatabaseError {
@@ -155,6 +166,7 @@ impl DatabaseError {
             Self::Kubernetes { .. } => "KubernetesError",
             Self::Connection { source, .. } => source.category(),
             Self::DeletionPending { .. } => "DeletionPending",
+            Self::DeletionRefused { .. } => "DeletionProtected",
         }
     }
 
@@ -171,7 +183,7 @@ impl DatabaseError {
 
     /// Whether this is waiting rather than failing.
     pub fn is_waiting(&self) -> bool {
-        matches!(self, Self::DeletionPending { .. })
+        matches!(self, Self::DeletionPending { .. } | Self::DeletionRefused { .. })
     }
 }
 
@@ -204,6 +216,33 @@ fn category(error: &ReconcileError) -> &'static str {
         finalizer::Error::UnnamedObject => "UnnamedObject",
         finalizer::Error::InvalidFinalizer => "InvalidFinalizer",
     }
+}
+
+/// The longest quoted user value in a message, in characters.
+const QUOTE_LIMIT: usize = 200;
+
+/// `value` cut to [`QUOTE_LIMIT`] characters (with `…` when cut), for quoting user input in messages.
+pub(crate) fn cut(value: &str) -> String {
+    if value.chars().count() <= QUOTE_LIMIT {
+        return value.to_string();
+    }
+    let mut cut: String = value.chars().take(QUOTE_LIMIT).collect();
+    cut.push('…');
+    cut
+}
+
+/// Whether the REDB carries `redisgitops.dev/protect: "true"`.
+pub(crate) fn is_protected(redb: &RedisEnterpriseDatabase) -> bool {
+    redb.annotations()
+        .get(crate::api::keys::PROTECT)
+        .is_some_and(|v| v == "true")
+}
+
+/// Whether the REDB carries `redisgitops.dev/deletion-policy: orphan`.
+pub(crate) fn is_orphaned_on_delete(redb: &RedisEnterpriseDatabase) -> bool {
+    redb.annotations()
+        .get(crate::api::keys::DELETION_POLICY)
+        .is_some_and(|v| v == crate::api::keys::DELETION_POLICY_ORPHAN)
 }
 
 /// `<namespace>/<name>` of an object, for messages and backoff keys.
@@ -324,6 +363,10 @@ pub fn error_policy(
     error: &ReconcileError,
     context: Arc<DatabaseContext>,
 ) -> Action {
+    if let Some(DatabaseError::DeletionRefused { .. }) = inner(error) {
+        // Releasing it is an annotation change, which starts a reconcile at once.
+        return Action::requeue(resync_interval(context.settings.resync));
+    }
     if inner(error).is_some_and(DatabaseError::is_waiting) {
         return Action::requeue(context.settings.pending_poll);
     }
@@ -337,11 +380,34 @@ pub fn error_policy(
     Action::requeue(delay)
 }
 
+/// The REDB as the API server has it now. The watch cache can lag behind this controller's own status writes, and
+/// a REDB whose status has no uid yet must not decide about ownership (or write its status) from an older copy.
+pub(crate) async fn fresh(
+    redb: &RedisEnterpriseDatabase,
+    context: &DatabaseContext,
+) -> Result<RedisEnterpriseDatabase, DatabaseError> {
+    let namespace = redb.namespace().unwrap_or_else(|| "default".to_string());
+    let api: Api<RedisEnterpriseDatabase> = Api::namespaced(context.shared.client.clone(), &namespace);
+    let name = redb.name_any();
+    let live = api.get_opt(&name).await.map_err(|source| DatabaseError::Kubernetes {
+        action: format!("read RedisEnterpriseDatabase {namespace}/{name}"),
+        source: Box::new(source),
+    })?;
+    Ok(live.unwrap_or_else(|| redb.clone()))
+}
+
 /// The pipeline for a REDB that is not being deleted.
 async fn reconcile_database(
     redb: &RedisEnterpriseDatabase,
     context: &DatabaseContext,
 ) -> Result<Action, DatabaseError> {
+    let refreshed;
+    let redb = if dereference::recorded_uid(redb).is_none() {
+        refreshed = fresh(redb, context).await?;
+        &refreshed
+    } else {
+        redb
+    };
     let references = match dereference::dereference(redb, context).await? {
         dereference::Dereferenced::Found(references) => references,
         dereference::Dereferenced::Blocked(blocked) => {
@@ -355,14 +421,15 @@ async fn reconcile_database(
     };
     let validated = match validate::validate(redb, &references) {
         Ok(validated) => validated,
-        Err(invalid) => {
-            let blocked = dereference::Blocked {
-                stalled: true,
-                reason: "InvalidSpec",
-                message: invalid.to_string(),
-            };
-            status::write_blocked(redb, &blocked, context).await?;
-            return Ok(Action::await_change());
+        Err(refused) => {
+            let invalid = matches!(refused, validate::Refused::Invalid(_));
+            status::write_blocked(redb, &refused.into_blocked(), context).await?;
+            // A restored Secret the user created is not watched: look again at the resync.
+            return Ok(if invalid {
+                Action::await_change()
+            } else {
+                Action::requeue(resync_interval(context.settings.resync))
+            });
         }
     };
     let desired = build::build(&validated, &references);

@@ -13,7 +13,7 @@ use super::dereference::{Blocked, References};
 use super::validate::ValidatedState;
 use super::{DatabaseContext, DatabaseError, apply_params};
 use crate::api::conditions::{Condition, set_condition, types};
-use crate::api::database::InternalEndpoint;
+use crate::api::database::{InternalEndpoint, PendingCreation};
 use crate::api::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseStatus};
 use crate::enterprise::types::Bdb;
 
@@ -29,6 +29,13 @@ fn now() -> String {
 pub fn owned_part(status: &RedisEnterpriseDatabaseStatus) -> RedisEnterpriseDatabaseStatus {
     let mut owned = status.clone();
     owned.source_revision = None;
+    if owned
+        .pending_creation
+        .as_ref()
+        .is_some_and(|pending| pending.name.is_empty())
+    {
+        owned.pending_creation = None;
+    }
     if let Some(conditions) = owned.conditions.as_mut() {
         conditions.retain(|c| OWN_CONDITIONS.contains(&c.type_.as_str()));
     }
@@ -119,6 +126,9 @@ pub fn next_status(
     let cluster_name = references.cluster.name_any();
     status.spec_status = Some("Valid".to_string());
     status.redis_enterprise_cluster = Some(cluster_name.clone());
+    if applied.bdb.is_some() || matches!(applied.progress, Progress::Rejected { .. }) {
+        status.pending_creation = None;
+    }
     if let Some(bdb) = &applied.bdb {
         let text = |key: &str| bdb.other.get(key).and_then(Value::as_str).map(str::to_string);
         status.status = Some(bdb.status.clone());
@@ -277,15 +287,51 @@ async fn warn_on_transition(
         .await;
 }
 
-/// Records a new bdb right after its creation (uid, action, `pending`), so a restart finds it by uid.
-pub async fn record_creation(
+/// A random token of 16 hexadecimal characters naming one creation attempt.
+pub fn creation_token() -> String {
+    let mut bytes = [0u8; 8];
+    if openssl::rand::rand_bytes(&mut bytes).is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(0);
+        bytes = hasher.finish().to_le_bytes();
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Records the intent to create the bdb (`status.pendingCreation`: name, cluster, a random token) before the create
+/// request; an intent already recorded for this name and cluster is kept. Returns the owned status written.
+pub async fn record_intent(
     redb: &RedisEnterpriseDatabase,
-    created: &Bdb,
     references: &References,
     context: &DatabaseContext,
 ) -> Result<RedisEnterpriseDatabaseStatus, DatabaseError> {
     let old = redb.status.clone().unwrap_or_default();
     let mut status = old.clone();
+    if super::dereference::pending_creation(redb, &references.cluster_key).is_none() {
+        status.pending_creation = Some(PendingCreation {
+            name: redb.name_any(),
+            cluster: references.cluster_key.clone(),
+            token: creation_token(),
+        });
+    }
+    // A uid recorded for a bdb that is gone is replaced by the new one.
+    status.database_uid = None;
+    write_if_changed(redb, &old, &status, context).await
+}
+
+/// Records a new bdb right after its creation (uid, action, `pending`) and drops the pending-creation marker, so a
+/// restart finds it by uid. `base` is the status as last written.
+pub async fn record_creation(
+    redb: &RedisEnterpriseDatabase,
+    base: RedisEnterpriseDatabaseStatus,
+    created: &Bdb,
+    references: &References,
+    context: &DatabaseContext,
+) -> Result<RedisEnterpriseDatabaseStatus, DatabaseError> {
+    let old = base;
+    let mut status = old.clone();
+    status.pending_creation = None;
     status.database_uid = Some(created.uid.to_string());
     status.status = Some(created.status.clone());
     status.redis_enterprise_cluster = Some(references.cluster.name_any());
@@ -357,6 +403,9 @@ pub async fn write_blocked(
 /// Reports a failed reconcile (to be retried with backoff): `Ready=False` with the error's category and text,
 /// `Reconciling=True`, and a Warning event. Failing to write this is only logged.
 pub async fn report_failure(redb: &RedisEnterpriseDatabase, error: &DatabaseError, context: &DatabaseContext) {
+    // This reconcile may have written the status (a pending-creation marker) after `redb` was read: start from
+    // the object as it is now, so the marker is kept.
+    let redb = &super::fresh(redb, context).await.unwrap_or_else(|_| redb.clone());
     let old = redb.status.clone().unwrap_or_default();
     let mut new = old.clone();
     let message = format!("{error}; retrying with backoff");

@@ -1,10 +1,13 @@
 //! Validate stage (no I/O): the raw REDB and what the dereference stage found → [`ValidatedState`]: the
 //! validated database, its validated cluster (for Service naming and ports) and the password to use, taken from the
-//! database Secret or generated once when the Secret has none.
+//! database Secret, or generated once when the Secret has none and the database does not exist yet. A database that
+//! exists whose Secret (or its `password` key) is gone is refused: a new password would lock its clients out.
 
 use std::fmt;
 
-use super::dereference::References;
+use kube::ResourceExt;
+
+use super::dereference::{Blocked, References, database_secret_name};
 use crate::api::RedisEnterpriseDatabase;
 use crate::controllers::secret_value;
 use crate::manifests::Severity;
@@ -18,8 +21,8 @@ pub const GENERATED_PASSWORD_LENGTH: usize = 32;
 pub enum Password {
     /// The database Secret's `password` key.
     FromSecret(String),
-    /// Generated now because the Secret does not exist or has no password; it is stored in the Secret before the
-    /// database uses it, and never generated again.
+    /// Generated now because the Secret does not exist or has no password and the database does not exist yet; it
+    /// is stored in the Secret before the database uses it, and never generated again.
     Generated(String),
     /// `defaultUser: false`: no password and no Secret.
     None,
@@ -97,8 +100,52 @@ pub fn generate_password() -> String {
     password
 }
 
+/// Why the validate stage stops the pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// The spec does not validate.
+    Invalid(InvalidSpec),
+    /// The database exists but its Secret has no password to give it (see the module doc).
+    SecretMissing(Blocked),
+}
+
+impl Refused {
+    /// As the blocked outcome the status reports.
+    pub fn into_blocked(self) -> Blocked {
+        match self {
+            Self::Invalid(invalid) => Blocked {
+                stalled: true,
+                reason: "InvalidSpec",
+                message: invalid.to_string(),
+            },
+            Self::SecretMissing(blocked) => blocked,
+        }
+    }
+}
+
+/// The refusal for an existing database whose Secret has no `password`.
+pub fn secret_missing(redb: &RedisEnterpriseDatabase, references: &References) -> Option<Blocked> {
+    let bdb = references.bdb.as_ref()?;
+    let namespace = redb.namespace().unwrap_or_else(|| "default".to_string());
+    let secret_name = database_secret_name(redb);
+    let what = if references.secret.is_some() {
+        format!("its Secret {namespace}/{secret_name} has no key password")
+    } else {
+        format!("its Secret {namespace}/{secret_name} is missing")
+    };
+    Some(Blocked {
+        stalled: true,
+        reason: "DatabaseSecretMissing",
+        message: format!(
+            "database {} (uid {}) exists on cluster {} but {what}; restore the Secret {secret_name} (key password) \
+             with the database's current password: a new password is never generated for a database that exists",
+            bdb.name, bdb.uid, references.cluster_key
+        ),
+    })
+}
+
 /// Runs the validate stage.
-pub fn validate(redb: &RedisEnterpriseDatabase, references: &References) -> Result<ValidatedState, InvalidSpec> {
+pub fn validate(redb: &RedisEnterpriseDatabase, references: &References) -> Result<ValidatedState, Refused> {
     validate_with(redb, references, generate_password)
 }
 
@@ -107,13 +154,15 @@ pub fn validate_with(
     redb: &RedisEnterpriseDatabase,
     references: &References,
     generate: impl FnOnce() -> String,
-) -> Result<ValidatedState, InvalidSpec> {
-    let (database, issues) = validate_database(redb).map_err(|issues| InvalidSpec {
-        errors: issues
-            .iter()
-            .filter(|issue| issue.severity == Severity::Error)
-            .map(|issue| format!("{}: {}", issue.path, issue.message))
-            .collect(),
+) -> Result<ValidatedState, Refused> {
+    let (database, issues) = validate_database(redb).map_err(|issues| {
+        Refused::Invalid(InvalidSpec {
+            errors: issues
+                .iter()
+                .filter(|issue| issue.severity == Severity::Error)
+                .map(|issue| format!("{}: {}", issue.path, issue.message))
+                .collect(),
+        })
     })?;
     let warnings = issues
         .iter()
@@ -129,7 +178,10 @@ pub fn validate_with(
             .and_then(|secret| secret_value(secret, "password"))
         {
             Some(bytes) => Password::FromSecret(String::from_utf8_lossy(&bytes).into_owned()),
-            None => Password::Generated(generate()),
+            None => match secret_missing(redb, references) {
+                Some(blocked) => return Err(Refused::SecretMissing(blocked)),
+                None => Password::Generated(generate()),
+            },
         }
     };
     Ok(ValidatedState {
