@@ -233,11 +233,12 @@ pub fn decide(key: &str, protected: bool, residents: &[Resident]) -> Gate {
             ),
         };
     }
+    let live = if count == 1 { "lives" } else { "live" };
     Gate::Blocked {
         stalled: true,
         reason: DELETION_BLOCKED,
         message: format!(
-            "cluster {key} is not deleted while {count} {databases} live on it ({}): deleting the cluster would \
+            "cluster {key} is not deleted while {count} {databases} {live} on it ({}): deleting the cluster would \
              delete their data; delete the RedisEnterpriseDatabases first (kubectl delete redb), then the cluster \
              goes",
             listed(residents)

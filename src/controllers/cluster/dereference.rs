@@ -383,6 +383,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_new_password_only_for_a_cluster_that_never_bootstrapped() {
+        let none = BTreeMap::new();
+        assert_eq!(check_never_bootstrapped("rec", None, &none, None), Ok(()));
+        assert_eq!(
+            check_never_bootstrapped("rec", Some("Running"), &none, None),
+            Err(Verdict::Bootstrapped("its status.state is Running".into()))
+        );
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &none, Some("redis-enterprise-storage-rec-0")),
+            Err(Verdict::Bootstrapped(
+                "the PersistentVolumeClaim redis-enterprise-storage-rec-0 of its nodes exists; if no cluster ever ran \
+                 on it, delete the claim instead"
+                    .into()
+            ))
+        );
+        let probes = |answers: Vec<Probe>| -> BTreeMap<i32, Probe> { (0..).zip(answers).collect() };
+        let idle = || Probe::Answered(Ok("idle".into()));
+        assert_eq!(check_never_bootstrapped("rec", Some("BootstrappingFirstPod"), &probes(vec![idle(), idle()]), None), Ok(()));
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &probes(vec![idle(), Probe::Answered(Ok("completed".into()))]), None),
+            Err(Verdict::Bootstrapped("pod rec-1 reports bootstrap state completed".into()))
+        );
+        let refused = Probe::Answered(Err(EnterpriseError::Unauthorized {
+            endpoint: "GET /v1/bootstrap".into(),
+        }));
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &probes(vec![refused]), None),
+            Err(Verdict::Bootstrapped(
+                "pod rec-0 answers as a cluster member and refuses a new password (HTTP 401)".into()
+            ))
+        );
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &probes(vec![idle(), Probe::NoAddress]), None),
+            Err(Verdict::Unknown("pod rec-1 has no address yet".into()))
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret_data() {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "rec"}, "data": {"password": "c2VjcmV0LXZhbHVl"}
+        }))
+        .expect("secret");
+        let observed = Observed {
+            credentials_secret: Some(secret),
+            credentials: Some(Credentials {
+                username: "admin".into(),
+                password: "secret-value".into(),
+            }),
+            cluster_ca: None,
+            license_secret: None,
+            stateful_set: None,
+            pods: BTreeMap::new(),
+            rest: RestState::default(),
+        };
+        let shown = format!("{observed:?}");
+        assert!(!shown.contains("secret-value") && !shown.contains("c2VjcmV0"), "{shown}");
+        assert!(shown.contains("\"rec\""), "{shown}");
+    }
+
+    #[test]
     fn generated_passwords_are_long_and_differ() {
         let first = generate_password("rec").expect("random");
         let second = generate_password("rec").expect("random");
