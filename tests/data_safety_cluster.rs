@@ -51,10 +51,7 @@ impl Harness {
         let client = sandbox.apiserver.kube_client().expect("kube client");
         let temp = tempfile::tempdir().expect("temp dir");
         let kubeconfig = temp.path().join("kubeconfig");
-        sandbox
-            .apiserver
-            .write_kubeconfig(&kubeconfig)
-            .expect("kubeconfig");
+        sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
         let metrics = Arc::new(Metrics::default());
         let context = ControllerContext {
             client: client.clone(),
@@ -191,15 +188,21 @@ impl Harness {
 
     /// A Redis connection to database `name` as an application makes it: address and port from the REST API's
     /// endpoint of the Service name, password from the database Secret.
-    fn redis(&self, namespace: &str, service: &str, port: &str, password: &str) -> redis::RedisResult<redis::Connection> {
+    fn redis(
+        &self,
+        namespace: &str,
+        service: &str,
+        port: &str,
+        password: &str,
+    ) -> redis::RedisResult<redis::Connection> {
         let ip = self
             .sandbox
             .emulator
             .names()
             .lookup(&format!("{service}.{namespace}.svc"))
             .expect("the Service name resolves");
-        let mut connection = redis::Client::open(format!("redis://{ip}:{port}"))?
-            .get_connection_with_timeout(Duration::from_secs(5))?;
+        let mut connection =
+            redis::Client::open(format!("redis://{ip}:{port}"))?.get_connection_with_timeout(Duration::from_secs(5))?;
         redis::cmd("AUTH").arg(password).query::<()>(&mut connection)?;
         Ok(connection)
     }
@@ -310,7 +313,11 @@ async fn kubectl_delete_of_a_cluster_with_a_database_keeps_cluster_and_data_unti
     );
     harness.create_redb(NAMESPACE, "cache", "rec").await;
     harness.wait_database_ready(NAMESPACE, "cache").await;
-    let secret = harness.secrets(NAMESPACE).get("redb-cache").await.expect("database Secret");
+    let secret = harness
+        .secrets(NAMESPACE)
+        .get("redb-cache")
+        .await
+        .expect("database Secret");
     let (service, port, password) = (
         text(&secret, "service_name"),
         text(&secret, "port"),
@@ -345,7 +352,15 @@ async fn kubectl_delete_of_a_cluster_with_a_database_keeps_cluster_and_data_unti
         events.contains(&("Warning".into(), "DeletionBlocked".into(), expected.into())),
         "{events:?}"
     );
-    let shown = harness.kubectl(&["get", "rec", "rec", "-n", NAMESPACE, "-o", "jsonpath={.status.conditions}"]);
+    let shown = harness.kubectl(&[
+        "get",
+        "rec",
+        "rec",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.status.conditions}",
+    ]);
     assert!(shown.contains("DeletionBlocked"), "{shown}");
 
     // While the finalizer holds, the nodes and the data are there, with the old password.
@@ -365,7 +380,10 @@ async fn kubectl_delete_of_a_cluster_with_a_database_keeps_cluster_and_data_unti
 
     // Deleting the database lets the cluster go; its children follow, the admin Secret stays.
     harness.kubectl(&["delete", "redb", "cache", "-n", NAMESPACE, "--wait=false"]);
-    eventually("REC rec to be gone", || async { recs.get_opt("rec").await.ok()?.is_none().then_some(()) }).await;
+    eventually("REC rec to be gone", || async {
+        recs.get_opt("rec").await.ok()?.is_none().then_some(())
+    })
+    .await;
     let stateful_sets = Api::<StatefulSet>::namespaced(harness.client.clone(), NAMESPACE);
     eventually("the StatefulSet to be collected", || async {
         stateful_sets.get_opt("rec").await.ok()?.is_none().then_some(())
@@ -383,7 +401,10 @@ async fn a_deleted_admin_secret_of_a_running_cluster_is_stalled_and_never_replac
     let secrets = harness.secrets(NAMESPACE);
     let original = secrets.get("rec").await.expect("admin Secret");
     let credentials = admin(&original);
-    assert!(original.owner_references().is_empty(), "the admin Secret outlives the REC");
+    assert!(
+        original.owner_references().is_empty(),
+        "the admin Secret outlives the REC"
+    );
 
     secrets
         .delete("rec", &DeleteParams::default())
@@ -411,7 +432,10 @@ async fn a_deleted_admin_secret_of_a_running_cluster_is_stalled_and_never_replac
         (harness.failures("CredentialsSecretMissing") >= seen + 2).then_some(())
     })
     .await;
-    assert!(secrets.get_opt("rec").await.expect("get").is_none(), "no new Secret appeared");
+    assert!(
+        secrets.get_opt("rec").await.expect("get").is_none(),
+        "no new Secret appeared"
+    );
     let nodes = harness
         .cluster_client("rec", credentials.clone())
         .nodes()
@@ -460,12 +484,25 @@ async fn a_cluster_without_databases_deleted_and_created_again_runs_with_the_adm
         .await
         .expect("add a legacy owner reference");
     eventually("the legacy owner reference to be removed", || async {
-        secrets.get("rec").await.ok()?.owner_references().is_empty().then_some(())
+        secrets
+            .get("rec")
+            .await
+            .ok()?
+            .owner_references()
+            .is_empty()
+            .then_some(())
     })
     .await;
 
     // Protected: kubectl delete is refused until the annotation goes.
-    harness.kubectl(&["annotate", "rec", "rec", "-n", NAMESPACE, "redisgitops.dev/protect=true"]);
+    harness.kubectl(&[
+        "annotate",
+        "rec",
+        "rec",
+        "-n",
+        NAMESPACE,
+        "redisgitops.dev/protect=true",
+    ]);
     harness.kubectl(&["delete", "rec", "rec", "-n", NAMESPACE, "--wait=false"]);
     let expected = "cluster default/rec is protected (annotation redisgitops.dev/protect: \"true\") and is kept with \
                     every database on it; to delete it, remove the annotation: kubectl annotate rec rec -n default \
@@ -485,13 +522,19 @@ async fn a_cluster_without_databases_deleted_and_created_again_runs_with_the_adm
     harness.kubectl(&["annotate", "rec", "rec", "-n", NAMESPACE, "redisgitops.dev/protect-"]);
 
     // Released: the REC and its children go, the admin Secret stays.
-    eventually("REC rec to be gone", || async { recs.get_opt("rec").await.ok()?.is_none().then_some(()) }).await;
+    eventually("REC rec to be gone", || async {
+        recs.get_opt("rec").await.ok()?.is_none().then_some(())
+    })
+    .await;
     let stateful_sets = Api::<StatefulSet>::namespaced(harness.client.clone(), NAMESPACE);
     eventually("the StatefulSet to be collected", || async {
         stateful_sets.get_opt("rec").await.ok()?.is_none().then_some(())
     })
     .await;
-    assert_eq!(admin(&secrets.get("rec").await.expect("the admin Secret survived")), credentials);
+    assert_eq!(
+        admin(&secrets.get("rec").await.expect("the admin Secret survived")),
+        credentials
+    );
 
     // Applied again (as from Git): the nodes come back with their old cluster and the kept password: Running.
     harness.create_rec(NAMESPACE, "rec").await;

@@ -146,7 +146,11 @@ pub async fn residents(client: &kube::Client, cluster: &RedisEnterpriseCluster) 
     // Only REDBs elsewhere that name this cluster need the list of RECs.
     let elsewhere = redbs.iter().any(|redb| {
         redb.namespace().as_deref() != Some(namespace.as_str())
-            && redb.spec.redis_enterprise_cluster.as_ref().is_some_and(|c| c.name == name)
+            && redb
+                .spec
+                .redis_enterprise_cluster
+                .as_ref()
+                .is_some_and(|c| c.name == name)
     });
     let clusters: BTreeSet<(String, String)> = if elsewhere {
         Api::<RedisEnterpriseCluster>::all(client.clone())
@@ -192,7 +196,11 @@ pub enum Gate {
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
 fn listed(residents: &[Resident]) -> String {
-    let mut names: Vec<&str> = residents.iter().take(LISTED_DATABASES).map(|r| r.key.as_str()).collect();
+    let mut names: Vec<&str> = residents
+        .iter()
+        .take(LISTED_DATABASES)
+        .map(|r| r.key.as_str())
+        .collect();
     let more;
     if residents.len() > LISTED_DATABASES {
         more = format!("and {} more", residents.len() - LISTED_DATABASES);
@@ -266,9 +274,15 @@ mod tests {
     fn a_redb_lives_where_the_database_controller_would_resolve_it() {
         let none = BTreeSet::new();
         assert!(lives_on(&redb("prod", "a", Some("rec")), "prod", "rec", &none));
-        assert!(lives_on(&redb("prod", "a", None), "prod", "rec", &none), "no name: any REC of the namespace");
+        assert!(
+            lives_on(&redb("prod", "a", None), "prod", "rec", &none),
+            "no name: any REC of the namespace"
+        );
         assert!(!lives_on(&redb("prod", "a", Some("other")), "prod", "rec", &none));
-        assert!(lives_on(&redb("apps", "a", Some("rec")), "prod", "rec", &none), "named from elsewhere");
+        assert!(
+            lives_on(&redb("apps", "a", Some("rec")), "prod", "rec", &none),
+            "named from elsewhere"
+        );
         let local = [("apps".to_string(), "rec".to_string())].into();
         assert!(
             !lives_on(&redb("apps", "a", Some("rec")), "prod", "rec", &local),
@@ -296,7 +310,11 @@ mod tests {
             deleting,
         };
         assert_eq!(
-            decide("prod/rec", false, &[live("prod/cache", false), live("prod/orders", true)]),
+            decide(
+                "prod/rec",
+                false,
+                &[live("prod/cache", false), live("prod/orders", true)]
+            ),
             Gate::Blocked {
                 stalled: true,
                 reason: "DeletionBlocked",
@@ -311,7 +329,8 @@ mod tests {
             Gate::Blocked {
                 stalled: false,
                 reason: "DeletionBlocked",
-                message: "cluster prod/rec is kept until the 1 database being deleted on it is gone: prod/orders".into(),
+                message: "cluster prod/rec is kept until the 1 database being deleted on it is gone: prod/orders"
+                    .into(),
             }
         );
         let many: Vec<Resident> = (0..12).map(|i| live(&format!("prod/db{i:02}"), false)).collect();

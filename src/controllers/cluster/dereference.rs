@@ -49,7 +49,10 @@ impl std::fmt::Debug for Observed {
             )
             .field("credentials", &self.credentials)
             .field("cluster_ca", &self.cluster_ca.as_ref().map(|_| "<redacted>"))
-            .field("license_secret", &self.license_secret.as_ref().map(ResourceExt::name_any))
+            .field(
+                "license_secret",
+                &self.license_secret.as_ref().map(ResourceExt::name_any),
+            )
             .field("stateful_set", &self.stateful_set.as_ref().map(ResourceExt::name_any))
             .field("pods", &self.pods.keys().collect::<Vec<_>>())
             .field("rest", &self.rest)
@@ -275,7 +278,9 @@ pub fn check_never_bootstrapped(
         match probe {
             Probe::Answered(Ok(state)) if state == "idle" => {}
             Probe::Answered(Ok(state)) => {
-                return Err(Verdict::Bootstrapped(format!("pod {pod} reports bootstrap state {state}")));
+                return Err(Verdict::Bootstrapped(format!(
+                    "pod {pod} reports bootstrap state {state}"
+                )));
             }
             Probe::Answered(Err(EnterpriseError::Unauthorized { .. })) => {
                 return Err(Verdict::Bootstrapped(format!(
@@ -400,10 +405,25 @@ mod tests {
         );
         let probes = |answers: Vec<Probe>| -> BTreeMap<i32, Probe> { (0..).zip(answers).collect() };
         let idle = || Probe::Answered(Ok("idle".into()));
-        assert_eq!(check_never_bootstrapped("rec", Some("BootstrappingFirstPod"), &probes(vec![idle(), idle()]), None), Ok(()));
         assert_eq!(
-            check_never_bootstrapped("rec", None, &probes(vec![idle(), Probe::Answered(Ok("completed".into()))]), None),
-            Err(Verdict::Bootstrapped("pod rec-1 reports bootstrap state completed".into()))
+            check_never_bootstrapped(
+                "rec",
+                Some("BootstrappingFirstPod"),
+                &probes(vec![idle(), idle()]),
+                None
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_never_bootstrapped(
+                "rec",
+                None,
+                &probes(vec![idle(), Probe::Answered(Ok("completed".into()))]),
+                None
+            ),
+            Err(Verdict::Bootstrapped(
+                "pod rec-1 reports bootstrap state completed".into()
+            ))
         );
         let refused = Probe::Answered(Err(EnterpriseError::Unauthorized {
             endpoint: "GET /v1/bootstrap".into(),
@@ -439,7 +459,10 @@ mod tests {
             rest: RestState::default(),
         };
         let shown = format!("{observed:?}");
-        assert!(!shown.contains("secret-value") && !shown.contains("c2VjcmV0"), "{shown}");
+        assert!(
+            !shown.contains("secret-value") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
         assert!(shown.contains("\"rec\""), "{shown}");
     }
 

@@ -45,8 +45,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
@@ -149,11 +149,15 @@ pub async fn run_with_settings(
         .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
         // The credentials Secret has no owner reference (it outlives the REC); its labels name the cluster.
-        .watches(Api::<Secret>::all(client.clone()), children.clone(), |secret: Secret| {
-            let namespace = secret.namespace()?;
-            let cluster = secret.labels().get("redis.io/cluster")?.clone();
-            Some(ObjectRef::<RedisEnterpriseCluster>::new(&cluster).within(&namespace))
-        })
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            children.clone(),
+            |secret: Secret| {
+                let namespace = secret.namespace()?;
+                let cluster = secret.labels().get("redis.io/cluster")?.clone();
+                Some(ObjectRef::<RedisEnterpriseCluster>::new(&cluster).within(&namespace))
+            },
+        )
         .owns(Api::<PodDisruptionBudget>::all(client), children)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
