@@ -378,7 +378,11 @@ async fn handle_deletion(cluster: &RedisEnterpriseCluster, shared: &Shared) -> R
                 state: old
                     .and_then(|s| s.state.clone())
                     .unwrap_or_else(|| state::PENDING_CREATION.to_string()),
-                spec_status: "Valid",
+                spec_status: if old.and_then(|s| s.spec_status.as_deref()) == Some("Invalid") {
+                    "Invalid"
+                } else {
+                    "Valid"
+                },
                 credentials_secret_name: Some(credentials_secret_name(cluster)),
                 ready: ConditionValue::no(reason, message.clone()),
                 reconciling: if stalled {
@@ -398,7 +402,8 @@ async fn handle_deletion(cluster: &RedisEnterpriseCluster, shared: &Shared) -> R
                 publish(shared, cluster, type_, reason, &message).await;
             }
             write_status(client, cluster, &report).await?;
-            // Neither REDBs nor the annotation are watched for this: look again soon, less often when stalled.
+            // REDBs are not watched by this controller (a REC's own changes, the annotation included, are): look
+            // again soon, less often while the user has to act.
             let delay = if stalled {
                 (shared.settings.poll * 10).min(shared.settings.resync.max(shared.settings.poll))
             } else {
