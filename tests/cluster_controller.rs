@@ -433,7 +433,14 @@ async fn a_cluster_bootstraps_resyncs_without_writes_scales_out_refuses_scale_in
         .get("rec")
         .await
         .expect("secret");
-    assert!(owned(&secret.metadata));
+    // The admin Secret has the cluster's labels but no owner reference: it outlives the REC (issue 9).
+    let secret_labels = secret.metadata.labels.clone().unwrap_or_default();
+    assert!(secret.metadata.owner_references.is_none(), "{:?}", secret.metadata);
+    assert_eq!(secret_labels.get("redis.io/cluster").map(String::as_str), Some("rec"));
+    assert_eq!(
+        secret_labels.get("app.kubernetes.io/component").map(String::as_str),
+        Some("credentials")
+    );
     let first_password = password(&secret);
     assert!(first_password.len() >= 32, "a generated password");
     for (kind, meta) in [

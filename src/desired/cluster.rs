@@ -147,15 +147,19 @@ pub fn build_role_binding(cluster: &ValidatedCluster) -> RoleBinding {
     }
 }
 
-/// The admin-credentials Secret, keys `username` and `password`.
+/// The admin-credentials Secret, keys `username` and `password`. It carries the labels of the cluster but no owner
+/// reference: like the nodes' PersistentVolumeClaims it outlives the REC, so a REC deleted and applied again (from
+/// Git) finds the password of the cluster its volumes hold instead of minting one the cluster refuses.
 pub fn build_credentials_secret(cluster: &ValidatedCluster, password: Option<&str>) -> Secret {
+    let mut metadata = metadata(
+        cluster,
+        &cluster.credentials_secret_name,
+        "credentials",
+        BTreeMap::new(),
+    );
+    metadata.owner_references = None;
     Secret {
-        metadata: metadata(
-            cluster,
-            &cluster.credentials_secret_name,
-            "credentials",
-            BTreeMap::new(),
-        ),
+        metadata,
         type_: Some("Opaque".to_string()),
         string_data: Some(
             [
@@ -511,6 +515,18 @@ mod tests {
             .string_data
             .expect("data");
         assert_eq!(filled["password"], "s3cret");
+    }
+
+    #[test]
+    fn the_credentials_secret_has_the_cluster_labels_but_no_owner_reference() {
+        let mut validated = cluster(MINIMAL);
+        validated.uid = Some("1234".into());
+        let secret = build_credentials_secret(&validated, Some("s3cret"));
+        assert!(secret.metadata.owner_references.is_none());
+        let labels = secret.metadata.labels.expect("labels");
+        assert_eq!(labels[keys::COMPONENT], "credentials");
+        assert_eq!(labels["redis.io/cluster"], validated.name);
+        assert!(build_statefulset(&validated, 0).metadata.owner_references.is_some());
     }
 
     #[test]

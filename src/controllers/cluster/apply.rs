@@ -55,6 +55,7 @@ pub async fn apply_children(
         apply(client, namespace, &role_binding, &mut applied).await?;
     }
     if write_credentials_secret {
+        release_credentials_secret(client, namespace, &credentials_secret, &mut applied).await?;
         apply(client, namespace, &with_data(credentials_secret), &mut applied).await?;
     }
     for service in &services {
@@ -63,6 +64,46 @@ pub async fn apply_children(
     apply(client, namespace, &pod_disruption_budget, &mut applied).await?;
     apply(client, namespace, &stateful_set, &mut applied).await?;
     Ok(applied)
+}
+
+/// Drops the owner references to a REC that agents before this one put on the credentials Secret, so the Secret is
+/// not garbage-collected with the REC (the desired Secret has none; "desired is contained in live" would never
+/// notice an extra reference). A JSON merge patch with the resourceVersion, so a concurrent change is not lost.
+async fn release_credentials_secret(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &Secret,
+    applied: &mut Applied,
+) -> Result<(), ClusterError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let name = desired.name_any();
+    let Some(live) = api
+        .get_opt(&name)
+        .await
+        .map_err(kubernetes(format!("read Secret {namespace}/{name}")))?
+    else {
+        return Ok(());
+    };
+    let owners = live.owner_references();
+    let kept: Vec<_> = owners
+        .iter()
+        .filter(|owner| owner.kind != "RedisEnterpriseCluster")
+        .cloned()
+        .collect();
+    if kept.len() == owners.len() {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"metadata": {
+        "resourceVersion": live.resource_version(),
+        "ownerReferences": if kept.is_empty() { Value::Null } else { serde_json::to_value(&kept).unwrap_or(Value::Null) },
+    }});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(kubernetes(format!(
+            "remove the owner reference of the credentials Secret {namespace}/{name}"
+        )))?;
+    applied.written.push(format!("Secret/{name} (owner reference removed)"));
+    Ok(())
 }
 
 /// Moves `stringData` into `data`, as the API server stores it, so the desired Secret compares with the live one.

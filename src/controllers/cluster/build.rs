@@ -11,8 +11,9 @@ use super::validate::Validated;
 use crate::api::keys;
 use crate::desired::cluster::{ClusterResources, NODE_CONTAINER, build_cluster};
 
-/// The objects to apply and the decisions behind them.
-#[derive(Clone, Debug)]
+/// The objects to apply and the decisions behind them. Its `Debug` leaves out the objects (the credentials
+/// Secret holds the admin password).
+#[derive(Clone)]
 pub struct Plan {
     /// Every object, with the replicas and partition below.
     pub resources: ClusterResources,
@@ -26,6 +27,19 @@ pub struct Plan {
     pub upgrade: bool,
     /// What was seen of each ordinal `0..replicas`.
     pub pods: Vec<PodRollout>,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("resources", &"<redacted>")
+            .field("replicas", &self.replicas)
+            .field("scale_in_refused", &self.scale_in_refused)
+            .field("rollout", &self.rollout)
+            .field("upgrade", &self.upgrade)
+            .field("pods", &self.pods)
+            .finish()
+    }
 }
 
 /// The pod-template hash a StatefulSet's pods carry.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
@@ -15,14 +15,14 @@ use super::error::{ClusterError, kubernetes};
 use super::state;
 use crate::api::RedisEnterpriseCluster;
 use crate::controllers::{ControllerContext, EnterpriseAccess, credentials_secret_name, secret_value};
+use crate::desired::cluster::STORAGE_VOLUME;
 use crate::enterprise::types::{BootstrapStatus, Credentials, Node};
 use crate::enterprise::{EnterpriseClient, EnterpriseError};
 
 /// Bytes of randomness in a generated admin password (32 characters of URL-safe base64).
 const PASSWORD_BYTES: usize = 24;
 
-/// What was read for one cluster.
-#[derive(Debug)]
+/// What was read for one cluster. Its `Debug` shows no Secret data and no password.
 pub struct Observed {
     /// The credentials Secret, if it exists.
     pub credentials_secret: Option<Secret>,
@@ -38,6 +38,26 @@ pub struct Observed {
     pub pods: BTreeMap<i32, Pod>,
     /// What the REST API said.
     pub rest: RestState,
+}
+
+impl std::fmt::Debug for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed")
+            .field(
+                "credentials_secret",
+                &self.credentials_secret.as_ref().map(ResourceExt::name_any),
+            )
+            .field("credentials", &self.credentials)
+            .field("cluster_ca", &self.cluster_ca.as_ref().map(|_| "<redacted>"))
+            .field(
+                "license_secret",
+                &self.license_secret.as_ref().map(ResourceExt::name_any),
+            )
+            .field("stateful_set", &self.stateful_set.as_ref().map(ResourceExt::name_any))
+            .field("pods", &self.pods.keys().collect::<Vec<_>>())
+            .field("rest", &self.rest)
+            .finish()
+    }
 }
 
 /// The REST API's view of the cluster.
@@ -119,6 +139,7 @@ pub async fn dereference(
                 .map(|(username, password)| Credentials { username, password });
             (credentials, secret_value(secret, crate::controllers::CA_KEY))
         }
+        // Generated only when nothing is known about the cluster yet; see `check_never_bootstrapped` below.
         None => {
             let username = cluster
                 .spec
@@ -155,6 +176,55 @@ pub async fn dereference(
         .filter_map(|pod| ordinal_of(&name, &pod).map(|ordinal| (ordinal, pod)))
         .collect();
 
+    if credentials_secret.is_none() {
+        let candidate = credentials.clone().unwrap_or_else(|| Credentials {
+            username: String::new(),
+            password: String::new(),
+        });
+        let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &namespace);
+        let claim_name = format!("{STORAGE_VOLUME}-{name}-0");
+        let claim_exists = pods.is_empty()
+            && claim
+                .get_opt(&claim_name)
+                .await
+                .map_err(kubernetes(format!(
+                    "read the PersistentVolumeClaim {namespace}/{claim_name}"
+                )))?
+                .is_some();
+        let mut probes = BTreeMap::new();
+        for (ordinal, pod) in &pods {
+            let has_address = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_deref())
+                .is_some_and(|ip| !ip.is_empty());
+            if !has_address {
+                probes.insert(*ordinal, Probe::NoAddress);
+                continue;
+            }
+            let node = node_client(context, &namespace, &name, *ordinal, &candidate, None)?;
+            let answer = node.bootstrap().await.map(|b| b.bootstrap_status.state);
+            probes.insert(*ordinal, Probe::Answered(answer));
+        }
+        let known_state = cluster.status.as_ref().and_then(|s| s.state.as_deref());
+        check_never_bootstrapped(&name, known_state, &probes, claim_exists.then_some(claim_name.as_str())).map_err(
+            |verdict| match verdict {
+                Verdict::Bootstrapped(evidence) => ClusterError::CredentialsSecretMissing {
+                    namespace: namespace.clone(),
+                    name: secret_name.clone(),
+                    cluster: name.clone(),
+                    evidence,
+                },
+                Verdict::Unknown(reason) => ClusterError::CredentialsSecretUnverified {
+                    namespace: namespace.clone(),
+                    name: secret_name.clone(),
+                    cluster: name.clone(),
+                    reason,
+                },
+            },
+        )?;
+    }
+
     let mut observed = Observed {
         credentials_secret,
         credentials,
@@ -169,6 +239,72 @@ pub async fn dereference(
         observed.rest = read_rest_state(context, cluster, &observed, &credentials).await?;
     }
     Ok(observed)
+}
+
+/// What a pod said to `GET /v1/bootstrap` while the admin Secret is missing.
+#[derive(Debug)]
+pub enum Probe {
+    /// The pod has no address yet.
+    NoAddress,
+    /// Its bootstrap state, or the error.
+    Answered(Result<String, EnterpriseError>),
+}
+
+/// Why no new admin password may be generated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The cluster exists; the evidence, for the message.
+    Bootstrapped(String),
+    /// A pod did not answer; which and why.
+    Unknown(String),
+}
+
+/// Whether a cluster whose admin Secret is missing was never bootstrapped, so that a new password is safe: its
+/// status never reached a state where the cluster exists, every pod answers `idle` (a member answers HTTP 401 to
+/// the fresh password, a node that bootstrapped answers another state), and without pods no volume claim of an
+/// earlier cluster (`claim`) is left.
+pub fn check_never_bootstrapped(
+    cluster: &str,
+    known_state: Option<&str>,
+    probes: &BTreeMap<i32, Probe>,
+    claim: Option<&str>,
+) -> Result<(), Verdict> {
+    if let Some(known) = known_state.filter(|s| state::cluster_exists(s)) {
+        return Err(Verdict::Bootstrapped(format!("its status.state is {known}")));
+    }
+    let mut unknown = None;
+    for (ordinal, probe) in probes {
+        let pod = format!("{cluster}-{ordinal}");
+        match probe {
+            Probe::Answered(Ok(state)) if state == "idle" => {}
+            Probe::Answered(Ok(state)) => {
+                return Err(Verdict::Bootstrapped(format!(
+                    "pod {pod} reports bootstrap state {state}"
+                )));
+            }
+            Probe::Answered(Err(EnterpriseError::Unauthorized { .. })) => {
+                return Err(Verdict::Bootstrapped(format!(
+                    "pod {pod} answers as a cluster member and refuses a new password (HTTP 401)"
+                )));
+            }
+            Probe::Answered(Err(error)) => {
+                unknown.get_or_insert_with(|| format!("pod {pod} does not answer GET /v1/bootstrap ({error})"));
+            }
+            Probe::NoAddress => {
+                unknown.get_or_insert_with(|| format!("pod {pod} has no address yet"));
+            }
+        }
+    }
+    if let Some(reason) = unknown {
+        return Err(Verdict::Unknown(reason));
+    }
+    if let Some(claim) = claim {
+        return Err(Verdict::Bootstrapped(format!(
+            "the PersistentVolumeClaim {claim} of its nodes exists; if no cluster ever ran on it, delete the claim \
+             instead"
+        )));
+    }
+    Ok(())
 }
 
 fn rest_client(
@@ -250,6 +386,85 @@ fn is_active_member(nodes: Option<&Result<Vec<Node>, EnterpriseError>>, ip: Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_password_only_for_a_cluster_that_never_bootstrapped() {
+        let none = BTreeMap::new();
+        assert_eq!(check_never_bootstrapped("rec", None, &none, None), Ok(()));
+        assert_eq!(
+            check_never_bootstrapped("rec", Some("Running"), &none, None),
+            Err(Verdict::Bootstrapped("its status.state is Running".into()))
+        );
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &none, Some("redis-enterprise-storage-rec-0")),
+            Err(Verdict::Bootstrapped(
+                "the PersistentVolumeClaim redis-enterprise-storage-rec-0 of its nodes exists; if no cluster ever ran \
+                 on it, delete the claim instead"
+                    .into()
+            ))
+        );
+        let probes = |answers: Vec<Probe>| -> BTreeMap<i32, Probe> { (0..).zip(answers).collect() };
+        let idle = || Probe::Answered(Ok("idle".into()));
+        assert_eq!(
+            check_never_bootstrapped(
+                "rec",
+                Some("BootstrappingFirstPod"),
+                &probes(vec![idle(), idle()]),
+                None
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_never_bootstrapped(
+                "rec",
+                None,
+                &probes(vec![idle(), Probe::Answered(Ok("completed".into()))]),
+                None
+            ),
+            Err(Verdict::Bootstrapped(
+                "pod rec-1 reports bootstrap state completed".into()
+            ))
+        );
+        let refused = Probe::Answered(Err(EnterpriseError::Unauthorized {
+            endpoint: "GET /v1/bootstrap".into(),
+        }));
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &probes(vec![refused]), None),
+            Err(Verdict::Bootstrapped(
+                "pod rec-0 answers as a cluster member and refuses a new password (HTTP 401)".into()
+            ))
+        );
+        assert_eq!(
+            check_never_bootstrapped("rec", None, &probes(vec![idle(), Probe::NoAddress]), None),
+            Err(Verdict::Unknown("pod rec-1 has no address yet".into()))
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret_data() {
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "rec"}, "data": {"password": "c2VjcmV0LXZhbHVl"}
+        }))
+        .expect("secret");
+        let observed = Observed {
+            credentials_secret: Some(secret),
+            credentials: Some(Credentials {
+                username: "admin".into(),
+                password: "secret-value".into(),
+            }),
+            cluster_ca: None,
+            license_secret: None,
+            stateful_set: None,
+            pods: BTreeMap::new(),
+            rest: RestState::default(),
+        };
+        let shown = format!("{observed:?}");
+        assert!(
+            !shown.contains("secret-value") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
+        assert!(shown.contains("\"rec\""), "{shown}");
+    }
 
     #[test]
     fn generated_passwords_are_long_and_differ() {

@@ -40,6 +40,47 @@ pub enum ClusterError {
         /// `does not exist` or `has no license key`.
         problem: &'static str,
     },
+    /// The admin Secret is gone but the cluster already exists: a new password would lock the agent out.
+    #[error(
+        "the admin credentials Secret {namespace}/{name} does not exist but cluster {namespace}/{cluster} was already \
+         bootstrapped ({evidence}); restore the Secret {name} (keys `username` and `password`, with the cluster's \
+         current admin password, for example from a backup): the agent never generates a new admin password for an \
+         existing cluster"
+    )]
+    CredentialsSecretMissing {
+        /// Namespace of the REC and the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The REC.
+        cluster: String,
+        /// What shows that the cluster exists.
+        evidence: String,
+    },
+    /// The admin Secret is gone and the agent cannot tell yet whether the cluster exists.
+    #[error(
+        "the admin credentials Secret {namespace}/{name} does not exist and {reason}, so the agent cannot tell \
+         whether cluster {namespace}/{cluster} was bootstrapped; it generates no new password until it can (retrying); \
+         if the cluster exists, restore the Secret {name}"
+    )]
+    CredentialsSecretUnverified {
+        /// Namespace of the REC and the Secret.
+        namespace: String,
+        /// Name of the Secret.
+        name: String,
+        /// The REC.
+        cluster: String,
+        /// Which pod did not answer and why.
+        reason: String,
+    },
+    /// The finalizer patch could not be built.
+    #[error("failed to build the finalizer patch of RedisEnterpriseCluster {cluster}: {reason}")]
+    FinalizerPatch {
+        /// `namespace/name` of the REC.
+        cluster: String,
+        /// Why.
+        reason: String,
+    },
     /// A random password could not be generated.
     #[error("failed to generate the admin password for cluster {cluster}: {reason}")]
     PasswordGeneration {
@@ -84,6 +125,9 @@ impl ClusterError {
         match self {
             Self::Kubernetes { .. } => "KubernetesError",
             Self::CredentialsSecretInvalid { .. } => "CredentialsSecretInvalid",
+            Self::CredentialsSecretMissing { .. } => "CredentialsSecretMissing",
+            Self::CredentialsSecretUnverified { .. } => "CredentialsSecretUnverified",
+            Self::FinalizerPatch { .. } => "FinalizerPatchFailed",
             Self::LicenseSecretInvalid { .. } => "LicenseSecretInvalid",
             Self::PasswordGeneration { .. } => "PasswordGenerationFailed",
             Self::RestClient { .. } => "RestClientInvalid",
@@ -101,7 +145,10 @@ impl ClusterError {
     pub fn is_stalled(&self) -> bool {
         matches!(
             self,
-            Self::CredentialsSecretInvalid { .. } | Self::LicenseSecretInvalid { .. } | Self::RestClient { .. }
+            Self::CredentialsSecretInvalid { .. }
+                | Self::CredentialsSecretMissing { .. }
+                | Self::LicenseSecretInvalid { .. }
+                | Self::RestClient { .. }
         )
     }
 

@@ -17,11 +17,17 @@
 //! Waiting is not an error: it requeues after [`ClusterControllerSettings::poll`]. Failures go to
 //! `error_policy`: per-object exponential backoff, longer when the cluster answers 409 busy.
 //!
-//! No REC finalizer: every child carries an owner reference to the REC, so Kubernetes garbage collection removes
-//! them with it, and the Redis Enterprise cluster lives only in those pods.
+//! Deletion is gated ([`deletion`]): the finalizer `redisgitops.dev/delete-cluster`, added before any child is
+//! created (and to existing RECs at their next reconcile), keeps a deleted REC while a REDB lives on the cluster or
+//! while it is annotated `redisgitops.dev/protect: "true"` (`DeletionBlocked`, with a Warning event saying how to
+//! proceed). The children carry owner references, so they keep running until the REC is gone, then Kubernetes
+//! garbage collection removes them. The admin credentials Secret has no owner reference: like the volume claims it
+//! outlives the REC, and a missing Secret of a cluster that was already bootstrapped is `Stalled`
+//! (`CredentialsSecretMissing`, "restore the Secret") instead of getting a new password the cluster would refuse.
 
 pub mod apply;
 pub mod build;
+pub mod deletion;
 pub mod dereference;
 pub mod error;
 pub mod nodes;
@@ -40,6 +46,7 @@ use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
@@ -141,7 +148,16 @@ pub async fn run_with_settings(
     Controller::new(Api::<RedisEnterpriseCluster>::all(client.clone()), all)
         .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
         .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<Secret>::all(client.clone()), children.clone())
+        // The credentials Secret has no owner reference (it outlives the REC); its labels name the cluster.
+        .watches(
+            Api::<Secret>::all(client.clone()),
+            children.clone(),
+            |secret: Secret| {
+                let namespace = secret.namespace()?;
+                let cluster = secret.labels().get("redis.io/cluster")?.clone();
+                Some(ObjectRef::<RedisEnterpriseCluster>::new(&cluster).within(&namespace))
+            },
+        )
         .owns(Api::<PodDisruptionBudget>::all(client), children)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
@@ -185,10 +201,6 @@ fn object_key(cluster: &RedisEnterpriseCluster) -> String {
 async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) -> Result<Action, ClusterError> {
     let started = Instant::now();
     let key = object_key(&cluster);
-    if cluster.metadata.deletion_timestamp.is_some() {
-        // The children go by garbage collection; applying them now would bring them back.
-        return Ok(Action::await_change());
-    }
     let backing_off = shared
         .backing_off
         .lock()
@@ -202,7 +214,12 @@ async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) ->
         // Only our own failure report changed since the failure: keep backing off.
         return Ok(Action::requeue(remaining));
     }
-    let result = reconcile_cluster(&cluster, &shared).await;
+    let result = if cluster.metadata.deletion_timestamp.is_some() {
+        // Nothing is applied any more (it would bring children back); the children run until the REC is gone.
+        handle_deletion(&cluster, &shared).await
+    } else {
+        reconcile_cluster(&cluster, &shared).await
+    };
     let metrics = &shared.context.metrics;
     match result {
         Ok((action, waiting)) => {
@@ -321,9 +338,89 @@ async fn report_failure(cluster: &RedisEnterpriseCluster, shared: &Shared, error
     }
 }
 
+/// A deleted REC: keeps the finalizer while a database lives on the cluster or the REC is protected (status and a
+/// Warning event say why and how to proceed), removes it otherwise.
+async fn handle_deletion(cluster: &RedisEnterpriseCluster, shared: &Shared) -> Result<(Action, bool), ClusterError> {
+    if !deletion::has_finalizer(cluster) {
+        return Ok((Action::await_change(), false));
+    }
+    let client = &shared.context.client;
+    let key = object_key(cluster);
+    let residents = deletion::residents(client, cluster).await?;
+    match deletion::decide(&key, deletion::is_protected(cluster), &residents) {
+        deletion::Gate::Release => {
+            if !deletion::remove_finalizer(client, cluster).await? {
+                return Ok((Action::requeue(shared.settings.poll), true));
+            }
+            shared.memory.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            info!(cluster = %key, "no database lives on the cluster; its deletion goes ahead");
+            publish(
+                shared,
+                cluster,
+                EventType::Normal,
+                "DeletionReleased",
+                &format!(
+                    "no database lives on cluster {key}: the cluster and its children are deleted; the admin Secret \
+                     {} is kept",
+                    credentials_secret_name(cluster)
+                ),
+            )
+            .await;
+            Ok((Action::await_change(), false))
+        }
+        deletion::Gate::Blocked {
+            stalled,
+            reason,
+            message,
+        } => {
+            let old = cluster.status.as_ref();
+            let report = Report {
+                state: old
+                    .and_then(|s| s.state.clone())
+                    .unwrap_or_else(|| state::PENDING_CREATION.to_string()),
+                spec_status: if old.and_then(|s| s.spec_status.as_deref()) == Some("Invalid") {
+                    "Invalid"
+                } else {
+                    "Valid"
+                },
+                credentials_secret_name: Some(credentials_secret_name(cluster)),
+                ready: ConditionValue::no(reason, message.clone()),
+                reconciling: if stalled {
+                    ConditionValue::no(reason, "the deletion waits for a change by the user")
+                } else {
+                    ConditionValue::yes(reason, message.clone())
+                },
+                stalled: if stalled {
+                    ConditionValue::yes(reason, message.clone())
+                } else {
+                    ConditionValue::no("NotStalled", "the databases on the cluster are being deleted")
+                },
+            };
+            let previous = status::condition(old, types::READY);
+            if previous.is_none_or(|c| c.reason != reason || c.message != message) {
+                let type_ = if stalled { EventType::Warning } else { EventType::Normal };
+                publish(shared, cluster, type_, reason, &message).await;
+            }
+            write_status(client, cluster, &report).await?;
+            // REDBs are not watched by this controller (a REC's own changes, the annotation included, are): look
+            // again soon, less often while the user has to act.
+            let delay = if stalled {
+                (shared.settings.poll * 10).min(shared.settings.resync.max(shared.settings.poll))
+            } else {
+                shared.settings.poll
+            };
+            Ok((Action::requeue(delay), true))
+        }
+    }
+}
+
 /// One reconcile. Returns the next action and whether the cluster is still converging.
 async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) -> Result<(Action, bool), ClusterError> {
     let client = &shared.context.client;
+    // Before any child exists, so that no deletion can take the cluster's databases without the gate.
+    if !deletion::ensure_finalizer(client, cluster).await? {
+        return Ok((Action::requeue(shared.settings.poll), true));
+    }
     let old_status = cluster.status.as_ref();
     let old_state = old_status.and_then(|s| s.state.clone()).unwrap_or_default();
 

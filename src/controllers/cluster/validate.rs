@@ -2,11 +2,12 @@
 //! references the dereference stage read: the credentials Secret must carry `username` and `password`, the license
 //! Secret (when named) a `license` key.
 
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::dereference::Observed;
 use super::error::ClusterError;
-use crate::api::RedisEnterpriseCluster;
+use crate::api::{RedisEnterpriseCluster, keys};
 use crate::controllers::{credentials_secret_name, secret_value};
 use crate::enterprise::types::Credentials;
 use crate::manifests::Severity;
@@ -19,8 +20,8 @@ pub struct InvalidSpec {
     pub message: String,
 }
 
-/// Everything the build and apply stages need, checked.
-#[derive(Clone, Debug)]
+/// Everything the build and apply stages need, checked. Its `Debug` shows neither the password nor the license.
+#[derive(Clone)]
 pub struct Validated {
     /// The spec with defaults applied.
     pub cluster: ValidatedCluster,
@@ -30,6 +31,33 @@ pub struct Validated {
     pub license: Option<String>,
     /// Whether the credentials Secret is the agent's own (created by it), as opposed to a user's.
     pub owns_credentials_secret: bool,
+}
+
+impl std::fmt::Debug for Validated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validated")
+            .field("cluster", &self.cluster.name)
+            .field("credentials", &self.credentials)
+            .field("license", &self.license.as_ref().map(|_| "<redacted>"))
+            .field("owns_credentials_secret", &self.owns_credentials_secret)
+            .finish()
+    }
+}
+
+/// Whether `secret` is the credentials Secret the agent created for `cluster`: it carries the agent's labels for
+/// that cluster (it has no owner reference, so it outlives the REC), or the owner reference older agents gave it.
+pub fn is_agent_credentials_secret(cluster: &RedisEnterpriseCluster, secret: &Secret) -> bool {
+    let labels = secret.labels();
+    let name = cluster.name_any();
+    let labelled = labels.get(keys::MANAGED_BY).map(String::as_str) == Some(keys::MANAGER)
+        && labels.get(keys::INSTANCE) == Some(&name)
+        && labels.get(keys::COMPONENT).map(String::as_str) == Some("credentials");
+    let uid = cluster.uid();
+    labelled
+        || secret
+            .owner_references()
+            .iter()
+            .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
 }
 
 /// Validates the spec alone.
@@ -96,13 +124,7 @@ pub fn validate_references(
     };
     let owns_credentials_secret = match &observed.credentials_secret {
         None => true,
-        Some(secret) => {
-            let uid = cluster.uid();
-            secret
-                .owner_references()
-                .iter()
-                .any(|owner| owner.controller == Some(true) && Some(&owner.uid) == uid.as_ref())
-        }
+        Some(secret) => is_agent_credentials_secret(cluster, secret),
     };
     Ok(Validated {
         cluster: validated,
