@@ -88,6 +88,10 @@ enum Command {
         /// for running the agent outside a cluster, e.g. against `redis-gitops sandbox`, which writes one.
         #[arg(long)]
         hosts_file: Option<PathBuf>,
+        /// Allow GitSyncs with `file://` urls (refused by default: a tenant could read repositories on the agent's
+        /// disk). For the sandbox and tests only.
+        #[arg(long)]
+        allow_file_urls: bool,
         /// Time limit of one Redis Enterprise REST call.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         rest_timeout: std::time::Duration,
@@ -170,7 +174,9 @@ fn main() -> ExitCode {
             enterprise_ca_file,
             hosts_file,
             rest_timeout,
+            allow_file_urls,
         } => {
+            redis_gitops::source::set_file_urls_allowed(allow_file_urls);
             let format = match log_format {
                 LogStyle::Text => LogFormat::Text,
                 LogStyle::Json => LogFormat::Json,

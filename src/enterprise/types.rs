@@ -48,8 +48,9 @@ pub struct Node {
     pub other: Map<String, Value>,
 }
 
-/// A database (`GET /v1/bdbs/{uid}`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+/// A database (`GET /v1/bdbs/{uid}`). Its `Debug` hides every field that holds a secret (the cluster reports the
+/// default user's password as `authentication_redis_pass`, backup locations carry access keys).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct Bdb {
     /// The database's id.
     pub uid: u64,
@@ -74,6 +75,56 @@ impl Bdb {
     /// The whole object as JSON, for comparing with a desired body.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Debug for Bdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bdb")
+            .field("uid", &self.uid)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("port", &self.port)
+            .field("action_uid", &self.action_uid)
+            .field("other", &redact_secrets(&Value::Object(self.other.clone())))
+            .finish()
+    }
+}
+
+/// Whether a REST field name holds a secret: passwords, keys, tokens, certificates' private parts.
+fn is_secret_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "pass",
+        "secret",
+        "token",
+        "private",
+        "access_key",
+        "key_id",
+        "credential",
+        "sas",
+    ]
+    .iter()
+    .any(|marker| name.contains(marker))
+}
+
+/// `value` with every secret field's value (at any depth) replaced by `"<redacted>"`.
+pub fn redact_secrets(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let value = if is_secret_field(key) {
+                        Value::String("<redacted>".to_string())
+                    } else {
+                        redact_secrets(value)
+                    };
+                    (key.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_secrets).collect()),
+        other => other.clone(),
     }
 }
 

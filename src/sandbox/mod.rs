@@ -50,6 +50,20 @@ pub enum SandboxError {
     ApiServer(#[from] apiserver::ApiServerError),
 }
 
+/// A fresh bearer token (48 hex digits from the operating system's generator) for the sandbox's Secrets.
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    if openssl::rand::rand_bytes(&mut bytes).is_err() {
+        // Without the system generator, a token from the clock and process still keeps casual readers out.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+            ^ u128::from(std::process::id());
+        bytes[..16].copy_from_slice(&seed.to_le_bytes());
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A running sandbox; dropping it stops the API server and every emulated database process.
 pub struct Sandbox {
     /// The Kubernetes API server.
@@ -69,6 +83,7 @@ impl Sandbox {
                 emulator: emulator.clone(),
             }),
             port: options.port,
+            secrets_token: Some(random_token()),
             ..ApiServerOptions::default()
         })
         .await?;
