@@ -77,7 +77,8 @@ enum Command {
         /// Namespace of the leader Lease `redis-gitops-agent` (one replica writes; the others wait).
         #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
         lease_namespace: String,
-        /// How long the Lease holds without renewal before another replica may take over.
+        /// How long the Lease holds without renewal before another replica may take over (1s to 24h). The leader
+        /// renews every 2/15 of it and stops writing once 2/3 of it passed without a successful renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
         lease_duration: std::time::Duration,
         /// PEM file of the CA (or CAs) that signed the Redis Enterprise REST API certificates. A cluster's own
@@ -210,6 +211,8 @@ fn main() -> ExitCode {
                 }
             };
             let once = once.then_some(timeout);
+            // `--repo .` is a file:// url: the sandbox is a single-user playground, so it allows them explicitly.
+            redis_gitops::source::set_file_urls_allowed(true);
             runtime().block_on(sandbox(kubeconfig, port, source, once))
         }
     }

@@ -474,6 +474,28 @@ mod tests {
         assert!(error.to_string().contains("no CA certificate found"), "{error}");
     }
 
+    fn response(body: Vec<u8>) -> reqwest::Response {
+        reqwest::Response::from(axum::http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_and_one_at_the_limit_is_read() {
+        let limit = 1024 * 1024;
+        let error = read_body(response(vec![b'x'; limit + 1]), limit).await.unwrap_err();
+        assert_eq!(error, "the body exceeds the limit of 1 MiB");
+        let body = read_body(response(vec![b'x'; limit]), limit).await.unwrap();
+        assert_eq!(body.len(), limit);
+        assert_eq!(
+            read_body(response(vec![0xff, 0xfe]), limit).await.unwrap_err(),
+            "the body is not UTF-8 text"
+        );
+        assert_eq!(MAX_RESPONSE_BODY, 8 * 1024 * 1024);
+        let error = read_body(response(vec![b' '; MAX_RESPONSE_BODY + 1]), MAX_RESPONSE_BODY)
+            .await
+            .unwrap_err();
+        assert_eq!(error, "the body exceeds the limit of 8 MiB");
+    }
+
     #[test]
     fn debug_output_never_shows_the_password() {
         let credentials = Credentials {

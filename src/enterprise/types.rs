@@ -222,3 +222,31 @@ impl std::fmt::Debug for Credentials {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_bdb_hides_passwords_and_keys_at_any_depth() {
+        let bdb: Bdb = serde_json::from_value(serde_json::json!({
+            "uid": 1, "name": "orders", "status": "active", "port": 12000,
+            "authentication_redis_pass": "hunter2-db-password",
+            "backup_location": {"type": "s3", "access_key_id": "AKIA-ID", "secret_access_key": "s3-secret"},
+            "roles_permissions": [{"redis_acl_uid": 1, "password": "nested-pass"}],
+            "memory_size": 1073741824
+        }))
+        .unwrap();
+        let debug = format!("{bdb:?}");
+        for secret in ["hunter2-db-password", "AKIA-ID", "s3-secret", "nested-pass"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(
+            debug.contains("\"authentication_redis_pass\": String(\"<redacted>\")"),
+            "{debug}"
+        );
+        assert!(debug.contains("orders") && debug.contains("1073741824"), "{debug}");
+        // Serialization (what is compared with the desired body) keeps the values.
+        assert_eq!(bdb.to_value()["authentication_redis_pass"], "hunter2-db-password");
+    }
+}

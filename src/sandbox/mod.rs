@@ -50,20 +50,6 @@ pub enum SandboxError {
     ApiServer(#[from] apiserver::ApiServerError),
 }
 
-/// A fresh bearer token (48 hex digits from the operating system's generator) for the sandbox's Secrets.
-fn random_token() -> String {
-    let mut bytes = [0u8; 24];
-    if openssl::rand::rand_bytes(&mut bytes).is_err() {
-        // Without the system generator, a token from the clock and process still keeps casual readers out.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-            ^ u128::from(std::process::id());
-        bytes[..16].copy_from_slice(&seed.to_le_bytes());
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// A running sandbox; dropping it stops the API server and every emulated database process.
 pub struct Sandbox {
     /// The Kubernetes API server.
@@ -83,7 +69,9 @@ impl Sandbox {
                 emulator: emulator.clone(),
             }),
             port: options.port,
-            secrets_token: Some(random_token()),
+            // No Secret token here: kubectl (client-go's clientcmd) sends no credentials at all to a plain-http
+            // server, so requiring one would break `kubectl get secret` against the sandbox. See
+            // `ApiServerOptions::secrets_token`.
             ..ApiServerOptions::default()
         })
         .await?;

@@ -64,7 +64,9 @@ pub struct ApiServerOptions {
     pub token: Option<String>,
     /// A bearer token that requests for Secrets (any verb, any namespace) must send, even when `token` is `None`:
     /// the API server listens on loopback, where every local user can connect, and Secrets hold the databases'
-    /// passwords. The kubeconfig and clients this handle makes carry it. `None` serves Secrets to anyone.
+    /// passwords. The kubeconfig and the `kube::Client`s this handle makes carry it. `None` (the default, and what
+    /// `Sandbox::start` uses) serves Secrets to anyone: kubectl sends no credentials to a plain-http server, so
+    /// the real kubectl cannot read Secrets while this is set.
     pub secrets_token: Option<String>,
     /// The port to bind on 127.0.0.1 (0: a free port).
     pub port: u16,
