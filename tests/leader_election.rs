@@ -44,10 +44,7 @@ impl RecordingProxy {
                 std::thread::spawn(move || {
                     let mut seen = Vec::<u8>::new();
                     let mut buffer = [0u8; 16 * 1024];
-                    loop {
-                        let Ok(read) = client_reader.read(&mut buffer) else {
-                            break;
-                        };
+                    while let Ok(read) = client_reader.read(&mut buffer) {
                         if read == 0 {
                             break;
                         }
@@ -111,10 +108,11 @@ fn record_request_lines(seen: &[u8], start: usize, arrived: Instant, log: &Mutex
         if index + end < start {
             continue;
         }
-        if METHODS.iter().any(|method| line.starts_with(method)) && line.ends_with("HTTP/1.1") {
-            if let Ok(mut log) = log.lock() {
-                log.push((arrived, line));
-            }
+        if METHODS.iter().any(|method| line.starts_with(method))
+            && line.ends_with("HTTP/1.1")
+            && let Ok(mut log) = log.lock()
+        {
+            log.push((arrived, line));
         }
     }
 }

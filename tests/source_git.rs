@@ -623,6 +623,40 @@ fn http_wrong_or_missing_credentials_are_clear_and_secret_free() {
 }
 
 #[test]
+fn http_with_credentials_is_refused_before_any_request() {
+    let repo = sample_repo();
+    let server = HttpGitServer::start(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "correct-horse".into(),
+        },
+    );
+    let url = server.url(TestRepo::NAME);
+    let cache = tempfile::tempdir().unwrap();
+    let error = GitSource::new(SourceConfig {
+        url: url.clone(),
+        reference: branch("main"),
+        credentials: basic("deploy", "correct-horse"),
+        cache_dir: cache.path().to_path_buf(),
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "invalid credentials for {url}: the Secret sets 'password', which an http:// url would send in cleartext; \
+             use the https:// url of the repository (plain http:// is for anonymous access only)"
+        )
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Anonymous http:// still reaches the server (which asks for credentials here).
+    let anonymous = source(&url, branch("main"), Credentials::none(), &cache);
+    assert_eq!(anonymous.poll().unwrap_err().category(), "AuthenticationFailed");
+    assert!(server.requests.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
+#[test]
 fn http_bearer_token() {
     let repo = sample_repo();
     let (server, pki) = https_server(repo.root.path(), HttpAuth::Bearer("tok-0123456789".into()));

@@ -622,12 +622,8 @@ pub struct RedirectServer {
 }
 
 impl RedirectServer {
-    /// Starts it; `target` is like `http://localhost:1234`.
-    pub fn start(target: String) -> RedirectServer {
-        RedirectServer::start_with_tls(target, None)
-    }
-
-    /// Starts it over HTTPS with this certificate chain and key (PEM files) when `tls` is given.
+    /// Starts it (over HTTPS with this certificate chain and key, PEM files, when `tls` is given); `target` is like
+    /// `https://localhost:1234`.
     pub fn start_with_tls(target: String, tls: Option<(&Path, &Path)>) -> RedirectServer {
         let acceptor = tls.map(|(chain, key)| {
             let mut builder = openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())

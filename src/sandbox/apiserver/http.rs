@@ -120,11 +120,10 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
 /// Whether a path names Secrets: `/api/v1/secrets` or `/api/v1/namespaces/<ns>/secrets[/...]`.
 fn is_secrets_path(path: &str) -> bool {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["api", "v1", "secrets", ..] => true,
-        ["api", "v1", "namespaces", _, "secrets", ..] => true,
-        _ => false,
-    }
+    matches!(
+        segments.as_slice(),
+        ["api", "v1", "secrets", ..] | ["api", "v1", "namespaces", _, "secrets", ..]
+    )
 }
 
 /// Compares a presented token with the expected one in time independent of where they differ.
