@@ -13,7 +13,7 @@ use redis_gitops::enterprise::hosts::HostsFileResolver;
 use redis_gitops::manifests::{Diagnostic, LoadOptions, load_directory};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
 use redis_gitops::sync::controller::SyncContext;
-use redis_gitops::sync::lease::LeaderLease;
+use redis_gitops::sync::lease::{FenceLayer, LeaderLease, LeaseTimings, WriteFence, install_process_fence};
 use redis_gitops::telemetry::{LogFormat, Metrics, init_logging, serve_health, shutdown_signal};
 
 /// Keep Redis Enterprise clusters and databases exactly as a Git repository describes them.
@@ -77,7 +77,8 @@ enum Command {
         /// Namespace of the leader Lease `redis-gitops-agent` (one replica writes; the others wait).
         #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
         lease_namespace: String,
-        /// How long the Lease holds without renewal before another replica may take over.
+        /// How long the Lease holds without renewal before another replica may take over (1s to 24h). The leader
+        /// renews every 2/15 of it and stops writing once 2/3 of it passed without a successful renewal.
         #[arg(long, default_value = "15s", value_parser = parse_duration_arg)]
         lease_duration: std::time::Duration,
         /// PEM file of the CA (or CAs) that signed the Redis Enterprise REST API certificates. A cluster's own
@@ -88,6 +89,10 @@ enum Command {
         /// for running the agent outside a cluster, e.g. against `redis-gitops sandbox`, which writes one.
         #[arg(long)]
         hosts_file: Option<PathBuf>,
+        /// Allow GitSyncs with `file://` urls (refused by default: a tenant could read repositories on the agent's
+        /// disk). For the sandbox and tests only.
+        #[arg(long)]
+        allow_file_urls: bool,
         /// Time limit of one Redis Enterprise REST call.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         rest_timeout: std::time::Duration,
@@ -170,7 +175,9 @@ fn main() -> ExitCode {
             enterprise_ca_file,
             hosts_file,
             rest_timeout,
+            allow_file_urls,
         } => {
+            redis_gitops::source::set_file_urls_allowed(allow_file_urls);
             let format = match log_format {
                 LogStyle::Text => LogFormat::Text,
                 LogStyle::Json => LogFormat::Json,
@@ -204,6 +211,8 @@ fn main() -> ExitCode {
                 }
             };
             let once = once.then_some(timeout);
+            // `--repo .` is a file:// url: the sandbox is a single-user playground, so it allows them explicitly.
+            redis_gitops::source::set_file_urls_allowed(true);
             runtime().block_on(sandbox(kubeconfig, port, source, once))
         }
     }
@@ -285,10 +294,34 @@ async fn agent(options: AgentOptions) -> ExitCode {
         ready.clone(),
         shutdown_signal(),
     ));
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
+    let timings = match LeaseTimings::for_lease(lease_duration) {
+        Ok(timings) => timings,
+        Err(error) => {
+            tracing::error!(%error, "invalid --lease-duration");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Two clients: the Lease's own, and the controllers', whose every write is refused unless this replica holds
+    // the Lease within its renew deadline (the fence also guards the Redis Enterprise REST writes).
+    let fence = WriteFence::new();
+    install_process_fence(fence.clone());
+    let config = match kube::Config::infer().await {
+        Ok(config) => config,
         Err(error) => {
             tracing::error!(%error, "unable to find a Kubernetes API server (in-cluster account or kubeconfig)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let clients = kube::client::ClientBuilder::try_from(config.clone()).and_then(|lease_client| {
+        let fenced = kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&FenceLayer::new(fence.clone()))
+            .build();
+        Ok((lease_client.build(), fenced))
+    });
+    let (lease_client, client) = match clients {
+        Ok(clients) => clients,
+        Err(error) => {
+            tracing::error!(%error, "unable to build a Kubernetes client from the in-cluster account or kubeconfig");
             return ExitCode::FAILURE;
         }
     };
@@ -307,11 +340,12 @@ async fn agent(options: AgentOptions) -> ExitCode {
         format!("{}-{}", host.trim(), std::process::id())
     });
     let lease = LeaderLease::new(
-        client.clone(),
+        lease_client,
         &lease_namespace,
         "redis-gitops-agent",
         &holder,
-        lease_duration,
+        timings,
+        fence,
     );
     tokio::select! {
         () = lease.acquire() => {}
@@ -330,21 +364,27 @@ async fn agent(options: AgentOptions) -> ExitCode {
     };
     let context = std::sync::Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
     tracing::info!("agent started: GitSync, cluster and database controllers running");
-    let running = async {
-        tokio::join!(
-            redis_gitops::sync::controller::run(context, shutdown_signal()),
-            redis_gitops::controllers::cluster::run(controllers.clone(), shutdown_signal()),
-            redis_gitops::controllers::database::run(controllers, shutdown_signal()),
-        );
-    };
+    // The controllers run as tasks so that losing the lease can abort them at once, wherever they are.
+    let mut running = tokio::task::JoinSet::new();
+    running.spawn(redis_gitops::sync::controller::run(context, shutdown_signal()));
+    running.spawn(redis_gitops::controllers::cluster::run(
+        controllers.clone(),
+        shutdown_signal(),
+    ));
+    running.spawn(redis_gitops::controllers::database::run(controllers, shutdown_signal()));
+    let all_stopped = async { while running.join_next().await.is_some() {} };
     tokio::select! {
-        () = running => {
+        () = all_stopped => {
             tracing::info!("agent stopped");
             ExitCode::SUCCESS
         }
         () = lease.keep() => {
-            // Never write without the lease: stop, and let the Deployment restart this replica as a standby.
-            tracing::error!("agent stopped: the leader lease was lost");
+            // Never write without the lease: the fence already refuses every write; stop the controllers before
+            // a standby can take over (a third of a lease later at the earliest), and let the Deployment restart
+            // this replica as a standby.
+            running.abort_all();
+            while running.join_next().await.is_some() {}
+            tracing::error!("agent stopped: the leader lease was lost; controllers stopped");
             ExitCode::FAILURE
         }
     }

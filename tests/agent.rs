@@ -50,7 +50,13 @@ async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
         .port();
     let address = format!("127.0.0.1:{port}");
     let agent = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
-        .args(["agent", "--metrics-address", &address, "--cache-dir"])
+        .args([
+            "agent",
+            "--allow-file-urls",
+            "--metrics-address",
+            &address,
+            "--cache-dir",
+        ])
         .arg(temp.path().join("cache"))
         .env("KUBECONFIG", &kubeconfig)
         .stdout(Stdio::null())
@@ -113,6 +119,7 @@ fn start_agent(
     let mut child = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
         .args([
             "agent",
+            "--allow-file-urls",
             "--lease-duration",
             "2s",
             "--metrics-address",

@@ -62,22 +62,37 @@ async fn git_daemon_first_sync_new_commit_and_force_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smart_http_basic_auth_from_the_secret_and_a_wrong_password_is_a_clear_secret_free_reason() {
     let (repo, first) = pushed_repo("1GB");
-    let server = HttpGitServer::start(
+    // Credentials only ever go over https (http:// with a password is refused before any network use).
+    let pki = servers::TestPki::generate();
+    let server = HttpGitServer::start_with_tls(
         repo.root.path(),
         HttpAuth::Basic {
             user: "deploy".into(),
             password: "correct-horse".into(),
         },
+        Some((&pki.server_cert, &pki.server_key)),
     );
     let url = server.url(TestRepo::NAME);
+    let ca = String::from_utf8(pki.ca_pem.clone()).expect("PEM text");
     let harness = SyncHarness::start().await;
     harness
-        .create_secret("git-auth", &[("username", "deploy"), ("password", "correct-horse")])
+        .create_secret(
+            "git-auth",
+            &[
+                ("username", "deploy"),
+                ("password", "correct-horse"),
+                ("ca.crt", ca.as_str()),
+            ],
+        )
         .await;
     harness
         .create_secret(
             "git-wrong",
-            &[("username", "deploy"), ("password", "battery-staple-WRONG")],
+            &[
+                ("username", "deploy"),
+                ("password", "battery-staple-WRONG"),
+                ("ca.crt", ca.as_str()),
+            ],
         )
         .await;
     harness

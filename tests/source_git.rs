@@ -509,6 +509,22 @@ fn silent_server_times_out() {
     assert!(error.to_string().contains("while listing remote refs"), "{error}");
 }
 
+/// A smart HTTPS server with its test CA: credentials are only ever sent over https (http:// with a password or
+/// token is refused before any network use).
+fn https_server(root: &std::path::Path, auth: HttpAuth) -> (HttpGitServer, servers::TestPki) {
+    let pki = servers::TestPki::generate();
+    let server = HttpGitServer::start_with_tls(root, auth, Some((&pki.server_cert, &pki.server_key)));
+    (server, pki)
+}
+
+/// `credentials` that also trust `pki`'s CA.
+fn trusting(pki: &servers::TestPki, credentials: Credentials) -> Credentials {
+    Credentials {
+        ca_cert: Some(pki.ca_pem.clone()),
+        ..credentials
+    }
+}
+
 fn basic(user: &str, password: &str) -> Credentials {
     Credentials {
         username: Some(user.to_string()),
@@ -520,7 +536,7 @@ fn basic(user: &str, password: &str) -> Credentials {
 #[test]
 fn http_basic_auth_noop_poll_is_one_request() {
     let repo = sample_repo();
-    let server = HttpGitServer::start(
+    let (server, pki) = https_server(
         repo.root.path(),
         HttpAuth::Basic {
             user: "deploy".into(),
@@ -531,7 +547,7 @@ fn http_basic_auth_noop_poll_is_one_request() {
     let source = source(
         &server.url(TestRepo::NAME),
         branch("main"),
-        basic("deploy", "correct-horse"),
+        trusting(&pki, basic("deploy", "correct-horse")),
         &cache,
     );
 
@@ -571,7 +587,7 @@ fn http_basic_auth_noop_poll_is_one_request() {
 #[test]
 fn http_wrong_or_missing_credentials_are_clear_and_secret_free() {
     let repo = sample_repo();
-    let server = HttpGitServer::start(
+    let (server, pki) = https_server(
         repo.root.path(),
         HttpAuth::Basic {
             user: "deploy".into(),
@@ -581,7 +597,12 @@ fn http_wrong_or_missing_credentials_are_clear_and_secret_free() {
     let url = server.url(TestRepo::NAME);
     let cache = tempfile::tempdir().unwrap();
 
-    let wrong = source(&url, branch("main"), basic("deploy", "battery-staple-WRONG"), &cache);
+    let wrong = source(
+        &url,
+        branch("main"),
+        trusting(&pki, basic("deploy", "battery-staple-WRONG")),
+        &cache,
+    );
     let error = wrong.poll().unwrap_err();
     assert_eq!(error.category(), "AuthenticationFailed", "{error}");
     assert_eq!(
@@ -592,7 +613,7 @@ fn http_wrong_or_missing_credentials_are_clear_and_secret_free() {
     assert!(!debug.contains("battery-staple-WRONG"), "secret leaked: {debug}");
     assert!(!error.to_string().contains("battery-staple-WRONG"));
 
-    let anonymous = source(&url, branch("main"), Credentials::none(), &cache);
+    let anonymous = source(&url, branch("main"), trusting(&pki, Credentials::none()), &cache);
     let error = anonymous.poll().unwrap_err();
     assert_eq!(error.category(), "AuthenticationFailed", "{error}");
     assert!(
@@ -602,13 +623,48 @@ fn http_wrong_or_missing_credentials_are_clear_and_secret_free() {
 }
 
 #[test]
+fn http_with_credentials_is_refused_before_any_request() {
+    let repo = sample_repo();
+    let server = HttpGitServer::start(
+        repo.root.path(),
+        HttpAuth::Basic {
+            user: "deploy".into(),
+            password: "correct-horse".into(),
+        },
+    );
+    let url = server.url(TestRepo::NAME);
+    let cache = tempfile::tempdir().unwrap();
+    let error = GitSource::new(SourceConfig {
+        url: url.clone(),
+        reference: branch("main"),
+        credentials: basic("deploy", "correct-horse"),
+        cache_dir: cache.path().to_path_buf(),
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "invalid credentials for {url}: the Secret sets 'password', which an http:// url would send in cleartext; \
+             use the https:// url of the repository (plain http:// is for anonymous access only)"
+        )
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Anonymous http:// still reaches the server (which asks for credentials here).
+    let anonymous = source(&url, branch("main"), Credentials::none(), &cache);
+    assert_eq!(anonymous.poll().unwrap_err().category(), "AuthenticationFailed");
+    assert!(server.requests.load(std::sync::atomic::Ordering::SeqCst) > 0);
+}
+
+#[test]
 fn http_bearer_token() {
     let repo = sample_repo();
-    let server = HttpGitServer::start(repo.root.path(), HttpAuth::Bearer("tok-0123456789".into()));
+    let (server, pki) = https_server(repo.root.path(), HttpAuth::Bearer("tok-0123456789".into()));
     let url = server.url(TestRepo::NAME);
     let cache = tempfile::tempdir().unwrap();
     let token = |value: &str| Credentials {
         bearer_token: Some(value.into()),
+        ca_cert: Some(pki.ca_pem.clone()),
         ..Credentials::default()
     };
 
@@ -966,7 +1022,7 @@ fn ignore_rules_default_spec_and_sourceignore() {
 fn missing_repository_is_reported_per_transport() {
     let repo = sample_repo();
     let daemon = GitDaemon::start(repo.root.path());
-    let http = HttpGitServer::start(
+    let (http, pki) = https_server(
         repo.root.path(),
         HttpAuth::Basic {
             user: "deploy".into(),
@@ -980,7 +1036,7 @@ fn missing_repository_is_reported_per_transport() {
             Credentials::none(),
         ),
         (daemon.url("missing.git"), Credentials::none()),
-        (http.url("missing.git"), basic("deploy", "pw-123")),
+        (http.url("missing.git"), trusting(&pki, basic("deploy", "pw-123"))),
     ] {
         let error = source(&url, branch("main"), credentials, &cache).poll().unwrap_err();
         assert_eq!(error.category(), "Unreachable", "{url}: {error}");
@@ -1043,7 +1099,7 @@ fn exact_old_commit_unshallows_a_shared_shallow_cache() {
 #[test]
 fn credentials_never_follow_an_off_site_redirect() {
     let repo = sample_repo();
-    let target = HttpGitServer::start(
+    let (target, pki) = https_server(
         repo.root.path(),
         HttpAuth::Basic {
             user: "deploy".into(),
@@ -1051,10 +1107,18 @@ fn credentials_never_follow_an_off_site_redirect() {
         },
     );
     // Same machine, another host name: libgit2 treats it as off-site.
-    let redirect = servers::RedirectServer::start(format!("http://localhost:{}", target.port));
+    let redirect = servers::RedirectServer::start_with_tls(
+        format!("https://localhost:{}", target.port),
+        Some((&pki.server_cert, &pki.server_key)),
+    );
     let cache = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{}/{}", redirect.port, TestRepo::NAME);
-    let redirected = source(&url, branch("main"), basic("deploy", "redirect-secret"), &cache);
+    let url = format!("https://127.0.0.1:{}/{}", redirect.port, TestRepo::NAME);
+    let redirected = source(
+        &url,
+        branch("main"),
+        trusting(&pki, basic("deploy", "redirect-secret")),
+        &cache,
+    );
     let error = redirected.poll().unwrap_err();
     assert!(!error.to_string().contains("redirect-secret"), "{error}");
     assert!(

@@ -10,7 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use super::error::{EnterpriseError, parse_error_body};
+use super::error::{EnterpriseError, cap_cluster_text, parse_error_body};
 use super::types::{Action, Bdb, Bootstrap, BootstrapRequest, Credentials, Node};
 
 /// How often and how patiently a call is retried.
@@ -154,6 +154,11 @@ impl EnterpriseClient {
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, EnterpriseError> {
         let endpoint = format!("{method} {path}");
+        // An agent replica that lost the leader Lease must not change any cluster, even if a controller woke up
+        // before it was stopped.
+        if method != Method::GET && !crate::sync::lease::process_allows_writes() {
+            return Err(EnterpriseError::NotLeader { endpoint });
+        }
         let idempotent = method != Method::POST;
         let mut attempt = 0;
         loop {
@@ -190,10 +195,12 @@ impl EnterpriseClient {
                 }
             };
             let status = response.status();
-            let text = response.text().await.map_err(|error| EnterpriseError::Decode {
-                endpoint: endpoint.clone(),
-                reason: error.to_string(),
-            })?;
+            let text = read_body(response, MAX_RESPONSE_BODY)
+                .await
+                .map_err(|reason| EnterpriseError::Decode {
+                    endpoint: endpoint.clone(),
+                    reason,
+                })?;
             if status.is_success() {
                 if text.trim().is_empty() {
                     return Ok(Value::Null);
@@ -388,9 +395,9 @@ impl EnterpriseClient {
                         |error| error.as_str().map_or_else(|| error.to_string(), str::to_string),
                     );
                 return Err(EnterpriseError::ActionFailed {
-                    action_uid: action.action_uid,
-                    name: action.name,
-                    reason,
+                    action_uid: cap_cluster_text(&action.action_uid),
+                    name: cap_cluster_text(&action.name),
+                    reason: cap_cluster_text(&reason),
                 });
             }
             if action.is_finished() {
@@ -402,6 +409,29 @@ impl EnterpriseClient {
             tokio::time::sleep(poll).await;
         }
     }
+}
+
+/// The largest REST response body read (a list of 1000 databases is about 2 MiB); a larger one is refused
+/// without being held in memory whole.
+pub const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
+
+/// Reads a response body as text, chunk by chunk, refusing it once it exceeds `limit` bytes.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Result<String, String> {
+    let too_large = || format!("the body exceeds the limit of {} MiB", limit / (1024 * 1024));
+    if response
+        .content_length()
+        .is_some_and(|length| usize::try_from(length).map_or(true, |length| length > limit))
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| transport_reason(&error))? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the body is not UTF-8 text".to_string())
 }
 
 fn transport_reason(error: &reqwest::Error) -> String {
@@ -442,6 +472,28 @@ mod tests {
         let error = tls_config(b"not a certificate").expect_err("refused");
         assert_eq!(error.category(), "Configuration");
         assert!(error.to_string().contains("no CA certificate found"), "{error}");
+    }
+
+    fn response(body: Vec<u8>) -> reqwest::Response {
+        reqwest::Response::from(axum::http::Response::new(body))
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_and_one_at_the_limit_is_read() {
+        let limit = 1024 * 1024;
+        let error = read_body(response(vec![b'x'; limit + 1]), limit).await.unwrap_err();
+        assert_eq!(error, "the body exceeds the limit of 1 MiB");
+        let body = read_body(response(vec![b'x'; limit]), limit).await.unwrap();
+        assert_eq!(body.len(), limit);
+        assert_eq!(
+            read_body(response(vec![0xff, 0xfe]), limit).await.unwrap_err(),
+            "the body is not UTF-8 text"
+        );
+        assert_eq!(MAX_RESPONSE_BODY, 8 * 1024 * 1024);
+        let error = read_body(response(vec![b' '; MAX_RESPONSE_BODY + 1]), MAX_RESPONSE_BODY)
+            .await
+            .unwrap_err();
+        assert_eq!(error, "the body exceeds the limit of 8 MiB");
     }
 
     #[test]

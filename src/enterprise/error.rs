@@ -62,6 +62,12 @@ pub enum EnterpriseError {
         /// What was wrong.
         reason: String,
     },
+    /// A write refused before it was sent: this agent replica lost (or never held) the leader Lease.
+    #[error("refused to send {endpoint}: this replica does not hold the leader lease")]
+    NotLeader {
+        /// `METHOD /path`.
+        endpoint: String,
+    },
     /// An action the cluster runs asynchronously failed.
     #[error("action {action_uid} ({name}) failed: {reason}")]
     ActionFailed {
@@ -86,6 +92,7 @@ impl EnterpriseError {
             Self::Decode { .. } => "Decode",
             Self::Configuration { .. } => "Configuration",
             Self::ActionFailed { .. } => "ActionFailed",
+            Self::NotLeader { .. } => "NotLeader",
         }
     }
 
@@ -98,7 +105,8 @@ impl EnterpriseError {
             Self::Unauthorized { .. }
             | Self::Decode { .. }
             | Self::Configuration { .. }
-            | Self::ActionFailed { .. } => false,
+            | Self::ActionFailed { .. }
+            | Self::NotLeader { .. } => false,
         }
     }
 
@@ -117,15 +125,31 @@ impl EnterpriseError {
     }
 }
 
+/// The most characters of cluster-supplied text (an error description, an `error_code`, an action's reason) kept
+/// in an error: errors go into conditions, events and logs, and a cluster (or whatever answers in its place) must
+/// not be able to grow those without bound.
+pub const MAX_CLUSTER_TEXT: usize = 200;
+
+/// `text` cut to [`MAX_CLUSTER_TEXT`] characters, with `…` when something was cut.
+pub fn cap_cluster_text(text: &str) -> String {
+    let mut characters = text.chars();
+    let cut: String = characters.by_ref().take(MAX_CLUSTER_TEXT).collect();
+    if characters.next().is_some() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
 /// Reads the documented error body: `error_code` plus `description` (the OpenAPI spelling) or `message` (the
-/// prose docs' spelling). Anything else becomes `unknown` with the body's text, cut short.
+/// prose docs' spelling). Anything else becomes `unknown` with the body's text. Both are cut to
+/// [`MAX_CLUSTER_TEXT`] characters.
 pub fn parse_error_body(body: &str) -> (String, String) {
     let value: serde_json::Value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).map(str::to_string);
+    let text = |key: &str| value.get(key).and_then(serde_json::Value::as_str).map(cap_cluster_text);
     let error_code = text("error_code").unwrap_or_else(|| "unknown".to_string());
     let description = text("description").or_else(|| text("message")).unwrap_or_else(|| {
-        let trimmed = body.trim();
-        let cut: String = trimmed.chars().take(200).collect();
+        let cut = cap_cluster_text(body.trim());
         if cut.is_empty() {
             "no description".to_string()
         } else {
@@ -153,6 +177,19 @@ mod tests {
             parse_error_body("<html>bad gateway</html>"),
             ("unknown".to_string(), "<html>bad gateway</html>".to_string())
         );
+    }
+
+    #[test]
+    fn a_long_description_or_code_is_cut_to_200_characters() {
+        let long = "x".repeat(900_000);
+        let body = serde_json::json!({"error_code": long, "description": long}).to_string();
+        let (code, description) = parse_error_body(&body);
+        assert_eq!(description, format!("{}…", "x".repeat(200)));
+        assert_eq!(code, format!("{}…", "x".repeat(200)));
+        let (_, description) = parse_error_body(&format!("<html>{}</html>", "é".repeat(1000)));
+        assert_eq!(description.chars().count(), 201);
+        assert_eq!(cap_cluster_text("short"), "short");
+        assert_eq!(cap_cluster_text(&"y".repeat(200)), "y".repeat(200));
     }
 
     #[test]

@@ -48,8 +48,9 @@ pub struct Node {
     pub other: Map<String, Value>,
 }
 
-/// A database (`GET /v1/bdbs/{uid}`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+/// A database (`GET /v1/bdbs/{uid}`). Its `Debug` hides every field that holds a secret (the cluster reports the
+/// default user's password as `authentication_redis_pass`, backup locations carry access keys).
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct Bdb {
     /// The database's id.
     pub uid: u64,
@@ -74,6 +75,56 @@ impl Bdb {
     /// The whole object as JSON, for comparing with a desired body.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+impl std::fmt::Debug for Bdb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bdb")
+            .field("uid", &self.uid)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("port", &self.port)
+            .field("action_uid", &self.action_uid)
+            .field("other", &redact_secrets(&Value::Object(self.other.clone())))
+            .finish()
+    }
+}
+
+/// Whether a REST field name holds a secret: passwords, keys, tokens, certificates' private parts.
+fn is_secret_field(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "pass",
+        "secret",
+        "token",
+        "private",
+        "access_key",
+        "key_id",
+        "credential",
+        "sas",
+    ]
+    .iter()
+    .any(|marker| name.contains(marker))
+}
+
+/// `value` with every secret field's value (at any depth) replaced by `"<redacted>"`.
+pub fn redact_secrets(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let value = if is_secret_field(key) {
+                        Value::String("<redacted>".to_string())
+                    } else {
+                        redact_secrets(value)
+                    };
+                    (key.clone(), value)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact_secrets).collect()),
+        other => other.clone(),
     }
 }
 
@@ -169,5 +220,33 @@ impl std::fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("password", &"<redacted>")
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_a_bdb_hides_passwords_and_keys_at_any_depth() {
+        let bdb: Bdb = serde_json::from_value(serde_json::json!({
+            "uid": 1, "name": "orders", "status": "active", "port": 12000,
+            "authentication_redis_pass": "hunter2-db-password",
+            "backup_location": {"type": "s3", "access_key_id": "AKIA-ID", "secret_access_key": "s3-secret"},
+            "roles_permissions": [{"redis_acl_uid": 1, "password": "nested-pass"}],
+            "memory_size": 1073741824
+        }))
+        .unwrap();
+        let debug = format!("{bdb:?}");
+        for secret in ["hunter2-db-password", "AKIA-ID", "s3-secret", "nested-pass"] {
+            assert!(!debug.contains(secret), "{secret} leaked: {debug}");
+        }
+        assert!(
+            debug.contains("\"authentication_redis_pass\": String(\"<redacted>\")"),
+            "{debug}"
+        );
+        assert!(debug.contains("orders") && debug.contains("1073741824"), "{debug}");
+        // Serialization (what is compared with the desired body) keeps the values.
+        assert_eq!(bdb.to_value()["authentication_redis_pass"], "hunter2-db-password");
     }
 }

@@ -69,6 +69,9 @@ impl Sandbox {
                 emulator: emulator.clone(),
             }),
             port: options.port,
+            // No Secret token here: kubectl (client-go's clientcmd) sends no credentials at all to a plain-http
+            // server, so requiring one would break `kubectl get secret` against the sandbox. See
+            // `ApiServerOptions::secrets_token`.
             ..ApiServerOptions::default()
         })
         .await?;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::error::SourceError;
@@ -12,13 +13,14 @@ use super::error::SourceError;
 pub enum Scheme {
     /// `https://`
     Https,
-    /// `http://` (plain text; credentials are still allowed, as Flux does, but travel unencrypted).
+    /// `http://` (plain text: anonymous only; a password or bearer token in the Secret is refused).
     Http,
     /// `ssh://` or scp-like `user@host:path`.
     Ssh,
     /// `git://` (git daemon, anonymous, no encryption).
     Git,
-    /// `file://` (a repository on this machine).
+    /// `file://` (a repository on this machine; refused by `agent` unless `--allow-file-urls`, see
+    /// [`set_file_urls_allowed`]).
     File,
 }
 
@@ -203,6 +205,29 @@ pub(crate) fn redact_userinfo(url: &str) -> String {
     }
 }
 
+static FILE_URLS_ALLOWED: AtomicBool = AtomicBool::new(true);
+
+/// Whether `file://` urls may be followed by this process (default: yes, for the library, the sandbox and
+/// tests). `redis-gitops agent` turns them off unless started with `--allow-file-urls`: in a shared agent, a
+/// tenant's GitSync could otherwise read any repository on the agent's disk, such as another tenant's Git cache.
+pub fn set_file_urls_allowed(allowed: bool) {
+    FILE_URLS_ALLOWED.store(allowed, Ordering::SeqCst);
+}
+
+/// Refuses a `file://` url when this process does not allow them.
+pub(crate) fn check_file_url_allowed(url: &RepoUrl) -> Result<(), SourceError> {
+    if url.scheme == Scheme::File && !FILE_URLS_ALLOWED.load(Ordering::SeqCst) {
+        return Err(SourceError::InvalidUrl {
+            url: url.to_string(),
+            reason: "file:// urls are refused by this agent, as a GitSync could read any repository on the agent's \
+                     disk; serve the repository over https:// or ssh:// (file:// is for the sandbox and tests: \
+                     agent --allow-file-urls)"
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Which commit of the repository to follow. Precedence as in Flux is the caller's business: this is one choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GitRef {
@@ -326,6 +351,20 @@ impl Credentials {
                 }
             }
             Scheme::Https | Scheme::Http => {
+                if url.scheme == Scheme::Http {
+                    // Basic auth and bearer tokens would cross the network in cleartext: refuse, not warn.
+                    let field = match (&self.password, &self.bearer_token) {
+                        (Some(_), _) => Some("password"),
+                        (None, Some(_)) => Some("bearerToken"),
+                        (None, None) => None,
+                    };
+                    if let Some(field) = field {
+                        return Err(invalid(&format!(
+                            "the Secret sets '{field}', which an http:// url would send in cleartext; use the \
+                             https:// url of the repository (plain http:// is for anonymous access only)"
+                        )));
+                    }
+                }
                 if self.identity.is_some() || self.known_hosts.is_some() {
                     return Err(invalid("'identity' and 'known_hosts' are for ssh urls, not http(s)"));
                 }
@@ -469,6 +508,38 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(text.contains("password: \"<set>\""), "{text}");
+    }
+
+    #[test]
+    fn http_with_a_password_or_token_is_refused_and_anonymous_http_is_not() {
+        let url = RepoUrl::parse("http://git.example.com/org/repo.git").unwrap();
+        let basic = Credentials {
+            username: Some("robot".into()),
+            password: Some("s3cr3t-pass".into()),
+            ..Credentials::default()
+        };
+        assert_eq!(
+            basic.validate_for(&url).unwrap_err().to_string(),
+            "invalid credentials for http://git.example.com/org/repo.git: the Secret sets 'password', which an \
+             http:// url would send in cleartext; use the https:// url of the repository (plain http:// is for \
+             anonymous access only)"
+        );
+        let bearer = Credentials {
+            bearer_token: Some("tok-123456".into()),
+            ..Credentials::default()
+        };
+        let error = bearer.validate_for(&url).unwrap_err();
+        assert_eq!(error.category(), "InvalidCredentials");
+        assert_eq!(
+            error.to_string(),
+            "invalid credentials for http://git.example.com/org/repo.git: the Secret sets 'bearerToken', which an \
+             http:// url would send in cleartext; use the https:// url of the repository (plain http:// is for \
+             anonymous access only)"
+        );
+        assert!(Credentials::none().validate_for(&url).is_ok());
+        let https = RepoUrl::parse("https://git.example.com/org/repo.git").unwrap();
+        assert!(basic.validate_for(&https).is_ok());
+        assert!(bearer.validate_for(&https).is_ok());
     }
 
     #[test]

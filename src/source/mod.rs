@@ -16,7 +16,9 @@ mod tree;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use config::{Credentials, DEFAULT_IGNORE, GitRef, ReadOptions, RepoUrl, Scheme, Secret, SourceConfig};
+pub use config::{
+    Credentials, DEFAULT_IGNORE, GitRef, ReadOptions, RepoUrl, Scheme, Secret, SourceConfig, set_file_urls_allowed,
+};
 pub use error::SourceError;
 pub use remote::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, set_network_timeouts};
 pub use resolve::Revision;
@@ -56,6 +58,7 @@ impl GitSource {
     /// network.
     pub fn new(config: SourceConfig) -> Result<GitSource, SourceError> {
         let url = RepoUrl::parse(&config.url)?;
+        config::check_file_url_allowed(&url)?;
         config.credentials.validate_for(&url)?;
         match &config.reference {
             GitRef::Commit(commit) => {

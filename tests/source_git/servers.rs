@@ -610,6 +610,10 @@ impl TestPki {
     }
 }
 
+/// A byte stream, plain or TLS.
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
+
 /// An HTTP server that answers every request with a 302 to the same path on `target` (another host name).
 pub struct RedirectServer {
     /// Its port.
@@ -618,8 +622,20 @@ pub struct RedirectServer {
 }
 
 impl RedirectServer {
-    /// Starts it; `target` is like `http://localhost:1234`.
-    pub fn start(target: String) -> RedirectServer {
+    /// Starts it (over HTTPS with this certificate chain and key, PEM files, when `tls` is given); `target` is like
+    /// `https://localhost:1234`.
+    pub fn start_with_tls(target: String, tls: Option<(&Path, &Path)>) -> RedirectServer {
+        let acceptor = tls.map(|(chain, key)| {
+            let mut builder = openssl::ssl::SslAcceptor::mozilla_intermediate_v5(openssl::ssl::SslMethod::tls())
+                .expect("tls acceptor");
+            builder
+                .set_certificate_chain_file(chain)
+                .expect("load certificate chain");
+            builder
+                .set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
+                .expect("load private key");
+            Arc::new(builder.build())
+        });
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind redirect server");
         let port = listener.local_addr().expect("local address").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -630,6 +646,13 @@ impl RedirectServer {
                     break;
                 }
                 let Ok(stream) = stream else { continue };
+                let stream: Box<dyn ReadWrite> = match &acceptor {
+                    Some(acceptor) => match acceptor.accept(stream) {
+                        Ok(tls_stream) => Box::new(tls_stream),
+                        Err(_) => continue,
+                    },
+                    None => Box::new(stream),
+                };
                 let mut reader = BufReader::new(stream);
                 let mut request_line = String::new();
                 if reader.read_line(&mut request_line).is_err() {

@@ -39,6 +39,8 @@ pub struct AppState {
     pub address: String,
     /// A bearer token every request must carry, if set.
     pub token: Option<String>,
+    /// A bearer token every request for Secrets must carry (or `token`), if set.
+    pub secrets_token: Option<String>,
     /// How often watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
 }
@@ -81,6 +83,26 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
             return json_response(StatusCode::UNAUTHORIZED, &status, &[]);
         }
     }
+    if let Some(secrets_token) = &app.secrets_token
+        && is_secrets_path(&path)
+    {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let accepted = [Some(secrets_token), app.token.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|token| same_token(presented, token));
+        if !accepted {
+            let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "Unauthorized: Secrets need the sandbox's bearer token; use the kubeconfig the sandbox wrote",
+                "reason": "Unauthorized", "code": 401});
+            return json_response(StatusCode::UNAUTHORIZED, &status, &[]);
+        }
+    }
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let headers = request.headers().clone();
     let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
@@ -93,6 +115,26 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
+}
+
+/// Whether a path names Secrets: `/api/v1/secrets` or `/api/v1/namespaces/<ns>/secrets[/...]`.
+fn is_secrets_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    matches!(
+        segments.as_slice(),
+        ["api", "v1", "secrets", ..] | ["api", "v1", "namespaces", _, "secrets", ..]
+    )
+}
+
+/// Compares a presented token with the expected one in time independent of where they differ.
+fn same_token(presented: &str, expected: &str) -> bool {
+    let (presented, expected) = (presented.as_bytes(), expected.as_bytes());
+    presented.len() == expected.len()
+        && presented
+            .iter()
+            .zip(expected)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
 }
 
 async fn route(

@@ -62,6 +62,12 @@ pub struct ApiServerOptions {
     pub pod_ip_allocator: Arc<dyn PodIpAllocator>,
     /// A bearer token clients must send; `None` accepts anonymous requests.
     pub token: Option<String>,
+    /// A bearer token that requests for Secrets (any verb, any namespace) must send, even when `token` is `None`:
+    /// the API server listens on loopback, where every local user can connect, and Secrets hold the databases'
+    /// passwords. The kubeconfig and the `kube::Client`s this handle makes carry it. `None` (the default, and what
+    /// `Sandbox::start` uses) serves Secrets to anyone: kubectl sends no credentials to a plain-http server, so
+    /// the real kubectl cannot read Secrets while this is set.
+    pub secrets_token: Option<String>,
     /// The port to bind on 127.0.0.1 (0: a free port).
     pub port: u16,
     /// How often watches that allow bookmarks receive one.
@@ -76,6 +82,7 @@ impl Default for ApiServerOptions {
             pod_ready_delay: Duration::from_millis(300),
             pod_ip_allocator: Arc::new(LoopbackAllocator),
             token: None,
+            secrets_token: None,
             port: 0,
             bookmark_interval: Duration::from_secs(10),
         }
@@ -134,6 +141,7 @@ impl ApiServer {
             requests: requests.clone(),
             address: address.to_string(),
             token: options.token.clone(),
+            secrets_token: options.secrets_token.clone(),
             bookmark_interval: options.bookmark_interval,
         });
         let router = axum::Router::new().fallback(http::handle).with_state(app);
@@ -153,7 +161,7 @@ impl ApiServer {
         Ok(ApiServerHandle {
             url: format!("http://{address}"),
             address,
-            token: options.token,
+            token: options.token.or(options.secrets_token),
             objects,
             faults,
             requests,
@@ -213,11 +221,26 @@ impl ApiServerHandle {
     }
 
     /// Writes the kubeconfig to a file.
+    ///
+    /// The file is readable by its owner only (mode 0600), as it holds the bearer token.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), ApiServerError> {
-        std::fs::write(path, self.kubeconfig_yaml()).map_err(|source| ApiServerError::WriteKubeconfig {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let failed = |source| ApiServerError::WriteKubeconfig {
             path: path.display().to_string(),
             source,
-        })
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(failed)?;
+        // An existing file keeps its mode on open: tighten it before writing the token.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed)?;
+        file.write_all(self.kubeconfig_yaml().as_bytes()).map_err(failed)
     }
 
     /// A `kube::Config` pointing at this server with namespace `default`.
