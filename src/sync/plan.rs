@@ -189,6 +189,13 @@ pub enum KeepReason {
     PruneDisabled,
     /// A database, and the GitSync does not allow deleting databases.
     DatabaseDeletionNotAllowed,
+    /// A cluster (it holds databases), and the GitSync does not allow deleting databases.
+    ClusterDeletionNotAllowed,
+    /// A cluster on which these databases (`namespace/name`) still live; it goes only once they are gone.
+    ClusterHasDatabases {
+        /// The databases on the cluster, `namespace/name`, sorted.
+        databases: Vec<String>,
+    },
     /// Annotated `redisgitops.dev/protect: "true"`.
     Protected,
     /// The revision has no objects at all while the last one had some: more likely a mistake (a wrong path, an
@@ -196,18 +203,47 @@ pub enum KeepReason {
     EmptyRevision,
 }
 
+/// At most this many database names are quoted in a message.
+const MAX_NAMES_QUOTED: usize = 5;
+
 impl KeepReason {
     /// A sentence for conditions and events.
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         match self {
-            Self::PruneDisabled => "removed from Git; kept because pruning is off (spec.prune)",
+            Self::PruneDisabled => "removed from Git; kept because pruning is off (spec.prune)".to_string(),
             Self::DatabaseDeletionNotAllowed => {
                 "removed from Git; kept because the GitSync does not allow deleting databases (spec.allowDatabaseDeletion)"
+                    .to_string()
             }
-            Self::Protected => "removed from Git; kept because it is annotated redisgitops.dev/protect=true",
-            Self::EmptyRevision => "the revision has no objects at all; nothing is pruned (check the GitSync's path)",
+            Self::ClusterDeletionNotAllowed => "removed from Git; kept because deleting a cluster deletes its databases \
+                 and the GitSync does not allow deleting databases (spec.allowDatabaseDeletion)"
+                .to_string(),
+            Self::ClusterHasDatabases { databases } => format!(
+                "removed from Git; kept because databases still live on this cluster: {}; delete or move them first \
+                 (deleting a cluster also needs spec.allowDatabaseDeletion)",
+                quote_names(databases)
+            ),
+            Self::Protected => "removed from Git; kept because it is annotated redisgitops.dev/protect=true".to_string(),
+            Self::EmptyRevision => {
+                "the revision has no objects at all; nothing is pruned (check the GitSync's path)".to_string()
+            }
         }
     }
+
+    /// Whether pruning was asked for and refused because the object is a cluster: the GitSync reports
+    /// `PruneBlocked`.
+    pub fn blocks_cluster_prune(&self) -> bool {
+        matches!(self, Self::ClusterDeletionNotAllowed | Self::ClusterHasDatabases { .. })
+    }
+}
+
+/// `a, b, c, d, e and 7 more`.
+pub fn quote_names(names: &[String]) -> String {
+    let mut text = names.iter().take(MAX_NAMES_QUOTED).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > MAX_NAMES_QUOTED {
+        text.push_str(&format!(" and {} more", names.len() - MAX_NAMES_QUOTED));
+    }
+    text
 }
 
 /// What pruning does after a revision is applied.
@@ -222,12 +258,108 @@ pub struct PrunePlan {
     pub released: Vec<InventoryEntry>,
 }
 
+/// A REDB as the cluster guard sees it: where it is and the REC it names (`spec.redisEnterpriseCluster.name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabasePlacement {
+    /// Namespace of the REDB.
+    pub namespace: String,
+    /// Name of the REDB.
+    pub name: String,
+    /// The REC it names, if it names one.
+    pub cluster: Option<String>,
+}
+
+/// Which databases may live on which cluster: every live REDB (any namespace the agent can read) and every REDB
+/// of the new revision, and every REC (`namespace`, `name`) live or in the revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placements {
+    /// The REDBs.
+    pub databases: Vec<DatabasePlacement>,
+    /// The RECs, `(namespace, name)`.
+    pub clusters: BTreeSet<(String, String)>,
+}
+
+impl Placements {
+    /// The databases (`namespace/name`, sorted) that live or may live on the REC `namespace/name`, resolved as the
+    /// database controller does and erring on the side of keeping: a REDB of the same namespace that names it or
+    /// names no REC at all, and a REDB of another namespace that names it when its own namespace has no REC of
+    /// that name.
+    pub fn databases_on(&self, namespace: &str, name: &str) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .databases
+            .iter()
+            .filter(|database| {
+                if database.namespace == namespace {
+                    database.cluster.as_deref().is_none_or(|cluster| cluster == name)
+                } else {
+                    database.cluster.as_deref() == Some(name)
+                        && !self.clusters.contains(&(database.namespace.clone(), name.to_string()))
+                }
+            })
+            .map(|database| format!("{}/{}", database.namespace, database.name))
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// Adds the REDBs and RECs of apply bodies (the new revision).
+    pub fn add_desired(&mut self, desired: &[DesiredObject]) {
+        for object in desired {
+            self.add_value(&object.entry, &object.body);
+        }
+    }
+
+    /// Adds one object, live or desired, given as JSON.
+    pub fn add_value(&mut self, entry: &InventoryEntry, value: &Value) {
+        match entry.kind.as_str() {
+            "RedisEnterpriseCluster" => {
+                self.clusters.insert((entry.namespace.clone(), entry.name.clone()));
+            }
+            "RedisEnterpriseDatabase" => self.databases.push(DatabasePlacement {
+                namespace: entry.namespace.clone(),
+                name: entry.name.clone(),
+                cluster: value
+                    .pointer("/spec/redisEnterpriseCluster/name")
+                    .and_then(Value::as_str)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string),
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// The GitSync (`namespace/name`) that owns an object according to its ownership labels, when that is not
+/// `target`. An object without the labels (created with kubectl) belongs to no one and may be adopted.
+pub fn foreign_owner(labels: &BTreeMap<String, String>, target: &SyncTarget) -> Option<String> {
+    let name = labels.get(GITSYNC_NAME_LABEL).filter(|name| !name.is_empty())?;
+    let namespace = labels.get(GITSYNC_NAMESPACE_LABEL).map(String::as_str).unwrap_or_default();
+    (name != &target.name || namespace != target.namespace).then(|| format!("{namespace}/{name}"))
+}
+
+/// The labels of an object given as JSON.
+pub fn labels_of(value: &Value) -> BTreeMap<String, String> {
+    value
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Plans pruning: what the last inventory had and the new revision does not. Only objects whose live labels still
-/// point at this GitSync are ever deleted; databases need the GitSync's permission; protected objects never go.
+/// point at this GitSync are ever deleted; databases need the GitSync's permission; a cluster needs the same
+/// permission and no database left on it (`placements`); protected objects never go.
 pub fn plan_prune(
     previous: &[InventoryEntry],
     desired: &[InventoryEntry],
     live: &[LiveObject],
+    placements: &Placements,
     target: &SyncTarget,
     policy: PrunePolicy,
 ) -> PrunePlan {
@@ -254,6 +386,15 @@ pub fn plan_prune(
             Some(KeepReason::PruneDisabled)
         } else if entry.kind == "RedisEnterpriseDatabase" && !policy.allow_database_deletion {
             Some(KeepReason::DatabaseDeletionNotAllowed)
+        } else if entry.kind == "RedisEnterpriseCluster" {
+            let databases = placements.databases_on(&entry.namespace, &entry.name);
+            if !databases.is_empty() {
+                Some(KeepReason::ClusterHasDatabases { databases })
+            } else if !policy.allow_database_deletion {
+                Some(KeepReason::ClusterDeletionNotAllowed)
+            } else {
+                None
+            }
         } else {
             None
         };
@@ -265,6 +406,29 @@ pub fn plan_prune(
     // Databases go before the clusters they live in.
     plan.delete.sort_by_key(|entry| entry.kind != "RedisEnterpriseDatabase");
     plan
+}
+
+/// At most this many characters of a message go into a condition, an event or a status error.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `text` cut to at most `max` characters, on a character boundary, ending with `…` when cut.
+pub fn cap_message(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some(_) => {
+            let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+            format!("{kept}…")
+        }
+    }
+}
+
+/// At most this many bytes of inventory (`status.objects` as JSON) per GitSync: 10 000 objects with names of 63
+/// characters in one namespace take about 660 000; the whole status then stays under 0.75 MiB.
+pub const MAX_INVENTORY_BYTES: usize = 700_000;
+
+/// The size of `entries` as the compact inventory in JSON.
+pub fn inventory_bytes(entries: &[InventoryEntry]) -> usize {
+    serde_json::to_vec(&crate::api::gitsync::InventoryGroup::group(entries)).map_or(usize::MAX, |json| json.len())
 }
 
 #[cfg(test)]
@@ -410,14 +574,14 @@ mod tests {
             prune: true,
             allow_database_deletion: true,
         };
-        let plan = plan_prune(&previous, &desired, &live_objects, &target(), all);
+        let plan = plan_prune(&previous, &desired, &live_objects, &Placements::default(), &target(), all);
         assert_eq!(plan.delete, [entry("RedisEnterpriseDatabase", "gone")]);
 
         let no_database_deletion = PrunePolicy {
             prune: true,
             allow_database_deletion: false,
         };
-        let plan = plan_prune(&previous, &desired, &live_objects, &target(), no_database_deletion);
+        let plan = plan_prune(&previous, &desired, &live_objects, &Placements::default(), &target(), no_database_deletion);
         assert!(plan.delete.is_empty());
         assert_eq!(
             plan.keep,
@@ -431,6 +595,7 @@ mod tests {
             &previous,
             &desired,
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: false,
@@ -456,6 +621,7 @@ mod tests {
             &previous,
             &desired,
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: true,
@@ -490,6 +656,7 @@ mod tests {
             &previous,
             &[],
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: true,
@@ -515,6 +682,7 @@ mod tests {
             &previous,
             &desired,
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: true,
