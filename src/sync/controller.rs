@@ -548,14 +548,17 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         // A revision with a conflict is not applied completely, so like Flux we report it as failed: the last
         // applied revision stays, the rest of the revision is applied and tracked, and the GitSync is Stalled until
         // the other GitSync lets go of the object or this one stops claiming it.
-        let stays = old_status.last_applied_revision.as_deref().unwrap_or("nothing");
+        let stays = match &old_status.last_applied_revision {
+            Some(applied) => format!("{applied} stays the last applied revision"),
+            None => "no revision is applied completely yet".to_string(),
+        };
         let more = match conflicts.len() {
             1 => String::new(),
             count => format!(" (and {} more objects owned elsewhere)", count - 1),
         };
         let message = format!(
-            "{} {}/{} belongs to GitSync {}; not applied{more}; the rest of revision {short} was applied; {stays} \
-             stays the last applied revision; remove the object from one of the two GitSyncs",
+            "{} {}/{} belongs to GitSync {}; not applied{more}; the rest of revision {short} was applied; {stays}; \
+             remove the object from one of the two GitSyncs",
             first.entry.kind, first.entry.namespace, first.entry.name, first.owner
         );
         stalled(&mut status, "Conflict", &message, generation);
