@@ -424,11 +424,13 @@ async fn a_second_gitsync_claiming_an_owned_database_reports_a_conflict_and_noth
             "events",
             "-n",
             NAMESPACE,
-            "--field-selector",
-            "involvedObject.name=second",
             "-o",
-            "jsonpath={.items[*].reason}",
+            "jsonpath={range .items[*]}{.involvedObject.name}{.regarding.name}/{.reason}{\"\\n\"}{end}",
         ],
     );
-    assert!(events.contains("Conflict"), "{events}");
+    assert!(events.lines().any(|line| line == "second/Conflict"), "{events}");
+    assert!(
+        !events.lines().any(|line| line == "first/Conflict"),
+        "the owner sees no conflict: {events}"
+    );
 }
