@@ -705,14 +705,18 @@ async fn report_apply_failure(
     inventory.dedup();
     status.set_inventory(&inventory);
     let stays = old_status.last_applied_revision.as_deref().unwrap_or("nothing");
-    let message = format!(
-        "revision {} was not fully applied ({} of {} objects at it): {}; {stays} stays the last applied revision, \
-         retrying with backoff",
-        failure.revision.short_commit(),
-        failure.progress.done.len(),
-        failure.total,
-        cap_message(&failure.error.to_string(), MAX_MESSAGE_CHARS / 2),
-    );
+    let message = |error: &str| {
+        format!(
+            "revision {} was not fully applied ({} of {} objects at it): {error}; {stays} stays the last applied \
+             revision, retrying with backoff",
+            failure.revision.short_commit(),
+            failure.progress.done.len(),
+            failure.total,
+        )
+    };
+    // The error (which may quote an API server's long answer) is what gets cut, so the message keeps its end.
+    let room = MAX_MESSAGE_CHARS.saturating_sub(message("").chars().count()).max(80);
+    let message = message(&cap_message(&failure.error.to_string(), room));
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     set_condition(
         conditions,
