@@ -219,10 +219,7 @@ async fn pruning_a_cluster_with_databases_needs_both_opt_ins_and_keeps_the_data(
     repo.write("databases/sessions.yaml", &on_rec("sessions", "512MB"));
     let first = repo.commit("first");
     agent
-        .create_gitsync(
-            "config",
-            json!({"url": repo.url(), "interval": "1s", "prune": true}),
-        )
+        .create_gitsync("config", json!({"url": repo.url(), "interval": "1s", "prune": true}))
         .await;
     let cache = agent.wait_database_ready("cache").await;
     agent.wait_database_ready("sessions").await;
@@ -302,7 +299,10 @@ async fn pruning_a_cluster_with_databases_needs_both_opt_ins_and_keeps_the_data(
         ))
     );
     let statefulsets: Api<StatefulSet> = Api::namespaced(agent.client.clone(), NAMESPACE);
-    assert!(statefulsets.get_opt("rec").await.expect("get").is_some(), "the StatefulSet stays");
+    assert!(
+        statefulsets.get_opt("rec").await.expect("get").is_some(),
+        "the StatefulSet stays"
+    );
     let admin_after = agent.secrets().get("rec").await.expect("the admin Secret stays");
     assert_eq!(
         secret_text(&admin_after, "password"),
@@ -311,18 +311,24 @@ async fn pruning_a_cluster_with_databases_needs_both_opt_ins_and_keeps_the_data(
     );
     for name in ["cache", "sessions"] {
         let kept = agent.databases().get(name).await.expect("the REDB stays");
-        assert!(kept.metadata.deletion_timestamp.is_none(), "{name} is not being deleted");
+        assert!(
+            kept.metadata.deletion_timestamp.is_none(),
+            "{name} is not being deleted"
+        );
     }
     assert_eq!(
-        agent.databases().get("cache").await.expect("cache").status.and_then(|s| s.database_uid),
+        agent
+            .databases()
+            .get("cache")
+            .await
+            .expect("cache")
+            .status
+            .and_then(|s| s.database_uid),
         uid
     );
     assert!(agent.rest_memory("cache").await.is_some(), "the bdb still exists");
     let mut connection = connect(&agent, "cache").await.expect("the old password still works");
-    let value: String = redis::cmd("GET")
-        .arg("greeting")
-        .query(&mut connection)
-        .expect("GET");
+    let value: String = redis::cmd("GET").arg("greeting").query(&mut connection).expect("GET");
     assert_eq!(value, "hello");
 
     // kubectl shows the reason.
@@ -331,7 +337,10 @@ async fn pruning_a_cluster_with_databases_needs_both_opt_ins_and_keeps_the_data(
     assert_eq!(&header[..5], ["NAME", "URL", "REVISION", "READY", "REASON"], "{table}");
     let row: Vec<&str> = table.lines().nth(1).expect("a row").split_whitespace().collect();
     assert_eq!(&row[3..5], ["False", "PruneBlocked"], "{table}");
-    assert!(table.contains("pruning blocked: RedisEnterpriseCluster default/rec"), "{table}");
+    assert!(
+        table.contains("pruning blocked: RedisEnterpriseCluster default/rec"),
+        "{table}"
+    );
     let events = kubectl(
         &agent.kubeconfig,
         &["get", "events", "-n", NAMESPACE, "-o", "jsonpath={.items[*].reason}"],
@@ -378,10 +387,17 @@ async fn a_second_gitsync_claiming_an_owned_database_reports_a_conflict_and_noth
         )
     );
     let status = gitsync.status.expect("status");
-    assert_eq!(status.last_applied_revision, None, "a revision with a conflict is not applied");
+    assert_eq!(
+        status.last_applied_revision, None,
+        "a revision with a conflict is not applied"
+    );
     assert_eq!(status.last_attempted_revision, Some(format!("main@sha1:{second}")));
     let names: Vec<String> = status.inventory_entries().into_iter().map(|e| e.name).collect();
-    assert_eq!(names, ["billing"], "the conflicting object is not in the second inventory");
+    assert_eq!(
+        names,
+        ["billing"],
+        "the conflicting object is not in the second inventory"
+    );
 
     // The rest of the revision was applied: billing belongs to the second GitSync and becomes a database.
     let billing = agent.wait_database_ready("billing").await;
@@ -401,17 +417,20 @@ async fn a_second_gitsync_claiming_an_owned_database_reports_a_conflict_and_noth
     .await;
     let orders = agent.databases().get("orders").await.expect("orders");
     assert_eq!(orders.spec.memory_size.as_deref(), Some("1GB"));
-    assert_eq!(
-        orders.metadata.resource_version, version,
-        "no write to orders at all"
-    );
+    assert_eq!(orders.metadata.resource_version, version, "no write to orders at all");
     let labels = orders.metadata.labels.clone().unwrap_or_default();
     assert_eq!(
         labels.get("redisgitops.dev/gitsync-name").map(String::as_str),
         Some("first")
     );
     assert_eq!(agent.rest_memory("orders").await, Some(memory_before));
-    let first_status = agent.gitsyncs().get("first").await.expect("first").status.expect("status");
+    let first_status = agent
+        .gitsyncs()
+        .get("first")
+        .await
+        .expect("first")
+        .status
+        .expect("status");
     assert_eq!(first_status.last_applied_revision, Some(format!("main@sha1:{first}")));
     let table = kubectl(&agent.kubeconfig, &["get", "gitsync", "second", "-n", NAMESPACE]);
     let row: Vec<&str> = table.lines().nth(1).expect("a row").split_whitespace().collect();

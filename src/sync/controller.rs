@@ -495,7 +495,15 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         );
         stalled(&mut status, "InventoryTooLarge", &message, generation);
         if is_new {
-            publish(context, gitsync, EventType::Warning, "InventoryTooLarge", "Validate", &message).await;
+            publish(
+                context,
+                gitsync,
+                EventType::Warning,
+                "InventoryTooLarge",
+                "Validate",
+                &message,
+            )
+            .await;
         }
         write_status(gitsync, context, &old_status, status).await?;
         return Ok((requeue, Some("InventoryTooLarge")));
@@ -675,7 +683,10 @@ fn status_error(diagnostic: &Diagnostic) -> StatusError {
         file: cap_message(&diagnostic.file, MAX_MESSAGE_CHARS),
         line: diagnostic.line,
         column: diagnostic.column,
-        field: diagnostic.field.as_deref().map(|field| cap_message(field, MAX_MESSAGE_CHARS)),
+        field: diagnostic
+            .field
+            .as_deref()
+            .map(|field| cap_message(field, MAX_MESSAGE_CHARS)),
         message: cap_message(&diagnostic.message, MAX_MESSAGE_CHARS),
     }
 }
@@ -1153,7 +1164,9 @@ async fn live_placements(client: &Client, fallback: impl Iterator<Item = &str>) 
                 let list = Api::<RedisEnterpriseCluster>::namespaced(client.clone(), namespace)
                     .list(&params)
                     .await
-                    .map_err(kubernetes(format!("list RedisEnterpriseClusters in namespace {namespace}")))?;
+                    .map_err(kubernetes(format!(
+                        "list RedisEnterpriseClusters in namespace {namespace}"
+                    )))?;
                 items.extend(list.items);
             }
             items
@@ -1178,7 +1191,9 @@ async fn live_placements(client: &Client, fallback: impl Iterator<Item = &str>) 
                 let list = Api::<RedisEnterpriseDatabase>::namespaced(client.clone(), namespace)
                     .list(&params)
                     .await
-                    .map_err(kubernetes(format!("list RedisEnterpriseDatabases in namespace {namespace}")))?;
+                    .map_err(kubernetes(format!(
+                        "list RedisEnterpriseDatabases in namespace {namespace}"
+                    )))?;
                 items.extend(list.items);
             }
             items

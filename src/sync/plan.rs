@@ -239,7 +239,12 @@ impl KeepReason {
 
 /// `a, b, c, d, e and 7 more`.
 pub fn quote_names(names: &[String]) -> String {
-    let mut text = names.iter().take(MAX_NAMES_QUOTED).cloned().collect::<Vec<_>>().join(", ");
+    let mut text = names
+        .iter()
+        .take(MAX_NAMES_QUOTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > MAX_NAMES_QUOTED {
         text.push_str(&format!(" and {} more", names.len() - MAX_NAMES_QUOTED));
     }
@@ -334,7 +339,10 @@ impl Placements {
 /// `target`. An object without the labels (created with kubectl) belongs to no one and may be adopted.
 pub fn foreign_owner(labels: &BTreeMap<String, String>, target: &SyncTarget) -> Option<String> {
     let name = labels.get(GITSYNC_NAME_LABEL).filter(|name| !name.is_empty())?;
-    let namespace = labels.get(GITSYNC_NAMESPACE_LABEL).map(String::as_str).unwrap_or_default();
+    let namespace = labels
+        .get(GITSYNC_NAMESPACE_LABEL)
+        .map(String::as_str)
+        .unwrap_or_default();
     (name != &target.name || namespace != target.namespace).then(|| format!("{namespace}/{name}"))
 }
 
@@ -574,14 +582,28 @@ mod tests {
             prune: true,
             allow_database_deletion: true,
         };
-        let plan = plan_prune(&previous, &desired, &live_objects, &Placements::default(), &target(), all);
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &Placements::default(),
+            &target(),
+            all,
+        );
         assert_eq!(plan.delete, [entry("RedisEnterpriseDatabase", "gone")]);
 
         let no_database_deletion = PrunePolicy {
             prune: true,
             allow_database_deletion: false,
         };
-        let plan = plan_prune(&previous, &desired, &live_objects, &Placements::default(), &target(), no_database_deletion);
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &Placements::default(),
+            &target(),
+            no_database_deletion,
+        );
         assert!(plan.delete.is_empty());
         assert_eq!(
             plan.keep,
@@ -745,7 +767,14 @@ mod tests {
         };
 
         // prune: true alone (issue 9, item 1): nothing goes, the cluster says which databases hold it.
-        let plan = plan_prune(&previous, &desired, &live_objects, &on_rec, &target(), policy(true, false));
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &on_rec,
+            &target(),
+            policy(true, false),
+        );
         assert!(plan.delete.is_empty());
         assert_eq!(
             plan.keep,
@@ -769,7 +798,14 @@ mod tests {
         assert!(has_databases.blocks_cluster_prune());
 
         // Both opt-ins: the databases go now, the cluster only at a later sync once they are gone.
-        let plan = plan_prune(&previous, &desired, &live_objects, &on_rec, &target(), policy(true, true));
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &on_rec,
+            &target(),
+            policy(true, true),
+        );
         assert_eq!(
             plan.delete,
             [
@@ -796,7 +832,14 @@ mod tests {
         let desired = [entry("RedisEnterpriseCluster", "other")];
         let empty = Placements::default();
         let unprotected = [live("RedisEnterpriseCluster", "rec", "config", false)];
-        let plan = plan_prune(&previous, &desired, &unprotected, &empty, &target(), policy(true, false));
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &unprotected,
+            &empty,
+            &target(),
+            policy(true, false),
+        );
         assert!(plan.delete.is_empty());
         assert_eq!(
             plan.keep,
@@ -810,7 +853,14 @@ mod tests {
             "removed from Git; kept because deleting a cluster deletes its databases and the GitSync does not allow \
              deleting databases (spec.allowDatabaseDeletion)"
         );
-        let plan = plan_prune(&previous, &desired, &unprotected, &empty, &target(), policy(false, true));
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &unprotected,
+            &empty,
+            &target(),
+            policy(false, true),
+        );
         assert_eq!(plan.keep[0].1, KeepReason::PruneDisabled);
         assert!(!plan.keep[0].1.blocks_cluster_prune());
         let protected = [live("RedisEnterpriseCluster", "rec", "config", true)];
@@ -866,7 +916,11 @@ mod tests {
             ]
             .into()
         };
-        assert_eq!(foreign_owner(&BTreeMap::new(), &target()), None, "unlabelled: adoptable");
+        assert_eq!(
+            foreign_owner(&BTreeMap::new(), &target()),
+            None,
+            "unlabelled: adoptable"
+        );
         assert_eq!(foreign_owner(&labels("config", "redis"), &target()), None);
         assert_eq!(
             foreign_owner(&labels("first", "redis"), &target()).as_deref(),
@@ -975,7 +1029,10 @@ mod tests {
         let entries = old.inventory_entries();
         assert_eq!(
             entries,
-            [entry("RedisEnterpriseCluster", "rec"), entry("RedisEnterpriseDatabase", "cache")]
+            [
+                entry("RedisEnterpriseCluster", "rec"),
+                entry("RedisEnterpriseDatabase", "cache")
+            ]
         );
         let mut new = old.clone();
         new.set_inventory(&entries);
