@@ -93,7 +93,7 @@ fn names_versions_and_printer_columns_match_the_official_crds() {
             "Age"
         ]
     );
-    assert_eq!(columns(2), ["URL", "Revision", "Ready", "Status", "Age"]);
+    assert_eq!(columns(2), ["URL", "Revision", "Ready", "Reason", "Status", "Age"]);
     // Both REC versions carry the same schema.
     assert_eq!(crds[0].spec.versions[0].schema, crds[0].spec.versions[1].schema);
 }

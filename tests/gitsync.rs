@@ -101,7 +101,7 @@ async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes
     .await;
     let status = status.status.expect("status");
     assert_eq!(status.last_applied_revision.as_deref(), Some(revision.as_str()));
-    assert_eq!(status.inventory.as_ref().map(Vec::len), Some(3));
+    assert_eq!(status.inventory_entries().len(), 3);
     assert_eq!(
         ready(&gitsyncs.get("config").await.expect("get")).map(|r| r.2),
         Some(format!("Applied revision main@sha1:{}", &first[..7]))

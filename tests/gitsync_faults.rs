@@ -121,5 +121,5 @@ async fn failed_writes_leave_the_revision_unapplied_until_the_fault_is_lifted() 
         assert_eq!(object.spec.memory_size.as_deref(), Some("2GB"), "{name}");
         assert_eq!(synced_revision(&object), Some(second_revision.clone()), "{name}");
     }
-    assert_eq!(applied.status.and_then(|s| s.inventory).map(|i| i.len()), Some(4));
+    assert_eq!(applied.status.map(|s| s.inventory_entries().len()), Some(4));
 }

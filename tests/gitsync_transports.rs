@@ -40,7 +40,7 @@ async fn git_daemon_first_sync_new_commit_and_force_push() {
         )
         .await;
     let applied = harness.wait_applied("config", &format!("main@sha1:{first}")).await;
-    assert_eq!(applied.status.and_then(|s| s.inventory).map(|i| i.len()), Some(2));
+    assert_eq!(applied.status.map(|s| s.inventory_entries().len()), Some(2));
     assert_eq!(harness.memory("cache").await.as_deref(), Some("1GB"));
 
     repo.write("databases/cache.yaml", database("cache", "2GB").as_bytes());

@@ -21,6 +21,7 @@ use super::conditions::Condition;
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url"}"#,
     printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -59,12 +60,13 @@ pub struct GitSyncSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 
-    /// Delete objects this GitSync applied that are no longer in the repository. Databases also need
-    /// `allowDatabaseDeletion`. Default: false (removed objects are reported as orphaned).
+    /// Delete objects this GitSync applied that are no longer in the repository. Databases and clusters also need
+    /// `allowDatabaseDeletion`, and a cluster is never deleted while a database lives on it. Default: false (removed objects are reported as orphaned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune: Option<bool>,
 
-    /// Allow pruning to delete RedisEnterpriseDatabases, and so their data. Objects annotated
+    /// Allow pruning to delete RedisEnterpriseDatabases, and so their data, and RedisEnterpriseClusters (only once
+    /// no database lives on them any more). Objects annotated
     /// `redisgitops.dev/protect: "true"` are never deleted. Default: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_database_deletion: Option<bool>,
@@ -131,15 +133,99 @@ pub struct GitSyncStatus {
     /// When the last sync finished (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
-    /// The objects applied from the last applied revision.
+    /// The objects this GitSync applied and still tracks (for pruning), grouped by apiVersion, kind and
+    /// namespace so that 10 000 objects stay far below the API server's object size limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects: Option<Vec<InventoryGroup>>,
+    /// The inventory as older agents wrote it, one entry per object. Still read (merged with `objects`), no longer
+    /// written: the next sync moves it to `objects`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Vec<InventoryEntry>>,
     /// The value of the `redisgitops.dev/reconcile-requested-at` annotation that the last sync handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
-    /// Errors of the last attempted revision, at most 50, each with its file and line.
+    /// Errors of the last attempted revision, at most 50 (the Ready condition counts the rest), each with its file
+    /// and line; messages are cut at 300 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<SourceError>>,
+}
+
+impl GitSyncStatus {
+    /// Every object of the inventory, from `objects` and from the older `inventory` field, sorted, without
+    /// duplicates.
+    pub fn inventory_entries(&self) -> Vec<InventoryEntry> {
+        let mut entries: Vec<InventoryEntry> = self
+            .inventory
+            .iter()
+            .flatten()
+            .map(|entry| InventoryEntry {
+                file: None,
+                ..entry.clone()
+            })
+            .chain(self.objects.iter().flatten().flat_map(InventoryGroup::entries))
+            .collect();
+        entries.sort();
+        entries.dedup();
+        entries
+    }
+
+    /// Sets the inventory to `entries` in the compact shape (`objects`) and clears the older `inventory` field.
+    pub fn set_inventory(&mut self, entries: &[InventoryEntry]) {
+        self.objects = Some(InventoryGroup::group(entries));
+        self.inventory = None;
+    }
+}
+
+/// Objects of one apiVersion, kind and namespace applied by a GitSync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryGroup {
+    /// `apiVersion` of the objects.
+    pub api_version: String,
+    /// Kind of the objects.
+    pub kind: String,
+    /// Namespace of the objects.
+    pub namespace: String,
+    /// Names of the objects, sorted.
+    pub names: Vec<String>,
+}
+
+impl InventoryGroup {
+    /// Groups `entries` by apiVersion, kind and namespace (the `file` of an entry is not kept: the object's
+    /// `redisgitops.dev/source-file` annotation says it).
+    pub fn group(entries: &[InventoryEntry]) -> Vec<InventoryGroup> {
+        let mut groups: std::collections::BTreeMap<(&str, &str, &str), Vec<String>> = Default::default();
+        for entry in entries {
+            groups
+                .entry((&entry.api_version, &entry.kind, &entry.namespace))
+                .or_default()
+                .push(entry.name.clone());
+        }
+        groups
+            .into_iter()
+            .map(|((api_version, kind, namespace), mut names)| {
+                names.sort();
+                names.dedup();
+                InventoryGroup {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    namespace: namespace.to_string(),
+                    names,
+                }
+            })
+            .collect()
+    }
+
+    /// The objects of the group, one entry each.
+    pub fn entries(&self) -> impl Iterator<Item = InventoryEntry> + '_ {
+        self.names.iter().map(|name| InventoryEntry {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: name.clone(),
+            file: None,
+        })
+    }
 }
 
 /// An object applied by a GitSync.

@@ -259,7 +259,7 @@ async fn snapshot(client: &kube::Client, gitsyncs: &Api<GitSync>, namespace: &st
     };
     let status = gitsync.status.clone().unwrap_or_default();
     let mut objects = Vec::new();
-    for entry in status.inventory.iter().flatten() {
+    for entry in &status.inventory_entries() {
         let (group, version) = entry
             .api_version
             .split_once('/')

@@ -18,8 +18,9 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::plan::{
-    DesiredObject, GITSYNC_NAME_LABEL, GITSYNC_NAMESPACE_LABEL, LiveObject, PrunePolicy, REVISION_ANNOTATION,
-    SyncTarget, desired_objects, drifted_fields, plan_prune,
+    DesiredObject, GITSYNC_NAME_LABEL, GITSYNC_NAMESPACE_LABEL, KeepReason, LiveObject, MAX_INVENTORY_BYTES,
+    MAX_MESSAGE_CHARS, Placements, PrunePolicy, REVISION_ANNOTATION, SyncTarget, cap_message, desired_objects,
+    drifted_fields, foreign_owner, inventory_bytes, labels_of, plan_prune, quote_names,
 };
 use super::settings::{credentials, settings, tree_files};
 use crate::api::conditions::{Condition, set_condition, types};
@@ -149,7 +150,7 @@ fn condition(
         type_: type_.to_string(),
         status: if status { "True" } else { "False" }.to_string(),
         reason: reason.to_string(),
-        message: message.into(),
+        message: cap_message(&message.into(), MAX_MESSAGE_CHARS),
         observed_generation: generation,
         last_transition_time: now(),
     }
@@ -190,8 +191,9 @@ async fn handle_deletion_policy(gitsync: &GitSync, context: &SyncContext) -> Res
     let has_finalizer = gitsync.finalizers().iter().any(|f| f == FINALIZER);
     if gitsync.metadata.deletion_timestamp.is_some() {
         if has_finalizer {
-            if wants_finalizer {
-                delete_inventory(gitsync, context).await?;
+            if wants_finalizer && !delete_inventory(gitsync, context).await? {
+                // Its databases are still being deleted; the clusters go once they are gone.
+                return Ok(Some(Action::requeue(Duration::from_secs(2))));
             }
             let remaining: Vec<&String> = gitsync.finalizers().iter().filter(|f| *f != FINALIZER).collect();
             api.patch(
@@ -225,12 +227,16 @@ async fn handle_deletion_policy(gitsync: &GitSync, context: &SyncContext) -> Res
     Ok(None)
 }
 
-async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<(), SyncError> {
+/// Deletes what the inventory lists, as far as the rules allow; returns `false` while a cluster waits for its
+/// databases (deleted in this pass or an earlier one) to be gone.
+async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<bool, SyncError> {
     let mut inventory = gitsync
         .status
         .as_ref()
-        .and_then(|s| s.inventory.clone())
+        .map(GitSyncStatus::inventory_entries)
         .unwrap_or_default();
+    let mut deleting: BTreeSet<String> = BTreeSet::new();
+    let mut waiting = false;
     let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
     // Deleting a cluster deletes its databases, so both need the GitSync's permission.
     let allow = gitsync.spec.allow_database_deletion.unwrap_or(false);
@@ -263,8 +269,29 @@ async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<()
             publish(context, gitsync, EventType::Warning, "DeletionBlocked", "Delete", &note).await;
             continue;
         }
+        if entry.kind == "RedisEnterpriseCluster" {
+            let placements = live_placements(&context.client, std::iter::once(entry.namespace.as_str())).await?;
+            let databases = placements.databases_on(&entry.namespace, &entry.name);
+            if !databases.is_empty() {
+                if databases.iter().any(|database| deleting.contains(database)) {
+                    waiting = true;
+                } else {
+                    let note = format!(
+                        "kept {} {}/{}: databases still live on it: {}",
+                        entry.kind,
+                        entry.namespace,
+                        entry.name,
+                        quote_names(&databases)
+                    );
+                    publish(context, gitsync, EventType::Warning, "DeletionBlocked", "Delete", &note).await;
+                }
+                continue;
+            }
+        }
         match api.delete(&entry.name, &DeleteParams::default()).await {
-            Ok(_) => {}
+            Ok(_) => {
+                deleting.insert(format!("{}/{}", entry.namespace, entry.name));
+            }
             Err(kube::Error::Api(response)) if response.code == 404 => {}
             Err(source) => {
                 return Err(SyncError::Kubernetes {
@@ -274,7 +301,7 @@ async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<()
             }
         }
     }
-    Ok(())
+    Ok(!waiting)
 }
 
 /// Backs off per object: 5 s, 10 s, 20 s... up to 5 minutes, reset by a successful sync.
@@ -409,25 +436,18 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         Ok(desired) => desired,
         Err(diagnostics) => {
             let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+            let not_listed = match errors.len().saturating_sub(MAX_STATUS_ERRORS) {
+                0 => String::new(),
+                more => format!("; status.errors lists the first {MAX_STATUS_ERRORS}, {more} more not shown"),
+            };
             let message = format!(
-                "revision {} is invalid ({} errors), nothing was applied; the last applied revision stays. First: {}",
+                "revision {} is invalid ({} errors{not_listed}), nothing was applied; the last applied revision stays. \
+                 First: {}",
                 revision.short_commit(),
                 errors.len(),
                 errors.first().map(ToString::to_string).unwrap_or_default()
             );
-            status.errors = Some(
-                errors
-                    .iter()
-                    .take(MAX_STATUS_ERRORS)
-                    .map(|d| StatusError {
-                        file: d.file.clone(),
-                        line: d.line,
-                        column: d.column,
-                        field: d.field.clone(),
-                        message: d.message.clone(),
-                    })
-                    .collect(),
-            );
+            status.errors = Some(errors.iter().take(MAX_STATUS_ERRORS).map(|d| status_error(d)).collect());
             set_condition(
                 status.conditions.get_or_insert_with(Vec::new),
                 condition(types::READY, false, "ValidationFailed", &message, generation),
@@ -443,7 +463,11 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
                 ),
             );
             if is_new {
-                let listed: Vec<String> = errors.iter().take(10).map(ToString::to_string).collect();
+                let listed: Vec<String> = errors
+                    .iter()
+                    .take(3)
+                    .map(|d| cap_message(&d.to_string(), MAX_MESSAGE_CHARS / 3))
+                    .collect();
                 publish(
                     context,
                     gitsync,
@@ -459,15 +483,40 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         }
     };
 
-    let mut progress = ApplyProgress::default();
-    let previous = old_status.inventory.clone().unwrap_or_default();
     let entries: Vec<InventoryEntry> = desired.iter().map(|object| object.entry.clone()).collect();
+    let inventory_size = inventory_bytes(&entries);
+    if inventory_size > MAX_INVENTORY_BYTES {
+        let message = format!(
+            "revision {} is too large to track: the inventory of its {} objects would take {inventory_size} bytes of \
+             status, more than the {MAX_INVENTORY_BYTES} a GitSync may hold; nothing was applied; split the objects \
+             across several GitSyncs (spec.path)",
+            revision.short_commit(),
+            entries.len()
+        );
+        stalled(&mut status, "InventoryTooLarge", &message, generation);
+        if is_new {
+            publish(
+                context,
+                gitsync,
+                EventType::Warning,
+                "InventoryTooLarge",
+                "Validate",
+                &message,
+            )
+            .await;
+        }
+        write_status(gitsync, context, &old_status, status).await?;
+        return Ok((requeue, Some("InventoryTooLarge")));
+    }
+
+    let mut progress = ApplyProgress::default();
+    let previous = old_status.inventory_entries();
     let policy = PrunePolicy {
         prune: gitsync.spec.prune.unwrap_or(false),
         allow_database_deletion: gitsync.spec.allow_database_deletion.unwrap_or(false),
     };
     let outcome = match apply_objects(&desired, &target, context, gitsync, &mut progress).await {
-        Ok(()) => prune(&previous, &entries, &target, policy, context, gitsync).await,
+        Ok(()) => prune(&previous, &desired, &target, policy, context, gitsync).await,
         Err(error) => Err(error),
     };
     let kept = match outcome {
@@ -484,28 +533,104 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         }
     };
     let written = progress.written;
+    let conflicts = std::mem::take(&mut progress.conflicts);
 
     status.errors = None;
-    let mut inventory = entries;
-    inventory.extend(kept.iter().cloned());
-    inventory.sort();
-    inventory.dedup();
-    status.inventory = Some(inventory);
-    status.last_applied_revision = Some(revision_text.clone());
+    let mut inventory: Vec<InventoryEntry> = entries
+        .into_iter()
+        .filter(|entry| !conflicts.iter().any(|conflict| same(&conflict.entry, entry)))
+        .collect();
+    let untracked = add_kept_within_budget(&mut inventory, &kept);
+    status.set_inventory(&inventory);
     let short = match &revision.ref_name {
         Some(name) => format!("{name}@sha1:{}", revision.short_commit()),
         None => format!("sha1:{}", revision.short_commit()),
     };
-    let mut message = format!("Applied revision {short}");
-    if !kept.is_empty() {
-        message.push_str(&format!("; {} removed from Git but kept (see events)", kept.len()));
+    let old_ready_message = old_status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == types::READY)
+        .map(|c| c.message.clone());
+    if let Some(first) = conflicts.first() {
+        // A revision with a conflict is not applied completely, so like Flux we report it as failed: the last
+        // applied revision stays, the rest of the revision is applied and tracked, and the GitSync is Stalled until
+        // the other GitSync lets go of the object or this one stops claiming it.
+        let stays = match &old_status.last_applied_revision {
+            Some(applied) => format!("{applied} stays the last applied revision"),
+            None => "no revision is applied completely yet".to_string(),
+        };
+        let more = match conflicts.len() {
+            1 => String::new(),
+            count => format!(" (and {} more objects owned elsewhere)", count - 1),
+        };
+        let message = format!(
+            "{} {}/{} belongs to GitSync {}; not applied{more}; the rest of revision {short} was applied; {stays}; \
+             remove the object from one of the two GitSyncs",
+            first.entry.kind, first.entry.namespace, first.entry.name, first.owner
+        );
+        stalled(&mut status, "Conflict", &message, generation);
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ != types::RECONCILING);
+        }
+        let message = cap_message(&message, MAX_MESSAGE_CHARS);
+        if old_ready_message.as_deref() != Some(message.as_str()) {
+            publish(context, gitsync, EventType::Warning, "Conflict", "Apply", &message).await;
+        }
+        if written > 0 || is_new {
+            status.last_sync_time = Some(now());
+        }
+        write_status(gitsync, context, &old_status, status).await?;
+        return Ok((requeue, Some("Conflict")));
     }
+    status.last_applied_revision = Some(revision_text.clone());
+    let blocked: Vec<String> = kept
+        .iter()
+        .filter(|(_, reason)| reason.blocks_cluster_prune())
+        .map(|(entry, reason)| match reason {
+            KeepReason::ClusterHasDatabases { databases } => format!(
+                "{} {}/{} still holds databases {}",
+                entry.kind,
+                entry.namespace,
+                entry.name,
+                quote_names(databases)
+            ),
+            _ => format!(
+                "{} {}/{} needs spec.allowDatabaseDeletion",
+                entry.kind, entry.namespace, entry.name
+            ),
+        })
+        .collect();
     let conditions = status.conditions.get_or_insert_with(Vec::new);
-    set_condition(
-        conditions,
-        condition(types::READY, true, "Applied", message, generation),
-    );
-    conditions.retain(|c| c.type_ != types::STALLED && c.type_ != types::RECONCILING);
+    if blocked.is_empty() {
+        let mut message = format!("Applied revision {short}");
+        if !kept.is_empty() {
+            message.push_str(&format!("; {} removed from Git but kept (see events)", kept.len()));
+        }
+        if untracked > 0 {
+            message.push_str(&format!("; {untracked} of them no longer tracked (inventory full)"));
+        }
+        set_condition(
+            conditions,
+            condition(types::READY, true, "Applied", message, generation),
+        );
+        conditions.retain(|c| c.type_ != types::STALLED && c.type_ != types::RECONCILING);
+    } else {
+        let message = format!(
+            "Applied revision {short}; pruning blocked: {}; a cluster is deleted only with spec.prune and \
+             spec.allowDatabaseDeletion once no database lives on it",
+            blocked.join("; ")
+        );
+        set_condition(
+            conditions,
+            condition(types::READY, false, "PruneBlocked", &message, generation),
+        );
+        set_condition(
+            conditions,
+            condition(types::STALLED, true, "PruneBlocked", &message, generation),
+        );
+        conditions.retain(|c| c.type_ != types::RECONCILING);
+    }
     if written > 0 || is_new || old_status.last_applied_revision.as_deref() != Some(revision_text.as_str()) {
         status.last_sync_time = Some(now());
         publish(
@@ -532,6 +657,40 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
     Ok((requeue, None))
 }
 
+/// Adds the objects kept by pruning to `inventory` while the inventory stays within [`MAX_INVENTORY_BYTES`]
+/// (counted generously: each entry as if it opened its own group); returns how many no longer fit. Those stay in
+/// the cluster, labelled, and are simply no longer tracked: they can never be pruned by accident.
+fn add_kept_within_budget(inventory: &mut Vec<InventoryEntry>, kept: &[(InventoryEntry, KeepReason)]) -> usize {
+    let mut size = inventory_bytes(inventory);
+    let mut untracked = 0;
+    for (entry, _) in kept {
+        if inventory.iter().any(|existing| same(existing, entry)) {
+            continue;
+        }
+        let cost = entry.name.len() + entry.namespace.len() + entry.kind.len() + entry.api_version.len() + 64;
+        if size + cost > MAX_INVENTORY_BYTES {
+            untracked += 1;
+            continue;
+        }
+        size += cost;
+        inventory.push(entry.clone());
+    }
+    untracked
+}
+
+fn status_error(diagnostic: &Diagnostic) -> StatusError {
+    StatusError {
+        file: cap_message(&diagnostic.file, MAX_MESSAGE_CHARS),
+        line: diagnostic.line,
+        column: diagnostic.column,
+        field: diagnostic
+            .field
+            .as_deref()
+            .map(|field| cap_message(field, MAX_MESSAGE_CHARS)),
+        message: cap_message(&diagnostic.message, MAX_MESSAGE_CHARS),
+    }
+}
+
 /// A revision that was not applied completely.
 struct ApplyFailure<'a> {
     revision: &'a Revision,
@@ -551,20 +710,24 @@ async fn report_apply_failure(
     failure: &ApplyFailure<'_>,
 ) -> Result<(), SyncError> {
     let generation = gitsync.metadata.generation;
-    let mut inventory = old_status.inventory.clone().unwrap_or_default();
+    let mut inventory = old_status.inventory_entries();
     inventory.extend(failure.progress.done.iter().cloned());
     inventory.sort();
     inventory.dedup();
-    status.inventory = Some(inventory);
+    status.set_inventory(&inventory);
     let stays = old_status.last_applied_revision.as_deref().unwrap_or("nothing");
-    let message = format!(
-        "revision {} was not fully applied ({} of {} objects at it): {}; {stays} stays the last applied revision, \
-         retrying with backoff",
-        failure.revision.short_commit(),
-        failure.progress.done.len(),
-        failure.total,
-        failure.error,
-    );
+    let message = |error: &str| {
+        format!(
+            "revision {} was not fully applied ({} of {} objects at it): {error}; {stays} stays the last applied \
+             revision, retrying with backoff",
+            failure.revision.short_commit(),
+            failure.progress.done.len(),
+            failure.total,
+        )
+    };
+    // The error (which may quote an API server's long answer) is what gets cut, so the message keeps its end.
+    let room = MAX_MESSAGE_CHARS.saturating_sub(message("").chars().count()).max(80);
+    let message = message(&cap_message(&failure.error.to_string(), room));
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     set_condition(
         conditions,
@@ -658,6 +821,16 @@ fn api_for(client: &Client, entry: &InventoryEntry) -> Api<kube::api::DynamicObj
 struct ApplyProgress {
     written: usize,
     done: Vec<InventoryEntry>,
+    /// Objects not applied because another GitSync owns them.
+    conflicts: Vec<Conflict>,
+}
+
+/// An object of the revision that another GitSync owns (its ownership labels name it).
+#[derive(Debug)]
+struct Conflict {
+    entry: InventoryEntry,
+    /// `namespace/name` of the owning GitSync.
+    owner: String,
 }
 
 /// The live objects of every kind and namespace in `desired`, read with one LIST per kind and namespace (a GET
@@ -705,11 +878,38 @@ async fn apply_objects(
 ) -> Result<(), SyncError> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut live_objects = live_objects(desired, &context.client).await?;
+    let mut owners_exist: HashMap<String, bool> = HashMap::new();
     for object in desired {
         let api = api_for(&context.client, &object.entry);
         let name = &object.entry.name;
         let live_value =
             live_objects.remove(&(object.entry.kind.clone(), object.entry.namespace.clone(), name.clone()));
+        // Never force-apply over an object another GitSync owns: that is how two GitSyncs fight over it.
+        if let Some(owner) = live_value
+            .as_ref()
+            .and_then(|live| foreign_owner(&labels_of(live), target))
+        {
+            let exists = match owners_exist.get(&owner) {
+                Some(exists) => *exists,
+                None => {
+                    let exists = gitsync_exists(&context.client, &owner).await?;
+                    owners_exist.insert(owner.clone(), exists);
+                    exists
+                }
+            };
+            if exists {
+                progress.conflicts.push(Conflict {
+                    entry: object.entry.clone(),
+                    owner,
+                });
+                continue;
+            }
+            let note = format!(
+                "{} {}/{name} was applied by GitSync {owner}, which no longer exists; adopted",
+                object.entry.kind, object.entry.namespace
+            );
+            publish(context, gitsync, EventType::Normal, "Adopted", "Apply", &note).await;
+        }
         // The revision annotation records the revision that last changed the object, so an unchanged object is not
         // rewritten by every new commit.
         let mut comparable = object.body.clone();
@@ -758,6 +958,21 @@ async fn apply_objects(
         progress.done.push(object.entry.clone());
     }
     Ok(())
+}
+
+/// Whether the GitSync `namespace/name` exists (an object whose owner is gone may be adopted).
+async fn gitsync_exists(client: &Client, owner: &str) -> Result<bool, SyncError> {
+    let (namespace, name) = owner.split_once('/').unwrap_or(("", owner));
+    if namespace.is_empty() || name.is_empty() {
+        // Labels that name no GitSync properly: treat the owner as present rather than take the object over.
+        return Ok(true);
+    }
+    let api: Api<GitSync> = Api::namespaced(client.clone(), namespace);
+    let found = api
+        .get_opt(name)
+        .await
+        .map_err(kubernetes(format!("read GitSync {owner}")))?;
+    Ok(found.is_some())
 }
 
 /// Sets `Synced=True` and `sourceRevision` on an applied object, unless they already say so.
@@ -836,15 +1051,17 @@ async fn set_synced(
     Ok(())
 }
 
-/// Prunes what the previous inventory had and this revision does not; returns the entries kept (orphaned).
+/// Prunes what the previous inventory had and this revision does not; returns the entries kept (orphaned) and why.
 async fn prune(
     previous: &[InventoryEntry],
-    desired: &[InventoryEntry],
+    desired_objects: &[DesiredObject],
     target: &SyncTarget,
     policy: PrunePolicy,
     context: &SyncContext,
     gitsync: &GitSync,
-) -> Result<Vec<InventoryEntry>, SyncError> {
+) -> Result<Vec<(InventoryEntry, KeepReason)>, SyncError> {
+    let desired: Vec<InventoryEntry> = desired_objects.iter().map(|object| object.entry.clone()).collect();
+    let desired = desired.as_slice();
     let gone: Vec<&InventoryEntry> = previous
         .iter()
         .filter(|entry| !desired.iter().any(|d| same(d, entry)))
@@ -870,7 +1087,13 @@ async fn prune(
             live_values.insert((entry.kind.clone(), entry.namespace.clone(), entry.name.clone()), value);
         }
     }
-    let plan = plan_prune(previous, desired, &live, target, policy);
+    // Only a cluster that pruning may otherwise delete needs to know which databases live on it.
+    let mut placements = Placements::default();
+    if policy.prune && gone.iter().any(|entry| entry.kind == "RedisEnterpriseCluster") {
+        placements = live_placements(&context.client, gone.iter().map(|entry| entry.namespace.as_str())).await?;
+        placements.add_desired(desired_objects);
+    }
+    let plan = plan_prune(previous, desired, &live, &placements, target, policy);
     for entry in &plan.delete {
         let api = api_for(&context.client, entry);
         api.delete(&entry.name, &DeleteParams::default())
@@ -892,7 +1115,6 @@ async fn prune(
         )
         .await;
     }
-    let mut kept = Vec::new();
     for (entry, reason) in &plan.keep {
         let api = api_for(&context.client, entry);
         let live = live_values.get(&(entry.kind.clone(), entry.namespace.clone(), entry.name.clone()));
@@ -911,7 +1133,7 @@ async fn prune(
             live,
             false,
             "RemovedFromSource",
-            reason.describe(),
+            &cap_message(&reason.describe(), MAX_MESSAGE_CHARS),
             &revision,
         )
         .await?;
@@ -923,9 +1145,79 @@ async fn prune(
             reason.describe()
         );
         publish(context, gitsync, EventType::Warning, "PruneBlocked", "Prune", &note).await;
-        kept.push(entry.clone());
     }
-    Ok(kept)
+    Ok(plan.keep)
+}
+
+/// Every live REC and REDB, read with one LIST per kind over all namespaces; where the agent may not list across
+/// namespaces (HTTP 403), the namespaces of `fallback` instead (the clusters' own namespaces, where their
+/// databases live unless they name them from elsewhere).
+async fn live_placements(client: &Client, fallback: impl Iterator<Item = &str>) -> Result<Placements, SyncError> {
+    let fallback: BTreeSet<String> = fallback.map(str::to_string).collect();
+    let mut placements = Placements::default();
+    let params = ListParams::default();
+    let clusters = match Api::<RedisEnterpriseCluster>::all(client.clone()).list(&params).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(response)) if response.code == 403 => {
+            let mut items = Vec::new();
+            for namespace in &fallback {
+                let list = Api::<RedisEnterpriseCluster>::namespaced(client.clone(), namespace)
+                    .list(&params)
+                    .await
+                    .map_err(kubernetes(format!(
+                        "list RedisEnterpriseClusters in namespace {namespace}"
+                    )))?;
+                items.extend(list.items);
+            }
+            items
+        }
+        Err(source) => {
+            return Err(SyncError::Kubernetes {
+                action: "list RedisEnterpriseClusters in all namespaces".to_string(),
+                source,
+            });
+        }
+    };
+    for cluster in clusters {
+        placements
+            .clusters
+            .insert((cluster.namespace().unwrap_or_default(), cluster.name_any()));
+    }
+    let databases = match Api::<RedisEnterpriseDatabase>::all(client.clone()).list(&params).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(response)) if response.code == 403 => {
+            let mut items = Vec::new();
+            for namespace in &fallback {
+                let list = Api::<RedisEnterpriseDatabase>::namespaced(client.clone(), namespace)
+                    .list(&params)
+                    .await
+                    .map_err(kubernetes(format!(
+                        "list RedisEnterpriseDatabases in namespace {namespace}"
+                    )))?;
+                items.extend(list.items);
+            }
+            items
+        }
+        Err(source) => {
+            return Err(SyncError::Kubernetes {
+                action: "list RedisEnterpriseDatabases in all namespaces".to_string(),
+                source,
+            });
+        }
+    };
+    for database in databases {
+        placements.databases.push(super::plan::DatabasePlacement {
+            namespace: database.namespace().unwrap_or_default(),
+            name: database.name_any(),
+            cluster: database
+                .spec
+                .redis_enterprise_cluster
+                .as_ref()
+                .map(|reference| reference.name.clone())
+                .filter(|name| !name.is_empty()),
+        });
+    }
+    Ok(placements)
 }
 
 fn same(a: &InventoryEntry, b: &InventoryEntry) -> bool {
@@ -957,7 +1249,7 @@ async fn write_status(
 }
 
 async fn publish(context: &SyncContext, gitsync: &GitSync, type_: EventType, reason: &str, action: &str, note: &str) {
-    let note: String = note.chars().take(1000).collect();
+    let note = cap_message(note, MAX_MESSAGE_CHARS);
     let event = Event {
         type_,
         reason: reason.to_string(),

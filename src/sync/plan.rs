@@ -189,6 +189,13 @@ pub enum KeepReason {
     PruneDisabled,
     /// A database, and the GitSync does not allow deleting databases.
     DatabaseDeletionNotAllowed,
+    /// A cluster (it holds databases), and the GitSync does not allow deleting databases.
+    ClusterDeletionNotAllowed,
+    /// A cluster on which these databases (`namespace/name`) still live; it goes only once they are gone.
+    ClusterHasDatabases {
+        /// The databases on the cluster, `namespace/name`, sorted.
+        databases: Vec<String>,
+    },
     /// Annotated `redisgitops.dev/protect: "true"`.
     Protected,
     /// The revision has no objects at all while the last one had some: more likely a mistake (a wrong path, an
@@ -196,18 +203,52 @@ pub enum KeepReason {
     EmptyRevision,
 }
 
+/// At most this many database names are quoted in a message.
+const MAX_NAMES_QUOTED: usize = 5;
+
 impl KeepReason {
     /// A sentence for conditions and events.
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self) -> String {
         match self {
-            Self::PruneDisabled => "removed from Git; kept because pruning is off (spec.prune)",
+            Self::PruneDisabled => "removed from Git; kept because pruning is off (spec.prune)".to_string(),
             Self::DatabaseDeletionNotAllowed => {
                 "removed from Git; kept because the GitSync does not allow deleting databases (spec.allowDatabaseDeletion)"
+                    .to_string()
             }
-            Self::Protected => "removed from Git; kept because it is annotated redisgitops.dev/protect=true",
-            Self::EmptyRevision => "the revision has no objects at all; nothing is pruned (check the GitSync's path)",
+            Self::ClusterDeletionNotAllowed => "removed from Git; kept because deleting a cluster deletes its databases \
+                 and the GitSync does not allow deleting databases (spec.allowDatabaseDeletion)"
+                .to_string(),
+            Self::ClusterHasDatabases { databases } => format!(
+                "removed from Git; kept because databases still live on this cluster: {}; delete or move them first \
+                 (deleting a cluster also needs spec.allowDatabaseDeletion)",
+                quote_names(databases)
+            ),
+            Self::Protected => "removed from Git; kept because it is annotated redisgitops.dev/protect=true".to_string(),
+            Self::EmptyRevision => {
+                "the revision has no objects at all; nothing is pruned (check the GitSync's path)".to_string()
+            }
         }
     }
+
+    /// Whether pruning was asked for and refused because the object is a cluster: the GitSync reports
+    /// `PruneBlocked`.
+    pub fn blocks_cluster_prune(&self) -> bool {
+        matches!(self, Self::ClusterDeletionNotAllowed | Self::ClusterHasDatabases { .. })
+    }
+}
+
+/// `a, b, c, d, e and 7 more`.
+pub fn quote_names(names: &[String]) -> String {
+    let mut text = names
+        .iter()
+        .take(MAX_NAMES_QUOTED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > MAX_NAMES_QUOTED {
+        text.push_str(&format!(" and {} more", names.len() - MAX_NAMES_QUOTED));
+    }
+    text
 }
 
 /// What pruning does after a revision is applied.
@@ -222,12 +263,111 @@ pub struct PrunePlan {
     pub released: Vec<InventoryEntry>,
 }
 
+/// A REDB as the cluster guard sees it: where it is and the REC it names (`spec.redisEnterpriseCluster.name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabasePlacement {
+    /// Namespace of the REDB.
+    pub namespace: String,
+    /// Name of the REDB.
+    pub name: String,
+    /// The REC it names, if it names one.
+    pub cluster: Option<String>,
+}
+
+/// Which databases may live on which cluster: every live REDB (any namespace the agent can read) and every REDB
+/// of the new revision, and every REC (`namespace`, `name`) live or in the revision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placements {
+    /// The REDBs.
+    pub databases: Vec<DatabasePlacement>,
+    /// The RECs, `(namespace, name)`.
+    pub clusters: BTreeSet<(String, String)>,
+}
+
+impl Placements {
+    /// The databases (`namespace/name`, sorted) that live or may live on the REC `namespace/name`, resolved as the
+    /// database controller does and erring on the side of keeping: a REDB of the same namespace that names it or
+    /// names no REC at all, and a REDB of another namespace that names it when its own namespace has no REC of
+    /// that name.
+    pub fn databases_on(&self, namespace: &str, name: &str) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .databases
+            .iter()
+            .filter(|database| {
+                if database.namespace == namespace {
+                    database.cluster.as_deref().is_none_or(|cluster| cluster == name)
+                } else {
+                    database.cluster.as_deref() == Some(name)
+                        && !self.clusters.contains(&(database.namespace.clone(), name.to_string()))
+                }
+            })
+            .map(|database| format!("{}/{}", database.namespace, database.name))
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// Adds the REDBs and RECs of apply bodies (the new revision).
+    pub fn add_desired(&mut self, desired: &[DesiredObject]) {
+        for object in desired {
+            self.add_value(&object.entry, &object.body);
+        }
+    }
+
+    /// Adds one object, live or desired, given as JSON.
+    pub fn add_value(&mut self, entry: &InventoryEntry, value: &Value) {
+        match entry.kind.as_str() {
+            "RedisEnterpriseCluster" => {
+                self.clusters.insert((entry.namespace.clone(), entry.name.clone()));
+            }
+            "RedisEnterpriseDatabase" => self.databases.push(DatabasePlacement {
+                namespace: entry.namespace.clone(),
+                name: entry.name.clone(),
+                cluster: value
+                    .pointer("/spec/redisEnterpriseCluster/name")
+                    .and_then(Value::as_str)
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string),
+            }),
+            _ => {}
+        }
+    }
+}
+
+/// The GitSync (`namespace/name`) that owns an object according to its ownership labels, when that is not
+/// `target`. An object without the labels (created with kubectl) belongs to no one and may be adopted.
+pub fn foreign_owner(labels: &BTreeMap<String, String>, target: &SyncTarget) -> Option<String> {
+    let name = labels.get(GITSYNC_NAME_LABEL).filter(|name| !name.is_empty())?;
+    let namespace = labels
+        .get(GITSYNC_NAMESPACE_LABEL)
+        .map(String::as_str)
+        .unwrap_or_default();
+    (name != &target.name || namespace != target.namespace).then(|| format!("{namespace}/{name}"))
+}
+
+/// The labels of an object given as JSON.
+pub fn labels_of(value: &Value) -> BTreeMap<String, String> {
+    value
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Plans pruning: what the last inventory had and the new revision does not. Only objects whose live labels still
-/// point at this GitSync are ever deleted; databases need the GitSync's permission; protected objects never go.
+/// point at this GitSync are ever deleted; databases need the GitSync's permission; a cluster needs the same
+/// permission and no database left on it (`placements`); protected objects never go.
 pub fn plan_prune(
     previous: &[InventoryEntry],
     desired: &[InventoryEntry],
     live: &[LiveObject],
+    placements: &Placements,
     target: &SyncTarget,
     policy: PrunePolicy,
 ) -> PrunePlan {
@@ -254,6 +394,15 @@ pub fn plan_prune(
             Some(KeepReason::PruneDisabled)
         } else if entry.kind == "RedisEnterpriseDatabase" && !policy.allow_database_deletion {
             Some(KeepReason::DatabaseDeletionNotAllowed)
+        } else if entry.kind == "RedisEnterpriseCluster" {
+            let databases = placements.databases_on(&entry.namespace, &entry.name);
+            if !databases.is_empty() {
+                Some(KeepReason::ClusterHasDatabases { databases })
+            } else if !policy.allow_database_deletion {
+                Some(KeepReason::ClusterDeletionNotAllowed)
+            } else {
+                None
+            }
         } else {
             None
         };
@@ -265,6 +414,29 @@ pub fn plan_prune(
     // Databases go before the clusters they live in.
     plan.delete.sort_by_key(|entry| entry.kind != "RedisEnterpriseDatabase");
     plan
+}
+
+/// At most this many characters of a message go into a condition, an event or a status error.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// `text` cut to at most `max` characters, on a character boundary, ending with `…` when cut.
+pub fn cap_message(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some(_) => {
+            let kept: String = text.chars().take(max.saturating_sub(1)).collect();
+            format!("{kept}…")
+        }
+    }
+}
+
+/// At most this many bytes of inventory (`status.objects` as JSON) per GitSync: 10 000 objects with names of 63
+/// characters in one namespace take about 660 000; the whole status then stays under 0.75 MiB.
+pub const MAX_INVENTORY_BYTES: usize = 700_000;
+
+/// The size of `entries` as the compact inventory in JSON.
+pub fn inventory_bytes(entries: &[InventoryEntry]) -> usize {
+    serde_json::to_vec(&crate::api::gitsync::InventoryGroup::group(entries)).map_or(usize::MAX, |json| json.len())
 }
 
 #[cfg(test)]
@@ -410,14 +582,28 @@ mod tests {
             prune: true,
             allow_database_deletion: true,
         };
-        let plan = plan_prune(&previous, &desired, &live_objects, &target(), all);
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &Placements::default(),
+            &target(),
+            all,
+        );
         assert_eq!(plan.delete, [entry("RedisEnterpriseDatabase", "gone")]);
 
         let no_database_deletion = PrunePolicy {
             prune: true,
             allow_database_deletion: false,
         };
-        let plan = plan_prune(&previous, &desired, &live_objects, &target(), no_database_deletion);
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &Placements::default(),
+            &target(),
+            no_database_deletion,
+        );
         assert!(plan.delete.is_empty());
         assert_eq!(
             plan.keep,
@@ -431,6 +617,7 @@ mod tests {
             &previous,
             &desired,
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: false,
@@ -456,6 +643,7 @@ mod tests {
             &previous,
             &desired,
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: true,
@@ -490,6 +678,7 @@ mod tests {
             &previous,
             &[],
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: true,
@@ -515,6 +704,7 @@ mod tests {
             &previous,
             &desired,
             &live_objects,
+            &Placements::default(),
             &target(),
             PrunePolicy {
                 prune: true,
@@ -528,5 +718,333 @@ mod tests {
                 entry("RedisEnterpriseCluster", "rec")
             ]
         );
+    }
+
+    fn policy(prune: bool, allow_database_deletion: bool) -> PrunePolicy {
+        PrunePolicy {
+            prune,
+            allow_database_deletion,
+        }
+    }
+
+    fn placement(namespace: &str, name: &str, cluster: Option<&str>) -> DatabasePlacement {
+        DatabasePlacement {
+            namespace: namespace.into(),
+            name: name.into(),
+            cluster: cluster.map(str::to_string),
+        }
+    }
+
+    fn placements(databases: Vec<DatabasePlacement>, clusters: &[(&str, &str)]) -> Placements {
+        Placements {
+            databases,
+            clusters: clusters.iter().map(|(n, c)| (n.to_string(), c.to_string())).collect(),
+        }
+    }
+
+    #[test]
+    fn a_cluster_with_databases_is_never_pruned_and_names_them() {
+        let previous = [
+            entry("RedisEnterpriseCluster", "rec"),
+            entry("RedisEnterpriseDatabase", "cache"),
+            entry("RedisEnterpriseDatabase", "sessions"),
+        ];
+        let desired = [entry("RedisEnterpriseCluster", "other")];
+        let live_objects = [
+            live("RedisEnterpriseCluster", "rec", "config", false),
+            live("RedisEnterpriseDatabase", "cache", "config", false),
+            live("RedisEnterpriseDatabase", "sessions", "config", false),
+        ];
+        let on_rec = placements(
+            vec![
+                placement("redis", "cache", Some("rec")),
+                placement("redis", "sessions", Some("rec")),
+            ],
+            &[("redis", "rec"), ("redis", "other")],
+        );
+        let has_databases = KeepReason::ClusterHasDatabases {
+            databases: vec!["redis/cache".into(), "redis/sessions".into()],
+        };
+
+        // prune: true alone (issue 9, item 1): nothing goes, the cluster says which databases hold it.
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &on_rec,
+            &target(),
+            policy(true, false),
+        );
+        assert!(plan.delete.is_empty());
+        assert_eq!(
+            plan.keep,
+            [
+                (entry("RedisEnterpriseCluster", "rec"), has_databases.clone()),
+                (
+                    entry("RedisEnterpriseDatabase", "cache"),
+                    KeepReason::DatabaseDeletionNotAllowed
+                ),
+                (
+                    entry("RedisEnterpriseDatabase", "sessions"),
+                    KeepReason::DatabaseDeletionNotAllowed
+                ),
+            ]
+        );
+        assert_eq!(
+            has_databases.describe(),
+            "removed from Git; kept because databases still live on this cluster: redis/cache, redis/sessions; \
+             delete or move them first (deleting a cluster also needs spec.allowDatabaseDeletion)"
+        );
+        assert!(has_databases.blocks_cluster_prune());
+
+        // Both opt-ins: the databases go now, the cluster only at a later sync once they are gone.
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &live_objects,
+            &on_rec,
+            &target(),
+            policy(true, true),
+        );
+        assert_eq!(
+            plan.delete,
+            [
+                entry("RedisEnterpriseDatabase", "cache"),
+                entry("RedisEnterpriseDatabase", "sessions")
+            ]
+        );
+        assert_eq!(plan.keep, [(entry("RedisEnterpriseCluster", "rec"), has_databases)]);
+        let gone = placements(Vec::new(), &[("redis", "rec"), ("redis", "other")]);
+        let plan = plan_prune(
+            &previous[..1],
+            &desired,
+            &live_objects[..1],
+            &gone,
+            &target(),
+            policy(true, true),
+        );
+        assert_eq!(plan.delete, [entry("RedisEnterpriseCluster", "rec")]);
+    }
+
+    #[test]
+    fn an_empty_cluster_needs_both_opt_ins_and_a_protected_one_never_goes() {
+        let previous = [entry("RedisEnterpriseCluster", "rec")];
+        let desired = [entry("RedisEnterpriseCluster", "other")];
+        let empty = Placements::default();
+        let unprotected = [live("RedisEnterpriseCluster", "rec", "config", false)];
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &unprotected,
+            &empty,
+            &target(),
+            policy(true, false),
+        );
+        assert!(plan.delete.is_empty());
+        assert_eq!(
+            plan.keep,
+            [(
+                entry("RedisEnterpriseCluster", "rec"),
+                KeepReason::ClusterDeletionNotAllowed
+            )]
+        );
+        assert_eq!(
+            KeepReason::ClusterDeletionNotAllowed.describe(),
+            "removed from Git; kept because deleting a cluster deletes its databases and the GitSync does not allow \
+             deleting databases (spec.allowDatabaseDeletion)"
+        );
+        let plan = plan_prune(
+            &previous,
+            &desired,
+            &unprotected,
+            &empty,
+            &target(),
+            policy(false, true),
+        );
+        assert_eq!(plan.keep[0].1, KeepReason::PruneDisabled);
+        assert!(!plan.keep[0].1.blocks_cluster_prune());
+        let protected = [live("RedisEnterpriseCluster", "rec", "config", true)];
+        let plan = plan_prune(&previous, &desired, &protected, &empty, &target(), policy(true, true));
+        assert_eq!(plan.keep[0].1, KeepReason::Protected);
+    }
+
+    #[test]
+    fn databases_on_a_cluster_are_found_as_the_database_controller_resolves_them() {
+        let all = placements(
+            vec![
+                placement("redis", "named", Some("rec")),
+                placement("redis", "unnamed", None),
+                placement("redis", "elsewhere", Some("other")),
+                placement("team-a", "remote", Some("rec")),
+                placement("team-b", "local", Some("rec")),
+                placement("team-c", "unnamed", None),
+            ],
+            &[("redis", "rec"), ("redis", "other"), ("team-b", "rec")],
+        );
+        assert_eq!(
+            all.databases_on("redis", "rec"),
+            ["redis/named", "redis/unnamed", "team-a/remote"]
+        );
+        // team-a/remote could be on either REC named rec: both keep it (erring on the side of keeping).
+        assert_eq!(all.databases_on("team-b", "rec"), ["team-a/remote", "team-b/local"]);
+
+        // A REDB the new revision still wants counts even before it exists.
+        let mut wanted = Placements::default();
+        let revision = repository(&[(
+            "db.yaml",
+            "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata: {name: cache}\n\
+             spec: {memorySize: 1GB, redisEnterpriseCluster: {name: rec}}\n",
+        )]);
+        wanted.add_desired(&desired_objects(&revision, &target()).expect("allowed"));
+        assert_eq!(wanted.databases_on("redis", "rec"), ["redis/cache"]);
+        assert!(wanted.databases_on("redis", "other").is_empty());
+    }
+
+    #[test]
+    fn names_in_messages_are_limited() {
+        let names: Vec<String> = (1..=8).map(|i| format!("ns/db{i}")).collect();
+        assert_eq!(quote_names(&names), "ns/db1, ns/db2, ns/db3, ns/db4, ns/db5 and 3 more");
+        assert_eq!(quote_names(&names[..2]), "ns/db1, ns/db2");
+    }
+
+    #[test]
+    fn ownership_labels_of_another_gitsync_are_a_foreign_owner() {
+        let labels = |name: &str, namespace: &str| -> BTreeMap<String, String> {
+            [
+                (GITSYNC_NAME_LABEL.to_string(), name.to_string()),
+                (GITSYNC_NAMESPACE_LABEL.to_string(), namespace.to_string()),
+            ]
+            .into()
+        };
+        assert_eq!(
+            foreign_owner(&BTreeMap::new(), &target()),
+            None,
+            "unlabelled: adoptable"
+        );
+        assert_eq!(foreign_owner(&labels("config", "redis"), &target()), None);
+        assert_eq!(
+            foreign_owner(&labels("first", "redis"), &target()).as_deref(),
+            Some("redis/first")
+        );
+        assert_eq!(
+            foreign_owner(&labels("config", "team-a"), &target()).as_deref(),
+            Some("team-a/config"),
+            "same name, other namespace"
+        );
+        let value = json!({"metadata": {"labels": {GITSYNC_NAME_LABEL: "first", GITSYNC_NAMESPACE_LABEL: "redis"}}});
+        assert_eq!(labels_of(&value), labels("first", "redis"));
+    }
+
+    #[test]
+    fn messages_are_cut_on_a_character_boundary() {
+        assert_eq!(cap_message("short", 10), "short");
+        assert_eq!(cap_message("exactly10!", 10), "exactly10!");
+        assert_eq!(cap_message("ééééééééééé", 5), "éééé…");
+        let long = "x".repeat(1_000_000);
+        assert_eq!(cap_message(&long, MAX_MESSAGE_CHARS).chars().count(), MAX_MESSAGE_CHARS);
+    }
+
+    /// Issue 9, item 9: whatever the input, the status stays far below 1 MiB (etcd refuses objects over ~1.5 MiB).
+    #[test]
+    fn the_worst_case_status_stays_far_below_one_mebibyte() {
+        use crate::api::conditions::Condition;
+        use crate::api::gitsync::{GitSyncStatus, SourceError};
+        // 10 000 objects (the default object budget of a revision) with the longest names a REDB may have, in a
+        // namespace with the longest name: the largest inventory a default agent accepts.
+        let namespace = "n".repeat(63);
+        let entries: Vec<InventoryEntry> = (0..10_000)
+            .map(|i| InventoryEntry {
+                api_version: "app.redislabs.com/v1alpha1".into(),
+                kind: "RedisEnterpriseDatabase".into(),
+                namespace: namespace.clone(),
+                name: format!("{i:05}{}", "d".repeat(58)),
+                file: Some(format!("{}/{i}.yaml", "f".repeat(4000))),
+            })
+            .collect();
+        let inventory = inventory_bytes(&entries);
+        assert!(inventory <= MAX_INVENTORY_BYTES, "{inventory} bytes of inventory");
+        let huge = "v".repeat(900_000);
+        let mut status = GitSyncStatus {
+            conditions: Some(
+                ["Ready", "Reconciling", "Stalled"]
+                    .iter()
+                    .map(|type_| Condition {
+                        type_: type_.to_string(),
+                        status: "False".into(),
+                        reason: "ValidationFailed".into(),
+                        message: cap_message(&huge, MAX_MESSAGE_CHARS),
+                        observed_generation: Some(1),
+                        last_transition_time: "2026-12-01T10:00:00Z".into(),
+                    })
+                    .collect(),
+            ),
+            observed_generation: Some(i64::MAX),
+            last_applied_revision: Some(format!("{}@sha1:{}", "r".repeat(255), "0".repeat(40))),
+            last_attempted_revision: Some(format!("{}@sha1:{}", "r".repeat(255), "0".repeat(40))),
+            last_sync_time: Some("2026-12-01T10:00:00Z".into()),
+            last_handled_reconcile_at: Some("a".repeat(63)),
+            errors: Some(
+                (0..50)
+                    .map(|_| SourceError {
+                        file: cap_message(&huge, MAX_MESSAGE_CHARS),
+                        line: u32::MAX,
+                        column: u32::MAX,
+                        field: Some(cap_message(&huge, MAX_MESSAGE_CHARS)),
+                        message: cap_message(&huge, MAX_MESSAGE_CHARS),
+                    })
+                    .collect(),
+            ),
+            ..GitSyncStatus::default()
+        };
+        status.set_inventory(&entries);
+        let size = serde_json::to_vec(&status).expect("serializes").len();
+        println!("worst-case status: {size} bytes, of which {inventory} bytes of inventory");
+        assert!(size < 800 * 1024, "the worst-case status takes {size} bytes");
+        assert_eq!(status.inventory_entries().len(), 10_000);
+
+        // The same objects spread over 10 000 namespaces would not fit: such a revision is refused before anything
+        // is applied (InventoryTooLarge), so the status never grows past the budget.
+        let spread: Vec<InventoryEntry> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| InventoryEntry {
+                namespace: format!("{i:05}{}", "n".repeat(58)),
+                ..entry.clone()
+            })
+            .collect();
+        assert!(inventory_bytes(&spread) > MAX_INVENTORY_BYTES);
+    }
+
+    #[test]
+    fn the_inventory_of_older_agents_is_still_read() {
+        let old: crate::api::gitsync::GitSyncStatus = serde_json::from_value(json!({
+            "inventory": [
+                {"apiVersion": "app.redislabs.com/v1", "kind": "RedisEnterpriseCluster", "namespace": "redis",
+                 "name": "rec", "file": "rec.yaml"},
+                {"apiVersion": "app.redislabs.com/v1alpha1", "kind": "RedisEnterpriseDatabase", "namespace": "redis",
+                 "name": "cache", "file": "db.yaml"}
+            ]
+        }))
+        .expect("the old shape");
+        let entries = old.inventory_entries();
+        assert_eq!(
+            entries,
+            [
+                entry("RedisEnterpriseCluster", "rec"),
+                entry("RedisEnterpriseDatabase", "cache")
+            ]
+        );
+        let mut new = old.clone();
+        new.set_inventory(&entries);
+        assert_eq!(
+            serde_json::to_value(&new).expect("json"),
+            json!({"objects": [
+                {"apiVersion": "app.redislabs.com/v1", "kind": "RedisEnterpriseCluster", "namespace": "redis",
+                 "names": ["rec"]},
+                {"apiVersion": "app.redislabs.com/v1alpha1", "kind": "RedisEnterpriseDatabase", "namespace": "redis",
+                 "names": ["cache"]}
+            ]})
+        );
+        assert_eq!(new.inventory_entries(), entries);
     }
 }
