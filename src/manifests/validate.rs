@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use regex::Regex;
 use serde_json::Value;
 
-use super::diagnostics::{FieldPath, Severity, quote};
+use super::diagnostics::{FieldPath, Severity, quote, truncate};
 use super::quantity::{
     MAX_QUANTITY, QuantityError, format_binary_quantity, parse_bounded_quantity, parse_memory_size, parse_quantity,
 };
@@ -496,16 +496,17 @@ fn validated_resources(
     };
     for (section, values) in [("limits", &resources.limits), ("requests", &resources.requests)] {
         for (resource, quantity) in values.iter().flatten() {
-            let (maximum, maximum_text) = match resource.as_str() {
-                "memory" => (MAX_NODE_MEMORY_BYTES, "64Ti"),
-                "cpu" => (MAX_NODE_CPUS, "1024"),
-                _ => (MAX_QUANTITY, "9.2e18"),
+            let (maximum, maximum_text, example) = match resource.as_str() {
+                "memory" => (MAX_NODE_MEMORY_BYTES, "64Ti", "4Gi"),
+                "cpu" => (MAX_NODE_CPUS, "1024", "2"),
+                _ => (MAX_QUANTITY, "9.2e18", "1Gi"),
             };
             let problem = match parse_bounded_quantity(&quantity.0, maximum) {
                 Ok(_) => continue,
                 Err(QuantityError::TooLarge) => format!(
-                    "{} is larger than the maximum of {maximum_text} for {resource}; use a real node size such as 4Gi",
-                    quote(&quantity.0)
+                    "{} is larger than the maximum of {maximum_text} for {}; use a real node size such as {example}",
+                    quote(&quantity.0),
+                    truncate(resource)
                 ),
                 Err(QuantityError::Syntax | QuantityError::Negative) => format!(
                     "{} is not a Kubernetes quantity; write for example 2, 4000m, 4Gi or 512Mi",

@@ -383,7 +383,10 @@ mod tests {
             Err(DurationError::TooLong)
         );
         // 32 characters, each part fits a Duration, the sum does not: the addition is checked.
-        assert_eq!(parse_duration("5100000000000000h99999999999999h"), Err(DurationError::Overflow));
+        assert_eq!(
+            parse_duration("5100000000000000h99999999999999h"),
+            Err(DurationError::Overflow)
+        );
         assert_eq!(parse_duration("18446744073709551615s1s"), Err(DurationError::Overflow));
         assert_eq!(parse_duration("99999999999999999999h"), Err(DurationError::Overflow));
     }
