@@ -10,7 +10,7 @@ use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
 use redis_gitops::desired::render::{self, Only};
 use redis_gitops::enterprise::RetryPolicy;
 use redis_gitops::enterprise::hosts::HostsFileResolver;
-use redis_gitops::manifests::{Diagnostic, LoadOptions, load_directory};
+use redis_gitops::manifests::{Diagnostic, LoadOptions, RevisionBudget, load_directory};
 use redis_gitops::sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
 use redis_gitops::sync::controller::SyncContext;
 use redis_gitops::sync::lease::{FenceLayer, LeaderLease, LeaseTimings, WriteFence, install_process_fence};
@@ -37,6 +37,8 @@ enum Command {
         /// Namespace of objects that set none.
         #[arg(long, short = 'n', default_value = "default")]
         namespace: String,
+        #[command(flatten)]
+        budget: BudgetFlags,
     },
     /// Print every Kubernetes object and Redis Enterprise REST request the agent would create.
     ///
@@ -96,6 +98,8 @@ enum Command {
         /// Time limit of one Redis Enterprise REST call.
         #[arg(long, default_value = "30s", value_parser = parse_duration_arg)]
         rest_timeout: std::time::Duration,
+        #[command(flatten)]
+        budget: BudgetFlags,
     },
     /// Start a local control plane: a Kubernetes API server and a Redis Enterprise emulator on loopback.
     ///
@@ -135,6 +139,33 @@ enum Command {
     },
 }
 
+/// The budget of one revision across all its files (defaults: 16Mi, 1000000 nodes, 10000 objects).
+#[derive(clap::Args, Clone, Copy)]
+struct BudgetFlags {
+    /// Most bytes of YAML in one revision, all files together (bytes, or with Ki, Mi, Gi; at most 1Gi).
+    #[arg(long, default_value = "16Mi", value_parser = redis_gitops::manifests::budget::parse_size_setting)]
+    max_revision_bytes: u64,
+    /// Most YAML nodes in one revision after alias expansion, all files together.
+    #[arg(long, default_value = "1000000", value_parser = |text: &str| redis_gitops::manifests::budget::parse_count_setting(text, redis_gitops::manifests::budget::MAX_NODES_SETTING))]
+    max_revision_nodes: usize,
+    /// Most objects (YAML documents) in one revision.
+    #[arg(long, default_value = "10000", value_parser = |text: &str| redis_gitops::manifests::budget::parse_count_setting(text, redis_gitops::manifests::budget::MAX_OBJECTS_SETTING))]
+    max_revision_objects: usize,
+}
+
+impl BudgetFlags {
+    /// Makes these flags the budget of every revision this process loads.
+    fn configure(self) -> RevisionBudget {
+        let budget = RevisionBudget {
+            max_bytes: self.max_revision_bytes,
+            max_nodes: self.max_revision_nodes,
+            max_objects: self.max_revision_objects,
+        };
+        redis_gitops::manifests::budget::configure(budget);
+        budget
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Yaml,
@@ -157,7 +188,14 @@ enum Part {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { path, namespace } => validate(&path, namespace),
+        Command::Validate {
+            path,
+            namespace,
+            budget,
+        } => {
+            budget.configure();
+            validate(&path, namespace)
+        }
         Command::Render {
             path,
             namespace,
@@ -176,8 +214,10 @@ fn main() -> ExitCode {
             hosts_file,
             rest_timeout,
             allow_file_urls,
+            budget,
         } => {
             redis_gitops::source::set_file_urls_allowed(allow_file_urls);
+            budget.configure();
             let format = match log_format {
                 LogStyle::Text => LogFormat::Text,
                 LogStyle::Json => LogFormat::Json,
@@ -240,11 +280,19 @@ struct AgentOptions {
     rest_timeout: std::time::Duration,
 }
 
+/// A duration flag: Go syntax, checked arithmetic, from 1s to 24h.
 fn parse_duration_arg(text: &str) -> Result<std::time::Duration, String> {
-    redis_gitops::sync::settings::parse_duration(text)
-        .filter(|duration| *duration >= std::time::Duration::from_secs(1))
-        .ok_or_else(|| format!("\"{text}\" is not a duration of at least 1s; write for example 15s or 1m"))
+    let quoted = redis_gitops::manifests::quote(text);
+    match redis_gitops::sync::settings::parse_duration(text) {
+        Ok(duration) if (std::time::Duration::from_secs(1)..=MAX_FLAG_DURATION).contains(&duration) => Ok(duration),
+        Ok(_) | Err(_) => Err(format!(
+            "{quoted} is not a duration from 1s to 24h; write for example 15s or 1m"
+        )),
+    }
 }
+
+/// The longest duration any flag accepts.
+const MAX_FLAG_DURATION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 async fn agent(options: AgentOptions) -> ExitCode {
     let AgentOptions {

@@ -33,8 +33,9 @@ use super::conditions::Condition;
 #[serde(rename_all = "camelCase")]
 pub struct RedisEnterpriseClusterSpec {
     /// Number of Redis Enterprise nodes (pods). Must be odd and at least 3 so the cluster keeps a quorum.
-    /// Raising it adds nodes; lowering it (scale-in) is not supported. Default: 3.
+    /// Raising it adds nodes; lowering it (scale-in) is not supported. At most 99. Default: 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 99))]
     pub nodes: Option<i32>,
 
     /// Image of the Redis Enterprise node container. Changing `versionTag` upgrades the cluster, one node at

@@ -40,7 +40,7 @@ pub struct RedisEnterpriseDatabaseSpec {
     /// Memory limit of the database, for example `100MB`, `0.5GB` or `1GB` (units are powers of 1024).
     /// At least `100MB`. Default: `100MB`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB)$"))]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB)$"), length(max = 32))]
     pub memory_size: Option<String>,
 
     /// Number of primary shards. More than one turns sharding on. Default: 1.
@@ -342,6 +342,7 @@ pub struct AlertSetting {
     pub enabled: bool,
     /// Threshold of the alert, as the cluster expects it (for example a percentage or a latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     pub threshold: Option<String>,
 }
 
@@ -405,7 +406,7 @@ pub struct DatabaseBackupSpec {
     /// Offset in seconds of the backup time within the interval; only for 12 and 24 hour intervals, and
     /// smaller than the interval. Random when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 86399))]
     pub interval_offset: Option<i64>,
     /// An Amazon S3 (or S3-compatible) bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]

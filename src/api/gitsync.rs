@@ -29,7 +29,10 @@ use super::conditions::Condition;
 pub struct GitSyncSpec {
     /// Repository URL: `https://`, `http://`, `ssh://`, `git@host:path`, `git://` (read-only, unauthenticated) or
     /// `file://`.
-    #[schemars(regex(pattern = r"^(https?://|ssh://|git://|file://|[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:)"))]
+    #[schemars(
+        regex(pattern = r"^(https?://|ssh://|git://|file://|[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:)"),
+        length(max = 2048)
+    )]
     pub url: String,
 
     /// Which revision to follow. Default: the branch `main`.
@@ -38,16 +41,18 @@ pub struct GitSyncSpec {
 
     /// Directory inside the repository whose YAML files are applied (recursively). Default: the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub path: Option<String>,
 
-    /// How often the repository is polled, as a duration such as `30s`, `1m` or `1h`. Default: `1m`.
+    /// How often the repository is polled, as a duration such as `30s`, `1m` or `1h`, from 1s to 24h.
+    /// Default: `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
     pub interval: Option<String>,
 
-    /// Time limit of one Git operation (connect, list refs, fetch). Default: `60s`.
+    /// Time limit of one Git operation (connect, list refs, fetch), from 1s to 1h. Default: `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"), length(max = 32))]
     pub timeout: Option<String>,
 
     /// Secret in the GitSync's namespace with the credentials: `username` and `password` (HTTPS basic or token),
@@ -83,12 +88,15 @@ pub struct GitSyncSpec {
 pub struct GitReference {
     /// A branch, for example `main`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub branch: Option<String>,
     /// A tag, for example `v1.4.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub tag: Option<String>,
     /// A semantic-version range over the tags, for example `>=1.0.0, <2.0.0`: the highest matching tag is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
     pub semver: Option<String>,
     /// An exact commit (40 hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,6 +3,36 @@
 
 use std::fmt;
 
+/// The most characters of a user's value quoted in a message; longer values are cut (with an ellipsis), so a
+/// huge value never makes a huge diagnostic, event or status.
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// `text` cut to [`MAX_QUOTED_CHARS`] characters (on a character boundary), with `…` when it was longer.
+pub fn truncate(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((end, _)) => std::borrow::Cow::Owned(format!("{}…", &text[..end])),
+    }
+}
+
+/// A user's value as messages quote it: in double quotes, cut by [`truncate`]. Use it wherever a message
+/// repeats input.
+pub fn quote(text: &str) -> String {
+    format!("\"{}\"", truncate(text))
+}
+
+/// The most characters of a file path or field path kept in a diagnostic.
+pub const MAX_PATH_CHARS: usize = 512;
+/// The most characters of a diagnostic's message.
+pub const MAX_MESSAGE_CHARS: usize = 2048;
+
+fn cut(text: &str, limit: usize) -> String {
+    match text.char_indices().nth(limit) {
+        None => text.to_string(),
+        Some((end, _)) => format!("{}…", &text[..end]),
+    }
+}
+
 /// How serious a diagnostic is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
@@ -48,13 +78,15 @@ impl Diagnostic {
         field: Option<String>,
         message: impl Into<String>,
     ) -> Self {
+        // A safety net under `quote`: whatever a message or a field path repeats from the input, one diagnostic
+        // stays small enough for an event and a status.
         Self {
             severity,
-            file: file.to_string(),
+            file: cut(file, MAX_PATH_CHARS),
             line: location.line,
             column: location.column,
-            field,
-            message: message.into(),
+            field: field.map(|field| cut(&field, MAX_PATH_CHARS)),
+            message: cut(&message.into(), MAX_MESSAGE_CHARS),
         }
     }
 
@@ -180,6 +212,17 @@ impl fmt::Display for FieldPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_values_are_cut_on_a_character_boundary() {
+        assert_eq!(quote("short"), "\"short\"");
+        let exact = "x".repeat(MAX_QUOTED_CHARS);
+        assert_eq!(quote(&exact), format!("\"{exact}\""));
+        let long = "é".repeat(900_000);
+        let quoted = quote(&long);
+        assert_eq!(quoted, format!("\"{}…\"", "é".repeat(MAX_QUOTED_CHARS)));
+        assert!(quoted.chars().count() <= MAX_QUOTED_CHARS + 3);
+    }
 
     #[test]
     fn paths_display_like_users_write_them() {

@@ -27,8 +27,8 @@ pub fn format_memory_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
-/// Parses a Kubernetes quantity into its value (bytes for memory, cores for CPU). `None` if it is not a quantity.
-pub fn parse_quantity(text: &str) -> Option<f64> {
+/// A quantity's value, which may be infinite when its exponent or suffix overflows.
+fn parse_quantity_unbounded(text: &str) -> Option<f64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
@@ -66,6 +66,40 @@ pub fn parse_quantity(text: &str) -> Option<f64> {
         _ => return None,
     };
     Some(value * multiplier)
+}
+
+/// Parses a Kubernetes quantity into its value (bytes for memory, cores for CPU). `None` if it is not a quantity
+/// or its value is not finite (`1e400`).
+pub fn parse_quantity(text: &str) -> Option<f64> {
+    parse_quantity_unbounded(text).filter(|value| value.is_finite())
+}
+
+/// The largest value of any quantity accepted: what a Kubernetes quantity can carry as an int64 (about 9.2e18).
+pub const MAX_QUANTITY: f64 = 9.223_372_036_854_775e18;
+
+/// Why a quantity is refused.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QuantityError {
+    /// Not the syntax of a Kubernetes quantity.
+    Syntax,
+    /// Negative.
+    Negative,
+    /// Well-formed but beyond the maximum (or infinite, as `1e400` is).
+    TooLarge,
+}
+
+/// Parses a quantity and checks it lies in `0..=maximum`.
+pub fn parse_bounded_quantity(text: &str, maximum: f64) -> Result<f64, QuantityError> {
+    let value = parse_quantity_unbounded(text).ok_or(QuantityError::Syntax)?;
+    if value.is_nan() {
+        Err(QuantityError::Syntax)
+    } else if value < 0.0 {
+        Err(QuantityError::Negative)
+    } else if value > maximum {
+        Err(QuantityError::TooLarge)
+    } else {
+        Ok(value)
+    }
 }
 
 /// Formats bytes as a Kubernetes quantity with a binary suffix when exact (`20Gi`), else in bytes.
@@ -132,5 +166,34 @@ mod tests {
             assert_eq!(parse_quantity(bad), None, "{bad}");
         }
         assert_eq!(format_binary_quantity(20 * (1 << 30)), "20Gi");
+        assert_eq!(parse_quantity("1e400"), None);
+        assert_eq!(parse_quantity("1e308Ei"), None);
+    }
+
+    #[test]
+    fn bounded_quantities_tell_too_large_from_malformed() {
+        assert_eq!(parse_bounded_quantity("20Gi", MAX_QUANTITY), Ok(20.0 * 1024f64.powi(3)));
+        assert_eq!(
+            parse_bounded_quantity("1e400", MAX_QUANTITY),
+            Err(QuantityError::TooLarge)
+        );
+        assert_eq!(
+            parse_bounded_quantity("1e19", MAX_QUANTITY),
+            Err(QuantityError::TooLarge)
+        );
+        assert_eq!(
+            parse_bounded_quantity("2Pi", 1024f64.powi(5)),
+            Err(QuantityError::TooLarge)
+        );
+        assert_eq!(
+            parse_bounded_quantity("-1Gi", MAX_QUANTITY),
+            Err(QuantityError::Negative)
+        );
+        assert_eq!(parse_bounded_quantity("4GB", MAX_QUANTITY), Err(QuantityError::Syntax));
+        assert_eq!(parse_bounded_quantity("1e", MAX_QUANTITY), Err(QuantityError::Syntax));
+        assert_eq!(
+            parse_bounded_quantity("-1e400", MAX_QUANTITY),
+            Err(QuantityError::Negative)
+        );
     }
 }

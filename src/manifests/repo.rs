@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use super::diagnostics::{Diagnostic, FieldPath, Location, Severity};
+use super::budget::{BudgetUse, RevisionBudget, bytes_message, nodes_message, objects_message};
+use super::diagnostics::{Diagnostic, FieldPath, Location, Severity, quote, truncate};
 use super::files::{SourceFile, read_directory};
 use super::schema::{self, Violation, ViolationKind};
 use super::validate::{
@@ -25,8 +26,10 @@ use crate::desired::names;
 pub struct LoadOptions {
     /// Namespace of objects that name none (the GitSync's namespace; `default` on the command line).
     pub default_namespace: String,
-    /// Limits against hostile input.
+    /// Limits against hostile input, per file.
     pub limits: Limits,
+    /// Limits of the whole revision, across files (the agent's `--max-revision-*` flags).
+    pub budget: RevisionBudget,
 }
 
 impl Default for LoadOptions {
@@ -34,6 +37,7 @@ impl Default for LoadOptions {
         Self {
             default_namespace: "default".to_string(),
             limits: Limits::default(),
+            budget: RevisionBudget::default(),
         }
     }
 }
@@ -88,7 +92,7 @@ pub struct Repository {
 
 /// Loads the config repository in a directory.
 pub fn load_directory(root: &Path, options: &LoadOptions) -> Result<Repository, Vec<Diagnostic>> {
-    let (files, mut diagnostics) = read_directory(root, &options.limits);
+    let (files, mut diagnostics) = read_directory(root, &options.limits, &options.budget);
     match load_files(&files, options) {
         Ok(repository) if diagnostics.is_empty() => Ok(repository),
         Ok(repository) => {
@@ -111,8 +115,13 @@ pub fn load_files(files: &[SourceFile], options: &LoadOptions) -> Result<Reposit
         diagnostics: Vec::new(),
         clusters: Vec::new(),
         databases: Vec::new(),
+        used: BudgetUse::default(),
+        exhausted: false,
     };
     for file in files {
+        if loader.exhausted {
+            break;
+        }
         loader.load_file(file);
     }
     loader.check_across_objects();
@@ -139,6 +148,10 @@ struct Loader<'a> {
     diagnostics: Vec<Diagnostic>,
     clusters: Vec<LoadedCluster>,
     databases: Vec<LoadedDatabase>,
+    /// What the revision has used of [`LoadOptions::budget`].
+    used: BudgetUse,
+    /// Whether the budget is used up: the files after the one that exceeded it are not read.
+    exhausted: bool,
 }
 
 const CLUSTER_KIND: &str = "RedisEnterpriseCluster";
@@ -159,6 +172,14 @@ impl Loader<'_> {
             );
             return;
         }
+        let budget = self.options.budget;
+        let size = file.content.len() as u64;
+        self.used.bytes = self.used.bytes.saturating_add(size);
+        if self.used.bytes > budget.max_bytes {
+            self.error(&file.path, Location::default(), None, bytes_message(&budget));
+            self.exhausted = true;
+            return;
+        }
         let Ok(text) = std::str::from_utf8(&file.content) else {
             self.error(
                 &file.path,
@@ -168,11 +189,35 @@ impl Loader<'_> {
             );
             return;
         };
-        match parse_documents(text, &self.options.limits) {
+        // The parser stops at the per-file node limit or at what is left of the revision's, whichever is lower.
+        let remaining_nodes = budget.max_nodes.saturating_sub(self.used.nodes);
+        let revision_bound = remaining_nodes < self.options.limits.max_nodes;
+        let limits = Limits {
+            max_nodes: remaining_nodes.min(self.options.limits.max_nodes),
+            ..self.options.limits.clone()
+        };
+        match parse_documents(text, &limits) {
             Ok(documents) => {
+                let nodes: usize = documents.iter().map(|document| document.nodes).sum();
+                self.used.nodes = self.used.nodes.saturating_add(nodes);
+                if self.used.nodes > budget.max_nodes {
+                    self.error(&file.path, Location::default(), None, nodes_message(&budget));
+                    self.exhausted = true;
+                    return;
+                }
                 for document in documents {
+                    self.used.objects += 1;
+                    if self.used.objects > budget.max_objects {
+                        self.error(&file.path, document.start, None, objects_message(&budget));
+                        self.exhausted = true;
+                        return;
+                    }
                     self.load_document(&file.path, document);
                 }
+            }
+            Err(error) if error.nodes_exceeded && revision_bound => {
+                self.error(&file.path, error.location, None, nodes_message(&budget));
+                self.exhausted = true;
             }
             Err(error) => self.error(
                 &file.path,
@@ -230,7 +275,7 @@ impl Loader<'_> {
                     file,
                     document.spans.value(&version_path),
                     Some(version_path),
-                    format!("{kind} is not served as \"{api_version}\"; use apiVersion {served}"),
+                    format!("{} is not served as {}; use apiVersion {served}", truncate(kind), quote(api_version)),
                 );
             }
             (_, "RedisEnterpriseActiveActiveDatabase" | "RedisEnterpriseRemoteCluster") => self.error(
@@ -376,7 +421,11 @@ impl Loader<'_> {
                                     file,
                                     document.spans.value(&entry_path),
                                     Some(entry_path),
-                                    format!("{key} values are strings; found {}, quote it", describe(entry_value)),
+                                    format!(
+                                        "{} values are strings; found {}, quote it",
+                                        truncate(key),
+                                        describe(entry_value)
+                                    ),
                                 );
                             }
                         }
@@ -441,7 +490,7 @@ impl Loader<'_> {
                     file,
                     document.spans.key(&parent),
                     Some(parent),
-                    format!("missing required field \"{name}\""),
+                    format!("missing required field {}", quote(&name)),
                 );
             }
             ViolationKind::WrongType { expected, found } => {
@@ -464,12 +513,24 @@ impl Loader<'_> {
                     memory_size_message(&found)
                 } else if path.to_string() == "spec.servicesRiggerSpec.databaseServiceType" {
                     format!(
-                        "\"{found}\" is not a comma-separated list of cluster_ip, headless and load_balancer (no spaces)"
+                        "{} is not a comma-separated list of cluster_ip, headless and load_balancer (no spaces)",
+                        quote(&found)
                     )
                 } else {
-                    format!("\"{found}\" does not have the expected format (it must match {pattern})")
+                    format!(
+                        "{} does not have the expected format (it must match {pattern})",
+                        quote(&found)
+                    )
                 };
                 self.error(file, location, field, message);
+            }
+            ViolationKind::TooLong { length, max_length } => {
+                self.error(
+                    file,
+                    location,
+                    field,
+                    format!("is {length} characters long, over the maximum of {max_length}; shorten it"),
+                );
             }
             ViolationKind::BelowMinimum { found, minimum } => {
                 self.error(
@@ -538,13 +599,9 @@ impl Loader<'_> {
                 continue;
             }
             let location = spans.value(&issue.path);
-            let diagnostic = Diagnostic {
-                severity: issue.severity,
-                file: file.to_string(),
-                line: location.line,
-                column: location.column,
-                field: Some(issue.path.to_string()),
-                message: issue.message,
+            let diagnostic = match issue.severity {
+                Severity::Error => Diagnostic::error(file, location, Some(issue.path.to_string()), issue.message),
+                Severity::Warning => Diagnostic::warning(file, location, Some(issue.path.to_string()), issue.message),
             };
             self.diagnostics.push(diagnostic);
         }
@@ -636,7 +693,7 @@ impl Loader<'_> {
                                 &database.source,
                                 &database.spans,
                                 &cluster_path,
-                                format!("RedisEnterpriseCluster \"{name}\" is not in this repository; it must already exist in the cluster"),
+                                format!("RedisEnterpriseCluster {} is not in this repository; it must already exist in the cluster", quote(name)),
                             ));
                             None
                         }
@@ -650,7 +707,8 @@ impl Loader<'_> {
                                 &database.spans,
                                 &cluster_path,
                                 format!(
-                                    "RedisEnterpriseCluster \"{name}\" exists in several namespaces ({}); put the database in the namespace of its cluster",
+                                    "RedisEnterpriseCluster {} exists in several namespaces ({}); put the database in the namespace of its cluster",
+                                    quote(name),
                                     namespaces.join(", ")
                                 ),
                             ));
@@ -909,8 +967,11 @@ fn looks_like_password(name: &str) -> bool {
 
 fn unknown_field_message(name: &str, suggestions: &[String]) -> String {
     match suggestions.first() {
-        Some(suggestion) => format!("unknown field \"{name}\"; did you mean \"{suggestion}\"?"),
-        None => format!("unknown field \"{name}\"; remove it (`kubectl explain` lists the fields)"),
+        Some(suggestion) => format!("unknown field {}; did you mean \"{suggestion}\"?", quote(name)),
+        None => format!(
+            "unknown field {}; remove it (`kubectl explain` lists the fields)",
+            quote(name)
+        ),
     }
 }
 
@@ -927,7 +988,7 @@ fn wrong_type_message(expected: &str, found: &Value) -> String {
     };
     let hint = match (expected, found) {
         ("integer" | "number", Value::String(text)) if text.parse::<f64>().is_ok() => {
-            format!("; write {text} without quotes")
+            format!("; write {} without quotes", truncate(text))
         }
         ("boolean", Value::String(text)) if matches!(text.as_str(), "true" | "false") => {
             format!("; write {text} without quotes")
@@ -947,7 +1008,7 @@ fn describe(value: &Value) -> String {
         Value::Null => "nothing (null)".to_string(),
         Value::Bool(flag) => format!("the boolean {flag}"),
         Value::Number(number) => format!("the number {number}"),
-        Value::String(text) => format!("the string \"{text}\""),
+        Value::String(text) => format!("the string {}", quote(text)),
         Value::Array(_) => "a list".to_string(),
         Value::Object(_) => "a mapping".to_string(),
     }
@@ -955,7 +1016,7 @@ fn describe(value: &Value) -> String {
 
 fn display_value(value: &Value) -> String {
     match value {
-        Value::String(text) => format!("\"{text}\""),
+        Value::String(text) => quote(text),
         other => other.to_string(),
     }
 }

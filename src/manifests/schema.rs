@@ -53,6 +53,13 @@ pub enum ViolationKind {
         /// The maximum.
         maximum: f64,
     },
+    /// A string longer than the field's `maxLength`.
+    TooLong {
+        /// Its length in characters.
+        length: usize,
+        /// The maximum.
+        max_length: u64,
+    },
     /// A required field is missing (the path is the missing field's).
     MissingField,
     /// A field the schema does not know (the path is the unknown field's).
@@ -119,6 +126,14 @@ fn check(value: &Value, schema: &Value, path: &FieldPath, violations: &mut Vec<V
             },
         );
         return;
+    }
+    if let (Some(max_length), Some(text)) = (schema.get("maxLength").and_then(Value::as_u64), value.as_str()) {
+        let length = text.chars().count();
+        if u64::try_from(length).unwrap_or(u64::MAX) > max_length {
+            // Too long already says what to fix; matching a huge value against the pattern would add nothing.
+            push(violations, path, ViolationKind::TooLong { length, max_length });
+            return;
+        }
     }
     if let (Some(pattern), Some(text)) = (schema.get("pattern").and_then(Value::as_str), value.as_str())
         && compiled(pattern).is_some_and(|regex| !regex.is_match(text))

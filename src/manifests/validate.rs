@@ -11,8 +11,10 @@ use kube::ResourceExt;
 use regex::Regex;
 use serde_json::Value;
 
-use super::diagnostics::{FieldPath, Severity};
-use super::quantity::{format_binary_quantity, parse_memory_size, parse_quantity};
+use super::diagnostics::{FieldPath, Severity, quote, truncate};
+use super::quantity::{
+    MAX_QUANTITY, QuantityError, format_binary_quantity, parse_bounded_quantity, parse_memory_size, parse_quantity,
+};
 use crate::api::cluster::{DatabaseServicePortPolicy, ServiceNaming, ServiceType};
 use crate::api::database::{
     DatabaseAlertSettings, DatabaseModule, DatabaseType, EvictionPolicy, Persistence, ProxyPolicy, RolePermission,
@@ -28,6 +30,16 @@ pub const DEFAULT_VERSION_TAG: &str = "8.0.20-44";
 pub const DEFAULT_USERNAME: &str = "demo@redis.com";
 /// Smallest database the cluster accepts: 100MB.
 pub const MINIMUM_MEMORY_BYTES: u64 = 100 << 20;
+/// Largest database accepted: 64TB (far above any single Redis Enterprise cluster's memory).
+pub const MAXIMUM_MEMORY_BYTES: u64 = 64 << 40;
+/// Largest memory of one node accepted (limits and requests): 64Ti.
+pub const MAX_NODE_MEMORY_BYTES: f64 = (64u64 << 40) as f64;
+/// Most CPUs of one node accepted: 1024.
+pub const MAX_NODE_CPUS: f64 = 1024.0;
+/// Largest persistent volume per node accepted: 1Pi.
+pub const MAX_VOLUME_BYTES: f64 = (1u64 << 50) as f64;
+/// Most nodes of one cluster accepted (the CRD says the same): 99.
+pub const MAX_NODES: i32 = 99;
 
 /// A problem found by semantic validation, located by field path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,7 +289,12 @@ pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCl
     let path = FieldPath::of(&["spec"]);
 
     let nodes = spec.nodes.unwrap_or(3);
-    if nodes < 3 || nodes % 2 == 0 {
+    if nodes > MAX_NODES {
+        issues.push(Issue::error(
+            path.key("nodes"),
+            format!("{nodes} is above the maximum of {MAX_NODES} nodes; use an odd number from 3 to {MAX_NODES}"),
+        ));
+    } else if nodes < 3 || nodes % 2 == 0 {
         issues.push(Issue::error(
             path.key("nodes"),
             format!(
@@ -303,14 +320,20 @@ pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCl
     {
         issues.push(Issue::error(
             image_path.key("repository"),
-            format!("\"{repository}\" includes a tag; put the repository here and the tag in versionTag"),
+            format!(
+                "{} includes a tag; put the repository here and the tag in versionTag",
+                quote(&repository)
+            ),
         ));
     }
     let image = match &image_spec.digest_hash {
         Some(digest) if !digest.starts_with("sha256:") => {
             issues.push(Issue::error(
                 image_path.key("digestHash"),
-                format!("\"{digest}\" is not an image digest; write it as sha256:<64 hex digits>"),
+                format!(
+                    "{} is not an image digest; write it as sha256:<64 hex digits>",
+                    quote(digest)
+                ),
             ));
             format!("{repository}:{version_tag}")
         }
@@ -473,15 +496,24 @@ fn validated_resources(
     };
     for (section, values) in [("limits", &resources.limits), ("requests", &resources.requests)] {
         for (resource, quantity) in values.iter().flatten() {
-            if parse_quantity(&quantity.0).is_none_or(|value| value < 0.0) {
-                issues.push(Issue::error(
-                    path.key(section).key(resource),
-                    format!(
-                        "\"{}\" is not a Kubernetes quantity; write for example 2, 4000m, 4Gi or 512Mi",
-                        quantity.0
-                    ),
-                ));
-            }
+            let (maximum, maximum_text, example) = match resource.as_str() {
+                "memory" => (MAX_NODE_MEMORY_BYTES, "64Ti", "4Gi"),
+                "cpu" => (MAX_NODE_CPUS, "1024", "2"),
+                _ => (MAX_QUANTITY, "9.2e18", "1Gi"),
+            };
+            let problem = match parse_bounded_quantity(&quantity.0, maximum) {
+                Ok(_) => continue,
+                Err(QuantityError::TooLarge) => format!(
+                    "{} is larger than the maximum of {maximum_text} for {}; use a real node size such as {example}",
+                    quote(&quantity.0),
+                    truncate(resource)
+                ),
+                Err(QuantityError::Syntax | QuantityError::Negative) => format!(
+                    "{} is not a Kubernetes quantity; write for example 2, 4000m, 4Gi or 512Mi",
+                    quote(&quantity.0)
+                ),
+            };
+            issues.push(Issue::error(path.key(section).key(resource), problem));
         }
     }
     let memory = |values: &Option<BTreeMap<String, Quantity>>| {
@@ -527,14 +559,22 @@ fn validated_persistence(
     }
     let volume_size = match persistent.volume_size {
         Some(size) => {
-            if parse_quantity(&size.0).is_none_or(|bytes| bytes <= 0.0) {
-                issues.push(Issue::error(
+            match parse_bounded_quantity(&size.0, MAX_VOLUME_BYTES) {
+                Ok(bytes) if bytes > 0.0 => {}
+                Err(QuantityError::TooLarge) => issues.push(Issue::error(
                     path.key("volumeSize"),
                     format!(
-                        "\"{}\" is not a storage size; write a Kubernetes quantity such as 20Gi",
-                        size.0
+                        "{} is larger than the maximum of 1Pi per node; use a real size such as 20Gi",
+                        quote(&size.0)
                     ),
-                ));
+                )),
+                Ok(_) | Err(QuantityError::Syntax | QuantityError::Negative) => issues.push(Issue::error(
+                    path.key("volumeSize"),
+                    format!(
+                        "{} is not a storage size; write a Kubernetes quantity such as 20Gi",
+                        quote(&size.0)
+                    ),
+                )),
             }
             size
         }
@@ -573,11 +613,31 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
             Some(bytes) if bytes < MINIMUM_MEMORY_BYTES => {
                 issues.push(Issue::error(
                     path.key("memorySize"),
-                    format!("\"{text}\" is below the minimum of 100MB; use 100MB or more"),
+                    format!("{} is below the minimum of 100MB; use 100MB or more", quote(text)),
+                ));
+                bytes
+            }
+            Some(bytes) if bytes > MAXIMUM_MEMORY_BYTES => {
+                issues.push(Issue::error(
+                    path.key("memorySize"),
+                    format!("{} is above the maximum of 64TB; use 64TB or less", quote(text)),
                 ));
                 bytes
             }
             Some(bytes) => bytes,
+            None if text.len() <= 32
+                && text
+                    .trim_end_matches(char::is_alphabetic)
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'.') =>
+            {
+                // Well-formed but beyond 2^64 bytes.
+                issues.push(Issue::error(
+                    path.key("memorySize"),
+                    format!("{} is above the maximum of 64TB; use 64TB or less", quote(text)),
+                ));
+                MINIMUM_MEMORY_BYTES
+            }
             None => {
                 issues.push(Issue::error(path.key("memorySize"), memory_size_message(text)));
                 MINIMUM_MEMORY_BYTES
@@ -628,8 +688,8 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
             issues.push(Issue::error(
                 path.key("modulesList").index(index).key("name"),
                 format!(
-                    "module \"{}\" is listed twice (also at modulesList[{first}]); keep one entry",
-                    module.name
+                    "module {} is listed twice (also at modulesList[{first}]); keep one entry",
+                    quote(&module.name)
                 ),
             ));
         }
@@ -650,7 +710,8 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
             issues.push(Issue::error(
                 path.key("redisVersion"),
                 format!(
-                    "\"{version}\" is not a Redis version; write major.minor such as 7.4 or 8.0, or major or latest"
+                    "{} is not a Redis version; write major.minor such as 7.4 or 8.0, or major or latest",
+                    quote(version)
                 ),
             ));
         }
@@ -746,7 +807,8 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
 /// The message for a memory size that does not parse, shared with schema pattern errors.
 pub fn memory_size_message(text: &str) -> String {
     format!(
-        "\"{text}\" is not a memory size; write a number and a unit (B, KB, MB, GB, TB), for example 100MB or 1.5GB"
+        "{} is not a memory size; write a number and a unit (B, KB, MB, GB, TB), for example 100MB or 1.5GB",
+        quote(text)
     )
 }
 
@@ -897,8 +959,9 @@ fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usiz
                 issues.push(Issue::error(
                     FieldPath::of(&["metadata", "name"]),
                     format!(
-                        "\"{name}\" is not a valid name; use at most {max_name} lowercase letters, digits and '-', starting \
-                         with a letter and ending with a letter or digit ({names_what})"
+                        "{} is not a valid name; use at most {max_name} lowercase letters, digits and '-', starting \
+                         with a letter and ending with a letter or digit ({names_what})",
+                        quote(name)
                     ),
                 ));
             }
@@ -910,7 +973,10 @@ fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usiz
     {
         issues.push(Issue::error(
             FieldPath::of(&["metadata", "namespace"]),
-            format!("\"{namespace}\" is not a valid namespace; use at most 63 lowercase letters, digits and '-'"),
+            format!(
+                "{} is not a valid namespace; use at most 63 lowercase letters, digits and '-'",
+                quote(namespace)
+            ),
         ));
     }
     issues
@@ -922,7 +988,10 @@ fn check_object_name(name: &str, path: &FieldPath, issues: &mut Vec<Issue>) {
     if !valid {
         issues.push(Issue::error(
             path.clone(),
-            format!("\"{name}\" is not a valid object name; use lowercase letters, digits, '-' and '.'"),
+            format!(
+                "{} is not a valid object name; use lowercase letters, digits, '-' and '.'",
+                quote(name)
+            ),
         ));
     }
 }

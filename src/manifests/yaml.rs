@@ -23,6 +23,8 @@ pub struct Limits {
     pub max_nodes: usize,
     /// Most files in one repository.
     pub max_files: usize,
+    /// Most bytes of scalars in one file, counting every alias expansion (an alias of a long string repeats it).
+    pub max_scalar_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             max_depth: 48,
             max_nodes: 200_000,
             max_files: 20_000,
+            max_scalar_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct Document {
     pub start: Location,
     /// Locations of every node, by field path.
     pub spans: Spans,
+    /// How many YAML nodes the document holds after alias expansion (mapping keys included).
+    pub nodes: usize,
 }
 
 /// Where each field of a document is: its key and its value.
@@ -81,6 +86,8 @@ pub struct SyntaxError {
     pub location: Location,
     /// What the parser said.
     pub message: String,
+    /// Whether the error is the node limit ([`Limits::max_nodes`]) being reached.
+    pub nodes_exceeded: bool,
 }
 
 /// Parses every document of a YAML file. Empty documents (only comments) are skipped.
@@ -92,6 +99,7 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Syn
     budget.max_documents = limits.max_documents;
     budget.max_nodes = limits.max_nodes;
     budget.max_aliases = 10_000;
+    budget.max_total_scalar_bytes = limits.max_scalar_bytes;
     options.budget = Some(budget);
     let documents: Vec<Option<Spanned<Node>>> =
         serde_saphyr::from_str_multiple_with_options(text, options).map_err(|error| syntax_error(&error, limits))?;
@@ -99,12 +107,21 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Document>, Syn
     for document in documents.into_iter().flatten() {
         let start = to_location(&document.referenced);
         let mut spans = Spans::default();
-        let value = into_json(document, &FieldPath::root(), &mut spans)
-            .map_err(|(location, message)| SyntaxError { location, message })?;
+        let value = into_json(document, &FieldPath::root(), &mut spans).map_err(|(location, message)| SyntaxError {
+            location,
+            message,
+            nodes_exceeded: false,
+        })?;
         if value.is_null() {
             continue;
         }
-        parsed.push(Document { value, start, spans });
+        let nodes = spans.values.len() + spans.keys.len();
+        parsed.push(Document {
+            value,
+            start,
+            spans,
+            nodes,
+        });
     }
     Ok(parsed)
 }
@@ -124,6 +141,7 @@ fn syntax_error(error: &serde_saphyr::Error, limits: &Limits) -> SyntaxError {
         _ => without_prefix,
     }
     .to_string();
+    let nodes_exceeded = message.contains("budget breached") && message.contains("Nodes");
     let message = if message.contains("budget breached") {
         budget_message(&message, limits)
     } else if let Some((duplicate, _)) = message.split_once(", set DuplicateKeyPolicy") {
@@ -131,7 +149,11 @@ fn syntax_error(error: &serde_saphyr::Error, limits: &Limits) -> SyntaxError {
     } else {
         message
     };
-    SyntaxError { location, message }
+    SyntaxError {
+        location,
+        message,
+        nodes_exceeded,
+    }
 }
 
 /// A limit message in the user's terms, without the parser's internal accounting.
@@ -147,6 +169,12 @@ fn budget_message(message: &str, limits: &Limits) -> String {
         format!(
             "the file has more than {} documents; split it into several files",
             limits.max_documents
+        )
+    } else if message.contains("ScalarBytes") {
+        format!(
+            "the YAML's text expands to more than {} bytes (aliases repeat what they point at); write the values out \
+             or split the file",
+            limits.max_scalar_bytes
         )
     } else if message.contains("Alias") {
         "the YAML uses too many aliases; write the values out or split the file".to_string()

@@ -173,6 +173,19 @@ pub enum SourceError {
         /// The configured limit.
         limit: u64,
     },
+    /// The YAML files under the path add up to more bytes than the revision budget.
+    #[error(
+        "the YAML files under '{path}' in revision {revision} add up to more than {limit} bytes (the agent's \
+         --max-revision-bytes); split the repository into several GitSync paths"
+    )]
+    RevisionTooLarge {
+        /// The path asked for.
+        path: String,
+        /// The revision, Flux format.
+        revision: String,
+        /// The budget, in bytes.
+        limit: u64,
+    },
     /// The directory holds more matching files than the configured limit.
     #[error("more than {limit} files under '{path}' in revision {revision}")]
     TooManyFiles {
@@ -208,6 +221,7 @@ impl SourceError {
             SourceError::InvalidIgnore { .. } => "InvalidIgnore",
             SourceError::TooLarge { .. } => "TooLarge",
             SourceError::TooManyFiles { .. } => "TooManyFiles",
+            SourceError::RevisionTooLarge { .. } => "RevisionTooLarge",
         }
     }
 

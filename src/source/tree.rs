@@ -198,6 +198,10 @@ pub(crate) fn read_tree(
         .odb()
         .map_err(|error| cache("opening the object database", error))?;
     let mut entries = Vec::new();
+    // The whole revision's bytes are bounded too (the agent's --max-revision-bytes), checked from blob headers so a
+    // huge revision is refused before its contents are in memory.
+    let max_revision_bytes = crate::manifests::RevisionBudget::default().max_bytes;
+    let mut revision_bytes: u64 = 0;
     // Depth-first over (tree, its path relative to the start); sorted output follows from Git's tree order.
     let mut pending: Vec<(git2::Tree<'_>, String, IgnoreChain)> = vec![(start, String::new(), chain)];
     while let Some((tree, prefix, chain)) = pending.pop() {
@@ -256,6 +260,14 @@ pub(crate) fn read_tree(
                     revision: revision_text,
                     size,
                     limit: limits.max_file_size,
+                });
+            }
+            revision_bytes = revision_bytes.saturating_add(size);
+            if revision_bytes > max_revision_bytes {
+                return Err(SourceError::RevisionTooLarge {
+                    path: normalized,
+                    revision: revision_text,
+                    limit: max_revision_bytes,
                 });
             }
             let blob = repository

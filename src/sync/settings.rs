@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::ByteString;
 
 use crate::api::gitsync::GitSyncSpec;
-use crate::manifests::diagnostics::{Diagnostic, Location};
+use crate::manifests::diagnostics::{Diagnostic, Location, quote};
 use crate::manifests::files::{SourceFile, is_manifest};
 use crate::source::{Credentials, GitRef, Secret, TreeEntry};
 
@@ -17,6 +17,12 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The branch followed when the GitSync names no ref.
 pub const DEFAULT_BRANCH: &str = "main";
+/// The longest poll interval accepted: one day (a GitSync that should not poll sets `suspend`).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// The longest time limit of one Git operation accepted: one hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The longest duration text accepted, in characters (the CRD says the same with `maxLength`).
+pub const MAX_DURATION_TEXT: usize = 32;
 
 /// A GitSync spec that cannot be used as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,23 +89,11 @@ pub fn settings(spec: &GitSyncSpec) -> Result<Settings, SpecError> {
     if path.split('/').any(|segment| segment == "..") {
         return Err(SpecError {
             field: "path".into(),
-            message: format!("\"{path}\" leaves the repository; use a path inside it"),
+            message: format!("{} leaves the repository; use a path inside it", quote(&path)),
         });
     }
-    let interval = match &spec.interval {
-        None => DEFAULT_INTERVAL,
-        Some(text) => parse_duration(text).ok_or_else(|| duration_error("interval", text))?,
-    };
-    if interval < Duration::from_secs(1) {
-        return Err(SpecError {
-            field: "interval".into(),
-            message: "is shorter than 1s; poll at most once a second".into(),
-        });
-    }
-    let timeout = match &spec.timeout {
-        None => DEFAULT_TIMEOUT,
-        Some(text) => parse_duration(text).ok_or_else(|| duration_error("timeout", text))?,
-    };
+    let interval = bounded_duration("interval", spec.interval.as_deref(), DEFAULT_INTERVAL, MAX_INTERVAL)?;
+    let timeout = bounded_duration("timeout", spec.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_TIMEOUT)?;
     Ok(Settings {
         reference,
         path: if path == "." { String::new() } else { path },
@@ -108,24 +102,103 @@ pub fn settings(spec: &GitSyncSpec) -> Result<Settings, SpecError> {
     })
 }
 
-fn duration_error(field: &str, text: &str) -> SpecError {
-    SpecError {
+/// A duration field of the spec: its default when absent, else a parsed value between 1s and `maximum`.
+fn bounded_duration(
+    field: &str,
+    text: Option<&str>,
+    default: Duration,
+    maximum: Duration,
+) -> Result<Duration, SpecError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let error = |message: String| SpecError {
         field: field.into(),
-        message: format!("\"{text}\" is not a duration; write for example 30s, 5m or 1h30m"),
+        message,
+    };
+    let duration = parse_duration(text).map_err(|problem| error(problem.message(text)))?;
+    if duration < Duration::from_secs(1) {
+        return Err(error(format!("{} is shorter than 1s; use 1s or more", quote(text))));
+    }
+    if duration > maximum {
+        return Err(error(format!(
+            "{} is longer than the maximum of {}; use {} or less",
+            quote(text),
+            format_duration(maximum),
+            format_duration(maximum)
+        )));
+    }
+    Ok(duration)
+}
+
+/// Why a text is not a duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not the syntax of a duration.
+    Syntax,
+    /// Longer than [`MAX_DURATION_TEXT`] characters.
+    TooLong,
+    /// A well-formed duration too large to represent (over about 584 billion years).
+    Overflow,
+}
+
+impl DurationError {
+    /// The message for a user who wrote `text`.
+    pub fn message(self, text: &str) -> String {
+        match self {
+            DurationError::Syntax => {
+                format!("{} is not a duration; write for example 30s, 5m or 1h30m", quote(text))
+            }
+            DurationError::TooLong => format!(
+                "{} is longer than {MAX_DURATION_TEXT} characters; write for example 30s, 5m or 1h30m",
+                quote(text)
+            ),
+            DurationError::Overflow => format!(
+                "{} is too large to be a duration; write for example 30s, 5m or 1h30m",
+                quote(text)
+            ),
+        }
     }
 }
 
+/// Formats a whole number of seconds the way durations are written (`1h`, `90s` → `1m30s`).
+pub fn format_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (hours, minutes, seconds) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let mut text = String::new();
+    if hours > 0 {
+        text.push_str(&format!("{hours}h"));
+    }
+    if minutes > 0 {
+        text.push_str(&format!("{minutes}m"));
+    }
+    if seconds > 0 || text.is_empty() {
+        text.push_str(&format!("{seconds}s"));
+    }
+    text
+}
+
 /// Parses a Go-style duration: a sequence of numbers with units `ms`, `s`, `m`, `h` (`1m30s`, `0.5h`, `500ms`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
+/// Every step is checked: a sum or product that does not fit a [`Duration`] is [`DurationError::Overflow`],
+/// never a panic.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     let mut rest = text.trim();
+    if rest.chars().count() > MAX_DURATION_TEXT {
+        return Err(DurationError::TooLong);
+    }
     if rest.is_empty() {
-        return None;
+        return Err(DurationError::Syntax);
     }
     let mut total = Duration::ZERO;
     while !rest.is_empty() {
-        let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let split = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(DurationError::Syntax)?;
         let (number, tail) = rest.split_at(split);
-        let value: f64 = number.parse().ok()?;
+        if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
+            return Err(DurationError::Syntax);
+        }
+        let value: f64 = number.parse().map_err(|_| DurationError::Syntax)?;
         let (unit, remainder) = if let Some(remainder) = tail.strip_prefix("ms") {
             (0.001, remainder)
         } else if let Some(remainder) = tail.strip_prefix('s') {
@@ -135,12 +208,14 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         } else if let Some(remainder) = tail.strip_prefix('h') {
             (3600.0, remainder)
         } else {
-            return None;
+            return Err(DurationError::Syntax);
         };
-        total += Duration::try_from_secs_f64(value * unit).ok()?;
+        // `try_from_secs_f64` refuses infinity and values beyond `Duration::MAX`; the sum is checked as well.
+        let part = Duration::try_from_secs_f64(value * unit).map_err(|_| DurationError::Overflow)?;
+        total = total.checked_add(part).ok_or(DurationError::Overflow)?;
         rest = remainder;
     }
-    Some(total)
+    Ok(total)
 }
 
 /// The credentials in a GitSync's Secret: `username`/`password`, `bearerToken`, `identity`/`known_hosts`, `ca.crt`.
@@ -185,8 +260,9 @@ pub fn tree_files(entries: Vec<TreeEntry>) -> (Vec<SourceFile>, Vec<Diagnostic>)
                 Location::default(),
                 None,
                 format!(
-                    "is a symlink to \"{target}\", which is outside the synced path or not a YAML file in it; it is not \
-                     followed (copy the file instead)"
+                    "is a symlink to {}, which is outside the synced path or not a YAML file in it; it is not \
+                     followed (copy the file instead)",
+                    quote(&target)
                 ),
             )),
         }
@@ -282,12 +358,73 @@ mod tests {
 
     #[test]
     fn durations_read_like_go() {
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("0.5h"), Some(Duration::from_secs(1800)));
-        for bad in ["", "5", "1d", "m", "1m30"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0.5h"), Ok(Duration::from_secs(1800)));
+        for bad in ["", "5", "1d", "m", "1m30", ".5s", "5.s"] {
+            assert_eq!(parse_duration(bad), Err(DurationError::Syntax), "{bad}");
         }
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(MAX_INTERVAL), "24h");
+    }
+
+    #[test]
+    fn overflowing_durations_are_errors_not_panics() {
+        for huge in [
+            "10000000000000000000s10000000000000000000s",
+            "18446744073709551615s1s",
+            "99999999999999999999h",
+            "1e400s",
+        ] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
+        assert_eq!(
+            parse_duration("10000000000000000000s10000000000000000000s"),
+            Err(DurationError::TooLong)
+        );
+        // 32 characters, each part fits a Duration, the sum does not: the addition is checked.
+        assert_eq!(
+            parse_duration("5100000000000000h99999999999999h"),
+            Err(DurationError::Overflow)
+        );
+        assert_eq!(parse_duration("18446744073709551615s1s"), Err(DurationError::Overflow));
+        assert_eq!(parse_duration("99999999999999999999h"), Err(DurationError::Overflow));
+    }
+
+    #[test]
+    fn intervals_and_timeouts_are_bounded() {
+        let mut hostile = spec();
+        hostile.interval = Some("10000000000000000000s10000000000000000000s".into());
+        assert_eq!(
+            settings(&hostile).expect_err("refused").to_string(),
+            "spec.interval: \"10000000000000000000s10000000000000000000s\" is longer than 32 characters; write for \
+             example 30s, 5m or 1h30m"
+        );
+        hostile.interval = Some("5100000000000000h99999999999999h".into());
+        assert_eq!(
+            settings(&hostile).expect_err("refused").to_string(),
+            "spec.interval: \"5100000000000000h99999999999999h\" is too large to be a duration; write for example \
+             30s, 5m or 1h30m"
+        );
+        hostile.interval = Some("25h".into());
+        assert_eq!(
+            settings(&hostile).expect_err("refused").to_string(),
+            "spec.interval: \"25h\" is longer than the maximum of 24h; use 24h or less"
+        );
+        hostile.interval = Some("500ms".into());
+        assert_eq!(
+            settings(&hostile).expect_err("refused").to_string(),
+            "spec.interval: \"500ms\" is shorter than 1s; use 1s or more"
+        );
+        hostile.interval = Some("24h".into());
+        hostile.timeout = Some("61m".into());
+        assert_eq!(
+            settings(&hostile).expect_err("refused").to_string(),
+            "spec.timeout: \"61m\" is longer than the maximum of 1h; use 1h or less"
+        );
+        hostile.timeout = Some("1h".into());
+        let settings = settings(&hostile).expect("valid");
+        assert_eq!((settings.interval, settings.timeout), (MAX_INTERVAL, MAX_TIMEOUT));
     }
 
     #[test]
