@@ -28,12 +28,25 @@ pub struct Applied {
     pub written: Vec<String>,
 }
 
-/// Applies every child of a cluster. `write_credentials_secret` is false for a Secret the user owns.
+/// Whether the apply stage may write the admin credentials Secret, and create it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialsSecretWrite {
+    /// The user owns the Secret: never written.
+    Never,
+    /// The Secret existed when the reconcile read it: updated in place, never created again. One deleted in the
+    /// meantime stays deleted, and the next reconcile reports it (`CredentialsSecretMissing`) instead of this one
+    /// bringing it back from what it read.
+    UpdateOnly,
+    /// No Secret existed and the cluster was never bootstrapped: created with the generated password.
+    Create,
+}
+
+/// Applies every child of a cluster.
 pub async fn apply_children(
     client: &kube::Client,
     namespace: &str,
     resources: ClusterResources,
-    write_credentials_secret: bool,
+    credentials_secret_write: CredentialsSecretWrite,
 ) -> Result<Applied, ClusterError> {
     let ClusterResources {
         service_account,
@@ -54,9 +67,17 @@ pub async fn apply_children(
     if let Some(role_binding) = role_binding {
         apply(client, namespace, &role_binding, &mut applied).await?;
     }
-    if write_credentials_secret {
+    if credentials_secret_write != CredentialsSecretWrite::Never {
         release_credentials_secret(client, namespace, &credentials_secret, &mut applied).await?;
-        apply(client, namespace, &with_data(credentials_secret), &mut applied).await?;
+        let may_create = credentials_secret_write == CredentialsSecretWrite::Create;
+        apply_secret(
+            client,
+            namespace,
+            &with_data(credentials_secret),
+            may_create,
+            &mut applied,
+        )
+        .await?;
     }
     for service in &services {
         apply(client, namespace, service, &mut applied).await?;
@@ -126,6 +147,30 @@ async fn apply<K>(
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
+    apply_object(client, namespace, desired, true, applied).await
+}
+
+/// The admin Secret is created only when `may_create`; otherwise a Secret gone since it was read is left gone.
+async fn apply_secret(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &Secret,
+    may_create: bool,
+    applied: &mut Applied,
+) -> Result<(), ClusterError> {
+    apply_object(client, namespace, desired, may_create, applied).await
+}
+
+async fn apply_object<K>(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &K,
+    may_create: bool,
+    applied: &mut Applied,
+) -> Result<(), ClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = desired.name_any();
     let kind = K::kind(&());
@@ -134,10 +179,10 @@ where
         .get_opt(&name)
         .await
         .map_err(kubernetes(format!("read {kind} {namespace}/{name}")))?;
-    if let Some(live) = live
-        && contains(&serde_json::to_value(&live).unwrap_or(Value::Null), &body)
-    {
-        return Ok(());
+    match live {
+        Some(live) if contains(&serde_json::to_value(&live).unwrap_or(Value::Null), &body) => return Ok(()),
+        None if !may_create => return Ok(()),
+        _ => {}
     }
     api.patch(
         &name,

@@ -468,7 +468,11 @@ async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) ->
         client,
         &validated.cluster.namespace,
         plan.resources.clone(),
-        validated.owns_credentials_secret,
+        match (validated.owns_credentials_secret, observed.credentials_secret.is_some()) {
+            (false, _) => apply::CredentialsSecretWrite::Never,
+            (true, true) => apply::CredentialsSecretWrite::UpdateOnly,
+            (true, false) => apply::CredentialsSecretWrite::Create,
+        },
     )
     .await?;
     if !applied.written.is_empty() {
