@@ -237,6 +237,8 @@ async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<bo
         .unwrap_or_default();
     let mut deleting: BTreeSet<String> = BTreeSet::new();
     let mut waiting = false;
+    // Read once, at the first cluster (after this pass deleted the databases, which are listed until they are gone).
+    let mut placements: Option<Placements> = None;
     let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
     // Deleting a cluster deletes its databases, so both need the GitSync's permission.
     let allow = gitsync.spec.allow_database_deletion.unwrap_or(false);
@@ -270,8 +272,17 @@ async fn delete_inventory(gitsync: &GitSync, context: &SyncContext) -> Result<bo
             continue;
         }
         if entry.kind == "RedisEnterpriseCluster" {
-            let placements = live_placements(&context.client, std::iter::once(entry.namespace.as_str())).await?;
-            let databases = placements.databases_on(&entry.namespace, &entry.name);
+            if placements.is_none() {
+                let namespaces = inventory
+                    .iter()
+                    .filter(|entry| entry.kind == "RedisEnterpriseCluster")
+                    .map(|entry| entry.namespace.as_str());
+                placements = Some(live_placements(&context.client, namespaces).await?);
+            }
+            let databases = placements
+                .as_ref()
+                .map(|placements| placements.databases_on(&entry.namespace, &entry.name))
+                .unwrap_or_default();
             if !databases.is_empty() {
                 if databases.iter().any(|database| deleting.contains(database)) {
                     waiting = true;
@@ -663,8 +674,10 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
 fn add_kept_within_budget(inventory: &mut Vec<InventoryEntry>, kept: &[(InventoryEntry, KeepReason)]) -> usize {
     let mut size = inventory_bytes(inventory);
     let mut untracked = 0;
+    let key = |entry: &InventoryEntry| (entry.kind.clone(), entry.namespace.clone(), entry.name.clone());
+    let mut tracked: BTreeSet<_> = inventory.iter().map(key).collect();
     for (entry, _) in kept {
-        if inventory.iter().any(|existing| same(existing, entry)) {
+        if !tracked.insert(key(entry)) {
             continue;
         }
         let cost = entry.name.len() + entry.namespace.len() + entry.kind.len() + entry.api_version.len() + 64;
@@ -1155,56 +1168,12 @@ async fn prune(
 async fn live_placements(client: &Client, fallback: impl Iterator<Item = &str>) -> Result<Placements, SyncError> {
     let fallback: BTreeSet<String> = fallback.map(str::to_string).collect();
     let mut placements = Placements::default();
-    let params = ListParams::default();
-    let clusters = match Api::<RedisEnterpriseCluster>::all(client.clone()).list(&params).await {
-        Ok(list) => list.items,
-        Err(kube::Error::Api(response)) if response.code == 403 => {
-            let mut items = Vec::new();
-            for namespace in &fallback {
-                let list = Api::<RedisEnterpriseCluster>::namespaced(client.clone(), namespace)
-                    .list(&params)
-                    .await
-                    .map_err(kubernetes(format!(
-                        "list RedisEnterpriseClusters in namespace {namespace}"
-                    )))?;
-                items.extend(list.items);
-            }
-            items
-        }
-        Err(source) => {
-            return Err(SyncError::Kubernetes {
-                action: "list RedisEnterpriseClusters in all namespaces".to_string(),
-                source,
-            });
-        }
-    };
-    for cluster in clusters {
+    for cluster in list_everywhere::<RedisEnterpriseCluster>(client, &fallback).await? {
         placements
             .clusters
             .insert((cluster.namespace().unwrap_or_default(), cluster.name_any()));
     }
-    let databases = match Api::<RedisEnterpriseDatabase>::all(client.clone()).list(&params).await {
-        Ok(list) => list.items,
-        Err(kube::Error::Api(response)) if response.code == 403 => {
-            let mut items = Vec::new();
-            for namespace in &fallback {
-                let list = Api::<RedisEnterpriseDatabase>::namespaced(client.clone(), namespace)
-                    .list(&params)
-                    .await
-                    .map_err(kubernetes(format!(
-                        "list RedisEnterpriseDatabases in namespace {namespace}"
-                    )))?;
-                items.extend(list.items);
-            }
-            items
-        }
-        Err(source) => {
-            return Err(SyncError::Kubernetes {
-                action: "list RedisEnterpriseDatabases in all namespaces".to_string(),
-                source,
-            });
-        }
-    };
+    let databases = list_everywhere::<RedisEnterpriseDatabase>(client, &fallback).await?;
     for database in databases {
         placements.databases.push(super::plan::DatabasePlacement {
             namespace: database.namespace().unwrap_or_default(),
@@ -1218,6 +1187,37 @@ async fn live_placements(client: &Client, fallback: impl Iterator<Item = &str>) 
         });
     }
     Ok(placements)
+}
+
+/// Every object of kind `K`, with one LIST over all namespaces, or one per namespace of `fallback` where the agent
+/// may not list across namespaces (HTTP 403).
+async fn list_everywhere<K>(client: &Client, fallback: &BTreeSet<String>) -> Result<Vec<K>, SyncError>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
+{
+    let kind = K::kind(&());
+    let params = ListParams::default();
+    match Api::<K>::all(client.clone()).list(&params).await {
+        Ok(list) => Ok(list.items),
+        Err(kube::Error::Api(response)) if response.code == 403 => {
+            let mut items = Vec::new();
+            for namespace in fallback {
+                let list = Api::<K>::namespaced(client.clone(), namespace)
+                    .list(&params)
+                    .await
+                    .map_err(kubernetes(format!("list {kind}s in namespace {namespace}")))?;
+                items.extend(list.items);
+            }
+            Ok(items)
+        }
+        Err(source) => Err(SyncError::Kubernetes {
+            action: format!("list {kind}s in all namespaces"),
+            source,
+        }),
+    }
 }
 
 fn same(a: &InventoryEntry, b: &InventoryEntry) -> bool {
