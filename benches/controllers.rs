@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use redis_gitops::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::json;
 
 const CLUSTERS: [&str; 2] = ["east", "west"];
@@ -174,14 +174,14 @@ async fn run() {
     let dir = tempfile::tempdir().expect("temp dir");
     let sandbox = Sandbox::start(SandboxOptions {
         pod_ready_delay: Duration::from_millis(100),
-        ..SandboxOptions::default()
+        ..SandboxOptions::with_crds(redis_gitops::api::crds())
     })
     .await
     .expect("sandbox starts (needs redis-server)");
     let kubeconfig = dir.path().join("kubeconfig");
     sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
     let hosts: PathBuf = dir.path().join("hosts");
-    let _hosts_writer = sandbox.keep_hosts_file(hosts.clone());
+    let _hosts_writer = sandbox.keep_hosts_file(hosts.clone(), redis_gitops::enterprise::hosts::render_hosts);
     let client = sandbox.apiserver.kube_client().expect("client");
     let params = PatchParams::apply("bench").force();
     for name in CLUSTERS {
@@ -280,7 +280,7 @@ async fn run() {
     );
     let mut writes_by_resource = std::collections::BTreeMap::new();
     for (kind, count) in &api.counts {
-        if redis_gitops::sandbox::apiserver::requests::WRITE_VERBS.contains(&kind.verb.as_str()) {
+        if redis_gitops_sandbox::apiserver::requests::WRITE_VERBS.contains(&kind.verb.as_str()) {
             *writes_by_resource.entry(kind.resource.clone()).or_insert(0u64) += count;
         }
     }

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_gitops::sandbox::apiserver::{ApiServer, ApiServerOptions, RequestCounts};
 use redis_gitops::sync::controller::{SyncContext, run};
 use redis_gitops::telemetry::{Metrics, ResultLabels};
+use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerOptions, RequestCounts};
 use serde_json::{Value, json};
 
 const DATABASES: usize = 1000;
@@ -54,7 +54,7 @@ fn write(dir: &Path, path: &str, content: &str) {
 }
 
 /// The GitSync's `lastAppliedRevision` and Ready status, read in process (not counted).
-fn gitsync_state(objects: &redis_gitops::sandbox::apiserver::Objects) -> (Option<String>, Option<String>) {
+fn gitsync_state(objects: &redis_gitops_sandbox::apiserver::Objects) -> (Option<String>, Option<String>) {
     let Ok(gitsync) = objects.get("redisgitops.dev/v1alpha1", "GitSync", Some("default"), "config") else {
         return (None, None);
     };
@@ -71,11 +71,7 @@ fn gitsync_state(objects: &redis_gitops::sandbox::apiserver::Objects) -> (Option
     (applied, ready)
 }
 
-async fn wait_applied(
-    objects: &redis_gitops::sandbox::apiserver::Objects,
-    revision: &str,
-    limit: Duration,
-) -> Duration {
+async fn wait_applied(objects: &redis_gitops_sandbox::apiserver::Objects, revision: &str, limit: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let (applied, ready) = gitsync_state(objects);

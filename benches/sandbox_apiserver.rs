@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::{CustomResource, CustomResourceExt};
-use redis_gitops::sandbox::apiserver::{ApiServer, ApiServerOptions, PatchKind, Subresource};
+use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerOptions, PatchKind, Subresource};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

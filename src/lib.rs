@@ -3,12 +3,12 @@
 //! The library holds all logic; `main.rs` only parses the command line and wires things up.
 //! See `design.md` (shared with the team) for the layout; each module's `//!` says what it may do.
 
+pub mod agent;
 pub mod api;
 pub mod controllers;
 pub mod desired;
 pub mod enterprise;
 pub mod manifests;
-pub mod sandbox;
 pub mod source;
 pub mod sync;
 pub mod telemetry;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseDatabase};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 
 mod support;
 use support::Repo;
@@ -30,7 +30,7 @@ fn get(address: &str, path: &str) -> Option<(u16, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let kubeconfig = temp.path().join("kubeconfig");
@@ -162,7 +162,7 @@ async fn wait_for_log(logs: &std::sync::Arc<std::sync::Mutex<String>>, text: &st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_replica_waits_for_the_lease_and_takes_over_when_the_leader_dies() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let kubeconfig = temp.path().join("kubeconfig");

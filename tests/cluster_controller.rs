@@ -26,8 +26,8 @@ use redis_gitops::controllers::cluster::{ClusterControllerSettings, run_with_set
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
 use redis_gitops::enterprise::types::Credentials;
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::telemetry::{ControllerCategoryLabels, ControllerResultLabels, Metrics};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::json;
 use support::kubectl;
 
@@ -47,7 +47,7 @@ impl Harness {
     async fn start() -> Self {
         let sandbox = Sandbox::start(SandboxOptions {
             pod_ready_delay: Duration::from_millis(50),
-            ..SandboxOptions::default()
+            ..SandboxOptions::with_crds(redis_gitops::api::crds())
         })
         .await
         .expect("sandbox starts (needs redis-server)");

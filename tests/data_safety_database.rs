@@ -19,9 +19,9 @@ use redis_gitops::controllers::database::{DatabaseSettings, FINALIZER, run_with}
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
-use redis_gitops::sandbox::enterprise::{ClusterKey, RecordedRequest};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::telemetry::Metrics;
+use redis_gitops_sandbox::enterprise::{ClusterKey, RecordedRequest};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use support::kubectl;
 
@@ -189,7 +189,7 @@ fn start_agent(sandbox: &Sandbox, kube: &kube::Client) -> Agent {
 }
 
 async fn start() -> Environment {
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let kube = sandbox.apiserver.kube_client().expect("kube client");

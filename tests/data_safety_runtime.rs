@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
 use redis_gitops::api::GitSync;
-use redis_gitops::sandbox::apiserver::{ApiServer, ApiServerOptions};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::source::{Credentials, GitRef, GitSource, SourceConfig};
+use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerOptions};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 
 mod support;
 use support::{Repo, kubectl};
@@ -131,7 +131,7 @@ async fn wait_for_ready_reason(gitsyncs: &Api<GitSync>, name: &str, reason: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_refuses_file_urls_unless_started_with_allow_file_urls() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let kubeconfig = temp.path().join("kubeconfig");
@@ -279,7 +279,7 @@ async fn an_api_server_with_a_secrets_token_serves_secrets_only_with_it() {
 async fn the_sandbox_kubeconfig_is_owner_only_and_kubectl_still_reads_secrets() {
     use std::os::unix::fs::PermissionsExt as _;
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let kubeconfig = temp.path().join("kubeconfig");

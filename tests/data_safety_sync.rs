@@ -18,9 +18,9 @@ use kube::api::{Api, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess, connect_to_cluster};
 use redis_gitops::enterprise::RetryPolicy;
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::sync::controller::SyncContext;
 use redis_gitops::telemetry::Metrics;
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 use support::sync::{REC, database, eventually_within, ready};
 use support::{Repo, kubectl};
@@ -42,7 +42,7 @@ struct Agent {
 
 impl Agent {
     async fn start(temp: &std::path::Path) -> Agent {
-        let sandbox = Sandbox::start(SandboxOptions::default())
+        let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
             .await
             .expect("sandbox starts (needs redis-server)");
         let client = sandbox.apiserver.kube_client().expect("client");

@@ -18,9 +18,9 @@ use redis_gitops::controllers::EnterpriseAccess;
 use redis_gitops::controllers::database::{DatabaseSettings, FINALIZER, run_with};
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
-use redis_gitops::sandbox::enterprise::{ClusterKey, EmulatorConfig, RecordedRequest};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::telemetry::Metrics;
+use redis_gitops_sandbox::enterprise::{ClusterKey, EmulatorConfig, RecordedRequest};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "default";
@@ -130,7 +130,7 @@ async fn start() -> Environment {
             restart_dead_databases_after: Some(Duration::from_secs(3)),
             ..EmulatorConfig::default()
         },
-        ..SandboxOptions::default()
+        ..SandboxOptions::with_crds(redis_gitops::api::crds())
     };
     let sandbox = Sandbox::start(options)
         .await

@@ -15,7 +15,7 @@ use redis_gitops::desired::database::{RuntimeValues, build_bdb, diff_bdb};
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, EnterpriseError, RetryPolicy};
 use redis_gitops::manifests::validate::{validate_cluster, validate_database};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
 
 const NAMESPACE: &str = "default";
@@ -107,7 +107,7 @@ fn request(action: &str, pod_ip: &str, members: Vec<String>) -> BootstrapRequest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_bootstraps_a_cluster_and_manages_a_database_that_applications_can_use() {
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let kube = sandbox.apiserver.kube_client().expect("kube client");
@@ -310,13 +310,13 @@ async fn the_client_bootstraps_a_cluster_and_manages_a_database_that_application
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_stays_busy_is_reported_as_busy_and_conflicts_are_not_retried() {
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let node = sandbox
         .emulator
         .add_node(
-            &redis_gitops::sandbox::enterprise::ClusterKey::new("default", "rec"),
+            &redis_gitops_sandbox::enterprise::ClusterKey::new("default", "rec"),
             "rec-0",
         )
         .expect("node");

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseCluster, RedisEnterpriseDatabase};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::sync::controller::{SyncContext, run};
 use redis_gitops::telemetry::Metrics;
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 
 mod support;
 use serde_json::json;
@@ -54,7 +54,7 @@ fn ready(gitsync: &GitSync) -> Option<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes_only_when_allowed() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let client = sandbox.apiserver.kube_client().expect("client");
@@ -365,7 +365,7 @@ async fn a_gitsync_applies_rejects_bad_commits_recovers_reverts_drift_and_prunes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_unreachable_remotes_and_missing_secrets_keep_the_last_good_state_and_say_why() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let client = sandbox.apiserver.kube_client().expect("client");

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseDatabase};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
 use redis_gitops::sync::controller::{SyncContext, run};
 use redis_gitops::telemetry::Metrics;
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::json;
 
 mod support;
@@ -290,7 +290,7 @@ fn gitsync(name: &str, namespace: &str, url: &str, interval: &str) -> GitSync {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_gitsync_is_stalled_while_another_tenant_keeps_syncing() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let client = sandbox.apiserver.kube_client().expect("client");

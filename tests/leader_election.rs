@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseDatabase};
-use redis_gitops::sandbox::{Sandbox, SandboxOptions};
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 
 mod support;
 use support::Repo;
@@ -188,7 +188,7 @@ fn database(memory: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_frozen_past_its_lease_writes_nothing_after_resuming_and_stops() {
     let temp = tempfile::tempdir().expect("temp dir");
-    let sandbox = Sandbox::start(SandboxOptions::default())
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
         .await
         .expect("sandbox starts (needs redis-server)");
     let direct = temp.path().join("direct.kubeconfig");

@@ -21,7 +21,7 @@ use kube::api::{
 };
 use kube::core::ObjectMeta;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use redis_gitops::sandbox::apiserver::ApiServerOptions;
+use redis_gitops_sandbox::apiserver::ApiServerOptions;
 use serde_json::json;
 
 fn api_error(result: Result<impl std::fmt::Debug, kube::Error>) -> kube::core::Status {
@@ -1109,9 +1109,9 @@ async fn in_process_handle_sees_and_makes_changes() {
             "ConfigMap",
             Some("default"),
             "h",
-            redis_gitops::sandbox::apiserver::PatchKind::Merge,
+            redis_gitops_sandbox::apiserver::PatchKind::Merge,
             json!({"data": {"k": "changed"}}),
-            redis_gitops::sandbox::apiserver::Subresource::Main,
+            redis_gitops_sandbox::apiserver::Subresource::Main,
             "glue",
         )
         .expect("patch in process");

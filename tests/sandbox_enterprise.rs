@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use redis_gitops::sandbox::enterprise::{ClusterKey, EmulatorConfig, EnterpriseEmulator};
+use redis_gitops_sandbox::enterprise::{ClusterKey, EmulatorConfig, EnterpriseEmulator};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kube::CustomResource;
 use kube::CustomResourceExt;
-use redis_gitops::sandbox::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions};
+use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

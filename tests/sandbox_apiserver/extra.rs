@@ -12,7 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::{reflector, watcher};
-use redis_gitops::sandbox::apiserver::{ApiServerOptions, EventType, PodIpAllocator};
+use redis_gitops_sandbox::apiserver::{ApiServerOptions, EventType, PodIpAllocator};
 use serde_json::{Value, json};
 
 use super::common::{client, eventually, raw, start, start_with};

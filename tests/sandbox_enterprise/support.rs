@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_gitops::sandbox::enterprise::{ClusterKey, EmulatorConfig, EnterpriseEmulator};
+use redis_gitops_sandbox::enterprise::{ClusterKey, EmulatorConfig, EnterpriseEmulator};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

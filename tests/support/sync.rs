@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use redis_gitops::api::{GitSync, RedisEnterpriseDatabase};
-use redis_gitops::sandbox::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions};
 use redis_gitops::sync::controller::{SyncContext, run};
 use redis_gitops::telemetry::Metrics;
+use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions};
 use serde_json::{Value, json};
 
 /// A REC file.

@@ -4,15 +4,19 @@
 //! The two halves meet at the Pods: every Pod of a Redis Enterprise StatefulSet (labels `app=redis-enterprise`,
 //! `redis.io/role=node`, `redis.io/cluster=<rec>`) becomes an emulated Redis Enterprise node, and its Pod IP is that
 //! node's own loopback address, where it serves the REST API on port 9443 as a real pod would.
+//!
+//! This crate does not depend on the agent library: the CRDs to install ([`SandboxOptions::crds`]) and the hosts-file
+//! format ([`Sandbox::keep_hosts_file`]) come from the caller, so no agent module can reach into the emulator.
 
 pub mod apiserver;
 pub mod enterprise;
-pub mod settle;
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
 use apiserver::{ApiServer, ApiServerHandle, ApiServerOptions, PodIpAllocator};
@@ -21,6 +25,9 @@ use enterprise::{ClusterKey, EmulatorConfig, EnterpriseEmulator};
 /// How to start the sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
+    /// The CustomResourceDefinitions installed (and established) before the API server answers: the agent's
+    /// (`redis_gitops::api::crds()`). None by default.
+    pub crds: Vec<CustomResourceDefinition>,
     /// Port of the API server on 127.0.0.1 (0: a free port).
     pub port: u16,
     /// How long an emulated Pod takes to become Ready.
@@ -29,9 +36,20 @@ pub struct SandboxOptions {
     pub emulator: EmulatorConfig,
 }
 
+impl SandboxOptions {
+    /// The default options with these CRDs installed.
+    pub fn with_crds(crds: Vec<CustomResourceDefinition>) -> Self {
+        Self {
+            crds,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for SandboxOptions {
     fn default() -> Self {
         Self {
+            crds: Vec::new(),
             port: 0,
             pod_ready_delay: Duration::from_millis(300),
             emulator: EmulatorConfig::default(),
@@ -59,11 +77,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Starts the emulator, then the API server with this project's CRDs installed.
+    /// Starts the emulator, then the API server with [`SandboxOptions::crds`] installed.
     pub async fn start(options: SandboxOptions) -> Result<Self, SandboxError> {
         let emulator = Arc::new(EnterpriseEmulator::start(options.emulator)?);
         let apiserver = ApiServer::start(ApiServerOptions {
-            crds: crate::api::crds(),
+            crds: options.crds,
             pod_ready_delay: options.pod_ready_delay,
             pod_ip_allocator: Arc::new(RedisEnterpriseNodes {
                 emulator: emulator.clone(),
@@ -89,18 +107,19 @@ impl Sandbox {
     }
 
     /// The in-cluster names the emulator serves (`rec.ns.svc`, `rec-0.rec-headless.ns.svc`, database Services), as
-    /// hosts-file text for `agent --hosts-file`.
-    pub fn hosts(&self) -> String {
-        crate::enterprise::hosts::render_hosts(&self.emulator.names().entries())
+    /// text in the format `render` writes (the agent's `--hosts-file` format: `redis_gitops::enterprise::hosts`).
+    pub fn hosts(&self, render: HostsRenderer) -> String {
+        render(&self.emulator.names().entries())
     }
 
-    /// Keeps `path` equal to [`Sandbox::hosts`], rewriting it (atomically) when names come or go, until `shutdown`.
-    pub fn keep_hosts_file(&self, path: PathBuf) -> tokio::task::JoinHandle<()> {
+    /// Keeps `path` equal to [`Sandbox::hosts`] rendered by `render`, rewriting it (atomically) when names come or
+    /// go, until the returned task is aborted.
+    pub fn keep_hosts_file(&self, path: PathBuf, render: HostsRenderer) -> tokio::task::JoinHandle<()> {
         let names = self.emulator.names();
         tokio::spawn(async move {
             let mut written = None;
             loop {
-                let text = crate::enterprise::hosts::render_hosts(&names.entries());
+                let text = render(&names.entries());
                 if written.as_ref() != Some(&text) {
                     let temporary = path.with_extension("tmp");
                     let result = std::fs::write(&temporary, &text).and_then(|()| std::fs::rename(&temporary, &path));
@@ -114,6 +133,9 @@ impl Sandbox {
         })
     }
 }
+
+/// Renders `(name, address)` pairs as the text of a hosts file.
+pub type HostsRenderer = fn(&[(String, IpAddr)]) -> String;
 
 /// Turns Redis Enterprise Pods into emulated nodes: the Pod IP is the node's loopback address.
 struct RedisEnterpriseNodes {

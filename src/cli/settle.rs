@@ -11,8 +11,8 @@ use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use serde_json::Value;
 
-use crate::api::GitSync;
-use crate::api::conditions::{Condition, types};
+use redis_gitops::api::GitSync;
+use redis_gitops::api::conditions::{Condition, types};
 
 /// Where an object stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

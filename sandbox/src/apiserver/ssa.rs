@@ -379,7 +379,7 @@ fn merge_value(slot: &mut Value, value: &Value, list_types: &dyn ListTypes, name
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::apiserver::fields::BuiltinListTypes;
+    use crate::apiserver::fields::BuiltinListTypes;
 
     fn writer(manager: &str) -> Writer<'_> {
         Writer {

@@ -213,7 +213,7 @@ fn merge_list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::apiserver::fields::BuiltinListTypes;
+    use crate::apiserver::fields::BuiltinListTypes;
     use serde_json::json;
 
     #[test]

@@ -1,0 +1,5 @@
+//! The commands of the `redis-gitops` binary that are more than a call into the library: the sandbox command and its
+//! `--once` summary. Binary-private; they wire the agent library and the sandbox crate together and print.
+
+pub mod sandbox;
+pub mod settle;
