@@ -1,6 +1,6 @@
 //! `redis-gitops sandbox` as a user runs it: it starts, writes a kubeconfig, the real kubectl works against it
 //! (our CRDs with their docs, pods of a Redis Enterprise StatefulSet getting their own node addresses), and SIGTERM
-//! stops it cleanly.
+//! stops it cleanly; with `--repo` it runs the agent as a cluster does (Lease, health endpoints).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -276,4 +276,113 @@ fn sandbox_once_exits_one_and_says_why_when_an_object_fails() {
         !text.contains("timed out"),
         "a failure is reported without waiting for the deadline: {text}"
     );
+}
+
+/// `GET path` on `address` over plain HTTP/1.0: the status and the body.
+fn http_get(address: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+#[test]
+fn sandbox_repo_runs_the_agent_as_a_cluster_does_with_its_lease_and_health_endpoints() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let repo = Repo::with_branch(temp.path(), "main");
+    repo.write(
+        "cache.yaml",
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\nspec:\n  memorySize: 1GB\n",
+    );
+    repo.commit("init");
+    let kubeconfig = temp.path().join("kubeconfig");
+    let mut sandbox = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--repo")
+        .arg(&repo.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
+    // The agent's endpoints are on a free loopback port, printed in the banner.
+    let endpoints = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with("  agent endpoints "))
+        .expect("the agent's endpoints are printed");
+    let address = endpoints
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("http://"))
+        .and_then(|url| url.strip_suffix("/readyz"))
+        .unwrap_or_else(|| panic!("an http://<address>/readyz url: {endpoints}"))
+        .to_string();
+    assert!(address.starts_with("127.0.0.1:"), "{endpoints}");
+    assert!(!address.ends_with(":0"), "a real port: {endpoints}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(&address, "/readyz") != Some((200, "ready".to_string())) {
+        assert!(Instant::now() < deadline, "the agent did not become ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http_get(&address, "/healthz"), Some((200, "ok".to_string())));
+    // The agent holds the leader Lease a cluster's replicas compete for, as this process (`<hostname>-<pid>`).
+    let holder = loop {
+        let holder = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "lease",
+                "redis-gitops-agent",
+                "-n",
+                "default",
+                "--ignore-not-found",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            None,
+        );
+        if !holder.is_empty() {
+            break holder;
+        }
+        assert!(Instant::now() < deadline, "no leader Lease redis-gitops-agent");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        holder.ends_with(&format!("-{}", sandbox.id())),
+        "the sandbox process holds the lease: {holder}"
+    );
+    // And it syncs through that runtime: the database is applied and the sync is counted in /metrics.
+    loop {
+        let table = kubectl(&kubeconfig, &["get", "redb", "-n", "default"], None);
+        if table.contains("cache") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the database was not applied: {table}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    loop {
+        let (status, metrics) = http_get(&address, "/metrics").expect("metrics answer");
+        assert_eq!(status, 200);
+        if metrics.contains("redis_gitops_gitsync_syncs_total{result=\"success\"}") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no successful sync in /metrics: {metrics}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(sandbox.id() as i32, libc::SIGTERM) }, 0);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(sandbox.wait().expect("exits").success());
+    assert_eq!(rest.last().map(String::as_str), Some("sandbox stopped"));
 }

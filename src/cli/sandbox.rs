@@ -289,7 +289,7 @@ fn start_agent(
 ) -> Result<RunningAgent, String> {
     let objects = sandbox.apiserver.objects();
     if let Some(checkout) = &source.checkout {
-        create_prerequisites(&objects, checkout)?;
+        create_prerequisites(objects, checkout)?;
     }
     let kube = sandbox.apiserver.kube_config().map_err(|error| error.to_string())?;
     let config = AgentConfig {
