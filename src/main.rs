@@ -131,7 +131,7 @@ enum Command {
         timeout: std::time::Duration,
         /// With --repo: address of the agent's /healthz, /readyz and /metrics endpoints (default: a free port on
         /// 127.0.0.1, printed at start, so that two sandboxes never collide).
-        #[arg(long, default_value = "127.0.0.1:0")]
+        #[arg(long, default_value = "127.0.0.1:0", requires = "repo")]
         metrics_address: String,
     },
     /// Print the CustomResourceDefinitions (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync) as YAML.
