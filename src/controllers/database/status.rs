@@ -131,7 +131,7 @@ pub fn next_status(
     }
     if let Some(bdb) = &applied.bdb {
         let text = |key: &str| bdb.other.get(key).and_then(Value::as_str).map(str::to_string);
-        status.status = Some(bdb.status.clone());
+        status.status = Some(bdb.status.to_string());
         status.database_uid = Some(bdb.uid.to_string());
         status.version = text("version").or(status.version);
         status.created_time = text("created_time").or(status.created_time);
@@ -333,7 +333,7 @@ pub async fn record_creation(
     let mut status = old.clone();
     status.pending_creation = None;
     status.database_uid = Some(created.uid.to_string());
-    status.status = Some(created.status.clone());
+    status.status = Some(created.status.to_string());
     status.redis_enterprise_cluster = Some(references.cluster.name_any());
     if let Some(action) = &created.action_uid {
         status.last_action_uid = Some(action.clone());
