@@ -1,6 +1,6 @@
 //! The state vocabularies of Redis Enterprise as enums (reference/redis-enterprise.md §1.3, §4.2–4.4): the official
-//! operator's REC `status.state`, and the REST API's bootstrap state, node status and bdb status. Pure types, no
-//! I/O. Each enum keeps a value it does not know (a newer cluster may send one) in `Unknown`, and writes it back
+//! operator's REC `status.state`, and the REST API's bootstrap state, node status, bdb status and action status.
+//! Pure types, no I/O. Each enum keeps a value it does not know (a newer cluster may send one) in `Unknown`, and writes it back
 //! exactly as it came; known values are written in their documented spelling.
 
 /// Defines a state enum whose variants are documented strings, plus `Unknown(String)` for any other string:
@@ -196,6 +196,28 @@ state_enum! {
     }
 }
 
+state_enum! {
+    /// An asynchronous action's `status` in `GET /v1/actions/{uid}` (reference §4.5); the REDB's
+    /// `status.lastActionStatus` carries the same values.
+    pub enum ActionStatus {
+        /// Waiting to run.
+        Pending = "pending",
+        /// Running.
+        Active = "active",
+        /// Finished well.
+        Completed = "completed",
+        /// Finished with an error.
+        Failed = "failed",
+    }
+}
+
+impl ActionStatus {
+    /// Whether the action finished, well or not.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,10 +248,12 @@ mod tests {
         assert_round_trips(BootstrapState::KNOWN);
         assert_round_trips(NodeStatus::KNOWN);
         assert_round_trips(DatabaseStatus::KNOWN);
+        assert_round_trips(ActionStatus::KNOWN);
         assert_eq!(ClusterState::KNOWN.len(), 13);
         assert_eq!(BootstrapState::KNOWN.len(), 7);
         assert_eq!(NodeStatus::KNOWN.len(), 4);
         assert_eq!(DatabaseStatus::KNOWN.len(), 7);
+        assert_eq!(ActionStatus::KNOWN.len(), 4);
         assert_eq!(ClusterState::RunningRollingUpdate.as_str(), "RunningRollingUpdate");
         assert_eq!(BootstrapState::CreatingCluster.as_str(), "creating_cluster");
         assert_eq!(DatabaseStatus::ActiveChangePending.as_str(), "active-change-pending");
@@ -272,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn rolling_and_existing_states() {
+    fn rolling_existing_and_finished_states() {
         let exists: Vec<&str> = ClusterState::KNOWN
             .iter()
             .filter(|s| s.cluster_exists())
@@ -285,6 +309,16 @@ mod tests {
             .map(ClusterState::as_str)
             .collect();
         assert_eq!(rolling, ["Upgrade", "RunningRollingUpdate"]);
+        let finished: Vec<&str> = ActionStatus::KNOWN
+            .iter()
+            .filter(|s| s.is_finished())
+            .map(ActionStatus::as_str)
+            .collect();
+        assert_eq!(finished, ["completed", "failed"]);
+        assert!(
+            !ActionStatus::from("queued").is_finished(),
+            "a v2 status is not taken for an end"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::states::{BootstrapState, DatabaseStatus, NodeStatus};
+use super::states::{ActionStatus, BootstrapState, DatabaseStatus, NodeStatus};
 
 /// `GET /v1/bootstrap`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -140,7 +140,7 @@ pub struct Action {
     pub name: String,
     /// `pending`, `active`, `completed` or `failed`.
     #[serde(default)]
-    pub status: String,
+    pub status: ActionStatus,
     /// Progress in percent.
     #[serde(default)]
     pub progress: f64,
@@ -152,7 +152,7 @@ pub struct Action {
 impl Action {
     /// Whether the action finished, well or not.
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed")
+        self.status.is_finished()
     }
 }
 

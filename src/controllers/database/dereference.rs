@@ -16,7 +16,7 @@ use crate::api::database::PendingCreation;
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::controllers::{ConnectionError, connect_to_cluster};
 use crate::enterprise::EnterpriseClient;
-use crate::enterprise::states::ClusterState;
+use crate::enterprise::states::{ActionStatus, ClusterState};
 use crate::enterprise::types::{Action, Bdb};
 
 /// How the live bdb of a REDB was found, which decides whether it is this REDB's to manage.
@@ -573,10 +573,9 @@ pub async fn dereference(
     let mut action = None;
     let status = redb.status.as_ref();
     if let Some(action_uid) = status.and_then(|s| s.last_action_uid.as_deref())
-        && !matches!(
-            status.and_then(|s| s.last_action_status.as_deref()),
-            Some("completed" | "failed")
-        )
+        && !status
+            .and_then(|s| s.last_action_status.as_deref())
+            .is_some_and(|recorded| ActionStatus::from(recorded).is_finished())
     {
         action = rest
             .action(action_uid)
