@@ -425,4 +425,15 @@ mod tests {
         ));
         assert!(!contains(&live, &json!({"metadata": {"labels": {"a": "b"}}})));
     }
+
+    #[test]
+    fn a_change_reads_as_the_word_users_saw_before() {
+        let words: Vec<String> = [Change::Password, Change::Update, Change::Upgrade, Change::Alerts]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(words, ["password", "update", "upgrade", "alerts"]);
+        assert!(!Progress::Changed(Change::Update).is_settled());
+        assert!(!Progress::Pending(DatabaseStatus::ActiveChangePending).is_settled());
+    }
 }
