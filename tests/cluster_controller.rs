@@ -24,6 +24,7 @@ mod support;
 use redis_gitops::api::RedisEnterpriseCluster;
 use redis_gitops::controllers::cluster::{ClusterControllerSettings, run_with_settings};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
+use redis_gitops::enterprise::states::NodeStatus;
 use redis_gitops::enterprise::types::Credentials;
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
 use redis_gitops::telemetry::{ControllerCategoryLabels, ControllerResultLabels, Metrics};
@@ -132,7 +133,7 @@ impl Harness {
             .nodes()
             .await
             .expect("GET /v1/nodes");
-        nodes.iter().filter(|n| n.status == "active").count()
+        nodes.iter().filter(|n| n.status == NodeStatus::Active).count()
     }
 
     fn successes(&self) -> u64 {

@@ -19,6 +19,7 @@ use redis_gitops::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::controllers::cluster::{ClusterControllerSettings, run_with_settings};
 use redis_gitops::controllers::database::{DatabaseSettings, run_with};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
+use redis_gitops::enterprise::states::NodeStatus;
 use redis_gitops::enterprise::types::Credentials;
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
 use redis_gitops::telemetry::{ControllerCategoryLabels, Metrics};
@@ -462,7 +463,7 @@ async fn a_deleted_admin_secret_of_a_running_cluster_is_stalled_and_never_replac
         .nodes()
         .await
         .expect("REST API with the old password");
-    assert_eq!(nodes.iter().filter(|n| n.status == "active").count(), 3);
+    assert_eq!(nodes.iter().filter(|n| n.status == NodeStatus::Active).count(), 3);
     harness.stop().await;
 }
 
@@ -546,7 +547,7 @@ async fn a_cluster_without_databases_deleted_and_created_again_runs_with_the_adm
         .nodes()
         .await
         .expect("REST API with the kept password");
-    assert_eq!(nodes.iter().filter(|n| n.status == "active").count(), 3);
+    assert_eq!(nodes.iter().filter(|n| n.status == NodeStatus::Active).count(), 3);
     harness.stop().await;
 }
 

@@ -17,6 +17,7 @@ use kube::{Resource, ResourceExt};
 use redis_gitops::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::controllers::database::{DatabaseSettings, FINALIZER, run_with};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
+use redis_gitops::enterprise::states::BootstrapState;
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
 use redis_gitops::telemetry::Metrics;
@@ -140,7 +141,7 @@ async fn bootstrap(client: &EnterpriseClient, action: &str, ip: &str, members: V
         .await
         .expect("bootstrap accepted");
     wait("bootstrap", || async {
-        client.bootstrap().await.ok().map(|b| b.bootstrap_status.state) == Some("completed".to_string())
+        client.bootstrap().await.ok().map(|b| b.bootstrap_status.state) == Some(BootstrapState::Completed)
     })
     .await;
 }

@@ -16,6 +16,7 @@ use redis_gitops::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::controllers::ControllerContext;
 use redis_gitops::controllers::EnterpriseAccess;
 use redis_gitops::controllers::database::{DatabaseSettings, FINALIZER, run_with};
+use redis_gitops::enterprise::states::BootstrapState;
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
 use redis_gitops::telemetry::Metrics;
@@ -103,7 +104,7 @@ async fn bootstrap(client: &EnterpriseClient, action: &str, ip: &str, members: V
         .await
         .expect("bootstrap accepted");
     wait("bootstrap", || async {
-        client.bootstrap().await.ok().map(|b| b.bootstrap_status.state) == Some("completed".to_string())
+        client.bootstrap().await.ok().map(|b| b.bootstrap_status.state) == Some(BootstrapState::Completed)
     })
     .await;
 }

@@ -12,6 +12,7 @@ use kube::discovery::ApiResource;
 use redis_gitops::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::desired::cluster::build_cluster;
 use redis_gitops::desired::database::{RuntimeValues, build_bdb, diff_bdb};
+use redis_gitops::enterprise::states::{BootstrapState, NodeStatus};
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, EnterpriseError, RetryPolicy};
 use redis_gitops::manifests::validate::{validate_cluster, validate_database};
@@ -79,11 +80,11 @@ async fn bootstrap(client: &EnterpriseClient, request: BootstrapRequest) {
             .expect("bootstrap status")
             .bootstrap_status
             .state;
-        if state == "completed" {
+        if state == BootstrapState::Completed {
             return;
         }
         assert!(
-            state != "error" && Instant::now() < deadline,
+            state != BootstrapState::Error && Instant::now() < deadline,
             "bootstrap ended in {state}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -161,7 +162,11 @@ async fn the_client_bootstraps_a_cluster_and_manages_a_database_that_application
     }
     let api = client(&sandbox, "rec.default.svc");
     let nodes = api.nodes().await.expect("nodes");
-    assert_eq!(nodes.iter().filter(|n| n.status == "active").count(), 3, "{nodes:?}");
+    assert_eq!(
+        nodes.iter().filter(|n| n.status == NodeStatus::Active).count(),
+        3,
+        "{nodes:?}"
+    );
 
     // A database from the builder's body; a busy cluster is retried, not reported.
     sandbox.emulator.faults().busy_next(Some(Method::POST), "/v1/bdbs", 2);

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::error::{EnterpriseError, cap_cluster_text, parse_error_body};
+use super::states::ActionStatus;
 use super::types::{Action, Bdb, Bootstrap, BootstrapRequest, Credentials, Node};
 
 /// How often and how patiently a call is retried.
@@ -385,7 +386,7 @@ impl EnterpriseClient {
             let Some(action) = self.action(action_uid).await? else {
                 return Ok(None);
             };
-            if action.status == "failed" {
+            if action.status == ActionStatus::Failed {
                 let reason = action
                     .other
                     .get("error")

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod error;
 pub mod hosts;
+pub mod states;
 pub mod types;
 
 pub use client::{ClientConfig, EnterpriseClient, RetryPolicy};

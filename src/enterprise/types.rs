@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::states::{ActionStatus, BootstrapState, DatabaseStatus, NodeStatus};
+
 /// `GET /v1/bootstrap`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 pub struct Bootstrap {
@@ -20,7 +22,7 @@ pub struct Bootstrap {
 pub struct BootstrapStatus {
     /// `idle`, `initiated`, `creating_cluster`, `recovering_cluster`, `joining_cluster`, `error` or `completed`.
     #[serde(default)]
-    pub state: String,
+    pub state: BootstrapState,
     /// Error code when `state` is `error`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
@@ -39,7 +41,7 @@ pub struct Node {
     pub addr: String,
     /// `active`, `decommissioning`, `down` or `provisioning`.
     #[serde(default)]
-    pub status: String,
+    pub status: NodeStatus,
     /// Redis Enterprise version of the node.
     #[serde(default)]
     pub software_version: String,
@@ -59,7 +61,7 @@ pub struct Bdb {
     pub name: String,
     /// `pending`, `active`, `active-change-pending`, `delete-pending`, `import-pending`, `creation-failed`, `recovery`.
     #[serde(default)]
-    pub status: String,
+    pub status: DatabaseStatus,
     /// Port, 0 until assigned.
     #[serde(default)]
     pub port: u16,
@@ -138,7 +140,7 @@ pub struct Action {
     pub name: String,
     /// `pending`, `active`, `completed` or `failed`.
     #[serde(default)]
-    pub status: String,
+    pub status: ActionStatus,
     /// Progress in percent.
     #[serde(default)]
     pub progress: f64,
@@ -150,7 +152,7 @@ pub struct Action {
 impl Action {
     /// Whether the action finished, well or not.
     pub fn is_finished(&self) -> bool {
-        matches!(self.status.as_str(), "completed" | "failed")
+        self.status.is_finished()
     }
 }
 
@@ -248,5 +250,35 @@ mod tests {
         assert!(debug.contains("orders") && debug.contains("1073741824"), "{debug}");
         // Serialization (what is compared with the desired body) keeps the values.
         assert_eq!(bdb.to_value()["authentication_redis_pass"], "hunter2-db-password");
+    }
+
+    #[test]
+    fn states_are_typed_and_an_unknown_one_is_written_back_as_sent() {
+        let bdb: Bdb =
+            serde_json::from_value(serde_json::json!({"uid": 2, "status": "active-change-pending"})).unwrap();
+        assert_eq!(bdb.status, DatabaseStatus::ActiveChangePending);
+        let newer: Bdb = serde_json::from_value(serde_json::json!({"uid": 3, "status": "migrating"})).unwrap();
+        assert_eq!(newer.status, DatabaseStatus::Unknown("migrating".into()));
+        assert_eq!(newer.to_value()["status"], "migrating");
+        let nodes: Vec<Node> = serde_json::from_value(serde_json::json!([
+            {"uid": 1, "addr": "10.0.0.1", "status": "active"},
+            {"uid": 2, "addr": "10.0.0.2"}
+        ]))
+        .unwrap();
+        assert_eq!(nodes[0].status, NodeStatus::Active);
+        assert_eq!(
+            nodes[1].status.as_str(),
+            "",
+            "a missing status reads as empty, as before"
+        );
+        let bootstrap: Bootstrap = serde_json::from_value(serde_json::json!({
+            "bootstrap_status": {"state": "joining_cluster"}, "local_node_info": {"uid": "1"}
+        }))
+        .unwrap();
+        assert_eq!(bootstrap.bootstrap_status.state, BootstrapState::JoiningCluster);
+        assert_eq!(
+            serde_json::to_value(&bootstrap).unwrap()["bootstrap_status"]["state"],
+            "joining_cluster"
+        );
     }
 }

@@ -12,10 +12,10 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 use super::error::{ClusterError, kubernetes};
-use super::state;
 use crate::api::RedisEnterpriseCluster;
 use crate::controllers::{ControllerContext, EnterpriseAccess, credentials_secret_name, secret_value};
 use crate::desired::cluster::STORAGE_VOLUME;
+use crate::enterprise::states::{BootstrapState, ClusterState, NodeStatus};
 use crate::enterprise::types::{BootstrapStatus, Credentials, Node};
 use crate::enterprise::{EnterpriseClient, EnterpriseError};
 
@@ -206,7 +206,11 @@ pub async fn dereference(
             let answer = node.bootstrap().await.map(|b| b.bootstrap_status.state);
             probes.insert(*ordinal, Probe::Answered(answer));
         }
-        let known_state = cluster.status.as_ref().and_then(|s| s.state.as_deref());
+        let known_state = cluster
+            .status
+            .as_ref()
+            .and_then(|s| s.state.as_deref())
+            .map(ClusterState::from);
         check_never_bootstrapped(&name, known_state, &probes, claim_exists.then_some(claim_name.as_str())).map_err(
             |verdict| match verdict {
                 Verdict::Bootstrapped(evidence) => ClusterError::CredentialsSecretMissing {
@@ -247,7 +251,7 @@ pub enum Probe {
     /// The pod has no address yet.
     NoAddress,
     /// Its bootstrap state, or the error.
-    Answered(Result<String, EnterpriseError>),
+    Answered(Result<BootstrapState, EnterpriseError>),
 }
 
 /// Why no new admin password may be generated.
@@ -265,18 +269,18 @@ pub enum Verdict {
 /// earlier cluster (`claim`) is left.
 pub fn check_never_bootstrapped(
     cluster: &str,
-    known_state: Option<&str>,
+    known_state: Option<ClusterState>,
     probes: &BTreeMap<i32, Probe>,
     claim: Option<&str>,
 ) -> Result<(), Verdict> {
-    if let Some(known) = known_state.filter(|s| state::cluster_exists(s)) {
+    if let Some(known) = known_state.filter(ClusterState::cluster_exists) {
         return Err(Verdict::Bootstrapped(format!("its status.state is {known}")));
     }
     let mut unknown = None;
     for (ordinal, probe) in probes {
         let pod = format!("{cluster}-{ordinal}");
         match probe {
-            Probe::Answered(Ok(state)) if state == "idle" => {}
+            Probe::Answered(Ok(BootstrapState::Idle)) => {}
             Probe::Answered(Ok(state)) => {
                 return Err(Verdict::Bootstrapped(format!(
                     "pod {pod} reports bootstrap state {state}"
@@ -349,9 +353,13 @@ async fn read_rest_state(
         credentials,
         ca,
     )?;
-    let known_state = cluster.status.as_ref().and_then(|s| s.state.as_deref());
+    let known_state = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.state.as_deref())
+        .map(ClusterState::from);
     let mut rest = RestState::default();
-    if known_state.is_some_and(state::cluster_exists) {
+    if known_state.as_ref().is_some_and(ClusterState::cluster_exists) {
         rest.nodes = Some(cluster_client.nodes().await);
     }
     let to_probe: Vec<i32> = observed
@@ -368,7 +376,8 @@ async fn read_rest_state(
         let status = client.bootstrap().await.map(|bootstrap| bootstrap.bootstrap_status);
         rest.bootstrap.insert(ordinal, status);
     }
-    let first_completed = matches!(rest.bootstrap.get(&0), Some(Ok(status)) if status.state == "completed");
+    let first_completed =
+        matches!(rest.bootstrap.get(&0), Some(Ok(status)) if status.state == BootstrapState::Completed);
     if rest.nodes.is_none() && first_completed {
         rest.nodes = Some(cluster_client.nodes().await);
     }
@@ -378,7 +387,9 @@ async fn read_rest_state(
 /// Whether the node at `ip` is an `active` member in a `GET /v1/nodes` answer.
 fn is_active_member(nodes: Option<&Result<Vec<Node>, EnterpriseError>>, ip: Option<&str>) -> bool {
     match (nodes, ip) {
-        (Some(Ok(nodes)), Some(ip)) => nodes.iter().any(|node| node.addr == ip && node.status == "active"),
+        (Some(Ok(nodes)), Some(ip)) => nodes
+            .iter()
+            .any(|node| node.addr == ip && node.status == NodeStatus::Active),
         _ => false,
     }
 }
@@ -392,7 +403,7 @@ mod tests {
         let none = BTreeMap::new();
         assert_eq!(check_never_bootstrapped("rec", None, &none, None), Ok(()));
         assert_eq!(
-            check_never_bootstrapped("rec", Some("Running"), &none, None),
+            check_never_bootstrapped("rec", Some(ClusterState::Running), &none, None),
             Err(Verdict::Bootstrapped("its status.state is Running".into()))
         );
         assert_eq!(
@@ -408,7 +419,7 @@ mod tests {
         assert_eq!(
             check_never_bootstrapped(
                 "rec",
-                Some("BootstrappingFirstPod"),
+                Some(ClusterState::BootstrappingFirstPod),
                 &probes(vec![idle(), idle()]),
                 None
             ),

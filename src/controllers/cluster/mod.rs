@@ -32,7 +32,6 @@ pub mod dereference;
 pub mod error;
 pub mod nodes;
 pub mod rollout;
-pub mod state;
 pub mod status;
 pub mod validate;
 
@@ -60,6 +59,7 @@ use self::status::{ConditionValue, Report, write_status};
 use super::{Backoff, ControllerContext, credentials_secret_name, resync_interval};
 use crate::api::RedisEnterpriseCluster;
 use crate::api::conditions::types;
+use crate::enterprise::states::ClusterState;
 use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
 
 /// The controller's name on events.
@@ -293,13 +293,13 @@ async fn publish(shared: &Shared, cluster: &RedisEnterpriseCluster, type_: Event
 /// Reports a failed reconcile in status (Ready=False with the error) and, when that is news, as a Warning event.
 async fn report_failure(cluster: &RedisEnterpriseCluster, shared: &Shared, error: &ClusterError) {
     let old = cluster.status.as_ref();
-    let old_state = old.and_then(|s| s.state.clone());
+    let old_state = old.and_then(|s| s.state.as_deref()).map(ClusterState::from);
     let category = error.category();
     let message = error.to_string();
     let report = Report {
         state: match error {
-            ClusterError::BootstrapFailed { .. } => state::ERROR.to_string(),
-            _ => old_state.unwrap_or_else(|| state::PENDING_CREATION.to_string()),
+            ClusterError::BootstrapFailed { .. } => ClusterState::Error,
+            _ => old_state.unwrap_or(ClusterState::PendingCreation),
         },
         spec_status: "Valid",
         credentials_secret_name: Some(credentials_secret_name(cluster)),
@@ -376,8 +376,8 @@ async fn handle_deletion(cluster: &RedisEnterpriseCluster, shared: &Shared) -> R
             let old = cluster.status.as_ref();
             let report = Report {
                 state: old
-                    .and_then(|s| s.state.clone())
-                    .unwrap_or_else(|| state::PENDING_CREATION.to_string()),
+                    .and_then(|s| s.state.as_deref())
+                    .map_or(ClusterState::PendingCreation, ClusterState::from),
                 spec_status: if old.and_then(|s| s.spec_status.as_deref()) == Some("Invalid") {
                     "Invalid"
                 } else {
@@ -422,7 +422,10 @@ async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) ->
         return Ok((Action::requeue(shared.settings.poll), true));
     }
     let old_status = cluster.status.as_ref();
-    let old_state = old_status.and_then(|s| s.state.clone()).unwrap_or_default();
+    let old_state = old_status
+        .and_then(|s| s.state.as_deref())
+        .map(ClusterState::from)
+        .unwrap_or_default();
 
     let validated_cluster = match validate::validate_spec(cluster) {
         Ok(validated) => validated,
@@ -432,7 +435,7 @@ async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) ->
                 invalid.message
             );
             let report = Report {
-                state: state::INVALID.to_string(),
+                state: ClusterState::Invalid,
                 spec_status: "Invalid",
                 credentials_secret_name: old_status.and_then(|s| s.cluster_credential_secret_name.clone()),
                 ready: ConditionValue::no("InvalidSpec", message.clone()),
@@ -513,8 +516,8 @@ async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) ->
     publish_transitions(shared, cluster, &old_state, &report, &plan).await;
     write_status(client, cluster, &report).await?;
 
-    let settled = report.state == state::RUNNING && plan.scale_in_refused.is_none();
-    let action = if report.state == state::RUNNING {
+    let settled = report.state == ClusterState::Running && plan.scale_in_refused.is_none();
+    let action = if report.state == ClusterState::Running {
         Action::requeue(resync_interval(shared.settings.resync))
     } else {
         Action::requeue(shared.settings.poll)
@@ -552,15 +555,15 @@ fn compose_report(
     cluster: &RedisEnterpriseCluster,
     plan: &Plan,
     progress: &NodesProgress,
-    old_state: &str,
+    old_state: &ClusterState,
     first_pass: bool,
 ) -> Report {
     let name = cluster.name_any();
     let replicas = plan.replicas;
     let converging = !matches!(progress, NodesProgress::Running { .. });
-    let rolling = plan.rollout.outdated > 0 || (state::is_rolling(old_state) && converging);
+    let rolling = plan.rollout.outdated > 0 || (old_state.is_rolling() && converging);
     let (state, reconciling) = if rolling {
-        let upgrade = plan.upgrade || (plan.rollout.outdated == 0 && old_state == state::UPGRADE);
+        let upgrade = plan.upgrade || (plan.rollout.outdated == 0 && *old_state == ClusterState::Upgrade);
         let updated = usize::try_from(replicas).unwrap_or_default() - plan.rollout.outdated;
         let message = match &plan.rollout.step {
             RolloutStep::Replace { ordinal } => {
@@ -575,19 +578,23 @@ fn compose_report(
             }
         };
         let (state, reason) = if upgrade {
-            (state::UPGRADE, "Upgrade")
+            (ClusterState::Upgrade, "Upgrade")
         } else {
-            (state::RUNNING_ROLLING_UPDATE, "RollingUpdate")
+            (ClusterState::RunningRollingUpdate, "RollingUpdate")
         };
         (state, ConditionValue::yes(reason, message))
     } else {
         match progress {
             NodesProgress::Waiting { state, reason, message } => {
-                let state = if first_pass { state::PENDING_CREATION } else { state };
+                let state = if first_pass {
+                    ClusterState::PendingCreation
+                } else {
+                    state.clone()
+                };
                 (state, ConditionValue::yes(reason, message.clone()))
             }
             NodesProgress::Running { .. } => (
-                state::RUNNING,
+                ClusterState::Running,
                 ConditionValue::no("ReconciliationSucceeded", "the cluster matches the spec"),
             ),
         }
@@ -604,13 +611,13 @@ fn compose_report(
     };
     let ready = if stalled.status {
         ConditionValue::no(&stalled.reason, stalled.message.clone())
-    } else if state == state::RUNNING {
+    } else if state == ClusterState::Running {
         ConditionValue::yes("ClusterRunning", format!("all {replicas} nodes are active"))
     } else {
         ConditionValue::no(&reconciling.reason, reconciling.message.clone())
     };
     Report {
-        state: state.to_string(),
+        state,
         spec_status: "Valid",
         credentials_secret_name: Some(credentials_secret_name(cluster)),
         ready,
@@ -622,12 +629,12 @@ fn compose_report(
 async fn publish_transitions(
     shared: &Shared,
     cluster: &RedisEnterpriseCluster,
-    old_state: &str,
+    old_state: &ClusterState,
     report: &Report,
     plan: &Plan,
 ) {
-    if report.state != old_state {
-        if state::is_rolling(&report.state) && !state::is_rolling(old_state) {
+    if report.state != *old_state {
+        if report.state.is_rolling() && !old_state.is_rolling() {
             let image = plan
                 .resources
                 .stateful_set
@@ -637,7 +644,7 @@ async fn publish_transitions(
                 .and_then(|pod| pod.containers.first())
                 .and_then(|container| container.image.clone())
                 .unwrap_or_default();
-            let what = if report.state == state::UPGRADE {
+            let what = if report.state == ClusterState::Upgrade {
                 format!("upgrading to {image}")
             } else {
                 "applying a pod-template change".to_string()
@@ -645,7 +652,7 @@ async fn publish_transitions(
             let note = format!("{what}, one node at a time from the highest ordinal");
             publish(shared, cluster, EventType::Normal, "RollingUpdateStarted", &note).await;
         }
-        if report.state == state::RUNNING {
+        if report.state == ClusterState::Running {
             publish(
                 shared,
                 cluster,

@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use super::dereference::{Observed, node_client};
 use super::error::{ClusterError, rest};
-use super::state;
 use super::validate::Validated;
 use crate::controllers::ControllerContext;
+use crate::enterprise::states::{BootstrapState, ClusterState};
 use crate::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, BootstrapStatus, NodeIdentity};
 
 /// Where the cluster's membership stands after this pass.
@@ -22,7 +22,7 @@ pub enum NodesProgress {
     /// Something is under way; look again soon.
     Waiting {
         /// The cluster state to report.
-        state: &'static str,
+        state: ClusterState,
         /// Condition reason.
         reason: &'static str,
         /// What is awaited, for users.
@@ -63,11 +63,11 @@ pub async fn converge_nodes(
             .rest
             .bootstrap
             .values()
-            .any(|status| matches!(status, Ok(s) if s.state == "completed"));
+            .any(|status| matches!(status, Ok(s) if s.state == BootstrapState::Completed));
     let waiting_state = if exists {
-        state::INITIALIZING
+        ClusterState::Initializing
     } else {
-        state::BOOTSTRAPPING_FIRST_POD
+        ClusterState::BootstrappingFirstPod
     };
     let ca = observed.cluster_ca.as_deref();
     // A cluster that refuses the request (wrong credentials, for one) is a failure to report, not a wait.
@@ -84,7 +84,7 @@ pub async fn converge_nodes(
         let pod = pod_name(ordinal);
         let Some(ip) = observed.pod_ip(ordinal) else {
             return Ok(NodesProgress::Waiting {
-                state: waiting_state,
+                state: waiting_state.clone(),
                 reason: "WaitingForPod",
                 message: format!("waiting for pod {pod} to be created and get an address"),
             });
@@ -96,14 +96,14 @@ pub async fn converge_nodes(
         let status = match observed.rest.bootstrap.get(&ordinal) {
             None => {
                 return Ok(NodesProgress::Waiting {
-                    state: waiting_state,
+                    state: waiting_state.clone(),
                     reason: "WaitingForNode",
                     message: format!("waiting for the Redis Enterprise node of pod {pod} to answer"),
                 });
             }
             Some(Err(error)) if !observed.pod_ready(ordinal) || error.is_transient() => {
                 return Ok(NodesProgress::Waiting {
-                    state: waiting_state,
+                    state: waiting_state.clone(),
                     reason: "WaitingForNode",
                     message: format!("waiting for the Redis Enterprise node of pod {pod} to answer: {error}"),
                 });
@@ -116,14 +116,14 @@ pub async fn converge_nodes(
             }
             Some(Ok(status)) => status,
         };
-        match status.state.as_str() {
-            "completed" => {}
-            "idle" | "error" => {
+        match &status.state {
+            BootstrapState::Completed => {}
+            BootstrapState::Idle | BootstrapState::Error => {
                 let create = !exists;
                 if create && ordinal != 0 {
                     // Only pod 0 creates the cluster; the others wait for it.
                     return Ok(NodesProgress::Waiting {
-                        state: waiting_state,
+                        state: waiting_state.clone(),
                         reason: "WaitingForFirstPod",
                         message: format!("waiting for pod {} to create the cluster", pod_name(0)),
                     });
@@ -132,12 +132,12 @@ pub async fn converge_nodes(
                     .filter(|&other| other != ordinal)
                     .find(|&other| {
                         observed.node_active(other)
-                            || matches!(observed.rest.bootstrap.get(&other), Some(Ok(s)) if s.state == "completed")
+                            || matches!(observed.rest.bootstrap.get(&other), Some(Ok(s)) if s.state == BootstrapState::Completed)
                     })
                     .and_then(|other| observed.pod_ip(other));
                 if !create && member.is_none() {
                     return Ok(NodesProgress::Waiting {
-                        state: waiting_state,
+                        state: waiting_state.clone(),
                         reason: "WaitingForMember",
                         message: format!("pod {pod} waits for another member to be up before it joins"),
                     });
@@ -161,7 +161,7 @@ pub async fn converge_nodes(
                     format!("join pod {pod} to the cluster")
                 };
                 client.start_bootstrap(&request).await.map_err(rest(what))?;
-                if status.state == "error" {
+                if status.state == BootstrapState::Error {
                     return Err(bootstrap_failure(&pod, status));
                 }
                 if create {
@@ -170,25 +170,25 @@ pub async fn converge_nodes(
                         message: format!("pod {pod} is creating cluster {name}.{namespace}.svc.cluster.local"),
                     });
                     return Ok(NodesProgress::Waiting {
-                        state: state::BOOTSTRAPPING_FIRST_POD,
+                        state: ClusterState::BootstrappingFirstPod,
                         reason: "CreatingCluster",
                         message: format!("pod {pod} is creating the cluster"),
                     });
                 }
                 joining.insert(pod.clone());
                 return Ok(NodesProgress::Waiting {
-                    state: state::INITIALIZING,
+                    state: ClusterState::Initializing,
                     reason: "NodeJoining",
                     message: format!("pod {pod} is joining the cluster ({} of {replicas})", ordinal + 1),
                 });
             }
             other => {
-                let creating = !exists || (ordinal == 0 && other == "creating_cluster");
+                let creating = !exists || (ordinal == 0 && *other == BootstrapState::CreatingCluster);
                 return Ok(NodesProgress::Waiting {
                     state: if creating {
-                        state::BOOTSTRAPPING_FIRST_POD
+                        ClusterState::BootstrappingFirstPod
                     } else {
-                        state::INITIALIZING
+                        ClusterState::Initializing
                     },
                     reason: if creating { "CreatingCluster" } else { "NodeJoining" },
                     message: format!("pod {pod} is bootstrapping ({other})"),
@@ -208,7 +208,7 @@ pub async fn converge_nodes(
         }
         None => {
             return Ok(NodesProgress::Waiting {
-                state: waiting_state,
+                state: waiting_state.clone(),
                 reason: "WaitingForCluster",
                 message: "waiting for the cluster's REST API to answer".to_string(),
             });
@@ -223,7 +223,7 @@ pub async fn converge_nodes(
                 .find(|node| node.addr == ip)
                 .map_or("not a member yet", |node| node.status.as_str());
             return Ok(NodesProgress::Waiting {
-                state: waiting_state,
+                state: waiting_state.clone(),
                 reason: "NodeNotActive",
                 message: format!("waiting for the node of pod {pod} to become active (it is {status})"),
             });
@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn a_failed_bootstrap_names_the_pod_code_and_details() {
         let status = BootstrapStatus {
-            state: "error".into(),
+            state: BootstrapState::Error,
             error_code: Some("invalid_license".into()),
             error_details: Some(json!("the license has expired")),
         };

@@ -12,6 +12,7 @@ use crate::api::RedisEnterpriseCluster;
 use crate::api::cluster::RedisEnterpriseClusterStatus;
 use crate::api::conditions::{Condition, set_condition, types};
 use crate::controllers::CLUSTER_FIELD_MANAGER;
+use crate::enterprise::states::ClusterState;
 
 /// One condition's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +49,7 @@ impl ConditionValue {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {
     /// `status.state`.
-    pub state: String,
+    pub state: ClusterState,
     /// `Valid` or `Invalid`.
     pub spec_status: &'static str,
     /// `clusterCredentialSecretName`, once known.
@@ -161,7 +162,7 @@ mod tests {
 
     fn running() -> Report {
         Report {
-            state: "Running".into(),
+            state: ClusterState::Running,
             spec_status: "Valid",
             credentials_secret_name: Some("rec".into()),
             ready: ConditionValue::yes("ClusterRunning", "all 3 nodes are active"),

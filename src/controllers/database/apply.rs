@@ -20,6 +20,7 @@ use super::validate::{Password, ValidatedState};
 use super::{DatabaseContext, DatabaseError, apply_params, status};
 use crate::api::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseStatus};
 use crate::enterprise::EnterpriseError;
+use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
 
 /// Where the database stands after the apply stage.
@@ -28,9 +29,9 @@ pub enum Progress {
     /// The bdb was created in this pass; its action runs.
     Created,
     /// The bdb exists but is not active (its status says what it is doing).
-    Pending(String),
-    /// A change was sent in this pass (`what`: password, update, upgrade, alerts); its action runs.
-    Changed(&'static str),
+    Pending(DatabaseStatus),
+    /// A change was sent in this pass; its action runs.
+    Changed(Change),
     /// The bdb is active and as the spec says.
     Ready,
     /// Fields that cannot change after creation differ; nothing was written to the cluster.
@@ -46,6 +47,31 @@ pub enum Progress {
     },
     /// The cluster could not create the database (`creation-failed`).
     CreationFailed,
+}
+
+/// The one REST change a pass sent to an existing database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The default user's password (`PUT /v1/bdbs/{uid}/passwords`).
+    Password,
+    /// Fields of the bdb (`PUT /v1/bdbs/{uid}`).
+    Update,
+    /// The Redis version (`POST /v1/bdbs/{uid}/upgrade`).
+    Upgrade,
+    /// The alert settings (`POST /v1/bdbs/alerts/{uid}`).
+    Alerts,
+}
+
+impl std::fmt::Display for Change {
+    /// The word in "applying the … change", as users read it in the conditions.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Password => "password",
+            Self::Update => "update",
+            Self::Upgrade => "upgrade",
+            Self::Alerts => "alerts",
+        })
+    }
 }
 
 impl Progress {
@@ -269,8 +295,8 @@ pub async fn apply(
                 }
             }
         }
-        Some(live) if live.status == "creation-failed" => Progress::CreationFailed,
-        Some(live) if live.status != "active" => Progress::Pending(live.status.clone()),
+        Some(live) if live.status == DatabaseStatus::CreationFailed => Progress::CreationFailed,
+        Some(live) if live.status != DatabaseStatus::Active => Progress::Pending(live.status.clone()),
         Some(live) => {
             let uid = live.uid;
             if rotate_password && let Some(password) = validated.password.value() {
@@ -289,7 +315,7 @@ pub async fn apply(
                                 ),
                             )
                             .await;
-                        Progress::Changed("password")
+                        Progress::Changed(Change::Password)
                     }
                     Err(error) => rejected_or_retry(error, format!("set the password of database {name}"), cluster)?,
                 }
@@ -310,7 +336,7 @@ pub async fn apply(
                             )
                             .await;
                         bdb = Some(updated);
-                        Progress::Changed("update")
+                        Progress::Changed(Change::Update)
                     }
                     Err(error) => rejected_or_retry(
                         error,
@@ -331,13 +357,13 @@ pub async fn apply(
                                 &format!("upgrading database {name} to Redis {version}"),
                             )
                             .await;
-                        Progress::Changed("upgrade")
+                        Progress::Changed(Change::Upgrade)
                     }
                     Err(error) => rejected_or_retry(error, format!("upgrade database {name} to {version}"), cluster)?,
                 }
             } else if let Some(alerts) = &alerts {
                 match rest.set_database_alerts(uid, alerts).await {
-                    Ok(()) => Progress::Changed("alerts"),
+                    Ok(()) => Progress::Changed(Change::Alerts),
                     Err(error) => rejected_or_retry(error, format!("set the alerts of database {name}"), cluster)?,
                 }
             } else {
@@ -398,5 +424,16 @@ mod tests {
             &json!({"spec": {"ports": [{"port": 1}, {"port": 2}]}})
         ));
         assert!(!contains(&live, &json!({"metadata": {"labels": {"a": "b"}}})));
+    }
+
+    #[test]
+    fn a_change_reads_as_the_word_users_saw_before() {
+        let words: Vec<String> = [Change::Password, Change::Update, Change::Upgrade, Change::Alerts]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(words, ["password", "update", "upgrade", "alerts"]);
+        assert!(!Progress::Changed(Change::Update).is_settled());
+        assert!(!Progress::Pending(DatabaseStatus::ActiveChangePending).is_settled());
     }
 }

@@ -26,6 +26,7 @@ use super::validate::ValidatedState;
 use crate::desired::database::{
     BdbUpdate, RuntimeValues, build_alert_settings, build_bdb, build_database_secret, build_database_services, diff_bdb,
 };
+use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
 
 /// Annotation on the database Secret: digest of the password the cluster last accepted (see the module doc).
@@ -152,7 +153,7 @@ pub fn build_endpoint_slices(services: &[Service], bdb: &Bdb) -> Vec<EndpointSli
     let (Some(address_type), addresses) = endpoint_addresses(bdb) else {
         return Vec::new();
     };
-    let ready = matches!(bdb.status.as_str(), "active" | "active-change-pending");
+    let ready = matches!(bdb.status, DatabaseStatus::Active | DatabaseStatus::ActiveChangePending);
     services
         .iter()
         .filter_map(|service| {

@@ -27,6 +27,7 @@ use super::dereference::{
 use super::{DatabaseContext, DatabaseError, is_orphaned_on_delete, is_protected, key_of, status};
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::controllers::{ConnectionError, connect_to_cluster};
+use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
 use crate::enterprise::{EnterpriseClient, EnterpriseError};
 
@@ -282,7 +283,7 @@ async fn delete_owned(
         )
         .await;
     };
-    if bdb.status != "delete-pending" {
+    if bdb.status != DatabaseStatus::DeletePending {
         rest.delete_database(bdb.uid)
             .await
             .map_err(|source| DatabaseError::Rest {

@@ -16,10 +16,8 @@ use crate::api::database::PendingCreation;
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::controllers::{ConnectionError, connect_to_cluster};
 use crate::enterprise::EnterpriseClient;
+use crate::enterprise::states::{ActionStatus, ClusterState};
 use crate::enterprise::types::{Action, Bdb};
-
-/// The REC state in which databases can be managed.
-pub const CLUSTER_RUNNING: &str = "Running";
 
 /// How the live bdb of a REDB was found, which decides whether it is this REDB's to manage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,12 +502,16 @@ pub async fn dereference(
         }
     };
     let cluster_name = cluster.name_any();
-    let state = cluster.status.as_ref().and_then(|s| s.state.clone());
-    if cluster.meta().deletion_timestamp.is_some() || state.as_deref() != Some(CLUSTER_RUNNING) {
+    let state = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.state.as_deref())
+        .map(ClusterState::from);
+    if cluster.meta().deletion_timestamp.is_some() || state != Some(ClusterState::Running) {
         let why = if cluster.meta().deletion_timestamp.is_some() {
             "it is being deleted".to_string()
         } else {
-            format!("state {}", state.as_deref().unwrap_or("unknown"))
+            format!("state {}", state.as_ref().map_or("unknown", ClusterState::as_str))
         };
         return Ok(Dereferenced::Blocked(Blocked {
             stalled: false,
@@ -571,10 +573,9 @@ pub async fn dereference(
     let mut action = None;
     let status = redb.status.as_ref();
     if let Some(action_uid) = status.and_then(|s| s.last_action_uid.as_deref())
-        && !matches!(
-            status.and_then(|s| s.last_action_status.as_deref()),
-            Some("completed" | "failed")
-        )
+        && !status
+            .and_then(|s| s.last_action_status.as_deref())
+            .is_some_and(|recorded| ActionStatus::from(recorded).is_finished())
     {
         action = rest
             .action(action_uid)

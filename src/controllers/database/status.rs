@@ -15,6 +15,7 @@ use super::{DatabaseContext, DatabaseError, apply_params};
 use crate::api::conditions::{Condition, set_condition, types};
 use crate::api::database::{InternalEndpoint, PendingCreation};
 use crate::api::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseStatus};
+use crate::enterprise::states::ActionStatus;
 use crate::enterprise::types::Bdb;
 
 const OWN_CONDITIONS: [&str; 3] = [types::READY, types::RECONCILING, types::STALLED];
@@ -131,7 +132,7 @@ pub fn next_status(
     }
     if let Some(bdb) = &applied.bdb {
         let text = |key: &str| bdb.other.get(key).and_then(Value::as_str).map(str::to_string);
-        status.status = Some(bdb.status.clone());
+        status.status = Some(bdb.status.to_string());
         status.database_uid = Some(bdb.uid.to_string());
         status.version = text("version").or(status.version);
         status.created_time = text("created_time").or(status.created_time);
@@ -162,9 +163,9 @@ pub fn next_status(
     }
     if let Some(action) = &applied.started_action {
         status.last_action_uid = Some(action.clone());
-        status.last_action_status = Some("pending".to_string());
+        status.last_action_status = Some(ActionStatus::Pending.to_string());
     } else if let Some(action) = &references.action {
-        status.last_action_status = Some(action.status.clone());
+        status.last_action_status = Some(action.status.to_string());
     }
     let uid = applied.bdb.as_ref().map_or_else(String::new, |bdb| bdb.uid.to_string());
     let assertions = match &applied.progress {
@@ -333,11 +334,11 @@ pub async fn record_creation(
     let mut status = old.clone();
     status.pending_creation = None;
     status.database_uid = Some(created.uid.to_string());
-    status.status = Some(created.status.clone());
+    status.status = Some(created.status.to_string());
     status.redis_enterprise_cluster = Some(references.cluster.name_any());
     if let Some(action) = &created.action_uid {
         status.last_action_uid = Some(action.clone());
-        status.last_action_status = Some("pending".to_string());
+        status.last_action_status = Some(ActionStatus::Pending.to_string());
     }
     write_if_changed(redb, &old, &status, context).await
 }
