@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use redis_gitops::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use redis_gitops::controllers::database::{DatabaseSettings, run_with};
@@ -81,7 +82,10 @@ async fn cluster(sandbox: &Sandbox, kube: &kube::Client) {
         "metadata": {"name": "rec", "namespace": NAMESPACE}, "spec": {"nodes": 1}
     }))
     .expect("rec");
-    clusters.create(&PostParams::default(), &rec).await.expect("rec created");
+    clusters
+        .create(&PostParams::default(), &rec)
+        .await
+        .expect("rec created");
     clusters
         .patch_status(
             "rec",
@@ -160,7 +164,10 @@ async fn an_undecodable_redb_is_reported_and_the_others_still_become_ready() {
         "metadata": {"name": "cache", "namespace": NAMESPACE}, "spec": {"memorySize": "100MB"}
     }))
     .expect("redb");
-    databases.create(&PostParams::default(), &good).await.expect("redb created");
+    databases
+        .create(&PostParams::default(), &good)
+        .await
+        .expect("redb created");
 
     wait("the good REDB to become Ready", || async {
         let redb = databases.get("cache").await.expect("redb");
@@ -175,14 +182,23 @@ async fn an_undecodable_redb_is_reported_and_the_others_still_become_ready() {
     })
     .await;
 
+    // events.k8s.io, where the sandbox keeps the object an event is about.
     let events: Api<Event> = Api::namespaced(kube.clone(), NAMESPACE);
     wait("a Warning event on the undecodable REDB", || async {
-        events.list(&Default::default()).await.expect("events").items.into_iter().any(|event| {
-            event.type_.as_deref() == Some("Warning")
-                && event.reason.as_deref() == Some("InvalidObject")
-                && event.involved_object.name.as_deref() == Some("broken")
-                && event.involved_object.kind.as_deref() == Some("RedisEnterpriseDatabase")
-        })
+        events
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .into_iter()
+            .any(|event| {
+                event.type_.as_deref() == Some("Warning")
+                    && event.reason.as_deref() == Some("InvalidObject")
+                    && event.regarding.as_ref().is_some_and(|object| {
+                        object.name.as_deref() == Some("broken")
+                            && object.kind.as_deref() == Some("RedisEnterpriseDatabase")
+                    })
+            })
     })
     .await;
     // Nothing else was done to it: no finalizer, no status, no database on the cluster.
