@@ -35,8 +35,8 @@ impl ShutdownSignal {
     }
 
     /// A future that resolves on shutdown, for `Controller::graceful_shutdown_on`.
-    pub fn into_future(mut self) -> impl Future<Output = ()> + Send + Sync + 'static {
-        async move { self.wait().await }
+    pub async fn stopped(mut self) {
+        self.wait().await;
     }
 }
 
@@ -52,7 +52,7 @@ mod tests {
         });
         let mut first = signal.clone();
         assert!(!first.is_shutting_down());
-        let second = signal.into_future();
+        let second = signal.stopped();
         let _ = stop.send(());
         first.wait().await;
         second.await;

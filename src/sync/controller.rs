@@ -97,7 +97,7 @@ pub async fn run(context: Arc<SyncContext>, shutdown: impl std::future::Future<O
     // One GitSync that does not decode is reported on its own and does not stop the watch of the others.
     let api: Api<DeserializeGuard<GitSync>> = Api::all(context.client.clone());
     Controller::new(api, watcher::Config::default().any_semantic())
-        .graceful_shutdown_on(ShutdownSignal::relay(shutdown).into_future())
+        .graceful_shutdown_on(ShutdownSignal::relay(shutdown).stopped())
         .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -157,9 +157,9 @@ pub struct Report {
 /// Why the stages stopped early.
 pub enum Halt {
     /// An outcome to report; the sync is done until the next look.
-    Outcome(SyncOutcome),
+    Outcome(Box<SyncOutcome>),
     /// An outcome to report, then a retry with backoff.
-    Retry(SyncOutcome, SyncError),
+    Retry(Box<SyncOutcome>, SyncError),
     /// A failure with nothing to report in status (the API server failed); retried with backoff.
     Fail(SyncError),
 }
@@ -167,7 +167,7 @@ pub enum Halt {
 impl Halt {
     /// Stops with `outcome`.
     pub fn outcome(outcome: SyncOutcome) -> Self {
-        Self::Outcome(outcome)
+        Self::Outcome(Box::new(outcome))
     }
 }
 
@@ -191,8 +191,9 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
         Ok(settings) => {
             let requeue = Action::requeue(settings.interval);
             let (outcome, retry) = match stages(gitsync, context, &settings).await {
-                Ok(outcome) | Err(Halt::Outcome(outcome)) => (outcome, None),
-                Err(Halt::Retry(outcome, error)) => (outcome, Some(error)),
+                Ok(outcome) => (outcome, None),
+                Err(Halt::Outcome(outcome)) => (*outcome, None),
+                Err(Halt::Retry(outcome, error)) => (*outcome, Some(error)),
                 Err(Halt::Fail(error)) => return Err(error),
             };
             Report {
@@ -259,12 +260,12 @@ async fn apply_and_prune(
             kept,
         }),
         Err(error) => Err(Halt::Retry(
-            SyncOutcome::ApplyFailed {
+            Box::new(SyncOutcome::ApplyFailed {
                 fetched: fetched.clone(),
                 done: progress.done,
                 total: desired.len(),
                 error: error.to_string(),
-            },
+            }),
             error,
         )),
     }

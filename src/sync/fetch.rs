@@ -60,7 +60,7 @@ pub async fn fetch(
                 reason: error.category(),
                 error: error.to_string(),
             };
-            return Err(Halt::Retry(outcome, SyncError::Source(error)));
+            return Err(Halt::Retry(Box::new(outcome), SyncError::Source(error)));
         }
         Err(other) => return Err(Halt::Fail(other)),
     };

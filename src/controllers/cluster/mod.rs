@@ -157,7 +157,7 @@ pub async fn run_with_settings(
     )
     .owns(Api::<PodDisruptionBudget>::all(client), children)
     .with_config(kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY))
-    .graceful_shutdown_on(shutdown.into_future())
+    .graceful_shutdown_on(shutdown.stopped())
     .run(reconcile_guarded, error_policy, shared)
     .for_each(|result| async move {
         match result {

@@ -289,7 +289,7 @@ pub async fn run_with(
         .with_config(
             kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
         )
-        .graceful_shutdown_on(shutdown.into_future())
+        .graceful_shutdown_on(shutdown.stopped())
         .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
