@@ -62,7 +62,6 @@ use super::{Backoff, ControllerContext, credentials_secret_name, resync_interval
 use crate::api::RedisEnterpriseCluster;
 use crate::api::conditions::types;
 use crate::runtime::{ConditionStatus, ErrorCategory, Publisher, ShutdownSignal, guard, object_key};
-use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
 
 /// The controller's name on events.
 pub const CONTROLLER_NAME: &str = "redis-gitops-cluster";
@@ -231,31 +230,12 @@ async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) ->
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
             let result = if waiting { "waiting" } else { "success" };
-            metrics
-                .reconciles
-                .get_or_create(&ControllerResultLabels {
-                    controller: METRICS_LABEL,
-                    result,
-                })
-                .inc();
+            metrics.record_reconcile(METRICS_LABEL, result, None);
             debug!(cluster = %key, elapsed = ?started.elapsed(), result, "cluster reconciled");
             Ok(action)
         }
         Err(error) => {
-            metrics
-                .reconciles
-                .get_or_create(&ControllerResultLabels {
-                    controller: METRICS_LABEL,
-                    result: "failure",
-                })
-                .inc();
-            metrics
-                .reconcile_failures
-                .get_or_create(&ControllerCategoryLabels {
-                    controller: METRICS_LABEL,
-                    category: error.category(),
-                })
-                .inc();
+            metrics.record_reconcile(METRICS_LABEL, "failure", Some(error.category()));
             report_failure(&cluster, &shared, &error).await;
             Err(error)
         }

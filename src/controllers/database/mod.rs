@@ -41,7 +41,6 @@ use crate::api::RedisEnterpriseDatabase;
 use crate::enterprise::EnterpriseError;
 use crate::runtime::errors::kube_rate_limited;
 use crate::runtime::{ErrorCategory, Publisher, ShutdownSignal, guard, object_key};
-use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
 
 /// The finalizer that keeps a REDB until its bdb is deleted from the cluster.
 pub const FINALIZER: &str = "redisgitops.dev/delete-database";
@@ -332,23 +331,14 @@ pub async fn reconcile(
         Err(error) if inner(error).is_some_and(DatabaseError::is_waiting) || is_stale_cache(error) => "waiting",
         Err(_) => "failure",
     };
-    metrics
-        .reconciles
-        .get_or_create(&ControllerResultLabels {
-            controller: CONTROLLER,
-            result: outcome,
-        })
-        .inc();
+    let failure = match &result {
+        Err(error) if outcome == "failure" => Some(error.category()),
+        _ => None,
+    };
+    metrics.record_reconcile(CONTROLLER, outcome, failure);
     match &result {
         Ok(_) => context.backoff.succeeded(&key_of(&redb)),
         Err(error) if outcome == "failure" => {
-            metrics
-                .reconcile_failures
-                .get_or_create(&ControllerCategoryLabels {
-                    controller: CONTROLLER,
-                    category: error.category(),
-                })
-                .inc();
             if let Some(error) = inner(error)
                 && redb.metadata.deletion_timestamp.is_none()
             {
