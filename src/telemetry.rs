@@ -165,6 +165,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one reconcile of `controller` (`success`, `waiting` or `failure`), and a failure by its category.
+    pub fn record_reconcile(&self, controller: &'static str, result: &'static str, failure: Option<&'static str>) {
+        self.reconciles
+            .get_or_create(&ControllerResultLabels { controller, result })
+            .inc();
+        if let Some(category) = failure {
+            self.reconcile_failures
+                .get_or_create(&ControllerCategoryLabels { controller, category })
+                .inc();
+        }
+    }
+
     /// The metrics in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut text = String::new();

@@ -1,6 +1,7 @@
 //! The controllers that make the specs real: `cluster` turns a REC into a running Redis Enterprise cluster,
 //! `database` turns a REDB into a database (design.md §3). This module holds what both share: how the agent reaches
-//! a cluster's REST API (address, CA, admin credentials) and the per-object failure backoff.
+//! a cluster's REST API (address, CA, admin credentials); the machinery every controller shares (backoff, events,
+//! conditions, shutdown) is in [`crate::runtime`].
 //! It reads Secrets and RECs; it writes nothing.
 
 pub mod cluster;
@@ -305,76 +306,12 @@ pub async fn connect_to_cluster(
 /// when a thousand objects want attention together (a cold start), while waiting objects only requeue.
 pub const RECONCILE_CONCURRENCY: u16 = 16;
 
-/// Per-object exponential backoff for failed reconciles: 1 s, 2 s, 4 s ... up to `max`, with jitter, reset on
-/// success. Rate-limited failures (REST 409 busy, HTTP 429) start higher.
-#[derive(Debug)]
-pub struct Backoff {
-    max: Duration,
-    failures: Mutex<HashMap<String, u32>>,
-}
-
-impl Backoff {
-    /// A backoff capped at `max`.
-    pub fn new(max: Duration) -> Self {
-        Self {
-            max,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Records a failure of `key` and returns how long to wait before the next attempt.
-    pub fn failed(&self, key: &str, rate_limited: bool) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let count = failures.entry(key.to_string()).or_insert(0);
-        *count = count.saturating_add(1);
-        let exponent = count.saturating_sub(1).min(16) + if rate_limited { 3 } else { 0 };
-        let wait = Duration::from_secs(1)
-            .saturating_mul(1 << exponent.min(20))
-            .min(self.max);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Up to 20% less, so objects that failed together do not retry together.
-        wait.saturating_sub(wait.mul_f64(f64::from(nanos % 200) / 1000.0))
-    }
-
-    /// Forgets the failures of `key` after a success.
-    pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
-    }
-}
-
-/// The periodic requeue after a successful reconcile, with up to 10% jitter: the REST API is not watchable.
-pub fn resync_interval(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    base + base.mul_f64(f64::from(nanos % 100) / 1000.0)
-}
+/// The backoff and the jittered resync moved to the shared runtime; re-exported so existing paths resolve.
+pub use crate::runtime::{Backoff, resync_interval};
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_per_object_and_resets_on_success() {
-        let backoff = Backoff::new(Duration::from_secs(300));
-        let first = backoff.failed("ns/a", false);
-        let second = backoff.failed("ns/a", false);
-        let third = backoff.failed("ns/a", false);
-        assert!(first <= Duration::from_secs(1) && first >= Duration::from_millis(800));
-        assert!(second <= Duration::from_secs(2) && second >= Duration::from_millis(1600));
-        assert!(third <= Duration::from_secs(4) && third >= Duration::from_millis(3200));
-        // Another object has its own count.
-        assert!(backoff.failed("ns/b", false) <= Duration::from_secs(1));
-        backoff.succeeded("ns/a");
-        assert!(backoff.failed("ns/a", false) <= Duration::from_secs(1));
-        // Busy clusters wait longer from the start, and nothing exceeds the cap.
-        assert!(backoff.failed("ns/c", true) >= Duration::from_millis(6400));
-        for _ in 0..40 {
-            assert!(backoff.failed("ns/d", false) <= Duration::from_secs(300));
-        }
-    }
 
     #[test]
     fn urls_follow_the_in_cluster_names() {

@@ -1,10 +1,19 @@
 //! GitOps sync (design.md §3, §5): from a Git revision to applied RECs and REDBs. `plan` is the pure core
 //! (apply bodies, drift, prune decisions); the GitSync controller that fetches, applies and reports is built on it.
 
+pub mod apply;
 pub mod controller;
+pub mod deletion;
+pub mod error;
+pub mod fetch;
 pub mod lease;
+pub mod load;
+pub mod objects;
+pub mod outcome;
 pub mod plan;
+pub mod prune;
 pub mod settings;
+pub mod status;
 
 use std::time::Duration;
 

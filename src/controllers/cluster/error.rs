@@ -2,6 +2,8 @@
 //! event reason and metric label. Waiting (pods starting, nodes joining) is not an error.
 
 use crate::enterprise::EnterpriseError;
+use crate::runtime::ErrorCategory;
+use crate::runtime::errors::kube_rate_limited;
 
 /// Why a cluster reconcile failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,9 +121,9 @@ pub enum ClusterError {
     },
 }
 
-impl ClusterError {
+impl ErrorCategory for ClusterError {
     /// A stable name of the variant, for event reasons, condition reasons and metric labels.
-    pub fn category(&self) -> &'static str {
+    fn category(&self) -> &'static str {
         match self {
             Self::Kubernetes { .. } => "KubernetesError",
             Self::CredentialsSecretInvalid { .. } => "CredentialsSecretInvalid",
@@ -141,6 +143,17 @@ impl ClusterError {
         }
     }
 
+    /// Whether the other side asked us to slow down (REST 409 busy, HTTP 429).
+    fn is_rate_limited(&self) -> bool {
+        match self {
+            Self::Rest { source, .. } => source.error_code() == Some("busy"),
+            Self::Kubernetes { source, .. } => kube_rate_limited(source),
+            _ => false,
+        }
+    }
+}
+
+impl ClusterError {
     /// Whether only a change by the user (a Secret, the spec) can fix it; retries still happen, slowly.
     pub fn is_stalled(&self) -> bool {
         matches!(
@@ -150,18 +163,6 @@ impl ClusterError {
                 | Self::LicenseSecretInvalid { .. }
                 | Self::RestClient { .. }
         )
-    }
-
-    /// Whether the other side asked us to slow down (REST 409 busy, HTTP 429).
-    pub fn is_rate_limited(&self) -> bool {
-        match self {
-            Self::Rest { source, .. } => source.error_code() == Some("busy"),
-            Self::Kubernetes {
-                source: kube::Error::Api(response),
-                ..
-            } => response.code == 429,
-            _ => false,
-        }
     }
 }
 

@@ -43,12 +43,13 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
-use tracing::{debug, info, warn};
+use kube::{Api, ResourceExt};
+use tracing::{debug, info, instrument, warn};
 
 pub use error::ClusterError;
 
@@ -60,7 +61,7 @@ use super::{Backoff, ControllerContext, credentials_secret_name, resync_interval
 use crate::api::RedisEnterpriseCluster;
 use crate::api::conditions::types;
 use crate::enterprise::states::ClusterState;
-use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
+use crate::runtime::{ConditionStatus, ErrorCategory, Publisher, ShutdownSignal, guard, object_key};
 
 /// The controller's name on events.
 pub const CONTROLLER_NAME: &str = "redis-gitops-cluster";
@@ -101,7 +102,7 @@ struct Memory {
 struct Shared {
     context: ControllerContext,
     settings: ClusterControllerSettings,
-    recorder: Recorder,
+    events: Publisher,
     backoff: Backoff,
     memory: Mutex<HashMap<String, Memory>>,
     /// After a failure whose report changed the status: the resourceVersion of that write and when the backoff
@@ -121,62 +122,53 @@ pub async fn run_with_settings(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let client = context.client.clone();
-    let reporter = Reporter {
-        controller: CONTROLLER_NAME.to_string(),
-        instance: context.instance.clone(),
-    };
     let shared = Arc::new(Shared {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Publisher::new(client.clone(), CONTROLLER_NAME, context.instance.clone()),
         backoff: Backoff::new(settings.max_backoff),
         memory: Mutex::new(HashMap::new()),
         backing_off: Mutex::new(HashMap::new()),
         context,
         settings,
     });
-    // The Controller wants a `Sync` shutdown future; a watch receiver is one, whatever the caller passed.
-    let (shutdown_sender, mut shutdown_receiver) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        shutdown_sender.send_replace(true);
-    });
-    if !wait_for_crd(&client, &mut shutdown_receiver).await {
+    let shutdown = ShutdownSignal::relay(shutdown);
+    if !wait_for_crd(&client, shutdown.clone()).await {
         return;
     }
     let all = watcher::Config::default().any_semantic();
     // Children carry the official `app` label; watching only those keeps unrelated Secrets out of memory.
     let children = watcher::Config::default().any_semantic().labels("app=redis-enterprise");
-    Controller::new(Api::<RedisEnterpriseCluster>::all(client.clone()), all)
-        .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        // The credentials Secret has no owner reference (it outlives the REC); its labels name the cluster.
-        .watches(
-            Api::<Secret>::all(client.clone()),
-            children.clone(),
-            |secret: Secret| {
-                let namespace = secret.namespace()?;
-                let cluster = secret.labels().get("redis.io/cluster")?.clone();
-                Some(ObjectRef::<RedisEnterpriseCluster>::new(&cluster).within(&namespace))
-            },
-        )
-        .owns(Api::<PodDisruptionBudget>::all(client), children)
-        .with_config(
-            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
-        )
-        .graceful_shutdown_on(async move {
-            let _ = shutdown_receiver.wait_for(|stop| *stop).await;
-        })
-        .run(reconcile, error_policy, shared)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
-                Err(error) => debug!(%error, "cluster reconcile failed"),
-            }
-        })
-        .await;
+    // One REC that does not decode is reported on its own and does not stop the watch of the others.
+    Controller::new(
+        Api::<DeserializeGuard<RedisEnterpriseCluster>>::all(client.clone()),
+        all,
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
+    .owns(Api::<Service>::all(client.clone()), children.clone())
+    // The credentials Secret has no owner reference (it outlives the REC); its labels name the cluster.
+    .watches(
+        Api::<Secret>::all(client.clone()),
+        children.clone(),
+        |secret: Secret| {
+            let namespace = secret.namespace()?;
+            let cluster = secret.labels().get("redis.io/cluster")?.clone();
+            Some(ObjectRef::<DeserializeGuard<RedisEnterpriseCluster>>::new(&cluster).within(&namespace))
+        },
+    )
+    .owns(Api::<PodDisruptionBudget>::all(client), children)
+    .with_config(kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY))
+    .graceful_shutdown_on(shutdown.stopped())
+    .run(reconcile_guarded, error_policy, shared)
+    .for_each(|result| async move {
+        match result {
+            Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
+            Err(error) => debug!(%error, "cluster reconcile failed"),
+        }
+    })
+    .await;
 }
 
 /// Waits until RECs can be listed (the CRD is installed), retrying with backoff up to 30 s; false on shutdown.
-async fn wait_for_crd(client: &kube::Client, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+async fn wait_for_crd(client: &kube::Client, mut shutdown: ShutdownSignal) -> bool {
     let api = Api::<RedisEnterpriseCluster>::all(client.clone());
     let mut delay = Duration::from_millis(500);
     loop {
@@ -188,19 +180,27 @@ async fn wait_for_crd(client: &kube::Client, shutdown: &mut tokio::sync::watch::
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return false,
+            () = shutdown.wait() => return false,
         }
         delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
-fn object_key(cluster: &RedisEnterpriseCluster) -> String {
-    format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())
+/// Reconciles a REC that decoded; one that did not gets a Warning event and waits for a change.
+async fn reconcile_guarded(
+    cluster: Arc<DeserializeGuard<RedisEnterpriseCluster>>,
+    shared: Arc<Shared>,
+) -> Result<Action, ClusterError> {
+    match guard::decoded(cluster.as_ref(), &shared.events).await {
+        Some(cluster) => reconcile(cluster, shared).await,
+        None => Ok(Action::await_change()),
+    }
 }
 
+#[instrument(skip_all, fields(cluster = %object_key(cluster.as_ref())))]
 async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) -> Result<Action, ClusterError> {
     let started = Instant::now();
-    let key = object_key(&cluster);
+    let key = object_key(cluster.as_ref());
     let backing_off = shared
         .backing_off
         .lock()
@@ -230,31 +230,12 @@ async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) ->
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&key);
             let result = if waiting { "waiting" } else { "success" };
-            metrics
-                .reconciles
-                .get_or_create(&ControllerResultLabels {
-                    controller: METRICS_LABEL,
-                    result,
-                })
-                .inc();
+            metrics.record_reconcile(METRICS_LABEL, result, None);
             debug!(cluster = %key, elapsed = ?started.elapsed(), result, "cluster reconciled");
             Ok(action)
         }
         Err(error) => {
-            metrics
-                .reconciles
-                .get_or_create(&ControllerResultLabels {
-                    controller: METRICS_LABEL,
-                    result: "failure",
-                })
-                .inc();
-            metrics
-                .reconcile_failures
-                .get_or_create(&ControllerCategoryLabels {
-                    controller: METRICS_LABEL,
-                    category: error.category(),
-                })
-                .inc();
+            metrics.record_reconcile(METRICS_LABEL, "failure", Some(error.category()));
             report_failure(&cluster, &shared, &error).await;
             Err(error)
         }
@@ -262,8 +243,12 @@ async fn reconcile(cluster: Arc<RedisEnterpriseCluster>, shared: Arc<Shared>) ->
 }
 
 /// Per-object backoff; rate-limited failures (409 busy, 429) start longer.
-fn error_policy(cluster: Arc<RedisEnterpriseCluster>, error: &ClusterError, shared: Arc<Shared>) -> Action {
-    let key = object_key(&cluster);
+fn error_policy(
+    cluster: Arc<DeserializeGuard<RedisEnterpriseCluster>>,
+    error: &ClusterError,
+    shared: Arc<Shared>,
+) -> Action {
+    let key = object_key(cluster.as_ref());
     let delay = shared.backoff.failed(&key, error.is_rate_limited());
     if let Some((_, until)) = shared
         .backing_off
@@ -278,16 +263,7 @@ fn error_policy(cluster: Arc<RedisEnterpriseCluster>, error: &ClusterError, shar
 }
 
 async fn publish(shared: &Shared, cluster: &RedisEnterpriseCluster, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".to_string(),
-        secondary: None,
-    };
-    if let Err(error) = shared.recorder.publish(&event, &cluster.object_ref(&())).await {
-        warn!(%error, reason, "failed to publish an event");
-    }
+    shared.events.publish(cluster, type_, reason, "Reconcile", note).await;
 }
 
 /// Reports a failed reconcile in status (Ready=False with the error) and, when that is news, as a Warning event.
@@ -664,7 +640,9 @@ async fn publish_transitions(
         }
     }
     let previous = status::condition(cluster.status.as_ref(), types::STALLED);
-    if report.stalled.status && previous.is_none_or(|c| c.reason != report.stalled.reason || c.status != "True") {
+    if report.stalled.status
+        && previous.is_none_or(|c| c.reason != report.stalled.reason || ConditionStatus::of(c) != ConditionStatus::True)
+    {
         publish(
             shared,
             cluster,

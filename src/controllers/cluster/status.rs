@@ -10,9 +10,11 @@ use serde_json::{Value, json};
 use super::error::{ClusterError, kubernetes};
 use crate::api::RedisEnterpriseCluster;
 use crate::api::cluster::RedisEnterpriseClusterStatus;
-use crate::api::conditions::{Condition, set_condition, types};
+use crate::api::conditions::{Condition, types};
 use crate::controllers::CLUSTER_FIELD_MANAGER;
 use crate::enterprise::states::ClusterState;
+use crate::runtime::conditions::{Clock, SystemClock, new_condition, set_condition};
+use k8s_openapi::jiff::Timestamp;
 
 /// One condition's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,17 +66,12 @@ pub struct Report {
 
 const OUR_CONDITIONS: [&str; 3] = [types::READY, types::RECONCILING, types::STALLED];
 
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-/// The status fields this controller owns after `report`, or `None` when the live status already says so.
+/// The status fields this controller owns after `report` at `now`, or `None` when the live status already says so.
 pub fn next_status(
     old: Option<&RedisEnterpriseClusterStatus>,
     report: &Report,
     generation: Option<i64>,
+    now: Timestamp,
 ) -> Option<Value> {
     let old = old.cloned().unwrap_or_default();
     let mut conditions = old.conditions.clone().unwrap_or_default();
@@ -85,14 +82,14 @@ pub fn next_status(
     {
         changed |= set_condition(
             &mut conditions,
-            Condition {
-                type_: (*type_).to_string(),
-                status: if value.status { "True" } else { "False" }.to_string(),
-                reason: value.reason.clone(),
-                message: value.message.clone(),
-                observed_generation: generation,
-                last_transition_time: now(),
-            },
+            new_condition(
+                type_,
+                value.status,
+                &value.reason,
+                value.message.clone(),
+                generation,
+                now,
+            ),
         );
     }
     changed |= old.state.as_deref() != Some(report.state.as_str())
@@ -127,7 +124,8 @@ pub async fn write_status(
     cluster: &RedisEnterpriseCluster,
     report: &Report,
 ) -> Result<Option<String>, ClusterError> {
-    let Some(status) = next_status(cluster.status.as_ref(), report, cluster.metadata.generation) else {
+    let now = SystemClock.now();
+    let Some(status) = next_status(cluster.status.as_ref(), report, cluster.metadata.generation, now) else {
         return Ok(None);
     };
     let namespace = cluster.namespace().unwrap_or_else(|| "default".to_string());
@@ -173,7 +171,7 @@ mod tests {
 
     #[test]
     fn an_unchanged_report_writes_nothing_and_other_conditions_are_not_sent() {
-        let first = next_status(None, &running(), Some(2)).expect("first write");
+        let first = next_status(None, &running(), Some(2), Timestamp::UNIX_EPOCH).expect("first write");
         assert_eq!(first["state"], "Running");
         assert_eq!(first["conditions"].as_array().map(Vec::len), Some(3));
         let mut live: RedisEnterpriseClusterStatus = serde_json::from_value(first).expect("status");
@@ -186,8 +184,11 @@ mod tests {
             last_transition_time: "t".into(),
         });
         live.source_revision = Some("main@sha1:abc".into());
-        assert_eq!(next_status(Some(&live), &running(), Some(2)), None);
-        let newer = next_status(Some(&live), &running(), Some(3)).expect("new generation");
+        assert_eq!(
+            next_status(Some(&live), &running(), Some(2), Timestamp::UNIX_EPOCH),
+            None
+        );
+        let newer = next_status(Some(&live), &running(), Some(3), Timestamp::UNIX_EPOCH).expect("new generation");
         let types: Vec<&str> = newer["conditions"]
             .as_array()
             .expect("list")

@@ -27,23 +27,27 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, finalizer};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::{info, instrument, warn};
 
 use super::{Backoff, ConnectionError, ControllerContext, DATABASE_FIELD_MANAGER, resync_interval};
 use crate::api::RedisEnterpriseDatabase;
 use crate::enterprise::EnterpriseError;
-use crate::telemetry::{ControllerCategoryLabels, ControllerResultLabels};
+use crate::runtime::errors::kube_rate_limited;
+use crate::runtime::{ErrorCategory, Publisher, ShutdownSignal, guard, object_key};
 
 /// The finalizer that keeps a REDB until its bdb is deleted from the cluster.
 pub const FINALIZER: &str = "redisgitops.dev/delete-database";
 /// The `controller` label value of this controller's metrics.
 const CONTROLLER: &str = "database";
+/// The controller's name on events.
+pub const CONTROLLER_NAME: &str = "redis-gitops-database";
 
 /// Timing of the database controller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,8 +76,8 @@ pub struct DatabaseContext {
     pub shared: ControllerContext,
     /// Timing.
     pub settings: DatabaseSettings,
-    /// The one event recorder of this controller.
-    pub recorder: Recorder,
+    /// The one event publisher of this controller.
+    pub events: Publisher,
     /// Per-object failure backoff.
     pub backoff: Backoff,
 }
@@ -88,16 +92,7 @@ impl DatabaseContext {
         action: &str,
         note: &str,
     ) {
-        let event = Event {
-            type_,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(error) = self.recorder.publish(&event, &redb.object_ref(&())).await {
-            warn!(%error, reason, "failed to publish an event");
-        }
+        self.events.publish(redb, type_, reason, action, note).await;
     }
 }
 
@@ -152,9 +147,9 @@ pub enum DatabaseError {
     },
 }
 
-impl DatabaseError {
+impl ErrorCategory for DatabaseError {
     /// A stable name of the variant (or of the REST error's kind), for event reasons and metric labels.
-    pub fn category(&self) -> &'static str {
+    fn category(&self) -> &'static str {
         match self {
             Self::Rest { source, .. } => match source.as_ref() {
                 EnterpriseError::Busy { .. } => "ClusterBusy",
@@ -171,16 +166,16 @@ impl DatabaseError {
     }
 
     /// Whether the cluster asked to slow down (409 busy): such failures back off longer.
-    pub fn is_rate_limited(&self) -> bool {
+    fn is_rate_limited(&self) -> bool {
         match self {
             Self::Rest { source, .. } => matches!(source.as_ref(), EnterpriseError::Busy { .. }),
-            Self::Kubernetes { source, .. } => {
-                matches!(source.as_ref(), kube::Error::Api(response) if response.code == 429)
-            }
+            Self::Kubernetes { source, .. } => kube_rate_limited(source),
             _ => false,
         }
     }
+}
 
+impl DatabaseError {
     /// Whether this is waiting rather than failing.
     pub fn is_waiting(&self) -> bool {
         matches!(self, Self::DeletionPending { .. } | Self::DeletionRefused { .. })
@@ -208,13 +203,19 @@ fn is_stale_cache(error: &ReconcileError) -> bool {
     }
 }
 
-fn category(error: &ReconcileError) -> &'static str {
-    match error {
-        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error.category(),
-        finalizer::Error::AddFinalizer(_) => "AddFinalizerFailed",
-        finalizer::Error::RemoveFinalizer(_) => "RemoveFinalizerFailed",
-        finalizer::Error::UnnamedObject => "UnnamedObject",
-        finalizer::Error::InvalidFinalizer => "InvalidFinalizer",
+impl ErrorCategory for ReconcileError {
+    fn category(&self) -> &'static str {
+        match self {
+            finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error.category(),
+            finalizer::Error::AddFinalizer(_) => "AddFinalizerFailed",
+            finalizer::Error::RemoveFinalizer(_) => "RemoveFinalizerFailed",
+            finalizer::Error::UnnamedObject => "UnnamedObject",
+            finalizer::Error::InvalidFinalizer => "InvalidFinalizer",
+        }
+    }
+
+    fn is_rate_limited(&self) -> bool {
+        inner(self).is_some_and(DatabaseError::is_rate_limited)
     }
 }
 
@@ -247,7 +248,7 @@ pub(crate) fn is_orphaned_on_delete(redb: &RedisEnterpriseDatabase) -> bool {
 
 /// `<namespace>/<name>` of an object, for messages and backoff keys.
 pub(crate) fn key_of(redb: &RedisEnterpriseDatabase) -> String {
-    format!("{}/{}", redb.namespace().unwrap_or_default(), redb.name_any())
+    object_key(redb)
 }
 
 /// Runs the database controller with the default settings until `shutdown` resolves.
@@ -263,28 +264,20 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let client = context.client.clone();
-    let reporter = Reporter {
-        controller: "redis-gitops-database".to_string(),
-        instance: context.instance.clone(),
-    };
     let context = Arc::new(DatabaseContext {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Publisher::new(client.clone(), CONTROLLER_NAME, context.instance.clone()),
         backoff: Backoff::new(settings.max_backoff),
         settings,
         shared: context,
     });
-    let databases: Api<RedisEnterpriseDatabase> = Api::all(client.clone());
+    // One REDB that does not decode is reported on its own and does not stop the watch of the others.
+    let databases: Api<DeserializeGuard<RedisEnterpriseDatabase>> = Api::all(client.clone());
     let children = watcher::Config::default().labels(&format!(
         "{}={}",
         crate::api::keys::MANAGED_BY,
         crate::api::keys::MANAGER
     ));
-    // kube wants a `Sync` shutdown future; the caller's need only be `Send`, so a task relays it.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(());
-    });
+    let shutdown = ShutdownSignal::relay(shutdown);
     info!("database controller started");
     // Status writes (ours and the GitSync's) start a reconcile too (a generation predicate needs kube's unstable
     // `for_stream`); such a reconcile finds nothing to change and writes nothing.
@@ -295,20 +288,29 @@ pub async fn run_with(
         .with_config(
             kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
         )
-        .graceful_shutdown_on(async move {
-            let _ = stopped.await;
-        })
-        .run(reconcile, error_policy, context)
+        .graceful_shutdown_on(shutdown.stopped())
+        .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "database reconcile ended with an error");
             }
         })
         .await;
-    relay.abort();
+}
+
+/// Reconciles a REDB that decoded; one that did not gets a Warning event and waits for a change.
+async fn reconcile_guarded(
+    redb: Arc<DeserializeGuard<RedisEnterpriseDatabase>>,
+    context: Arc<DatabaseContext>,
+) -> Result<Action, ReconcileError> {
+    match guard::decoded(redb.as_ref(), &context.events).await {
+        Some(redb) => reconcile(redb, context).await,
+        None => Ok(Action::await_change()),
+    }
 }
 
 /// One reconcile: the finalizer first, then the pipeline (or the cleanup of a deleted REDB).
+#[instrument(skip_all, fields(database = %key_of(&redb)))]
 pub async fn reconcile(
     redb: Arc<RedisEnterpriseDatabase>,
     context: Arc<DatabaseContext>,
@@ -329,23 +331,14 @@ pub async fn reconcile(
         Err(error) if inner(error).is_some_and(DatabaseError::is_waiting) || is_stale_cache(error) => "waiting",
         Err(_) => "failure",
     };
-    metrics
-        .reconciles
-        .get_or_create(&ControllerResultLabels {
-            controller: CONTROLLER,
-            result: outcome,
-        })
-        .inc();
+    let failure = match &result {
+        Err(error) if outcome == "failure" => Some(error.category()),
+        _ => None,
+    };
+    metrics.record_reconcile(CONTROLLER, outcome, failure);
     match &result {
         Ok(_) => context.backoff.succeeded(&key_of(&redb)),
         Err(error) if outcome == "failure" => {
-            metrics
-                .reconcile_failures
-                .get_or_create(&ControllerCategoryLabels {
-                    controller: CONTROLLER,
-                    category: category(error),
-                })
-                .inc();
             if let Some(error) = inner(error)
                 && redb.metadata.deletion_timestamp.is_none()
             {
@@ -359,10 +352,11 @@ pub async fn reconcile(
 
 /// Waiting comes back after the pending poll; failures back off per object (longer when the cluster is busy).
 pub fn error_policy(
-    redb: Arc<RedisEnterpriseDatabase>,
+    redb: Arc<DeserializeGuard<RedisEnterpriseDatabase>>,
     error: &ReconcileError,
     context: Arc<DatabaseContext>,
 ) -> Action {
+    let key = object_key(redb.as_ref());
     if let Some(DatabaseError::DeletionRefused { .. }) = inner(error) {
         // Releasing it is an annotation change, which starts a reconcile at once.
         return Action::requeue(resync_interval(context.settings.resync));
@@ -371,12 +365,11 @@ pub fn error_policy(
         return Action::requeue(context.settings.pending_poll);
     }
     if is_stale_cache(error) {
-        tracing::debug!(database = %key_of(&redb), %error, "finalizer update raced the watch cache; retrying");
+        tracing::debug!(database = %key, %error, "finalizer update raced the watch cache; retrying");
         return Action::requeue(std::time::Duration::from_millis(200));
     }
-    let rate_limited = inner(error).is_some_and(DatabaseError::is_rate_limited);
-    let delay = context.backoff.failed(&key_of(&redb), rate_limited);
-    warn!(database = %key_of(&redb), category = category(error), %error, ?delay, "database reconcile failed; retrying");
+    let delay = context.backoff.failed(&key, error.is_rate_limited());
+    warn!(database = %key, category = error.category(), %error, ?delay, "database reconcile failed; retrying");
     Action::requeue(delay)
 }
 

@@ -12,19 +12,16 @@ use super::apply::{Applied, Progress};
 use super::dereference::{Blocked, References};
 use super::validate::ValidatedState;
 use super::{DatabaseContext, DatabaseError, apply_params};
-use crate::api::conditions::{Condition, set_condition, types};
+use crate::api::conditions::{Condition, types};
 use crate::api::database::{InternalEndpoint, PendingCreation};
 use crate::api::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseStatus};
 use crate::enterprise::states::ActionStatus;
 use crate::enterprise::types::Bdb;
+use crate::runtime::ErrorCategory;
+use crate::runtime::conditions::set_condition;
+use crate::runtime::conditions::{Clock, SystemClock, new_condition};
 
 const OWN_CONDITIONS: [&str; 3] = [types::READY, types::RECONCILING, types::STALLED];
-
-fn now() -> String {
-    k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
 
 /// The part of a status this controller owns: everything but `sourceRevision` and other writers' conditions.
 pub fn owned_part(status: &RedisEnterpriseDatabaseStatus) -> RedisEnterpriseDatabaseStatus {
@@ -51,15 +48,10 @@ struct Assertions {
 }
 
 fn apply_assertions(status: &mut RedisEnterpriseDatabaseStatus, assertions: Assertions, generation: Option<i64>) {
-    let time = now();
+    let now = SystemClock.now();
     let conditions = status.conditions.get_or_insert_with(Vec::new);
-    let condition = |type_: &str, value: bool, reason: &str, message: String| Condition {
-        type_: type_.to_string(),
-        status: if value { "True" } else { "False" }.to_string(),
-        reason: reason.to_string(),
-        message,
-        observed_generation: generation,
-        last_transition_time: time.clone(),
+    let condition = |type_: &str, value: bool, reason: &str, message: String| {
+        new_condition(type_, value, reason, message, generation, now)
     };
     let (ready, reason, message) = assertions.ready;
     set_condition(conditions, condition(types::READY, ready, reason, message));
