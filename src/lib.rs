@@ -8,6 +8,7 @@ pub mod controllers;
 pub mod desired;
 pub mod enterprise;
 pub mod manifests;
+pub mod model;
 pub mod sandbox;
 pub mod source;
 pub mod sync;

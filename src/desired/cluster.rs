@@ -17,9 +17,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::labels::{child_labels, child_metadata, content_hash, node_selector_labels, owner_reference};
-use super::names;
 use crate::api::keys;
-use crate::manifests::validate::ValidatedCluster;
+use crate::model::ValidatedCluster;
+use crate::model::names;
 
 /// Name of the Redis Enterprise node container.
 pub const NODE_CONTAINER: &str = "redis-enterprise-node";

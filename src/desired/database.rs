@@ -9,10 +9,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value, json};
 
 use super::labels::{child_labels, child_metadata, owner_reference};
-use super::names;
 use crate::api::cluster::DatabaseServicePortPolicy;
 use crate::api::database::Persistence;
-use crate::manifests::validate::{BackupLocation, ValidatedCluster, ValidatedDatabase};
+use crate::model::names;
+use crate::model::{BackupLocation, ValidatedCluster, ValidatedDatabase};
 
 const API_VERSION: &str = "app.redislabs.com/v1alpha1";
 const KIND: &str = "RedisEnterpriseDatabase";

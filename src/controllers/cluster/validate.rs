@@ -11,7 +11,8 @@ use crate::api::{RedisEnterpriseCluster, keys};
 use crate::controllers::{credentials_secret_name, secret_value};
 use crate::enterprise::types::Credentials;
 use crate::manifests::Severity;
-use crate::manifests::validate::{ValidatedCluster, validate_cluster};
+use crate::manifests::validate::validate_cluster;
+use crate::model::ValidatedCluster;
 
 /// A spec that failed validation: one line per problem, `path: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,8 @@ use super::dereference::{Blocked, References, database_secret_name};
 use crate::api::RedisEnterpriseDatabase;
 use crate::controllers::secret_value;
 use crate::manifests::Severity;
-use crate::manifests::validate::{ValidatedCluster, ValidatedDatabase, validate_cluster, validate_database};
+use crate::manifests::validate::{validate_cluster, validate_database};
+use crate::model::{ValidatedCluster, ValidatedDatabase};
 
 /// Length of generated database passwords (alphanumeric: about 190 bits).
 pub const GENERATED_PASSWORD_LENGTH: usize = 32;
