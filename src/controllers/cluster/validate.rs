@@ -114,12 +114,14 @@ pub fn validate_references(
                     name: name.clone(),
                     problem: "does not exist",
                 })?;
-            let license = secret_value(secret, "license").ok_or_else(|| ClusterError::LicenseSecretInvalid {
+            let license = crate::controllers::password::secret_text(secret, "license")
+                .map_err(|source| ClusterError::SecretNotText { source })?
+                .ok_or_else(|| ClusterError::LicenseSecretInvalid {
                 namespace: namespace.clone(),
                 name: name.clone(),
                 problem: "has no `license` key",
             })?;
-            Some(String::from_utf8_lossy(&license).into_owned())
+            Some(license)
         }
         None => cluster.spec.license.clone().filter(|l| !l.trim().is_empty()),
     };

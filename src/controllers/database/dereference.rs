@@ -247,7 +247,11 @@ pub async fn connect(
             reason: "WaitingForClusterCredentials",
             message: format!("waiting for cluster {}: {error}", cluster.name_any()),
         })),
-        Err(error @ (ConnectionError::SecretKeyMissing { .. } | ConnectionError::Client { .. })) => Ok(Err(Blocked {
+        Err(
+            error @ (ConnectionError::SecretKeyMissing { .. }
+            | ConnectionError::SecretNotText { .. }
+            | ConnectionError::Client { .. }),
+        ) => Ok(Err(Blocked {
             stalled: true,
             reason: error.category(),
             message: error.to_string(),

@@ -9,13 +9,10 @@ use kube::ResourceExt;
 
 use super::dereference::{Blocked, References, database_secret_name};
 use crate::api::RedisEnterpriseDatabase;
-use crate::controllers::secret_value;
+use crate::controllers::password::{RandomnessError, generate_password, secret_text};
 use crate::manifests::Severity;
 use crate::manifests::validate::{validate_cluster, validate_database};
 use crate::model::{ValidatedCluster, ValidatedDatabase};
-
-/// Length of generated database passwords (alphanumeric: about 190 bits).
-pub const GENERATED_PASSWORD_LENGTH: usize = 32;
 
 /// Where the default user's password comes from.
 #[derive(Clone, PartialEq, Eq)]
@@ -76,31 +73,6 @@ impl fmt::Display for InvalidSpec {
     }
 }
 
-/// A random alphanumeric password from the operating system's generator.
-pub fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut password = String::with_capacity(GENERATED_PASSWORD_LENGTH);
-    let mut buffer = [0u8; 64];
-    while password.len() < GENERATED_PASSWORD_LENGTH {
-        if openssl::rand::rand_bytes(&mut buffer).is_err() {
-            // The OpenSSL generator failing is extraordinary; fall back to the hasher's OS-seeded keys.
-            use std::hash::{BuildHasher, Hasher};
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_usize(password.len());
-            buffer[..8].copy_from_slice(&hasher.finish().to_le_bytes());
-            buffer[8..].fill(255);
-        }
-        // Rejection sampling keeps every character equally likely (248 = 4 * 62).
-        for byte in buffer.iter().filter(|b| **b < 248) {
-            if password.len() == GENERATED_PASSWORD_LENGTH {
-                break;
-            }
-            password.push(char::from(ALPHABET[usize::from(*byte % 62)]));
-        }
-    }
-    password
-}
-
 /// Why the validate stage stops the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -108,6 +80,9 @@ pub enum Refused {
     Invalid(InvalidSpec),
     /// The database exists but its Secret has no password to give it (see the module doc).
     SecretMissing(Blocked),
+    /// The database Secret's password is not UTF-8 text, or no password could be generated (the random source
+    /// failed: never replaced by a weaker one). The message names the Secret and key, never the value.
+    PasswordUnusable(Blocked),
 }
 
 impl Refused {
@@ -119,7 +94,7 @@ impl Refused {
                 reason: "InvalidSpec",
                 message: invalid.to_string(),
             },
-            Self::SecretMissing(blocked) => blocked,
+            Self::SecretMissing(blocked) | Self::PasswordUnusable(blocked) => blocked,
         }
     }
 }
@@ -150,11 +125,21 @@ pub fn validate(redb: &RedisEnterpriseDatabase, references: &References) -> Resu
     validate_with(redb, references, generate_password)
 }
 
+/// The refusal of a password that cannot be used: stalled when the Secret holds something that is not text (the
+/// user has to fix it), waiting when the random source failed (it is retried at the resync).
+fn password_unusable(redb: &RedisEnterpriseDatabase, stalled: bool, reason: &'static str, why: String) -> Refused {
+    Refused::PasswordUnusable(Blocked {
+        stalled,
+        reason,
+        message: format!("unable to use a password for database {}: {why}", redb.name_any()),
+    })
+}
+
 /// [`validate`] with the password generator as a parameter (tests pass a fixed one).
 pub fn validate_with(
     redb: &RedisEnterpriseDatabase,
     references: &References,
-    generate: impl FnOnce() -> String,
+    generate: impl FnOnce() -> Result<String, RandomnessError>,
 ) -> Result<ValidatedState, Refused> {
     let (database, issues) = validate_database(redb).map_err(|issues| {
         Refused::Invalid(InvalidSpec {
@@ -173,15 +158,18 @@ pub fn validate_with(
     let password = if !database.default_user {
         Password::None
     } else {
-        match references
-            .secret
-            .as_ref()
-            .and_then(|secret| secret_value(secret, "password"))
-        {
-            Some(bytes) => Password::FromSecret(String::from_utf8_lossy(&bytes).into_owned()),
+        let from_secret = match references.secret.as_ref() {
+            Some(secret) => secret_text(secret, "password")
+                .map_err(|error| password_unusable(redb, true, "DatabaseSecretInvalid", error.to_string()))?,
+            None => None,
+        };
+        match from_secret {
+            Some(password) => Password::FromSecret(password),
             None => match secret_missing(redb, references) {
                 Some(blocked) => return Err(Refused::SecretMissing(blocked)),
-                None => Password::Generated(generate()),
+                None => Password::Generated(generate().map_err(|error| {
+                    password_unusable(redb, false, "PasswordGenerationFailed", error.to_string())
+                })?),
             },
         }
     };
@@ -196,15 +184,6 @@ pub fn validate_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn generated_passwords_are_long_alphanumeric_and_differ() {
-        let first = generate_password();
-        let second = generate_password();
-        assert_eq!(first.len(), GENERATED_PASSWORD_LENGTH);
-        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "{first}");
-        assert_ne!(first, second);
-    }
 
     #[test]
     fn debug_output_never_shows_a_password() {
