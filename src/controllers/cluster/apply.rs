@@ -8,7 +8,6 @@
 
 use std::fmt::Debug;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -73,7 +72,7 @@ pub async fn apply_children(
         apply_secret(
             client,
             namespace,
-            &with_data(credentials_secret),
+            &credentials_secret,
             may_create,
             &mut applied,
         )
@@ -125,17 +124,6 @@ async fn release_credentials_secret(
         )))?;
     applied.written.push(format!("Secret/{name} (owner reference removed)"));
     Ok(())
-}
-
-/// Moves `stringData` into `data`, as the API server stores it, so the desired Secret compares with the live one.
-fn with_data(mut secret: Secret) -> Secret {
-    if let Some(string_data) = secret.string_data.take() {
-        let data = secret.data.get_or_insert_with(Default::default);
-        for (key, value) in string_data {
-            data.insert(key, ByteString(value.into_bytes()));
-        }
-    }
-    secret
 }
 
 async fn apply<K>(
@@ -232,16 +220,5 @@ mod tests {
         let mut no_labels = live.clone();
         no_labels["metadata"].as_object_mut().expect("object").remove("labels");
         assert!(!contains(&no_labels, &desired));
-    }
-
-    #[test]
-    fn secrets_compare_in_their_stored_form() {
-        let secret = Secret {
-            string_data: Some([("password".to_string(), "p".to_string())].into()),
-            ..Default::default()
-        };
-        let stored = with_data(secret);
-        assert!(stored.string_data.is_none());
-        assert_eq!(stored.data.expect("data")["password"].0, b"p");
     }
 }
