@@ -258,7 +258,8 @@ pub async fn read_cluster_admin(
             cluster: cluster_name,
         })?;
     let value = |key: &str| secret_value(&secret, key);
-    let text = |key: &str| password::secret_text(&secret, key).map_err(|source| ConnectionError::SecretNotText { source });
+    let text =
+        |key: &str| password::secret_text(&secret, key).map_err(|source| ConnectionError::SecretNotText { source });
     let missing = |key: &'static str| ConnectionError::SecretKeyMissing {
         namespace: namespace.to_string(),
         name: name.clone(),

@@ -16,9 +16,7 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels::{
-    child_labels, child_metadata, content_hash, node_selector_labels, owner_reference, stored_secret,
-};
+use super::labels::{child_labels, child_metadata, content_hash, node_selector_labels, owner_reference, stored_secret};
 use crate::api::keys;
 use crate::model::ValidatedCluster;
 use crate::model::names;

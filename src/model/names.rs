@@ -1,8 +1,8 @@
 //! Names of the objects created for clusters and databases, in one place so the builders, validation (name
 //! collisions) and later the controllers agree.
 
-use crate::api::cluster::ServiceNaming;
 use super::validated::{DatabaseServiceKinds, ValidatedCluster, ValidatedDatabase};
+use crate::api::cluster::ServiceNaming;
 
 /// The headless governing service of a cluster's StatefulSet; pod DNS names are `<rec>-<i>.<rec>-headless`.
 pub fn cluster_headless_service(cluster: &ValidatedCluster) -> String {

@@ -69,14 +69,7 @@ pub async fn apply_children(
     if credentials_secret_write != CredentialsSecretWrite::Never {
         release_credentials_secret(client, namespace, &credentials_secret, &mut applied).await?;
         let may_create = credentials_secret_write == CredentialsSecretWrite::Create;
-        apply_secret(
-            client,
-            namespace,
-            &credentials_secret,
-            may_create,
-            &mut applied,
-        )
-        .await?;
+        apply_secret(client, namespace, &credentials_secret, may_create, &mut applied).await?;
     }
     for service in &services {
         apply(client, namespace, service, &mut applied).await?;

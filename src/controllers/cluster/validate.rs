@@ -117,10 +117,10 @@ pub fn validate_references(
             let license = crate::controllers::password::secret_text(secret, "license")
                 .map_err(|source| ClusterError::SecretNotText { source })?
                 .ok_or_else(|| ClusterError::LicenseSecretInvalid {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                problem: "has no `license` key",
-            })?;
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    problem: "has no `license` key",
+                })?;
             Some(license)
         }
         None => cluster.spec.license.clone().filter(|l| !l.trim().is_empty()),

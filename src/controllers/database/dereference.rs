@@ -2,11 +2,13 @@
 //! another namespace only when that REC allows it), the REC's admin credentials (a REST client), the database
 //! credentials Secret, and the live bdb this REDB owns with its alerts, shards and last action. It only reads; a
 //! missing or not-yet-Running cluster, or a database name taken by a database this REDB does not own, is a typed
-//! "blocked" outcome.
+//! "blocked" outcome. Once the bdb has a port, it also lists the Services and EndpointSlices this REDB has (by its
+//! labels), which the apply stage compares with the desired ones and deletes when no longer built.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
@@ -55,6 +57,13 @@ pub struct References {
     pub shard_statuses: Option<BTreeMap<String, i64>>,
     /// The last action the status records, when it had not finished at the last look.
     pub action: Option<Action>,
+    /// The bdb uid the REDB's status records (`status.databaseUID`); gone from the cluster when [`Self::bdb`] is
+    /// `None`.
+    pub recorded_uid: Option<u64>,
+    /// The live Services carrying this database's labels (read once the bdb has a port, else empty).
+    pub services: Vec<Service>,
+    /// The live EndpointSlices carrying this database's labels (read once the bdb has a port, else empty).
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl std::fmt::Debug for References {
@@ -65,6 +74,19 @@ impl std::fmt::Debug for References {
             .field("bdb", &self.bdb.as_ref().map(bdb_summary))
             .field("ownership", &self.ownership)
             .field("shard_statuses", &self.shard_statuses)
+            .field("recorded_uid", &self.recorded_uid)
+            .field(
+                "services",
+                &self.services.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
+            )
+            .field(
+                "endpoint_slices",
+                &self
+                    .endpoint_slices
+                    .iter()
+                    .map(ResourceExt::name_any)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -472,6 +494,39 @@ async fn redb_password_mismatch(
         .is_some_and(|ours| ours != live.as_bytes()))
 }
 
+/// The label selector of the children of database `name` (Services, EndpointSlices; the Secret carries it too
+/// but is never listed for deletion).
+pub fn children_selector(name: &str) -> String {
+    format!(
+        "{}={name},{}={},redis.io/bdb={name}",
+        keys::INSTANCE,
+        keys::MANAGED_BY,
+        keys::MANAGER
+    )
+}
+
+/// The live Services and EndpointSlices of database `name` in `namespace` (one LIST each).
+async fn live_children(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(Vec<Service>, Vec<EndpointSlice>), DatabaseError> {
+    let params = ListParams::default().labels(&children_selector(name));
+    let services = Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(kubernetes(format!("list the Services of database {namespace}/{name}")))?
+        .items;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(kubernetes(format!(
+            "list the EndpointSlices of database {namespace}/{name}"
+        )))?
+        .items;
+    Ok((services, slices))
+}
+
 /// Runs the dereference stage.
 pub async fn dereference(
     redb: &RedisEnterpriseDatabase,
@@ -572,6 +627,10 @@ pub async fn dereference(
         }
         shard_statuses = (!counts.is_empty()).then_some(counts);
     }
+    let (services, endpoint_slices) = match bdb.as_ref().filter(|bdb| bdb.port != 0) {
+        Some(_) => live_children(client, &namespace, &redb.name_any()).await?,
+        None => (Vec::new(), Vec::new()),
+    };
     let mut action = None;
     let status = redb.status.as_ref();
     if let Some(action_uid) = status.and_then(|s| s.last_action_uid.as_deref())
@@ -595,6 +654,9 @@ pub async fn dereference(
         alerts,
         shard_statuses,
         action,
+        recorded_uid: recorded_uid(redb),
+        services,
+        endpoint_slices,
     })))
 }
 

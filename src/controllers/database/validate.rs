@@ -9,7 +9,7 @@ use kube::ResourceExt;
 
 use super::dereference::{Blocked, References, database_secret_name};
 use crate::api::RedisEnterpriseDatabase;
-use crate::controllers::password::{RandomnessError, generate_password, secret_text};
+use crate::controllers::password::{NotUtf8, RandomnessError, generate_password, random_hex, secret_text};
 use crate::manifests::Severity;
 use crate::manifests::validate::{validate_cluster, validate_database};
 use crate::model::{ValidatedCluster, ValidatedDatabase};
@@ -58,6 +58,9 @@ pub struct ValidatedState {
     pub password: Password,
     /// Warnings of the spec validation, one line each.
     pub warnings: Vec<String>,
+    /// A random token naming this creation attempt (`status.pendingCreation.token`), drawn when the bdb does not
+    /// exist; `None` otherwise.
+    pub creation_token: Option<String>,
 }
 
 /// A REDB spec that does not validate.
@@ -80,9 +83,10 @@ pub enum Refused {
     Invalid(InvalidSpec),
     /// The database exists but its Secret has no password to give it (see the module doc).
     SecretMissing(Blocked),
-    /// The database Secret's password is not UTF-8 text, or no password could be generated (the random source
-    /// failed: never replaced by a weaker one). The message names the Secret and key, never the value.
-    PasswordUnusable(Blocked),
+    /// The database Secret's password is not UTF-8 text; the message names the Secret and key, never the value.
+    SecretInvalid(Blocked),
+    /// The random source failed drawing a password or creation token (never replaced by a weaker one).
+    RandomnessFailed(Blocked),
 }
 
 impl Refused {
@@ -94,7 +98,7 @@ impl Refused {
                 reason: "InvalidSpec",
                 message: invalid.to_string(),
             },
-            Self::SecretMissing(blocked) | Self::PasswordUnusable(blocked) => blocked,
+            Self::SecretMissing(blocked) | Self::SecretInvalid(blocked) | Self::RandomnessFailed(blocked) => blocked,
         }
     }
 }
@@ -125,13 +129,21 @@ pub fn validate(redb: &RedisEnterpriseDatabase, references: &References) -> Resu
     validate_with(redb, references, generate_password)
 }
 
-/// The refusal of a password that cannot be used: stalled when the Secret holds something that is not text (the
-/// user has to fix it), waiting when the random source failed (it is retried at the resync).
-fn password_unusable(redb: &RedisEnterpriseDatabase, stalled: bool, reason: &'static str, why: String) -> Refused {
-    Refused::PasswordUnusable(Blocked {
-        stalled,
-        reason,
-        message: format!("unable to use a password for database {}: {why}", redb.name_any()),
+/// The refusal of a Secret password that is not text (the user has to fix the Secret).
+fn secret_invalid(redb: &RedisEnterpriseDatabase, error: &NotUtf8) -> Refused {
+    Refused::SecretInvalid(Blocked {
+        stalled: true,
+        reason: "DatabaseSecretInvalid",
+        message: format!("unable to use the password of database {}: {error}", redb.name_any()),
+    })
+}
+
+/// The refusal when the random source failed (waiting: it is retried at the resync).
+fn randomness_failed(redb: &RedisEnterpriseDatabase, what: &str, error: &RandomnessError) -> Refused {
+    Refused::RandomnessFailed(Blocked {
+        stalled: false,
+        reason: "RandomGenerationFailed",
+        message: format!("failed to generate {what} for database {}: {error}", redb.name_any()),
     })
 }
 
@@ -159,31 +171,74 @@ pub fn validate_with(
         Password::None
     } else {
         let from_secret = match references.secret.as_ref() {
-            Some(secret) => secret_text(secret, "password")
-                .map_err(|error| password_unusable(redb, true, "DatabaseSecretInvalid", error.to_string()))?,
+            Some(secret) => secret_text(secret, "password").map_err(|error| secret_invalid(redb, &error))?,
             None => None,
         };
         match from_secret {
             Some(password) => Password::FromSecret(password),
             None => match secret_missing(redb, references) {
                 Some(blocked) => return Err(Refused::SecretMissing(blocked)),
-                None => Password::Generated(generate().map_err(|error| {
-                    password_unusable(redb, false, "PasswordGenerationFailed", error.to_string())
-                })?),
+                None => Password::Generated(generate().map_err(|error| randomness_failed(redb, "a password", &error))?),
             },
         }
+    };
+    let creation_token = match references.bdb {
+        Some(_) => None,
+        None => Some(random_hex(8).map_err(|error| randomness_failed(redb, "a creation token", &error))?),
     };
     Ok(ValidatedState {
         database,
         cluster,
         password,
         warnings,
+        creation_token,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_name_the_secret_and_key_but_never_the_value() {
+        let redb: RedisEnterpriseDatabase = serde_json::from_value(serde_json::json!({
+            "apiVersion": "app.redislabs.com/v1alpha1", "kind": "RedisEnterpriseDatabase",
+            "metadata": {"name": "cache", "namespace": "ns"}, "spec": {}
+        }))
+        .expect("redb");
+        let error = NotUtf8 {
+            secret: "ns/redb-cache".into(),
+            key: "password".into(),
+        };
+        assert_eq!(
+            secret_invalid(&redb, &error).into_blocked(),
+            Blocked {
+                stalled: true,
+                reason: "DatabaseSecretInvalid",
+                message: "unable to use the password of database cache: the value of key `password` in Secret \
+                          ns/redb-cache is not UTF-8 text; store it as text (for example with `kubectl create secret \
+                          generic --from-literal`)"
+                    .into(),
+            }
+        );
+        let failed = randomness_failed(
+            &redb,
+            "a password",
+            &RandomnessError {
+                reason: "no entropy".into(),
+            },
+        );
+        assert_eq!(
+            failed.into_blocked(),
+            Blocked {
+                stalled: false,
+                reason: "RandomGenerationFailed",
+                message: "failed to generate a password for database cache: the operating system's random generator \
+                          failed: no entropy"
+                    .into(),
+            }
+        );
+    }
 
     #[test]
     fn debug_output_never_shows_a_password() {
