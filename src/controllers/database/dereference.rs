@@ -527,6 +527,68 @@ async fn live_children(
     Ok((services, slices))
 }
 
+/// A REST failure while reading `action` on cluster `cluster`.
+fn rest_failed(action: String, cluster: &str) -> impl FnOnce(crate::enterprise::EnterpriseError) -> DatabaseError {
+    let cluster = cluster.to_string();
+    move |source| DatabaseError::Rest {
+        action,
+        cluster,
+        source: Box::new(source),
+    }
+}
+
+/// The live bdb's alert settings (only when the spec sets alerts) and its shard counts by status.
+async fn read_bdb_state(
+    rest: &EnterpriseClient,
+    redb: &RedisEnterpriseDatabase,
+    bdb: &Bdb,
+    cluster: &str,
+) -> Result<(Option<Value>, Option<BTreeMap<String, i64>>), DatabaseError> {
+    let mut alerts = None;
+    if redb.spec.alert_settings.is_some() {
+        let what = format!("read the alert settings of database {}", bdb.name);
+        alerts = Some(
+            rest.database_alerts(bdb.uid)
+                .await
+                .map_err(rest_failed(what, cluster))?,
+        );
+    }
+    let shards = rest
+        .shards()
+        .await
+        .map_err(rest_failed("list shards".to_string(), cluster))?;
+    let mut counts = BTreeMap::new();
+    for shard in shards
+        .iter()
+        .filter(|shard| shard.get("bdb_uid").and_then(Value::as_u64) == Some(bdb.uid))
+    {
+        let status = shard.get("status").and_then(Value::as_str).unwrap_or("unknown");
+        *counts.entry(status.to_string()).or_insert(0) += 1;
+    }
+    Ok((alerts, (!counts.is_empty()).then_some(counts)))
+}
+
+/// The last action the status records, when it had not finished at the last look.
+async fn read_last_action(
+    rest: &EnterpriseClient,
+    redb: &RedisEnterpriseDatabase,
+    cluster: &str,
+) -> Result<Option<Action>, DatabaseError> {
+    let status = redb.status.as_ref();
+    match status.and_then(|s| s.last_action_uid.as_deref()) {
+        Some(action_uid)
+            if !matches!(
+                status.and_then(|s| s.last_action_status.as_deref()),
+                Some("completed" | "failed")
+            ) =>
+        {
+            let what = format!("read action {action_uid}");
+            rest.action(action_uid).await.map_err(rest_failed(what, cluster))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs the dereference stage.
 pub async fn dereference(
     redb: &RedisEnterpriseDatabase,
@@ -598,52 +660,15 @@ pub async fn dereference(
         BdbLookup::Missing => (None, Ownership::None),
         BdbLookup::Refused(blocked) => return Ok(Dereferenced::Blocked(blocked)),
     };
-    let rest_failed = |action: String| {
-        let cluster = key.clone();
-        move |source: crate::enterprise::EnterpriseError| DatabaseError::Rest {
-            action,
-            cluster,
-            source: Box::new(source),
-        }
+    let (alerts, shard_statuses) = match &bdb {
+        Some(bdb) => read_bdb_state(&rest, redb, bdb, &key).await?,
+        None => (None, None),
     };
-    let mut alerts = None;
-    let mut shard_statuses = None;
-    if let Some(bdb) = &bdb {
-        if redb.spec.alert_settings.is_some() {
-            alerts = Some(
-                rest.database_alerts(bdb.uid)
-                    .await
-                    .map_err(rest_failed(format!("read the alert settings of database {}", bdb.name)))?,
-            );
-        }
-        let shards = rest.shards().await.map_err(rest_failed("list shards".to_string()))?;
-        let mut counts = BTreeMap::new();
-        for shard in shards
-            .iter()
-            .filter(|shard| shard.get("bdb_uid").and_then(Value::as_u64) == Some(bdb.uid))
-        {
-            let status = shard.get("status").and_then(Value::as_str).unwrap_or("unknown");
-            *counts.entry(status.to_string()).or_insert(0) += 1;
-        }
-        shard_statuses = (!counts.is_empty()).then_some(counts);
-    }
     let (services, endpoint_slices) = match bdb.as_ref().filter(|bdb| bdb.port != 0) {
         Some(_) => live_children(client, &namespace, &redb.name_any()).await?,
         None => (Vec::new(), Vec::new()),
     };
-    let mut action = None;
-    let status = redb.status.as_ref();
-    if let Some(action_uid) = status.and_then(|s| s.last_action_uid.as_deref())
-        && !matches!(
-            status.and_then(|s| s.last_action_status.as_deref()),
-            Some("completed" | "failed")
-        )
-    {
-        action = rest
-            .action(action_uid)
-            .await
-            .map_err(rest_failed(format!("read action {action_uid}")))?;
-    }
+    let action = read_last_action(&rest, redb, &key).await?;
     Ok(Dereferenced::Found(Box::new(References {
         cluster,
         cluster_key: key,
