@@ -9,6 +9,7 @@ pub mod controllers;
 pub mod desired;
 pub mod enterprise;
 pub mod manifests;
+pub mod model;
 pub mod runtime;
 pub mod source;
 pub mod sync;

@@ -13,9 +13,9 @@ use redis_gitops::controllers::database::{DatabaseSettings, run_with};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
 use redis_gitops::enterprise::types::{BootstrapCluster, BootstrapNode, BootstrapRequest, Credentials, NodeIdentity};
 use redis_gitops::enterprise::{ClientConfig, EnterpriseClient, RetryPolicy};
+use redis_gitops::telemetry::Metrics;
 use redis_gitops_sandbox::enterprise::ClusterKey;
 use redis_gitops_sandbox::{Sandbox, SandboxOptions};
-use redis_gitops::telemetry::Metrics;
 use serde_json::json;
 
 const NAMESPACE: &str = "default";
@@ -73,7 +73,8 @@ async fn cluster(sandbox: &Sandbox, kube: &kube::Client) {
     .await
     .expect("bootstrap accepted");
     wait("bootstrap", || async {
-        node.bootstrap().await.ok().map(|b| b.bootstrap_status.state) == Some(redis_gitops::enterprise::states::BootstrapState::Completed)
+        node.bootstrap().await.ok().map(|b| b.bootstrap_status.state)
+            == Some(redis_gitops::enterprise::states::BootstrapState::Completed)
     })
     .await;
     let clusters: Api<RedisEnterpriseCluster> = Api::namespaced(kube.clone(), NAMESPACE);

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod database;
+pub mod password;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -174,6 +175,13 @@ pub enum ConnectionError {
         /// The cluster.
         cluster: String,
     },
+    /// A value of the credentials Secret is not UTF-8 text; names the Secret and key.
+    #[error("{source}")]
+    SecretNotText {
+        /// Which Secret and key.
+        #[source]
+        source: password::NotUtf8,
+    },
     /// The credentials Secret lacks a key.
     #[error("the credentials Secret {namespace}/{name} has no `{key}` key; add it (keys `username` and `password`)")]
     SecretKeyMissing {
@@ -211,7 +219,7 @@ impl ConnectionError {
     pub fn category(&self) -> &'static str {
         match self {
             Self::SecretNotFound { .. } => "CredentialsSecretNotFound",
-            Self::SecretKeyMissing { .. } => "CredentialsSecretInvalid",
+            Self::SecretKeyMissing { .. } | Self::SecretNotText { .. } => "CredentialsSecretInvalid",
             Self::Kubernetes { .. } => "Kubernetes",
             Self::Client { .. } => "RestClient",
         }
@@ -251,18 +259,17 @@ pub async fn read_cluster_admin(
             cluster: cluster_name,
         })?;
     let value = |key: &str| secret_value(&secret, key);
+    let text =
+        |key: &str| password::secret_text(&secret, key).map_err(|source| ConnectionError::SecretNotText { source });
     let missing = |key: &'static str| ConnectionError::SecretKeyMissing {
         namespace: namespace.to_string(),
         name: name.clone(),
         key,
     };
-    let username = value("username").ok_or_else(|| missing("username"))?;
-    let password = value("password").ok_or_else(|| missing("password"))?;
+    let username = text("username")?.ok_or_else(|| missing("username"))?;
+    let password = text("password")?.ok_or_else(|| missing("password"))?;
     Ok(ClusterAdmin {
-        credentials: Credentials {
-            username: String::from_utf8_lossy(&username).into_owned(),
-            password: String::from_utf8_lossy(&password).into_owned(),
-        },
+        credentials: Credentials { username, password },
         ca_pem: value(CA_KEY),
     })
 }

@@ -16,10 +16,10 @@ use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::labels::{child_labels, child_metadata, content_hash, node_selector_labels, owner_reference};
-use super::names;
+use super::labels::{child_labels, child_metadata, content_hash, node_selector_labels, owner_reference, stored_secret};
 use crate::api::keys;
-use crate::manifests::validate::ValidatedCluster;
+use crate::model::ValidatedCluster;
+use crate::model::names;
 
 /// Name of the Redis Enterprise node container.
 pub const NODE_CONTAINER: &str = "redis-enterprise-node";
@@ -56,6 +56,14 @@ pub struct ClusterResources {
     pub pod_disruption_budget: PodDisruptionBudget,
     /// The Redis Enterprise nodes.
     pub stateful_set: StatefulSet,
+}
+
+/// Every object of a cluster as the cluster controller applies it: [`build_cluster`] with the admin password and the
+/// credentials Secret in its stored form (`data`), finished: the controller applies it as it is.
+pub fn build_cluster_for_apply(cluster: &ValidatedCluster, password: &str, partition: i32) -> ClusterResources {
+    let mut resources = build_cluster(cluster, Some(password), partition);
+    resources.credentials_secret = stored_secret(resources.credentials_secret);
+    resources
 }
 
 /// Builds every object of a cluster. `password` is the admin password when known (never from Git); offline
@@ -285,9 +293,9 @@ pub fn default_pod_anti_affinity(cluster_name: &str) -> PodAntiAffinity {
     }
 }
 
-/// The StatefulSet of the Redis Enterprise nodes. The pod template carries a hash of itself, so a change that
-/// restarts pods is visible, and the update strategy is staged by `partition` so upgrades go one node at a time.
-pub fn build_statefulset(cluster: &ValidatedCluster, partition: i32) -> StatefulSet {
+/// The pod template of the Redis Enterprise nodes. It carries a hash of itself ([`keys::POD_TEMPLATE_HASH`]), so
+/// a change that restarts pods is visible.
+pub fn build_pod_template(cluster: &ValidatedCluster) -> PodTemplateSpec {
     let selector = node_selector_labels(&cluster.name);
     // extraLabels stay off the pod template: changing them must not restart Redis Enterprise nodes.
     let mut pod_labels = selector.clone();
@@ -383,6 +391,23 @@ pub fn build_statefulset(cluster: &ValidatedCluster, partition: i32) -> Stateful
             .get_or_insert_with(BTreeMap::new)
             .insert(keys::POD_TEMPLATE_HASH.to_string(), hash);
     }
+    template
+}
+
+/// The hash the pod template of a cluster carries (see [`build_pod_template`]); pods with another hash are outdated.
+pub fn pod_template_hash(cluster: &ValidatedCluster) -> String {
+    build_pod_template(cluster)
+        .metadata
+        .and_then(|metadata| metadata.annotations)
+        .and_then(|mut annotations| annotations.remove(keys::POD_TEMPLATE_HASH))
+        .unwrap_or_default()
+}
+
+/// The StatefulSet of the Redis Enterprise nodes, with the pod template of [`build_pod_template`]; the update
+/// strategy is staged by `partition` so upgrades go one node at a time.
+pub fn build_statefulset(cluster: &ValidatedCluster, partition: i32) -> StatefulSet {
+    let selector = node_selector_labels(&cluster.name);
+    let template = build_pod_template(cluster);
     let volume_claim_templates = cluster.persistence.as_ref().map(|persistence| {
         vec![PersistentVolumeClaim {
             metadata: ObjectMeta {

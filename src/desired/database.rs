@@ -1,21 +1,33 @@
 //! Pure builders for a database: from a [`ValidatedDatabase`] to the Redis Enterprise REST request body
 //! (reference/redis-enterprise.md §2.4), the minimal update of a live bdb, its Services and its credentials
-//! Secret (§3.3). Secret values (passwords, backup keys) are parameters, never read from the spec.
+//! Secret (§3.3), and the objects exactly as the database controller applies them (the Secret in stored form, the
+//! EndpointSlices of the Services). Secret values (passwords, backup keys) are parameters, never read from the spec.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value, json};
 
-use super::labels::{child_labels, child_metadata, owner_reference};
-use super::names;
+use super::labels::{child_labels, child_metadata, owner_reference, stored_secret};
 use crate::api::cluster::DatabaseServicePortPolicy;
 use crate::api::database::Persistence;
-use crate::manifests::validate::{BackupLocation, ValidatedCluster, ValidatedDatabase};
+use crate::model::names;
+use crate::model::{BackupLocation, ValidatedCluster, ValidatedDatabase};
 
 const API_VERSION: &str = "app.redislabs.com/v1alpha1";
 const KIND: &str = "RedisEnterpriseDatabase";
+/// Annotation on the database Secret: digest of the password the cluster last accepted (see
+/// `controllers::database::build`).
+pub const PASSWORD_DIGEST_ANNOTATION: &str = "redisgitops.dev/applied-password-digest";
+/// Label naming the Service of an EndpointSlice.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// Label naming the controller of an EndpointSlice.
+pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on the EndpointSlices of the database controller.
+pub const MANAGED_BY: &str = "redis-gitops";
 /// The port database Services expose with `databaseServicePortPolicy: RedisDefaultPort`.
 pub const REDIS_DEFAULT_PORT: u16 = 6379;
 
@@ -445,6 +457,82 @@ pub fn build_database_secret(
         string_data: Some(data),
         ..Default::default()
     })
+}
+
+/// The credentials Secret exactly as the database controller applies it: [`build_database_secret`] in stored form
+/// (`data`), without an owner reference when the Secret is the user's (`owned: false`: it outlives the REDB), and
+/// with the [`PASSWORD_DIGEST_ANNOTATION`] when the digest of the password the cluster holds is known.
+pub fn build_applied_database_secret(
+    database: &ValidatedDatabase,
+    cluster: Option<&ValidatedCluster>,
+    port: Option<u16>,
+    password: Option<&str>,
+    owned: bool,
+    password_digest: Option<&str>,
+) -> Option<Secret> {
+    let mut secret = stored_secret(build_database_secret(database, cluster, port, password)?);
+    if !owned {
+        secret.metadata.owner_references = None;
+    }
+    if let Some(digest) = password_digest {
+        secret
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(PASSWORD_DIGEST_ANNOTATION.to_string(), digest.to_string());
+    }
+    Some(secret)
+}
+
+/// Where a database answers, as its EndpointSlices list it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DatabaseEndpoints {
+    /// `IPv4` or `IPv6`.
+    pub address_type: &'static str,
+    /// The addresses, of that family.
+    pub addresses: Vec<String>,
+    /// The database port.
+    pub port: u16,
+    /// Whether the database serves (it is active).
+    pub ready: bool,
+}
+
+/// One EndpointSlice per Service (same name, namespace, labels and owner), listing the database's endpoints.
+pub fn build_endpoint_slices(services: &[Service], endpoints: &DatabaseEndpoints) -> Vec<EndpointSlice> {
+    services
+        .iter()
+        .filter_map(|service| {
+            let name = service.metadata.name.clone()?;
+            let mut labels = service.metadata.labels.clone().unwrap_or_default();
+            labels.insert(SERVICE_NAME_LABEL.to_string(), name.clone());
+            labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
+            Some(EndpointSlice {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    namespace: service.metadata.namespace.clone(),
+                    labels: Some(labels),
+                    owner_references: service.metadata.owner_references.clone(),
+                    ..Default::default()
+                },
+                address_type: endpoints.address_type.to_string(),
+                endpoints: vec![Endpoint {
+                    addresses: endpoints.addresses.clone(),
+                    conditions: Some(EndpointConditions {
+                        ready: Some(endpoints.ready),
+                        serving: Some(endpoints.ready),
+                        terminating: Some(false),
+                    }),
+                    ..Default::default()
+                }],
+                ports: Some(vec![EndpointPort {
+                    name: Some("redis".to_string()),
+                    port: Some(i32::from(endpoints.port)),
+                    protocol: Some("TCP".to_string()),
+                    ..Default::default()
+                }]),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! Labels, owner references and the pod-template hash shared by every builder.
+//! Labels, owner references, the pod-template hash and the stored form of Secrets, shared by every builder.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
@@ -74,9 +76,36 @@ pub fn child_metadata(
     }
 }
 
+/// A Secret in the form the API server stores it: `stringData` moved into `data`, so the applied object and the live
+/// one compare field by field and field ownership is recorded on `data`. Templates for `render` keep `stringData`.
+pub fn stored_secret(mut secret: Secret) -> Secret {
+    if let Some(string_data) = secret.string_data.take() {
+        let data = secret.data.get_or_insert_with(BTreeMap::new);
+        for (key, value) in string_data {
+            data.insert(key, ByteString(value.into_bytes()));
+        }
+    }
+    secret
+}
+
 /// A short, stable content hash (sha256, 16 hex digits) of a serializable value.
 pub fn content_hash<T: serde::Serialize>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let digest = Sha256::digest(&bytes);
     digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_stored_as_data() {
+        let secret = stored_secret(Secret {
+            string_data: Some([("password".to_string(), "p".to_string())].into()),
+            ..Default::default()
+        });
+        assert!(secret.string_data.is_none());
+        assert_eq!(secret.data.expect("data")["password"].0, b"p");
+    }
 }

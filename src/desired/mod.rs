@@ -4,5 +4,4 @@
 pub mod cluster;
 pub mod database;
 pub mod labels;
-pub mod names;
 pub mod render;

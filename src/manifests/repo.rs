@@ -13,13 +13,11 @@ use super::budget::{BudgetUse, RevisionBudget, bytes_message, nodes_message, obj
 use super::diagnostics::{Diagnostic, FieldPath, Location, Severity, quote, truncate};
 use super::files::{SourceFile, read_directory};
 use super::schema::{self, Violation, ViolationKind};
-use super::validate::{
-    Issue, PLAINTEXT_SECRET_MESSAGE, ValidatedCluster, ValidatedDatabase, memory_size_message, validate_cluster,
-    validate_database,
-};
+use super::validate::{Issue, PLAINTEXT_SECRET_MESSAGE, memory_size_message, validate_cluster, validate_database};
 use super::yaml::{Document, Limits, Spans, parse_documents};
 use crate::api::{self, RedisEnterpriseCluster, RedisEnterpriseDatabase};
-use crate::desired::names;
+use crate::model::names;
+use crate::model::{ValidatedCluster, ValidatedDatabase};
 
 /// How a revision is loaded.
 #[derive(Clone, Debug)]

@@ -5,27 +5,111 @@
 //!
 //! The comparison is "desired is contained in live": fields the API server adds (defaults, status) do not count as
 //! drift. A field removed from the desired object is therefore only dropped at the next write of that object.
+//!
+//! The ServiceAccounts, Roles, RoleBindings, Services and PodDisruptionBudgets of the cluster are read with one LIST
+//! per kind (its labels: `app.kubernetes.io/name=redis-enterprise`, instance, managed-by); those among them that
+//! carry an owner reference to this REC and are no longer built are deleted. NEVER deleted: Secrets (the admin
+//! credentials), the StatefulSet (it holds the nodes), PersistentVolumeClaims or anything else carrying data, and the
+//! ServiceAccount the pods run as.
 
 use std::fmt::Debug;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{ClusterError, kubernetes};
+use crate::api::keys;
 use crate::controllers::CLUSTER_FIELD_MANAGER;
 use crate::desired::cluster::ClusterResources;
 
 /// What the apply stage wrote, as `Kind/name`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// Objects written (created or changed).
+    /// Objects written (created, changed, or deleted as no longer built: `Kind/name (deleted)`).
     pub written: Vec<String>,
+}
+
+/// The owner uid and instance name of a cluster's children, from the StatefulSet that is always built.
+fn owner_of(resources: &ClusterResources) -> (Option<String>, String) {
+    let metadata = &resources.stateful_set.metadata;
+    let uid = metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| owner.kind == "RedisEnterpriseCluster")
+        .map(|owner| owner.uid.clone());
+    (uid, metadata.name.clone().unwrap_or_default())
+}
+
+/// The live children of one kind of cluster `instance`, by their labels (one LIST).
+async fn live_of<K>(client: &kube::Client, namespace: &str, instance: &str) -> Result<Vec<K>, ClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + DeserializeOwned,
+{
+    let selector = format!(
+        "{}=redis-enterprise,{}={instance},{}={}",
+        keys::NAME,
+        keys::INSTANCE,
+        keys::MANAGED_BY,
+        keys::MANAGER
+    );
+    let kind = K::plural(&());
+    Ok(Api::<K>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kubernetes(format!("list the {kind} of cluster {namespace}/{instance}")))?
+        .items)
+}
+
+/// Applies the desired objects of one kind (compared with the live ones of their names) and deletes the live ones
+/// owned by `owner` that are not desired, except `keep`.
+async fn converge<K>(
+    client: &kube::Client,
+    namespace: &str,
+    instance: &str,
+    desired: Vec<K>,
+    owner: Option<&str>,
+    keep: Option<&str>,
+    applied: &mut Applied,
+) -> Result<(), ClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let live: Vec<K> = live_of(client, namespace, instance).await?;
+    let names: Vec<String> = desired.iter().map(ResourceExt::name_any).collect();
+    for object in &desired {
+        let current = live.iter().find(|l| l.name_any() == object.name_any()).cloned();
+        write_object(client, namespace, object, current, true, applied).await?;
+    }
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let kind = K::kind(&());
+    for orphan in live.iter().filter(|l| {
+        let name = l.name_any();
+        !names.contains(&name)
+            && keep != Some(name.as_str())
+            && l.owner_references().iter().any(|reference| reference.uid == owner)
+    }) {
+        let name = orphan.name_any();
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(source) => {
+                return Err(kubernetes(format!(
+                    "delete {kind} {namespace}/{name}, which the cluster no longer has"
+                ))(source));
+            }
+        }
+        applied.written.push(format!("{kind}/{name} (deleted)"));
+    }
+    Ok(())
 }
 
 /// Whether the apply stage may write the admin credentials Secret, and create it.
@@ -48,6 +132,7 @@ pub async fn apply_children(
     resources: ClusterResources,
     credentials_secret_write: CredentialsSecretWrite,
 ) -> Result<Applied, ClusterError> {
+    let (owner, instance) = owner_of(&resources);
     let ClusterResources {
         service_account,
         role,
@@ -58,31 +143,43 @@ pub async fn apply_children(
         stateful_set,
     } = resources;
     let mut applied = Applied::default();
-    if let Some(service_account) = service_account {
-        apply(client, namespace, &service_account, &mut applied).await?;
-    }
-    if let Some(role) = role {
-        apply(client, namespace, &role, &mut applied).await?;
-    }
-    if let Some(role_binding) = role_binding {
-        apply(client, namespace, &role_binding, &mut applied).await?;
-    }
+    let owner = owner.as_deref();
+    // The pods run as this ServiceAccount whether the agent creates it or the user does: never deleted.
+    let pods_account = stateful_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.service_account_name.clone());
+    let pods_account = pods_account.as_deref();
+    let (ns, name) = (namespace, instance.as_str());
+    converge(
+        client,
+        ns,
+        name,
+        Vec::from_iter(service_account),
+        owner,
+        pods_account,
+        &mut applied,
+    )
+    .await?;
+    converge(client, ns, name, Vec::from_iter(role), owner, None, &mut applied).await?;
+    converge(
+        client,
+        ns,
+        name,
+        Vec::from_iter(role_binding),
+        owner,
+        None,
+        &mut applied,
+    )
+    .await?;
     if credentials_secret_write != CredentialsSecretWrite::Never {
         release_credentials_secret(client, namespace, &credentials_secret, &mut applied).await?;
         let may_create = credentials_secret_write == CredentialsSecretWrite::Create;
-        apply_secret(
-            client,
-            namespace,
-            &with_data(credentials_secret),
-            may_create,
-            &mut applied,
-        )
-        .await?;
+        apply_secret(client, namespace, &credentials_secret, may_create, &mut applied).await?;
     }
-    for service in &services {
-        apply(client, namespace, service, &mut applied).await?;
-    }
-    apply(client, namespace, &pod_disruption_budget, &mut applied).await?;
+    converge(client, ns, name, services, owner, None, &mut applied).await?;
+    converge(client, ns, name, vec![pod_disruption_budget], owner, None, &mut applied).await?;
     apply(client, namespace, &stateful_set, &mut applied).await?;
     Ok(applied)
 }
@@ -127,17 +224,6 @@ async fn release_credentials_secret(
     Ok(())
 }
 
-/// Moves `stringData` into `data`, as the API server stores it, so the desired Secret compares with the live one.
-fn with_data(mut secret: Secret) -> Secret {
-    if let Some(string_data) = secret.string_data.take() {
-        let data = secret.data.get_or_insert_with(Default::default);
-        for (key, value) in string_data {
-            data.insert(key, ByteString(value.into_bytes()));
-        }
-    }
-    secret
-}
-
 async fn apply<K>(
     client: &kube::Client,
     namespace: &str,
@@ -174,11 +260,29 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let name = desired.name_any();
     let kind = K::kind(&());
-    let body = serde_json::to_value(desired).unwrap_or(Value::Null);
     let live = api
         .get_opt(&name)
         .await
         .map_err(kubernetes(format!("read {kind} {namespace}/{name}")))?;
+    write_object(client, namespace, desired, live, may_create, applied).await
+}
+
+/// Server-side applies `desired` unless `live` already holds all of it (or it is gone and may not be created).
+async fn write_object<K>(
+    client: &kube::Client,
+    namespace: &str,
+    desired: &K,
+    live: Option<K>,
+    may_create: bool,
+    applied: &mut Applied,
+) -> Result<(), ClusterError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let name = desired.name_any();
+    let kind = K::kind(&());
+    let body = serde_json::to_value(desired).unwrap_or(Value::Null);
     match live {
         Some(live) if contains(&serde_json::to_value(&live).unwrap_or(Value::Null), &body) => return Ok(()),
         None if !may_create => return Ok(()),
@@ -232,16 +336,5 @@ mod tests {
         let mut no_labels = live.clone();
         no_labels["metadata"].as_object_mut().expect("object").remove("labels");
         assert!(!contains(&no_labels, &desired));
-    }
-
-    #[test]
-    fn secrets_compare_in_their_stored_form() {
-        let secret = Secret {
-            string_data: Some([("password".to_string(), "p".to_string())].into()),
-            ..Default::default()
-        };
-        let stored = with_data(secret);
-        assert!(stored.string_data.is_none());
-        assert_eq!(stored.data.expect("data")["password"].0, b"p");
     }
 }

@@ -1,6 +1,6 @@
-//! Build stage (pure): from the validated cluster and what was observed to every Kubernetes object
-//! (`desired::cluster::build_cluster`), with the two decisions that depend on the live state: the StatefulSet's
-//! replicas never go down (scale-in is refused) and its partition stages rolling updates (`rollout`).
+//! Build stage (pure): decides what depends on the live state — the StatefulSet's replicas never go down (scale-in
+//! is refused) and its partition stages rolling updates (`rollout`) — and asks `desired::cluster` for the finished
+//! objects with those decisions; nothing is patched afterwards.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
@@ -9,7 +9,9 @@ use super::dereference::{Observed, pod_is_ready};
 use super::rollout::{PodRollout, RolloutDecision, decide_partition};
 use super::validate::Validated;
 use crate::api::keys;
-use crate::desired::cluster::{ClusterResources, NODE_CONTAINER, build_cluster};
+use crate::desired::cluster::{
+    ClusterResources, NODE_CONTAINER, build_cluster_for_apply, pod_template_hash as desired_template_hash,
+};
 
 /// The objects to apply and the decisions behind them. Its `Debug` leaves out the objects (the credentials
 /// Secret holds the admin password).
@@ -84,8 +86,7 @@ pub fn build(validated: &Validated, observed: &Observed) -> Plan {
     cluster.nodes = cluster.nodes.max(live_replicas);
     let replicas = cluster.nodes;
 
-    let mut resources = build_cluster(&cluster, Some(&validated.credentials.password), 0);
-    let desired_hash = template_hash(&resources.stateful_set).unwrap_or_default().to_string();
+    let desired_hash = desired_template_hash(&cluster);
     let pods: Vec<PodRollout> = (0..replicas)
         .map(|ordinal| match observed.pods.get(&ordinal) {
             None => PodRollout::default(),
@@ -101,15 +102,7 @@ pub fn build(validated: &Validated, observed: &Observed) -> Plan {
     let upgrade = observed.pods.values().any(|pod| {
         pod_template_hash(pod) != Some(desired_hash.as_str()) && pod_image(pod) != Some(cluster.image.as_str())
     });
-    if let Some(strategy) = resources
-        .stateful_set
-        .spec
-        .as_mut()
-        .and_then(|spec| spec.update_strategy.as_mut())
-        .and_then(|strategy| strategy.rolling_update.as_mut())
-    {
-        strategy.partition = Some(rollout.partition);
-    }
+    let resources = build_cluster_for_apply(&cluster, &validated.credentials.password, rollout.partition);
     Plan {
         resources,
         replicas,

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::api::ListParams;
@@ -13,14 +12,12 @@ use kube::{Api, ResourceExt};
 
 use super::error::{ClusterError, kubernetes};
 use crate::api::RedisEnterpriseCluster;
+use crate::controllers::password::{self, secret_text};
 use crate::controllers::{ControllerContext, EnterpriseAccess, credentials_secret_name, secret_value};
 use crate::desired::cluster::STORAGE_VOLUME;
 use crate::enterprise::states::{BootstrapState, ClusterState, NodeStatus};
 use crate::enterprise::types::{BootstrapStatus, Credentials, Node};
 use crate::enterprise::{EnterpriseClient, EnterpriseError};
-
-/// Bytes of randomness in a generated admin password (32 characters of URL-safe base64).
-const PASSWORD_BYTES: usize = 24;
 
 /// What was read for one cluster. Its `Debug` shows no Secret data and no password.
 pub struct Observed {
@@ -103,14 +100,13 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// A new admin password: 24 random bytes from OpenSSL, URL-safe base64.
+/// A new admin password from the one generator ([`password::generate_password`]); a failing random source is an
+/// error naming the cluster.
 pub fn generate_password(cluster: &str) -> Result<String, ClusterError> {
-    let mut bytes = [0u8; PASSWORD_BYTES];
-    openssl::rand::rand_bytes(&mut bytes).map_err(|error| ClusterError::PasswordGeneration {
+    password::generate_password().map_err(|error| ClusterError::PasswordGeneration {
         cluster: cluster.to_string(),
-        reason: error.to_string(),
-    })?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        reason: error.reason,
+    })
 }
 
 fn ordinal_of(cluster: &str, pod: &Pod) -> Option<i32> {
@@ -133,9 +129,9 @@ pub async fn dereference(
     )))?;
     let (credentials, cluster_ca) = match &credentials_secret {
         Some(secret) => {
-            let text = |key| secret_value(secret, key).map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-            let credentials = text("username")
-                .zip(text("password"))
+            let text = |key| secret_text(secret, key).map_err(|source| ClusterError::SecretNotText { source });
+            let credentials = text("username")?
+                .zip(text("password")?)
                 .map(|(username, password)| Credentials { username, password });
             (credentials, secret_value(secret, crate::controllers::CA_KEY))
         }
@@ -483,6 +479,6 @@ mod tests {
         let second = generate_password("rec").expect("random");
         assert_eq!(first.len(), 32);
         assert_ne!(first, second);
-        assert!(first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "{first}");
     }
 }

@@ -83,6 +83,13 @@ pub enum ClusterError {
         /// Why.
         reason: String,
     },
+    /// A Secret value the agent reads as text (credentials, license) is not UTF-8; names the Secret and key.
+    #[error("{source}")]
+    SecretNotText {
+        /// Which Secret and key.
+        #[source]
+        source: crate::controllers::password::NotUtf8,
+    },
     /// A random password could not be generated.
     #[error("failed to generate the admin password for cluster {cluster}: {reason}")]
     PasswordGeneration {
@@ -132,6 +139,7 @@ impl ErrorCategory for ClusterError {
             Self::FinalizerPatch { .. } => "FinalizerPatchFailed",
             Self::LicenseSecretInvalid { .. } => "LicenseSecretInvalid",
             Self::PasswordGeneration { .. } => "PasswordGenerationFailed",
+            Self::SecretNotText { .. } => "SecretValueNotText",
             Self::RestClient { .. } => "RestClientInvalid",
             Self::Rest {
                 source: EnterpriseError::Busy { .. },
@@ -161,6 +169,7 @@ impl ClusterError {
             Self::CredentialsSecretInvalid { .. }
                 | Self::CredentialsSecretMissing { .. }
                 | Self::LicenseSecretInvalid { .. }
+                | Self::SecretNotText { .. }
                 | Self::RestClient { .. }
         )
     }

@@ -11,7 +11,8 @@ use crate::api::{RedisEnterpriseCluster, keys};
 use crate::controllers::{credentials_secret_name, secret_value};
 use crate::enterprise::types::Credentials;
 use crate::manifests::Severity;
-use crate::manifests::validate::{ValidatedCluster, validate_cluster};
+use crate::manifests::validate::validate_cluster;
+use crate::model::ValidatedCluster;
 
 /// A spec that failed validation: one line per problem, `path: message`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,12 +114,14 @@ pub fn validate_references(
                     name: name.clone(),
                     problem: "does not exist",
                 })?;
-            let license = secret_value(secret, "license").ok_or_else(|| ClusterError::LicenseSecretInvalid {
-                namespace: namespace.clone(),
-                name: name.clone(),
-                problem: "has no `license` key",
-            })?;
-            Some(String::from_utf8_lossy(&license).into_owned())
+            let license = crate::controllers::password::secret_text(secret, "license")
+                .map_err(|source| ClusterError::SecretNotText { source })?
+                .ok_or_else(|| ClusterError::LicenseSecretInvalid {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                    problem: "has no `license` key",
+                })?;
+            Some(license)
         }
         None => cluster.spec.license.clone().filter(|l| !l.trim().is_empty()),
     };

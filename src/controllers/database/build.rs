@@ -1,6 +1,7 @@
 //! Build stage (pure, no client): the validated database and what the dereference stage found → everything the
-//! apply stage writes: the bdb create body, the minimal update of the live bdb, alert settings when they differ,
-//! whether the password must be applied, the credentials Secret, the Services and their EndpointSlices.
+//! apply stage does: the one REST mutation of this pass ([`decide_mutation`]: create, set the password, update
+//! which fields, upgrade, set the alerts, or nothing and why), and the finished children from `desired::database`
+//! (the credentials Secret, the Services and their EndpointSlices).
 //!
 //! How "the password last applied" is remembered without storing it: the Secret carries the annotation
 //! [`PASSWORD_DIGEST_ANNOTATION`], an HMAC-SHA256 of the password keyed with the cluster and bdb uid
@@ -10,70 +11,133 @@
 //! The digest sits on the Secret itself, so whoever can read it can already read the password: it reveals nothing
 //! new, and nothing password-derived is kept anywhere else.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, Service};
-use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::dereference::References;
 use super::validate::ValidatedState;
+pub use crate::desired::database::PASSWORD_DIGEST_ANNOTATION;
 use crate::desired::database::{
-    BdbUpdate, RuntimeValues, build_alert_settings, build_bdb, build_database_secret, build_database_services, diff_bdb,
+    DatabaseEndpoints, RuntimeValues, build_alert_settings, build_applied_database_secret, build_bdb,
+    build_database_services, build_endpoint_slices, diff_bdb,
 };
 use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
 
-/// Annotation on the database Secret: digest of the password the cluster last accepted (see the module doc).
-pub const PASSWORD_DIGEST_ANNOTATION: &str = "redisgitops.dev/applied-password-digest";
-/// Label naming the Service of an EndpointSlice.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-/// Label naming the controller of an EndpointSlice.
-pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`] on the EndpointSlices of this controller.
-pub const MANAGED_BY: &str = "redis-gitops";
+/// Why no REST mutation is sent in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// The bdb is active and as the spec says.
+    Ready,
+    /// The bdb exists but is not active (its status says what it is doing); changes wait.
+    Pending(DatabaseStatus),
+    /// The cluster could not create the database (`creation-failed`).
+    CreationFailed,
+    /// Fields that cannot change after creation differ (bdb field names); other changes wait.
+    Immutable(Vec<String>),
+}
 
-/// Everything the apply stage may write for one database. `Debug` leaves out the create body and the Secret (both
-/// hold the password).
-#[derive(Default)]
+/// The one REST mutation of a pass: each makes the bdb busy until its action ends, so the next one waits for the
+/// next pass. `Debug` leaves out the create body and the password.
+#[derive(Clone, PartialEq)]
+pub enum Mutation {
+    /// `POST /v1/bdbs` with `body` (password included). `replaces`: the uid the status recorded, gone from the
+    /// cluster (the new database is empty).
+    Create {
+        /// The create body.
+        body: Map<String, Value>,
+        /// The recorded uid that is gone, when this is a re-creation.
+        replaces: Option<u64>,
+    },
+    /// `PUT /v1/bdbs/{uid}/passwords` with the Secret's password; on success the Secret gets `digest`.
+    SetPassword {
+        /// The bdb.
+        uid: u64,
+        /// The password to set.
+        password: String,
+        /// Its digest for this bdb (see the module doc).
+        digest: String,
+    },
+    /// `PUT /v1/bdbs/{uid}` with exactly the fields that differ.
+    Update {
+        /// The bdb.
+        uid: u64,
+        /// The fields to change.
+        changes: Map<String, Value>,
+    },
+    /// `POST /v1/bdbs/{uid}/upgrade` to a Redis version.
+    Upgrade {
+        /// The bdb.
+        uid: u64,
+        /// The version the spec asks for.
+        version: String,
+    },
+    /// `POST /v1/bdbs/alerts/{uid}` with the alert settings the spec sets.
+    SetAlerts {
+        /// The bdb.
+        uid: u64,
+        /// The settings to send.
+        alerts: Value,
+    },
+    /// Nothing to send, and why.
+    Nothing(Standing),
+}
+
+impl std::fmt::Debug for Mutation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Create { body, replaces } => f
+                .debug_struct("Create")
+                .field("body", &body.keys().collect::<Vec<_>>())
+                .field("replaces", replaces)
+                .finish(),
+            Self::SetPassword { uid, .. } => f.debug_struct("SetPassword").field("uid", uid).finish_non_exhaustive(),
+            Self::Update { uid, changes } => f
+                .debug_struct("Update")
+                .field("uid", uid)
+                .field("changes", &changes.keys().collect::<Vec<_>>())
+                .finish(),
+            Self::Upgrade { uid, version } => f
+                .debug_struct("Upgrade")
+                .field("uid", uid)
+                .field("version", version)
+                .finish(),
+            Self::SetAlerts { uid, .. } => f.debug_struct("SetAlerts").field("uid", uid).finish_non_exhaustive(),
+            Self::Nothing(standing) => f.debug_tuple("Nothing").field(standing).finish(),
+        }
+    }
+}
+
+/// Everything the apply stage does for one database. `Debug` leaves out the create body and the Secret (both hold
+/// the password).
 pub struct DesiredDatabase {
-    /// The body of `POST /v1/bdbs`, password included (used only when the bdb does not exist).
-    pub create_body: Map<String, Value>,
-    /// What differs between the spec and the live bdb (when it exists).
-    pub update: BdbUpdate,
-    /// The alert settings to send, when the spec sets some that the live bdb does not have.
-    pub alerts: Option<Value>,
-    /// The digest of the current password for the live bdb (see the module doc).
-    pub password_digest: Option<String>,
-    /// Whether the live bdb must be given the Secret's password (`PUT /v1/bdbs/{uid}/passwords`).
-    pub rotate_password: bool,
-    /// The database port, when known (spec or live bdb).
-    pub port: Option<u16>,
-    /// The credentials Secret (`None` with `defaultUser: false`), its `password-digest` annotation set when the
-    /// live bdb already has the password.
+    /// The REST mutation of this pass.
+    pub mutation: Mutation,
+    /// The credentials Secret as applied when the mutation changes no password (`None` with `defaultUser: false`).
     pub secret: Option<Secret>,
     /// The Services (once the bdb has a port).
     pub services: Vec<Service>,
     /// One EndpointSlice per Service, pointing at the bdb's endpoints.
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// Whether [`Self::services`] and [`Self::endpoint_slices`] are every one this database should have (the bdb's
+    /// port is known): only then are other live ones of this REDB deleted as orphans.
+    pub children_complete: bool,
 }
 
 impl std::fmt::Debug for DesiredDatabase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DesiredDatabase")
-            .field("create_body", &self.create_body.keys().collect::<Vec<_>>())
-            .field("update", &self.update.changes.keys().collect::<Vec<_>>())
-            .field("rotate_password", &self.rotate_password)
-            .field("port", &self.port)
+            .field("mutation", &self.mutation)
             .field("secret", &self.secret.as_ref().map(|s| s.metadata.name.clone()))
             .field("services", &self.services.len())
             .field("endpoint_slices", &self.endpoint_slices.len())
-            .finish_non_exhaustive()
+            .field("children_complete", &self.children_complete)
+            .finish()
     }
 }
 
@@ -107,20 +171,9 @@ pub fn alerts_to_send(desired: Option<Value>, live: Option<&Value>) -> Option<Va
     differs.then_some(Value::Object(fields))
 }
 
-/// Moves a Secret's `stringData` into `data`, as the API server stores it, so the applied object and the live one
-/// compare field by field and field ownership is recorded on `data`.
-pub fn normalise_secret(mut secret: Secret) -> Secret {
-    if let Some(string_data) = secret.string_data.take() {
-        let data = secret.data.get_or_insert_with(BTreeMap::new);
-        for (key, value) in string_data {
-            data.insert(key, ByteString(value.into_bytes()));
-        }
-    }
-    secret
-}
-
-/// The bdb's endpoint addresses (one address family, IPv4 preferred) and port, from `endpoints[].addr`.
-pub fn endpoint_addresses(bdb: &Bdb) -> (Option<&'static str>, Vec<String>) {
+/// The bdb's endpoints (one address family, IPv4 preferred, from `endpoints[].addr`) on its port; `None` without
+/// addresses. They are ready while the database is active.
+pub fn database_endpoints(bdb: &Bdb) -> Option<DatabaseEndpoints> {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for endpoint in bdb
@@ -138,141 +191,322 @@ pub fn endpoint_addresses(bdb: &Bdb) -> (Option<&'static str>, Vec<String>) {
             }
         }
     }
-    if !v4.is_empty() {
-        (Some("IPv4"), v4)
+    let (address_type, addresses) = if !v4.is_empty() {
+        ("IPv4", v4)
     } else if !v6.is_empty() {
-        (Some("IPv6"), v6)
+        ("IPv6", v6)
     } else {
-        (None, Vec::new())
+        return None;
+    };
+    Some(DatabaseEndpoints {
+        address_type,
+        addresses,
+        port: bdb.port,
+        ready: matches!(bdb.status, DatabaseStatus::Active | DatabaseStatus::ActiveChangePending),
+    })
+}
+
+/// What the mutation is decided from, as read by the dereference stage (the part of [`References`] that is data).
+#[derive(Clone, Copy)]
+pub struct Live<'a> {
+    /// `<namespace>/<name>` of the REC.
+    pub cluster_key: &'a str,
+    /// The live bdb this REDB owns.
+    pub bdb: Option<&'a Bdb>,
+    /// The database credentials Secret.
+    pub secret: Option<&'a Secret>,
+    /// The live alert settings (read only when the spec sets alerts).
+    pub alerts: Option<&'a Value>,
+}
+
+impl<'a> Live<'a> {
+    /// The live state in `references`.
+    pub fn of(references: &'a References) -> Self {
+        Self {
+            cluster_key: &references.cluster_key,
+            bdb: references.bdb.as_ref(),
+            secret: references.secret.as_ref(),
+            alerts: references.alerts.as_ref(),
+        }
     }
 }
 
-/// One EndpointSlice per Service (same name, namespace, labels and owner), listing the bdb's endpoint addresses on
-/// the database port; the endpoints are ready while the database is active.
-pub fn build_endpoint_slices(services: &[Service], bdb: &Bdb) -> Vec<EndpointSlice> {
-    let (Some(address_type), addresses) = endpoint_addresses(bdb) else {
-        return Vec::new();
-    };
-    let ready = matches!(bdb.status, DatabaseStatus::Active | DatabaseStatus::ActiveChangePending);
-    services
-        .iter()
-        .filter_map(|service| {
-            let name = service.metadata.name.clone()?;
-            let mut labels = service.metadata.labels.clone().unwrap_or_default();
-            labels.insert(SERVICE_NAME_LABEL.to_string(), name.clone());
-            labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string());
-            Some(EndpointSlice {
-                metadata: ObjectMeta {
-                    name: Some(name),
-                    namespace: service.metadata.namespace.clone(),
-                    labels: Some(labels),
-                    owner_references: service.metadata.owner_references.clone(),
-                    ..Default::default()
-                },
-                address_type: address_type.to_string(),
-                endpoints: vec![Endpoint {
-                    addresses: addresses.clone(),
-                    conditions: Some(EndpointConditions {
-                        ready: Some(ready),
-                        serving: Some(ready),
-                        terminating: Some(false),
-                    }),
-                    ..Default::default()
-                }],
-                ports: Some(vec![EndpointPort {
-                    name: Some("redis".to_string()),
-                    port: Some(i32::from(bdb.port)),
-                    protocol: Some("TCP".to_string()),
-                    ..Default::default()
-                }]),
-            })
-        })
-        .collect()
+/// The digest the Secret's password has for the live bdb, when both exist.
+fn current_digest(validated: &ValidatedState, live: &Live<'_>) -> Option<String> {
+    let bdb = live.bdb?;
+    let password = validated.password.value()?;
+    Some(password_digest(live.cluster_key, bdb.uid, password))
 }
 
-/// Runs the build stage.
-pub fn build(validated: &ValidatedState, references: &References) -> DesiredDatabase {
+/// The digest the live Secret carries (the password the cluster last accepted).
+fn recorded_digest<'a>(live: &Live<'a>) -> Option<&'a str> {
+    live.secret?
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(PASSWORD_DIGEST_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// Decides the one REST mutation of this pass (pure): a missing bdb is created (`recorded_uid`: the uid the status
+/// records, gone when the bdb is missing); a bdb that is not active waits; then, in order, a new password, a
+/// refused immutable change, the fields that differ, a version upgrade, the alert settings; else nothing.
+pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_uid: Option<u64>) -> Mutation {
     let database = &validated.database;
-    let cluster = validated.cluster.as_ref();
     let password = validated.password.value();
-    let create_body = build_bdb(
-        database,
-        &RuntimeValues {
-            password,
-            ..RuntimeValues::default()
-        },
-    );
-    let live = references.bdb.as_ref();
-    let update = live
-        .map(|bdb| diff_bdb(&build_bdb(database, &RuntimeValues::default()), &bdb.to_value()))
-        .unwrap_or_default();
-    let alerts = live.and_then(|_| alerts_to_send(build_alert_settings(database), references.alerts.as_ref()));
-    let port = live.map(|bdb| bdb.port).filter(|port| *port != 0).or(database.port);
+    let Some(live) = state.bdb else {
+        return Mutation::Create {
+            body: build_bdb(
+                database,
+                &RuntimeValues {
+                    password,
+                    ..RuntimeValues::default()
+                },
+            ),
+            replaces: recorded_uid,
+        };
+    };
+    if live.status == DatabaseStatus::CreationFailed {
+        return Mutation::Nothing(Standing::CreationFailed);
+    }
+    if live.status != DatabaseStatus::Active {
+        return Mutation::Nothing(Standing::Pending(live.status.clone()));
+    }
+    let uid = live.uid;
+    if let (Some(digest), Some(password)) = (current_digest(validated, state), password)
+        && recorded_digest(state) != Some(digest.as_str())
+    {
+        return Mutation::SetPassword {
+            uid,
+            password: password.to_string(),
+            digest,
+        };
+    }
+    let update = diff_bdb(&build_bdb(database, &RuntimeValues::default()), &live.to_value());
+    if !update.immutable.is_empty() {
+        return Mutation::Nothing(Standing::Immutable(update.immutable));
+    }
+    if !update.changes.is_empty() {
+        return Mutation::Update {
+            uid,
+            changes: update.changes,
+        };
+    }
+    if let Some(version) = update.upgrade_to {
+        return Mutation::Upgrade { uid, version };
+    }
+    match alerts_to_send(build_alert_settings(database), state.alerts) {
+        Some(alerts) => Mutation::SetAlerts { uid, alerts },
+        None => Mutation::Nothing(Standing::Ready),
+    }
+}
 
-    let password_digest = live
-        .zip(password)
-        .map(|(bdb, password)| password_digest(&references.cluster_key, bdb.uid, password));
-    let live_digest = references
-        .secret
-        .as_ref()
-        .and_then(|secret| secret.metadata.annotations.as_ref())
-        .and_then(|annotations| annotations.get(PASSWORD_DIGEST_ANNOTATION))
-        .cloned();
-    let rotate_password = password_digest.is_some() && password_digest != live_digest;
-
-    // A Secret the user created stays theirs: it gets our keys but no owner reference, so it outlives the REDB.
-    let secret_owned = references.secret.as_ref().is_none_or(|secret| {
-        let uid = database.uid.as_deref();
+/// Whether the live database Secret is this REDB's (no Secret yet, or one it owns): a Secret the user created stays
+/// theirs, with our keys but no owner reference, so it outlives the REDB.
+fn secret_owned(validated: &ValidatedState, live: &Live<'_>) -> bool {
+    live.secret.is_none_or(|secret| {
+        let uid = validated.database.uid.as_deref();
         secret
             .metadata
             .owner_references
             .iter()
             .flatten()
             .any(|owner| Some(owner.uid.as_str()) == uid)
-    });
-    let secret = build_database_secret(database, cluster, port, password).map(|secret| {
-        let mut secret = normalise_secret(secret);
-        if !secret_owned {
-            secret.metadata.owner_references = None;
-        }
-        if !rotate_password && let Some(digest) = &password_digest {
-            secret
-                .metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(PASSWORD_DIGEST_ANNOTATION.to_string(), digest.clone());
-        }
-        secret
-    });
+    })
+}
 
-    let (services, endpoint_slices) = match live.filter(|bdb| bdb.port != 0) {
+/// Runs the build stage: the mutation and the finished children.
+pub fn build(validated: &ValidatedState, references: &References) -> DesiredDatabase {
+    let database = &validated.database;
+    let cluster = validated.cluster.as_ref();
+    let state = Live::of(references);
+    let mutation = decide_mutation(validated, &state, references.recorded_uid);
+    let live = state.bdb;
+    let port = live.map(|bdb| bdb.port).filter(|port| *port != 0).or(database.port);
+    // A password not yet applied gets its digest only once the cluster accepted it (the apply stage adds it).
+    let digest = current_digest(validated, &state).filter(|digest| recorded_digest(&state) == Some(digest));
+    let secret = build_applied_database_secret(
+        database,
+        cluster,
+        port,
+        validated.password.value(),
+        secret_owned(validated, &state),
+        digest.as_deref(),
+    );
+    let (services, endpoint_slices, children_complete) = match live.filter(|bdb| bdb.port != 0) {
         Some(bdb) => {
             let services = build_database_services(database, cluster, bdb.port);
-            let slices = build_endpoint_slices(&services, bdb);
-            (services, slices)
+            let slices = database_endpoints(bdb)
+                .map(|endpoints| build_endpoint_slices(&services, &endpoints))
+                .unwrap_or_default();
+            (services, slices, true)
         }
-        None => (Vec::new(), Vec::new()),
+        None => (Vec::new(), Vec::new(), false),
     };
     DesiredDatabase {
-        create_body,
-        update,
-        alerts,
-        password_digest,
-        rotate_password,
-        port,
+        mutation,
         secret,
         services,
         endpoint_slices,
+        children_complete,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::RedisEnterpriseDatabase;
+    use crate::controllers::database::validate::Password;
+    use crate::desired::database::{MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
+    use crate::manifests::validate::validate_database;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use serde_json::json;
 
     fn bdb(value: Value) -> Bdb {
         serde_json::from_value(value).expect("bdb fixture")
+    }
+
+    fn validated(spec: &str, password: Password) -> ValidatedState {
+        let yaml = format!(
+            "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata: {{name: cache, namespace: ns, uid: u1}}\nspec: {spec}\n"
+        );
+        let object: RedisEnterpriseDatabase = serde_saphyr::from_str(&yaml).expect("fixture parses");
+        ValidatedState {
+            database: validate_database(&object).expect("fixture is valid").0,
+            cluster: None,
+            password,
+            warnings: Vec::new(),
+            creation_token: None,
+        }
+    }
+
+    /// A live bdb exactly as `validated` describes it (with uid 7 and port 12000), in `status`.
+    fn live_bdb(validated: &ValidatedState, status: &str) -> Bdb {
+        let mut value = Value::Object(build_bdb(&validated.database, &RuntimeValues::default()));
+        value["uid"] = json!(7);
+        value["status"] = json!(status);
+        value["port"] = json!(12000);
+        bdb(value)
+    }
+
+    fn secret_with_digest(digest: Option<String>) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("redb-cache".into()),
+                annotations: digest.map(|d| [(PASSWORD_DIGEST_ANNOTATION.to_string(), d)].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn live<'a>(bdb: Option<&'a Bdb>, secret: Option<&'a Secret>, alerts: Option<&'a Value>) -> Live<'a> {
+        Live {
+            cluster_key: "ns/rec",
+            bdb,
+            secret,
+            alerts,
+        }
+    }
+
+    #[test]
+    fn a_missing_bdb_is_created_with_the_password_and_a_gone_uid_is_named() {
+        let state = validated("{memorySize: 200MB}", Password::Generated("hunter2".into()));
+        let Mutation::Create { body, replaces } = decide_mutation(&state, &live(None, None, None), Some(3)) else {
+            panic!("expected a create");
+        };
+        assert_eq!(body["memory_size"], json!(209_715_200u64));
+        assert_eq!(body["authentication_redis_pass"], json!("hunter2"));
+        assert_eq!(replaces, Some(3));
+        let debug = format!("{:?}", decide_mutation(&state, &live(None, None, None), None));
+        assert!(!debug.contains("hunter2") && debug.contains("memory_size"), "{debug}");
+    }
+
+    #[test]
+    fn a_bdb_that_is_not_active_gets_no_mutation() {
+        let state = validated("{memorySize: 200MB}", Password::FromSecret("p".into()));
+        let pending = live_bdb(&state, "pending");
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&pending), None, None), None),
+            Mutation::Nothing(Standing::Pending(DatabaseStatus::Pending))
+        );
+        let failed = live_bdb(&state, "creation-failed");
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&failed), None, None), None),
+            Mutation::Nothing(Standing::CreationFailed)
+        );
+    }
+
+    #[test]
+    fn a_password_the_cluster_has_not_accepted_goes_first_then_the_fields_that_differ() {
+        let state = validated("{memorySize: 200MB}", Password::FromSecret("p".into()));
+        let mut active = live_bdb(&state, "active");
+        active.other.insert("memory_size".into(), json!(104_857_600u64));
+        let digest = password_digest("ns/rec", 7, "p");
+        let unapplied = secret_with_digest(None);
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&active), Some(&unapplied), None), None),
+            Mutation::SetPassword {
+                uid: 7,
+                password: "p".into(),
+                digest: digest.clone()
+            }
+        );
+        let applied = secret_with_digest(Some(digest));
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&active), Some(&applied), None), None),
+            Mutation::Update {
+                uid: 7,
+                changes: json!({"memory_size": 209_715_200u64})
+                    .as_object()
+                    .cloned()
+                    .expect("object")
+            }
+        );
+    }
+
+    #[test]
+    fn immutable_fields_block_every_other_change_and_a_bdb_as_specified_is_ready() {
+        let state = validated("{memorySize: 200MB, databasePort: 12001}", Password::None);
+        let mut active = live_bdb(&state, "active");
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&active), None, None), None),
+            Mutation::Nothing(Standing::Immutable(vec!["port".into()]))
+        );
+        active.port = 12001;
+        active.other.remove("port");
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&active), None, None), None),
+            Mutation::Nothing(Standing::Ready)
+        );
+    }
+
+    #[test]
+    fn upgrades_and_alerts_come_last() {
+        let state = validated(
+            "{redisVersion: \"8.0\", alertSettings: {bdb_size: {enabled: true, threshold: \"80\"}}}",
+            Password::None,
+        );
+        let mut active = live_bdb(&state, "active");
+        active.other.insert("redis_version".into(), json!("7.4"));
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&active), None, None), None),
+            Mutation::Upgrade {
+                uid: 7,
+                version: "8.0".into()
+            }
+        );
+        active.other.insert("redis_version".into(), json!("8.0.2"));
+        let Mutation::SetAlerts { uid: 7, alerts } = decide_mutation(&state, &live(Some(&active), None, None), None)
+        else {
+            panic!("expected the alerts");
+        };
+        assert_eq!(alerts["bdb_size"]["threshold"], json!("80"));
+        let same = alerts.clone();
+        assert_eq!(
+            decide_mutation(&state, &live(Some(&active), None, Some(&same)), None),
+            Mutation::Nothing(Standing::Ready)
+        );
     }
 
     #[test]
@@ -310,7 +544,8 @@ mod tests {
             "uid": 1, "name": "cache", "status": "active", "port": 12000,
             "endpoints": [{"addr": ["127.1.2.3", "not-an-ip"], "port": 12000}, {"addr": ["127.1.2.3"]}]
         }));
-        let slices = build_endpoint_slices(std::slice::from_ref(&service), &live);
+        let endpoints = database_endpoints(&live).expect("addresses");
+        let slices = build_endpoint_slices(std::slice::from_ref(&service), &endpoints);
         assert_eq!(slices.len(), 1);
         let value = serde_json::to_value(&slices[0]).expect("json");
         assert_eq!(value["apiVersion"], json!("discovery.k8s.io/v1"));
@@ -327,40 +562,25 @@ mod tests {
         );
 
         let no_addresses = bdb(json!({"uid": 1, "name": "cache", "status": "pending", "port": 12000}));
-        assert!(build_endpoint_slices(&[service], &no_addresses).is_empty());
+        assert!(database_endpoints(&no_addresses).is_none());
     }
 
     #[test]
     fn debug_output_never_shows_the_password_of_a_create_body_or_secret() {
-        let mut desired = DesiredDatabase::default();
-        desired
-            .create_body
-            .insert("authentication_redis_pass".into(), json!("hunter2"));
-        desired.secret = Some(normalise_secret(Secret {
-            metadata: ObjectMeta {
-                name: Some("redb-a".into()),
-                ..Default::default()
-            },
-            string_data: Some([("password".to_string(), "hunter2".to_string())].into()),
-            ..Default::default()
-        }));
+        let state = validated("{}", Password::Generated("hunter2".into()));
+        let desired = DesiredDatabase {
+            mutation: decide_mutation(&state, &live(None, None, None), None),
+            secret: build_applied_database_secret(&state.database, None, None, Some("hunter2"), true, None),
+            services: Vec::new(),
+            endpoint_slices: Vec::new(),
+            children_complete: false,
+        };
         let debug = format!("{desired:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains("[104, 117"), "{debug}");
         assert!(
-            debug.contains("authentication_redis_pass") && debug.contains("redb-a"),
+            debug.contains("authentication_redis_pass") && debug.contains("redb-cache"),
             "{debug}"
         );
-    }
-
-    #[test]
-    fn secrets_are_stored_as_data() {
-        let secret = Secret {
-            string_data: Some([("password".to_string(), "p".to_string())].into()),
-            ..Default::default()
-        };
-        let secret = normalise_secret(secret);
-        assert!(secret.string_data.is_none());
-        assert_eq!(secret.data.expect("data")["password"].0, b"p");
     }
 }

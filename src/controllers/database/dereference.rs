@@ -2,11 +2,13 @@
 //! another namespace only when that REC allows it), the REC's admin credentials (a REST client), the database
 //! credentials Secret, and the live bdb this REDB owns with its alerts, shards and last action. It only reads; a
 //! missing or not-yet-Running cluster, or a database name taken by a database this REDB does not own, is a typed
-//! "blocked" outcome.
+//! "blocked" outcome. Once the bdb has a port, it also lists the Services and EndpointSlices this REDB has (by its
+//! labels), which the apply stage compares with the desired ones and deletes when no longer built.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
@@ -53,6 +55,13 @@ pub struct References {
     pub shard_statuses: Option<BTreeMap<String, i64>>,
     /// The last action the status records, when it had not finished at the last look.
     pub action: Option<Action>,
+    /// The bdb uid the REDB's status records (`status.databaseUID`); gone from the cluster when [`Self::bdb`] is
+    /// `None`.
+    pub recorded_uid: Option<u64>,
+    /// The live Services carrying this database's labels (read once the bdb has a port, else empty).
+    pub services: Vec<Service>,
+    /// The live EndpointSlices carrying this database's labels (read once the bdb has a port, else empty).
+    pub endpoint_slices: Vec<EndpointSlice>,
 }
 
 impl std::fmt::Debug for References {
@@ -63,6 +72,19 @@ impl std::fmt::Debug for References {
             .field("bdb", &self.bdb.as_ref().map(bdb_summary))
             .field("ownership", &self.ownership)
             .field("shard_statuses", &self.shard_statuses)
+            .field("recorded_uid", &self.recorded_uid)
+            .field(
+                "services",
+                &self.services.iter().map(ResourceExt::name_any).collect::<Vec<_>>(),
+            )
+            .field(
+                "endpoint_slices",
+                &self
+                    .endpoint_slices
+                    .iter()
+                    .map(ResourceExt::name_any)
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -245,7 +267,11 @@ pub async fn connect(
             reason: "WaitingForClusterCredentials",
             message: format!("waiting for cluster {}: {error}", cluster.name_any()),
         })),
-        Err(error @ (ConnectionError::SecretKeyMissing { .. } | ConnectionError::Client { .. })) => Ok(Err(Blocked {
+        Err(
+            error @ (ConnectionError::SecretKeyMissing { .. }
+            | ConnectionError::SecretNotText { .. }
+            | ConnectionError::Client { .. }),
+        ) => Ok(Err(Blocked {
             stalled: true,
             reason: error.category(),
             message: error.to_string(),
@@ -466,6 +492,100 @@ async fn redb_password_mismatch(
         .is_some_and(|ours| ours != live.as_bytes()))
 }
 
+/// The label selector of the children of database `name` (Services, EndpointSlices; the Secret carries it too
+/// but is never listed for deletion).
+pub fn children_selector(name: &str) -> String {
+    format!(
+        "{}={name},{}={},redis.io/bdb={name}",
+        keys::INSTANCE,
+        keys::MANAGED_BY,
+        keys::MANAGER
+    )
+}
+
+/// The live Services and EndpointSlices of database `name` in `namespace` (one LIST each).
+async fn live_children(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(Vec<Service>, Vec<EndpointSlice>), DatabaseError> {
+    let params = ListParams::default().labels(&children_selector(name));
+    let services = Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(kubernetes(format!("list the Services of database {namespace}/{name}")))?
+        .items;
+    let slices = Api::<EndpointSlice>::namespaced(client.clone(), namespace)
+        .list(&params)
+        .await
+        .map_err(kubernetes(format!(
+            "list the EndpointSlices of database {namespace}/{name}"
+        )))?
+        .items;
+    Ok((services, slices))
+}
+
+/// A REST failure while reading `action` on cluster `cluster`.
+fn rest_failed(action: String, cluster: &str) -> impl FnOnce(crate::enterprise::EnterpriseError) -> DatabaseError {
+    let cluster = cluster.to_string();
+    move |source| DatabaseError::Rest {
+        action,
+        cluster,
+        source: Box::new(source),
+    }
+}
+
+/// The live bdb's alert settings (only when the spec sets alerts) and its shard counts by status.
+async fn read_bdb_state(
+    rest: &EnterpriseClient,
+    redb: &RedisEnterpriseDatabase,
+    bdb: &Bdb,
+    cluster: &str,
+) -> Result<(Option<Value>, Option<BTreeMap<String, i64>>), DatabaseError> {
+    let mut alerts = None;
+    if redb.spec.alert_settings.is_some() {
+        let what = format!("read the alert settings of database {}", bdb.name);
+        alerts = Some(
+            rest.database_alerts(bdb.uid)
+                .await
+                .map_err(rest_failed(what, cluster))?,
+        );
+    }
+    let shards = rest
+        .shards()
+        .await
+        .map_err(rest_failed("list shards".to_string(), cluster))?;
+    let mut counts = BTreeMap::new();
+    for shard in shards
+        .iter()
+        .filter(|shard| shard.get("bdb_uid").and_then(Value::as_u64) == Some(bdb.uid))
+    {
+        let status = shard.get("status").and_then(Value::as_str).unwrap_or("unknown");
+        *counts.entry(status.to_string()).or_insert(0) += 1;
+    }
+    Ok((alerts, (!counts.is_empty()).then_some(counts)))
+}
+
+/// The last action the status records, when it had not finished at the last look.
+async fn read_last_action(
+    rest: &EnterpriseClient,
+    redb: &RedisEnterpriseDatabase,
+    cluster: &str,
+) -> Result<Option<Action>, DatabaseError> {
+    let status = redb.status.as_ref();
+    match status.and_then(|s| s.last_action_uid.as_deref()) {
+        Some(action_uid)
+            if !status
+                .and_then(|s| s.last_action_status.as_deref())
+                .is_some_and(|recorded| ActionStatus::from(recorded).is_finished()) =>
+        {
+            let what = format!("read action {action_uid}");
+            rest.action(action_uid).await.map_err(rest_failed(what, cluster))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs the dereference stage.
 pub async fn dereference(
     redb: &RedisEnterpriseDatabase,
@@ -541,47 +661,15 @@ pub async fn dereference(
         BdbLookup::Missing => (None, Ownership::None),
         BdbLookup::Refused(blocked) => return Ok(Dereferenced::Blocked(blocked)),
     };
-    let rest_failed = |action: String| {
-        let cluster = key.clone();
-        move |source: crate::enterprise::EnterpriseError| DatabaseError::Rest {
-            action,
-            cluster,
-            source: Box::new(source),
-        }
+    let (alerts, shard_statuses) = match &bdb {
+        Some(bdb) => read_bdb_state(&rest, redb, bdb, &key).await?,
+        None => (None, None),
     };
-    let mut alerts = None;
-    let mut shard_statuses = None;
-    if let Some(bdb) = &bdb {
-        if redb.spec.alert_settings.is_some() {
-            alerts = Some(
-                rest.database_alerts(bdb.uid)
-                    .await
-                    .map_err(rest_failed(format!("read the alert settings of database {}", bdb.name)))?,
-            );
-        }
-        let shards = rest.shards().await.map_err(rest_failed("list shards".to_string()))?;
-        let mut counts = BTreeMap::new();
-        for shard in shards
-            .iter()
-            .filter(|shard| shard.get("bdb_uid").and_then(Value::as_u64) == Some(bdb.uid))
-        {
-            let status = shard.get("status").and_then(Value::as_str).unwrap_or("unknown");
-            *counts.entry(status.to_string()).or_insert(0) += 1;
-        }
-        shard_statuses = (!counts.is_empty()).then_some(counts);
-    }
-    let mut action = None;
-    let status = redb.status.as_ref();
-    if let Some(action_uid) = status.and_then(|s| s.last_action_uid.as_deref())
-        && !status
-            .and_then(|s| s.last_action_status.as_deref())
-            .is_some_and(|recorded| ActionStatus::from(recorded).is_finished())
-    {
-        action = rest
-            .action(action_uid)
-            .await
-            .map_err(rest_failed(format!("read action {action_uid}")))?;
-    }
+    let (services, endpoint_slices) = match bdb.as_ref().filter(|bdb| bdb.port != 0) {
+        Some(_) => live_children(client, &namespace, &redb.name_any()).await?,
+        None => (Vec::new(), Vec::new()),
+    };
+    let action = read_last_action(&rest, redb, &key).await?;
     Ok(Dereferenced::Found(Box::new(References {
         cluster,
         cluster_key: key,
@@ -592,6 +680,9 @@ pub async fn dereference(
         alerts,
         shard_statuses,
         action,
+        recorded_uid: recorded_uid(redb),
+        services,
+        endpoint_slices,
     })))
 }
 

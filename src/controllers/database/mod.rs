@@ -17,7 +17,9 @@
 pub mod apply;
 pub mod build;
 pub mod cleanup;
+pub mod creation;
 pub mod dereference;
+pub mod report;
 pub mod status;
 pub mod validate;
 

@@ -1,25 +1,26 @@
 //! Status stage: derives the REDB status (the official fields from the bdb, plus `Ready`, `Reconciling` and
 //! `Stalled` conditions and `observedGeneration`) from what was observed and applied, and writes it with server-side
 //! apply under this controller's field manager, only when something changed. Conditions and fields of other writers
-//! (`Synced`, `sourceRevision`) are never sent. Warning events go with transitions into a failed condition.
+//! (`Synced`, `sourceRevision`) are never sent. Warning events go with transitions into a failed condition. The status
+//! after a pass is derived from the apply stage's report ([`Applied`]); the only writes before it are the creation
+//! protocol's (`creation`), which use [`write_if_changed`] from here.
 
 use kube::api::{Api, Patch};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
-use super::apply::{Applied, Progress};
 use super::dereference::{Blocked, References};
+use super::report::{Applied, Progress};
 use super::validate::ValidatedState;
 use super::{DatabaseContext, DatabaseError, apply_params};
 use crate::api::conditions::{Condition, types};
-use crate::api::database::{InternalEndpoint, PendingCreation};
+use crate::api::database::InternalEndpoint;
 use crate::api::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseStatus};
 use crate::enterprise::states::ActionStatus;
 use crate::enterprise::types::Bdb;
 use crate::runtime::ErrorCategory;
-use crate::runtime::conditions::set_condition;
-use crate::runtime::conditions::{Clock, SystemClock, new_condition};
+use crate::runtime::conditions::{Clock, SystemClock, new_condition, set_condition};
 
 const OWN_CONDITIONS: [&str; 3] = [types::READY, types::RECONCILING, types::STALLED];
 
@@ -227,7 +228,7 @@ pub fn next_status(
 }
 
 /// Writes `new` when its owned part differs from `old`'s; returns the owned part written (or unchanged).
-async fn write_if_changed(
+pub(crate) async fn write_if_changed(
     redb: &RedisEnterpriseDatabase,
     old: &RedisEnterpriseDatabaseStatus,
     new: &RedisEnterpriseDatabaseStatus,
@@ -278,61 +279,6 @@ async fn warn_on_transition(
     context
         .publish(redb, EventType::Warning, &stalled.reason, "Reconcile", &stalled.message)
         .await;
-}
-
-/// A random token of 16 hexadecimal characters naming one creation attempt.
-pub fn creation_token() -> String {
-    let mut bytes = [0u8; 8];
-    if openssl::rand::rand_bytes(&mut bytes).is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(0);
-        bytes = hasher.finish().to_le_bytes();
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Records the intent to create the bdb (`status.pendingCreation`: name, cluster, a random token) before the create
-/// request; an intent already recorded for this name and cluster is kept. Returns the owned status written.
-pub async fn record_intent(
-    redb: &RedisEnterpriseDatabase,
-    references: &References,
-    context: &DatabaseContext,
-) -> Result<RedisEnterpriseDatabaseStatus, DatabaseError> {
-    let old = redb.status.clone().unwrap_or_default();
-    let mut status = old.clone();
-    if super::dereference::pending_creation(redb, &references.cluster_key).is_none() {
-        status.pending_creation = Some(PendingCreation {
-            name: redb.name_any(),
-            cluster: references.cluster_key.clone(),
-            token: creation_token(),
-        });
-    }
-    // A uid recorded for a bdb that is gone is replaced by the new one.
-    status.database_uid = None;
-    write_if_changed(redb, &old, &status, context).await
-}
-
-/// Records a new bdb right after its creation (uid, action, `pending`) and drops the pending-creation marker, so a
-/// restart finds it by uid. `base` is the status as last written.
-pub async fn record_creation(
-    redb: &RedisEnterpriseDatabase,
-    base: RedisEnterpriseDatabaseStatus,
-    created: &Bdb,
-    references: &References,
-    context: &DatabaseContext,
-) -> Result<RedisEnterpriseDatabaseStatus, DatabaseError> {
-    let old = base;
-    let mut status = old.clone();
-    status.pending_creation = None;
-    status.database_uid = Some(created.uid.to_string());
-    status.status = Some(created.status.to_string());
-    status.redis_enterprise_cluster = Some(references.cluster.name_any());
-    if let Some(action) = &created.action_uid {
-        status.last_action_uid = Some(action.clone());
-        status.last_action_status = Some(ActionStatus::Pending.to_string());
-    }
-    write_if_changed(redb, &old, &status, context).await
 }
 
 /// Writes the status after a pass of the pipeline.

@@ -9,12 +9,10 @@ use kube::ResourceExt;
 
 use super::dereference::{Blocked, References, database_secret_name};
 use crate::api::RedisEnterpriseDatabase;
-use crate::controllers::secret_value;
+use crate::controllers::password::{NotUtf8, RandomnessError, generate_password, random_hex, secret_text};
 use crate::manifests::Severity;
-use crate::manifests::validate::{ValidatedCluster, ValidatedDatabase, validate_cluster, validate_database};
-
-/// Length of generated database passwords (alphanumeric: about 190 bits).
-pub const GENERATED_PASSWORD_LENGTH: usize = 32;
+use crate::manifests::validate::{validate_cluster, validate_database};
+use crate::model::{ValidatedCluster, ValidatedDatabase};
 
 /// Where the default user's password comes from.
 #[derive(Clone, PartialEq, Eq)]
@@ -60,6 +58,9 @@ pub struct ValidatedState {
     pub password: Password,
     /// Warnings of the spec validation, one line each.
     pub warnings: Vec<String>,
+    /// A random token naming this creation attempt (`status.pendingCreation.token`), drawn when the bdb does not
+    /// exist; `None` otherwise.
+    pub creation_token: Option<String>,
 }
 
 /// A REDB spec that does not validate.
@@ -75,31 +76,6 @@ impl fmt::Display for InvalidSpec {
     }
 }
 
-/// A random alphanumeric password from the operating system's generator.
-pub fn generate_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut password = String::with_capacity(GENERATED_PASSWORD_LENGTH);
-    let mut buffer = [0u8; 64];
-    while password.len() < GENERATED_PASSWORD_LENGTH {
-        if openssl::rand::rand_bytes(&mut buffer).is_err() {
-            // The OpenSSL generator failing is extraordinary; fall back to the hasher's OS-seeded keys.
-            use std::hash::{BuildHasher, Hasher};
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_usize(password.len());
-            buffer[..8].copy_from_slice(&hasher.finish().to_le_bytes());
-            buffer[8..].fill(255);
-        }
-        // Rejection sampling keeps every character equally likely (248 = 4 * 62).
-        for byte in buffer.iter().filter(|b| **b < 248) {
-            if password.len() == GENERATED_PASSWORD_LENGTH {
-                break;
-            }
-            password.push(char::from(ALPHABET[usize::from(*byte % 62)]));
-        }
-    }
-    password
-}
-
 /// Why the validate stage stops the pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
@@ -107,6 +83,10 @@ pub enum Refused {
     Invalid(InvalidSpec),
     /// The database exists but its Secret has no password to give it (see the module doc).
     SecretMissing(Blocked),
+    /// The database Secret's password is not UTF-8 text; the message names the Secret and key, never the value.
+    SecretInvalid(Blocked),
+    /// The random source failed drawing a password or creation token (never replaced by a weaker one).
+    RandomnessFailed(Blocked),
 }
 
 impl Refused {
@@ -118,7 +98,7 @@ impl Refused {
                 reason: "InvalidSpec",
                 message: invalid.to_string(),
             },
-            Self::SecretMissing(blocked) => blocked,
+            Self::SecretMissing(blocked) | Self::SecretInvalid(blocked) | Self::RandomnessFailed(blocked) => blocked,
         }
     }
 }
@@ -149,11 +129,29 @@ pub fn validate(redb: &RedisEnterpriseDatabase, references: &References) -> Resu
     validate_with(redb, references, generate_password)
 }
 
+/// The refusal of a Secret password that is not text (the user has to fix the Secret).
+fn secret_invalid(redb: &RedisEnterpriseDatabase, error: &NotUtf8) -> Refused {
+    Refused::SecretInvalid(Blocked {
+        stalled: true,
+        reason: "DatabaseSecretInvalid",
+        message: format!("unable to use the password of database {}: {error}", redb.name_any()),
+    })
+}
+
+/// The refusal when the random source failed (waiting: it is retried at the resync).
+fn randomness_failed(redb: &RedisEnterpriseDatabase, what: &str, error: &RandomnessError) -> Refused {
+    Refused::RandomnessFailed(Blocked {
+        stalled: false,
+        reason: "RandomGenerationFailed",
+        message: format!("failed to generate {what} for database {}: {error}", redb.name_any()),
+    })
+}
+
 /// [`validate`] with the password generator as a parameter (tests pass a fixed one).
 pub fn validate_with(
     redb: &RedisEnterpriseDatabase,
     references: &References,
-    generate: impl FnOnce() -> String,
+    generate: impl FnOnce() -> Result<String, RandomnessError>,
 ) -> Result<ValidatedState, Refused> {
     let (database, issues) = validate_database(redb).map_err(|issues| {
         Refused::Invalid(InvalidSpec {
@@ -172,23 +170,28 @@ pub fn validate_with(
     let password = if !database.default_user {
         Password::None
     } else {
-        match references
-            .secret
-            .as_ref()
-            .and_then(|secret| secret_value(secret, "password"))
-        {
-            Some(bytes) => Password::FromSecret(String::from_utf8_lossy(&bytes).into_owned()),
+        let from_secret = match references.secret.as_ref() {
+            Some(secret) => secret_text(secret, "password").map_err(|error| secret_invalid(redb, &error))?,
+            None => None,
+        };
+        match from_secret {
+            Some(password) => Password::FromSecret(password),
             None => match secret_missing(redb, references) {
                 Some(blocked) => return Err(Refused::SecretMissing(blocked)),
-                None => Password::Generated(generate()),
+                None => Password::Generated(generate().map_err(|error| randomness_failed(redb, "a password", &error))?),
             },
         }
+    };
+    let creation_token = match references.bdb {
+        Some(_) => None,
+        None => Some(random_hex(8).map_err(|error| randomness_failed(redb, "a creation token", &error))?),
     };
     Ok(ValidatedState {
         database,
         cluster,
         password,
         warnings,
+        creation_token,
     })
 }
 
@@ -197,12 +200,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn generated_passwords_are_long_alphanumeric_and_differ() {
-        let first = generate_password();
-        let second = generate_password();
-        assert_eq!(first.len(), GENERATED_PASSWORD_LENGTH);
-        assert!(first.chars().all(|c| c.is_ascii_alphanumeric()), "{first}");
-        assert_ne!(first, second);
+    fn refusals_name_the_secret_and_key_but_never_the_value() {
+        let redb: RedisEnterpriseDatabase = serde_json::from_value(serde_json::json!({
+            "apiVersion": "app.redislabs.com/v1alpha1", "kind": "RedisEnterpriseDatabase",
+            "metadata": {"name": "cache", "namespace": "ns"}, "spec": {}
+        }))
+        .expect("redb");
+        let error = NotUtf8 {
+            secret: "ns/redb-cache".into(),
+            key: "password".into(),
+        };
+        assert_eq!(
+            secret_invalid(&redb, &error).into_blocked(),
+            Blocked {
+                stalled: true,
+                reason: "DatabaseSecretInvalid",
+                message: "unable to use the password of database cache: the value of key `password` in Secret \
+                          ns/redb-cache is not UTF-8 text; store it as text (for example with `kubectl create secret \
+                          generic --from-literal`)"
+                    .into(),
+            }
+        );
+        let failed = randomness_failed(
+            &redb,
+            "a password",
+            &RandomnessError {
+                reason: "no entropy".into(),
+            },
+        );
+        assert_eq!(
+            failed.into_blocked(),
+            Blocked {
+                stalled: false,
+                reason: "RandomGenerationFailed",
+                message: "failed to generate a password for database cache: the operating system's random generator \
+                          failed: no entropy"
+                    .into(),
+            }
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Names of the objects created for clusters and databases, in one place so the builders, validation (name
 //! collisions) and later the controllers agree.
 
+use super::validated::{DatabaseServiceKinds, ValidatedCluster, ValidatedDatabase};
 use crate::api::cluster::ServiceNaming;
-use crate::manifests::validate::{ValidatedCluster, ValidatedDatabase};
 
 /// The headless governing service of a cluster's StatefulSet; pod DNS names are `<rec>-<i>.<rec>-headless`.
 pub fn cluster_headless_service(cluster: &ValidatedCluster) -> String {
@@ -53,7 +53,7 @@ pub fn database_service_names(
         return Vec::new();
     };
     let kinds = cluster.map_or(
-        crate::manifests::validate::DatabaseServiceKinds {
+        DatabaseServiceKinds {
             cluster_ip: true,
             headless: true,
             load_balancer: false,
