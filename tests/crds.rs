@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
-use redis_gitops::api::{crd_file_name, crd_yaml, crds};
+use redis_gitops::api::{CRDS_KUSTOMIZATION, crd_file_name, crd_yaml, crds, crds_kustomization};
 use serde_json::Value;
 
 #[test]
@@ -22,12 +22,21 @@ fn checked_in_crds_match_the_types() {
         );
         expected_files.insert(name);
     }
+    let kustomization = fs::read_to_string(directory.join(CRDS_KUSTOMIZATION)).unwrap_or_default();
+    assert!(
+        kustomization == crds_kustomization(),
+        "crds/{CRDS_KUSTOMIZATION} drifted; regenerate it with `cargo run -- crds --output-dir crds`"
+    );
+    expected_files.insert(CRDS_KUSTOMIZATION.to_string());
     let present: BTreeSet<String> = fs::read_dir(&directory)
         .expect("crds/ exists")
         .filter_map(Result::ok)
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(present, expected_files, "crds/ holds exactly one file per CRD");
+    assert_eq!(
+        present, expected_files,
+        "crds/ holds exactly one file per CRD and its kustomization"
+    );
 }
 
 #[test]
