@@ -134,6 +134,18 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0", requires = "repo")]
         metrics_address: String,
     },
+    /// Install the agent in the cluster of the current kubeconfig: the CRDs, namespace redis-gitops-system, its
+    /// ServiceAccount, RBAC, Service, PodDisruptionBudget and Deployment (the objects of `deploy/`, applied with
+    /// server-side apply). Running it again changes nothing.
+    Install {
+        /// Print the objects as YAML instead of applying them (the same as `kubectl kustomize deploy`).
+        #[arg(long)]
+        export: bool,
+    },
+    /// Remove the agent (Deployment, PodDisruptionBudget, Service, RBAC, ServiceAccount). Keeps the CRDs, the
+    /// namespace and every REC, REDB and GitSync with their databases: deleting the CRDs would delete every REDB, and
+    /// the REDB finalizer would delete every database.
+    Uninstall,
     /// Print the CustomResourceDefinitions (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync) as YAML.
     Crds {
         /// Write one file per CRD into this directory instead of printing them.
@@ -206,6 +218,18 @@ fn main() -> ExitCode {
             only,
         } => render_command(&path, namespace, output, only),
         Command::Crds { output_dir } => crds(output_dir),
+        Command::Install { export: true } => match redis_gitops::install::export_yaml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("install: {error}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Install { export: false } => runtime().block_on(install_command(false)),
+        Command::Uninstall => runtime().block_on(install_command(true)),
         Command::Agent {
             cache_dir,
             allow_namespaces,
@@ -271,6 +295,49 @@ fn main() -> ExitCode {
                 metrics_address,
                 once,
             }))
+        }
+    }
+}
+
+/// `install` (or, with `remove`, `uninstall`) against the current kubeconfig, a line per object.
+async fn install_command(remove: bool) -> ExitCode {
+    let command = if remove { "uninstall" } else { "install" };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("{command}: unable to reach a Kubernetes API server with the current kubeconfig: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = if remove {
+        redis_gitops::install::uninstall(&client).await
+    } else {
+        redis_gitops::install::install(&client).await
+    };
+    match result {
+        Ok(steps) => {
+            for step in steps {
+                let what = match (remove, step.changed) {
+                    (false, true) => "applied",
+                    (false, false) => "unchanged",
+                    (true, true) => "deleted",
+                    (true, false) => "already gone",
+                };
+                println!("{} {what}", step.object);
+            }
+            if remove {
+                println!(
+                    "kept: the CRDs, namespace {} and every RedisEnterpriseCluster, RedisEnterpriseDatabase and \
+                     GitSync with their databases (deleting the CRDs would delete every REDB, and its finalizer \
+                     every database; see the README, \"Uninstall\")",
+                    redis_gitops::install::NAMESPACE
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{command}: {error}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -244,6 +244,33 @@ pub fn builtin_resources() -> Vec<ResourceInfo> {
             &[],
             false,
         ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+        ),
+        builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+            &["netpol"],
+            false,
+        ),
         builtin("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
         // The database controller keeps the endpoints of its selector-less Services here.
         builtin(

@@ -1,0 +1,320 @@
+//! `deploy/` installs the agent: its kustomize output passes the official Kubernetes schemas, `install --export`
+//! prints the same objects, `kubectl apply --server-side -k deploy` and `redis-gitops install` applied twice change
+//! nothing the second time, and `redis-gitops uninstall` removes the agent but keeps the CRDs, the namespace and
+//! every REDB.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use redis_gitops_sandbox::{Sandbox, SandboxOptions};
+use serde_json::Value;
+use support::kubectl;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Objects of a YAML stream by `Kind namespace/name`.
+fn objects(yaml: &str) -> BTreeMap<String, Value> {
+    let mut found = BTreeMap::new();
+    for document in yaml.split("\n---\n") {
+        let document = document.trim_start_matches("---\n");
+        let value: Value = serde_saphyr::from_str(document).expect("a YAML document");
+        if value.is_null() {
+            continue;
+        }
+        let text = |pointer: &str| {
+            value
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let key = format!(
+            "{} {}/{}",
+            text("/kind"),
+            text("/metadata/namespace"),
+            text("/metadata/name")
+        );
+        assert!(found.insert(key.clone(), value).is_none(), "{key} twice");
+    }
+    found
+}
+
+/// The same value with every number as a float: kustomize writes the CRDs' `minimum: 0.0` as `0`.
+fn numbers_as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(number) => number
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, field)| (key.clone(), numbers_as_floats(field)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `to` written relative to `from` (kustomize refuses absolute paths to other kustomizations).
+fn relative(from: &Path, to: &Path) -> String {
+    let ups = from.components().count().saturating_sub(1);
+    let tail = to.strip_prefix("/").unwrap_or(to);
+    format!("{}{}", "../".repeat(ups), tail.display())
+}
+
+fn run(program: &str, args: &[&str], kubeconfig: Option<&Path>) -> String {
+    let mut command = Command::new(program);
+    command.args(args);
+    if let Some(path) = kubeconfig {
+        command.env("KUBECONFIG", path);
+    }
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("{program} runs: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn check_schemas(file: &Path) -> String {
+    let tool = root().join("../shared/tools/check-k8s-schemas");
+    assert!(tool.exists(), "{} is missing", tool.display());
+    let output = Command::new(&tool).arg(file).output().expect("the schema checker runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "schema check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout.lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn kustomize_output_passes_the_schemas_and_equals_install_export() {
+    let deploy = root().join("deploy");
+    let kustomized = run("kubectl", &["kustomize", &deploy.to_string_lossy()], None);
+    let exported = run(env!("CARGO_BIN_EXE_redis-gitops"), &["install", "--export"], None);
+    let from_kustomize = objects(&kustomized);
+    let from_binary = objects(&exported);
+    assert_eq!(
+        from_kustomize.keys().collect::<Vec<_>>(),
+        from_binary.keys().collect::<Vec<_>>(),
+        "the same objects"
+    );
+    for (key, value) in &from_kustomize {
+        assert_eq!(
+            Some(numbers_as_floats(value)),
+            from_binary.get(key).map(numbers_as_floats),
+            "{key} differs between deploy/ and install --export"
+        );
+    }
+    let kinds: Vec<&str> = from_kustomize
+        .keys()
+        .map(|key| key.split(' ').next().unwrap_or_default())
+        .collect();
+    for kind in [
+        "Namespace",
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "PodDisruptionBudget",
+        "Deployment",
+    ] {
+        assert!(kinds.contains(&kind), "deploy/ has a {kind}");
+    }
+    assert_eq!(kinds.len(), 12, "nothing else: {kinds:?}");
+
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let file = directory.path().join("deploy.yaml");
+    std::fs::write(&file, &kustomized).expect("write");
+    assert_eq!(
+        check_schemas(&file),
+        "12 objects checked against Kubernetes 1.33, 0 invalid"
+    );
+}
+
+#[test]
+fn the_network_policy_component_passes_the_schemas() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let deploy = relative(directory.path(), &root().join("deploy"));
+    std::fs::write(
+        directory.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {base}\n\
+             components:\n  - {base}/components/networkpolicy\n  - {base}/components/servicemonitor\n",
+            base = deploy
+        ),
+    )
+    .expect("write");
+    let kustomized = run("kubectl", &["kustomize", &directory.path().to_string_lossy()], None);
+    let found = objects(&kustomized);
+    let monitor = found
+        .get("ServiceMonitor redis-gitops-system/redis-gitops")
+        .expect("the ServiceMonitor component");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
+    let builtin: String = found
+        .iter()
+        .filter(|(key, _)| !key.starts_with("ServiceMonitor "))
+        .map(|(_, value)| format!("---\n{}", serde_saphyr::to_string(value).expect("yaml")))
+        .collect();
+    let file = directory.path().join("with-components.yaml");
+    std::fs::write(&file, builtin).expect("write");
+    assert_eq!(
+        check_schemas(&file),
+        "13 objects checked against Kubernetes 1.33, 0 invalid"
+    );
+}
+
+/// resourceVersion of every object `deploy/` installs, read with kubectl.
+fn versions(kubeconfig: &Path) -> BTreeMap<String, String> {
+    let listed = kubectl(
+        kubeconfig,
+        &[
+            "get",
+            "namespace/redis-gitops-system",
+            "customresourcedefinition/redisenterpriseclusters.app.redislabs.com",
+            "customresourcedefinition/redisenterprisedatabases.app.redislabs.com",
+            "customresourcedefinition/gitsyncs.redisgitops.dev",
+            "clusterrole/redis-gitops",
+            "clusterrolebinding/redis-gitops",
+            "-o",
+            "json",
+        ],
+    );
+    let namespaced = kubectl(
+        kubeconfig,
+        &[
+            "-n",
+            "redis-gitops-system",
+            "get",
+            "serviceaccount/redis-gitops",
+            "role/redis-gitops-leader",
+            "rolebinding/redis-gitops-leader",
+            "service/redis-gitops",
+            "poddisruptionbudget/redis-gitops",
+            "deployment/redis-gitops",
+            "-o",
+            "json",
+        ],
+    );
+    let mut found = BTreeMap::new();
+    for text in [listed, namespaced] {
+        let list: Value = serde_json::from_str(&text).expect("a JSON list");
+        for item in list["items"].as_array().expect("items") {
+            let key = format!(
+                "{} {}",
+                item["kind"].as_str().unwrap_or_default(),
+                item["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            found.insert(
+                key,
+                item["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    found
+}
+
+// kubectl and the binary run as blocking child processes: the API server keeps serving on the other worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_twice_changes_nothing_and_uninstall_keeps_crds_and_databases() {
+    // A blank cluster: no CRDs until deploy/ brings them.
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let kubeconfig = directory.path().join("kubeconfig");
+    sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let deploy = root().join("deploy");
+    let deploy = deploy.to_string_lossy();
+
+    // kubectl, as the README says, twice: the second apply writes nothing. `--validate=false`: the sandbox serves
+    // OpenAPI v3 for its CRDs and a few built-in groups only, and kubectl would fall back to OpenAPI v2 for the
+    // others (the schemas are checked above against the official ones instead).
+    let apply = ["apply", "--server-side", "--validate=false", "-k", deploy.as_ref()];
+    kubectl(&kubeconfig, &apply);
+    let first = versions(&kubeconfig);
+    assert_eq!(first.len(), 12, "{first:?}");
+    kubectl(&kubeconfig, &apply);
+    assert_eq!(versions(&kubeconfig), first, "a second kubectl apply changes nothing");
+
+    // The binary's own install: the first run takes the fields over, the second reports every object unchanged.
+    let binary = env!("CARGO_BIN_EXE_redis-gitops");
+    run(binary, &["install"], Some(&kubeconfig));
+    let again = run(binary, &["install"], Some(&kubeconfig));
+    let lines: Vec<&str> = again.lines().collect();
+    assert_eq!(lines.len(), 12, "{again}");
+    assert!(lines.iter().all(|line| line.ends_with(" unchanged")), "{again}");
+    let installed = versions(&kubeconfig);
+    assert_eq!(installed, versions(&kubeconfig));
+
+    // A database described in Git must survive the uninstall.
+    kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "-f",
+            &write(
+                directory.path(),
+                "redb.yaml",
+                "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: orders\n  \
+                 namespace: default\nspec:\n  memorySize: 100MB\n",
+            ),
+        ],
+    );
+    let removed = run(binary, &["uninstall"], Some(&kubeconfig));
+    for object in [
+        "Deployment redis-gitops-system/redis-gitops deleted",
+        "PodDisruptionBudget redis-gitops-system/redis-gitops deleted",
+        "Service redis-gitops-system/redis-gitops deleted",
+        "RoleBinding redis-gitops-system/redis-gitops-leader deleted",
+        "Role redis-gitops-system/redis-gitops-leader deleted",
+        "ClusterRoleBinding redis-gitops deleted",
+        "ClusterRole redis-gitops deleted",
+        "ServiceAccount redis-gitops-system/redis-gitops deleted",
+    ] {
+        assert!(removed.contains(object), "{object} in:\n{removed}");
+    }
+    assert!(removed.contains("kept: the CRDs"), "{removed}");
+    assert!(!removed.contains("CustomResourceDefinition"), "{removed}");
+    let crds = kubectl(&kubeconfig, &["get", "crd", "-o", "name"]);
+    assert_eq!(crds.lines().count(), 3, "{crds}");
+    kubectl(&kubeconfig, &["get", "namespace", "redis-gitops-system"]);
+    let redb = kubectl(
+        &kubeconfig,
+        &["get", "redb", "orders", "-o", "jsonpath={.spec.memorySize}"],
+    );
+    assert_eq!(redb, "100MB");
+    let gone = kubectl(
+        &kubeconfig,
+        &["-n", "redis-gitops-system", "get", "deployments", "-o", "name"],
+    );
+    assert_eq!(gone.trim(), "");
+    let twice = run(binary, &["uninstall"], Some(&kubeconfig));
+    assert!(
+        twice.contains("Deployment redis-gitops-system/redis-gitops already gone"),
+        "{twice}"
+    );
+}
+
+fn write(directory: &Path, name: &str, text: &str) -> String {
+    let path = directory.join(name);
+    std::fs::write(&path, text).expect("write");
+    path.to_string_lossy().into_owned()
+}
