@@ -54,6 +54,19 @@ pub enum InstallError {
         /// The object's kind.
         kind: String,
     },
+    /// Fields of an object are managed by another writer with other values.
+    #[error(
+        "failed to apply {kind} {name}: its fields are set differently by another manager ({source}); check who \
+         installed it, and run install --force-conflicts to take the fields over"
+    )]
+    Conflict {
+        /// The object's kind.
+        kind: String,
+        /// The object's name (with its namespace).
+        name: String,
+        /// The API server's answer.
+        source: Box<kube::Error>,
+    },
     /// A request failed.
     #[error("failed to {action} {kind} {name}: {source}")]
     Request {
@@ -76,6 +89,7 @@ impl InstallError {
             Self::Crds(_) => "Crds",
             Self::Discovery(_) => "Discovery",
             Self::UnknownKind { .. } => "UnknownKind",
+            Self::Conflict { .. } => "Conflict",
             Self::Request { .. } => "Request",
         }
     }
@@ -97,7 +111,8 @@ pub fn install_objects() -> Result<Vec<Value>, InstallError> {
     }
     let mut crds = Vec::new();
     for crd in crate::api::crds() {
-        crds.push(serde_json::to_value(&crd).map_err(|error| InstallError::Crds(error.to_string()))?);
+        let value = serde_json::to_value(&crd).map_err(|error| InstallError::Crds(error.to_string()))?;
+        crds.push(whole_numbers_as_integers(value));
     }
     let (namespaces, rest): (Vec<Value>, Vec<Value>) =
         base.into_iter().partition(|object| kind_of(object) == "Namespace");
@@ -113,6 +128,28 @@ pub fn export_yaml() -> Result<String, InstallError> {
         text.push_str(&yaml);
     }
     Ok(text)
+}
+
+/// The schemas' `minimum: 0.0` as `0`, as kubectl sends the same files: one value, one spelling, so an install
+/// after `kubectl apply -k deploy` finds the fields equal instead of conflicting.
+fn whole_numbers_as_integers(value: Value) -> Value {
+    match value {
+        Value::Number(number) => match number.as_f64() {
+            Some(float) if number.is_f64() && float.fract() == 0.0 && float.abs() < 9.0e15 => {
+                // Exact: a whole float below 2^53 is an integer.
+                Value::from(float as i64)
+            }
+            _ => Value::Number(number),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers_as_integers).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, field)| (key, whole_numbers_as_integers(field)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 fn kind_of(object: &Value) -> &str {
@@ -168,13 +205,19 @@ pub struct Step {
 
 /// Applies every install object with server-side apply (field manager [`FIELD_MANAGER`]); the CRDs first are
 /// followed by a fresh discovery, as kubectl does, so nothing the install needs is missing.
-pub async fn install(client: &kube::Client) -> Result<Vec<Step>, InstallError> {
+///
+/// Like `kubectl apply --server-side`, a field another manager set to a different value is a conflict, not taken
+/// over (for example a CRD of the same name that another operator installed), unless `force_conflicts`.
+pub async fn install(client: &kube::Client, force_conflicts: bool) -> Result<Vec<Step>, InstallError> {
     let objects = install_objects()?;
     let mut discovery = Discovery::new(client.clone())
         .run()
         .await
         .map_err(|error| InstallError::Discovery(Box::new(error)))?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut params = PatchParams::apply(FIELD_MANAGER);
+    if force_conflicts {
+        params = params.force();
+    }
     let mut steps = Vec::new();
     let mut rediscover = false;
     for object in &objects {
@@ -235,6 +278,13 @@ pub async fn uninstall(client: &kube::Client) -> Result<Vec<Step>, InstallError>
 }
 
 fn request_failed(action: &'static str, object: &Value, source: kube::Error) -> InstallError {
+    if matches!(&source, kube::Error::Api(status) if status.code == 409) && action == "apply" {
+        return InstallError::Conflict {
+            kind: kind_of(object).to_string(),
+            name: display_name(object),
+            source: Box::new(source),
+        };
+    }
     InstallError::Request {
         action,
         kind: kind_of(object).to_string(),

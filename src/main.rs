@@ -141,6 +141,10 @@ enum Command {
         /// Print the objects as YAML instead of applying them (the same as `kubectl kustomize deploy`).
         #[arg(long)]
         export: bool,
+        /// Take over fields another manager set to other values (as `kubectl apply --server-side
+        /// --force-conflicts`); without it such a field is an error naming the object.
+        #[arg(long, conflicts_with = "export")]
+        force_conflicts: bool,
     },
     /// Remove the agent (Deployment, PodDisruptionBudget, Service, RBAC, ServiceAccount). Keeps the CRDs, the
     /// namespace and every REC, REDB and GitSync with their databases: deleting the CRDs would delete every REDB, and
@@ -218,7 +222,7 @@ fn main() -> ExitCode {
             only,
         } => render_command(&path, namespace, output, only),
         Command::Crds { output_dir } => crds(output_dir),
-        Command::Install { export: true } => match redis_gitops::install::export_yaml() {
+        Command::Install { export: true, .. } => match redis_gitops::install::export_yaml() {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -228,8 +232,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Install { export: false } => runtime().block_on(install_command(false)),
-        Command::Uninstall => runtime().block_on(install_command(true)),
+        Command::Install {
+            export: false,
+            force_conflicts,
+        } => runtime().block_on(install_command(Some(force_conflicts))),
+        Command::Uninstall => runtime().block_on(install_command(None)),
         Command::Agent {
             cache_dir,
             allow_namespaces,
@@ -299,8 +306,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// `install` (or, with `remove`, `uninstall`) against the current kubeconfig, a line per object.
-async fn install_command(remove: bool) -> ExitCode {
+/// `install` (with whether to force conflicts) or, with `None`, `uninstall`, against the current kubeconfig; a line
+/// per object.
+async fn install_command(install: Option<bool>) -> ExitCode {
+    let remove = install.is_none();
     let command = if remove { "uninstall" } else { "install" };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,
@@ -309,10 +318,9 @@ async fn install_command(remove: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = if remove {
-        redis_gitops::install::uninstall(&client).await
-    } else {
-        redis_gitops::install::install(&client).await
+    let result = match install {
+        None => redis_gitops::install::uninstall(&client).await,
+        Some(force_conflicts) => redis_gitops::install::install(&client, force_conflicts).await,
     };
     match result {
         Ok(steps) => {
