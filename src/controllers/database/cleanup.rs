@@ -24,12 +24,13 @@ use super::dereference::{
     Blocked, ClusterLookup, cluster_key, database_secret_name, find_cluster, other_owner, pending_creation,
     recorded_uid,
 };
-use super::{DatabaseContext, DatabaseError, is_orphaned_on_delete, is_protected, key_of, status};
+use super::{DatabaseContext, DatabaseError, is_orphaned_on_delete, is_protected, status};
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::controllers::{ConnectionError, connect_to_cluster};
 use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
 use crate::enterprise::{EnterpriseClient, EnterpriseError};
+use crate::runtime::object_key;
 
 /// The message of a protected REDB whose deletion is refused.
 pub fn protected_message(redb: &RedisEnterpriseDatabase) -> String {
@@ -302,7 +303,7 @@ async fn delete_owned(
             .await;
     }
     Err(DatabaseError::DeletionPending {
-        database: key_of(redb),
+        database: object_key(redb),
         uid: bdb.uid,
         cluster: key,
     })

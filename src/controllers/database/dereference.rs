@@ -13,13 +13,14 @@ use kube::api::{Api, ListParams};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 
-use super::{DatabaseContext, DatabaseError, key_of};
+use super::{DatabaseContext, DatabaseError};
 use crate::api::database::PendingCreation;
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase, keys};
 use crate::controllers::{ConnectionError, connect_to_cluster};
 use crate::enterprise::EnterpriseClient;
 use crate::enterprise::states::{ActionStatus, ClusterState};
 use crate::enterprise::types::{Action, Bdb};
+use crate::runtime::object_key;
 
 /// How the live bdb of a REDB was found, which decides whether it is this REDB's to manage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +338,7 @@ pub fn other_owner(
                 _ => status.redis_enterprise_cluster.as_deref() == Some(cluster.name_any().as_str()),
             }
         })
-        .map(key_of)
+        .map(object_key)
 }
 
 /// The live bdb a REDB may manage, or why the database name is not its to use.
@@ -433,7 +434,7 @@ pub async fn find_bdb(
     if let Some(pending) = pending_creation(redb, &key) {
         let password = redb_password_mismatch(context, redb, &bdb).await?;
         if !password {
-            tracing::info!(database = %key_of(redb), token = %pending.token, uid = bdb.uid, "resuming an interrupted creation");
+            tracing::info!(database = %object_key(redb), token = %pending.token, uid = bdb.uid, "resuming an interrupted creation");
             return Ok(BdbLookup::Found(bdb, Ownership::Resumed));
         }
     }

@@ -248,11 +248,6 @@ pub(crate) fn is_orphaned_on_delete(redb: &RedisEnterpriseDatabase) -> bool {
         .is_some_and(|v| v == crate::api::keys::DELETION_POLICY_ORPHAN)
 }
 
-/// `<namespace>/<name>` of an object, for messages and backoff keys.
-pub(crate) fn key_of(redb: &RedisEnterpriseDatabase) -> String {
-    object_key(redb)
-}
-
 /// Runs the database controller with the default settings until `shutdown` resolves.
 pub async fn run(context: ControllerContext, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
     run_with(context, DatabaseSettings::default(), shutdown).await;
@@ -312,7 +307,7 @@ async fn reconcile_guarded(
 }
 
 /// One reconcile: the finalizer first, then the pipeline (or the cleanup of a deleted REDB).
-#[instrument(skip_all, fields(database = %key_of(&redb)))]
+#[instrument(skip_all, fields(database = %object_key(redb.as_ref())))]
 pub async fn reconcile(
     redb: Arc<RedisEnterpriseDatabase>,
     context: Arc<DatabaseContext>,
@@ -339,7 +334,7 @@ pub async fn reconcile(
     };
     metrics.record_reconcile(CONTROLLER, outcome, failure);
     match &result {
-        Ok(_) => context.backoff.succeeded(&key_of(&redb)),
+        Ok(_) => context.backoff.succeeded(&object_key(redb.as_ref())),
         Err(error) if outcome == "failure" => {
             if let Some(error) = inner(error)
                 && redb.metadata.deletion_timestamp.is_none()
