@@ -4,6 +4,7 @@
 //! Lease is lost. It may do I/O (files, sockets, the API server); it reads no command line and no environment
 //! besides what [`AgentConfig`] says.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use futures::FutureExt;
 
 use crate::controllers::{ControllerContext, EnterpriseAccess};
 use crate::enterprise::RetryPolicy;
+use crate::runtime::WatchScope;
 use crate::sync::controller::SyncContext;
 use crate::sync::lease::{FenceLayer, LeaderLease, LeaseTimings, LeaseTimingsError, WriteFence, install_process_fence};
 use crate::telemetry::{Metrics, serve_health};
@@ -45,8 +47,11 @@ pub struct AgentConfig {
     pub kube: KubeSource,
     /// Directory for the Git caches (one bare repository per URL, reused across polls); created if missing.
     pub cache_dir: PathBuf,
-    /// Namespaces GitSyncs may write to besides their own (`*`: every namespace).
+    /// Namespaces GitSyncs may write to besides their own (`*`: every namespace the agent watches).
     pub allow_namespaces: Vec<String>,
+    /// Where the controllers watch and write: the whole cluster (a ClusterRole) or listed namespaces (a Role in
+    /// each).
+    pub watch: WatchScope,
     /// Where to serve the health and metrics endpoints.
     pub health: HealthEndpoint,
     /// Namespace of the leader Lease [`LEASE_NAME`].
@@ -73,6 +78,7 @@ impl AgentConfig {
             kube: KubeSource::Infer,
             cache_dir,
             allow_namespaces: Vec::new(),
+            watch: WatchScope::Cluster,
             health: HealthEndpoint::Address("0.0.0.0:8080".to_string()),
             lease_namespace: "default".to_string(),
             lease_duration: Duration::from_secs(15),
@@ -162,6 +168,7 @@ pub async fn run(
         kube,
         cache_dir,
         allow_namespaces,
+        watch,
         health,
         lease_namespace,
         lease_duration,
@@ -219,7 +226,7 @@ pub async fn run(
         source,
     })?;
     tokio::select! {
-        () = crate::sync::wait_for_crds(&client) => {}
+        () = crate::sync::wait_for_crds(&client, &watch) => {}
         () = shutdown.clone() => return Ok(AgentExit::Stopped),
     }
     ready.store(true, Ordering::Relaxed);
@@ -232,7 +239,7 @@ pub async fn run(
             return Ok(AgentExit::Stopped);
         }
     }
-    let namespaces = crate::sync::settings::allowed_namespaces(&allow_namespaces);
+    let namespaces = scoped_namespaces(crate::sync::settings::allowed_namespaces(&allow_namespaces), &watch);
     let controllers = ControllerContext {
         client: client.clone(),
         enterprise,
@@ -241,12 +248,35 @@ pub async fn run(
         clients: Default::default(),
     };
     let context = Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
-    tracing::info!("agent started: GitSync, cluster and database controllers running");
-    // The controllers run as tasks so that losing the lease can abort them at once, wherever they are.
+    tracing::info!(
+        namespaces = %match &watch {
+            WatchScope::Cluster => "*".to_string(),
+            WatchScope::Namespaces(list) => list.join(","),
+        },
+        "agent started: GitSync, cluster and database controllers running"
+    );
+    // The controllers run as tasks so that losing the lease can abort them at once, wherever they are; one set
+    // per watched namespace in a namespaced install.
     let mut running = tokio::task::JoinSet::new();
-    running.spawn(crate::sync::controller::run(context, shutdown.clone()));
-    running.spawn(crate::controllers::cluster::run(controllers.clone(), shutdown.clone()));
-    running.spawn(crate::controllers::database::run(controllers, shutdown));
+    for namespace in watch.watches() {
+        running.spawn(crate::sync::controller::run_in(
+            context.clone(),
+            namespace.clone(),
+            shutdown.clone(),
+        ));
+        running.spawn(crate::controllers::cluster::run_in(
+            controllers.clone(),
+            Default::default(),
+            namespace.clone(),
+            shutdown.clone(),
+        ));
+        running.spawn(crate::controllers::database::run_in(
+            controllers.clone(),
+            Default::default(),
+            namespace,
+            shutdown.clone(),
+        ));
+    }
     let all_stopped = async { while running.join_next().await.is_some() {} };
     tokio::select! {
         () = all_stopped => {
@@ -262,6 +292,22 @@ pub async fn run(
             tracing::error!("agent stopped: the leader lease was lost; controllers stopped");
             Ok(AgentExit::LeaseLost)
         }
+    }
+}
+
+/// The namespaces GitSyncs may write to besides their own, within what the agent watches: in a namespaced install
+/// `*` means the watched namespaces, and a namespace outside them is dropped (the agent holds no rights there, so
+/// its objects are refused with their location instead of failing with 403 at apply).
+fn scoped_namespaces(allowed: BTreeSet<String>, watch: &WatchScope) -> BTreeSet<String> {
+    match watch {
+        WatchScope::Cluster => allowed,
+        WatchScope::Namespaces(list) if allowed.contains(crate::sync::plan::ANY_NAMESPACE) => {
+            list.iter().cloned().collect()
+        }
+        WatchScope::Namespaces(_) => allowed
+            .into_iter()
+            .filter(|namespace| watch.includes(namespace))
+            .collect(),
     }
 }
 
@@ -297,4 +343,27 @@ impl<T> Drop for AbortOnDrop<T> {
 fn default_holder() -> String {
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
     format!("{}-{}", host.trim(), std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespaced_install_allows_only_the_namespaces_it_watches() {
+        let allowed = |names: &[&str]| names.iter().map(|name| name.to_string()).collect::<BTreeSet<_>>();
+        let watch = WatchScope::from_list(&["team-a,team-b".to_string()]);
+        assert_eq!(
+            scoped_namespaces(allowed(&["*"]), &watch),
+            allowed(&["team-a", "team-b"])
+        );
+        assert_eq!(
+            scoped_namespaces(allowed(&["team-b", "other"]), &watch),
+            allowed(&["team-b"])
+        );
+        assert_eq!(
+            scoped_namespaces(allowed(&["*"]), &WatchScope::Cluster),
+            allowed(&["*"])
+        );
+    }
 }

@@ -13,6 +13,7 @@ use redis_gitops::api;
 use redis_gitops::desired::render::{self, Only};
 use redis_gitops::enterprise::hosts::HostsFileResolver;
 use redis_gitops::manifests::{Diagnostic, LoadOptions, RevisionBudget, load_directory};
+use redis_gitops::runtime::WatchScope;
 use redis_gitops::telemetry::{LogFormat, init_logging, shutdown_signal};
 
 /// Keep Redis Enterprise clusters and databases exactly as a Git repository describes them.
@@ -69,6 +70,10 @@ enum Command {
         /// A namespace GitSyncs may write to besides their own (repeat for several).
         #[arg(long = "allow-namespace")]
         allow_namespaces: Vec<String>,
+        /// Watch and manage only these namespaces (comma-separated or repeated), for an install with a Role in each
+        /// instead of a ClusterRole (deploy/namespaced). Empty: every namespace.
+        #[arg(long = "watch-namespace", env = "WATCH_NAMESPACE", value_delimiter = ',')]
+        watch_namespaces: Vec<String>,
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogStyle::Text)]
         log_format: LogStyle,
@@ -240,6 +245,7 @@ fn main() -> ExitCode {
         Command::Agent {
             cache_dir,
             allow_namespaces,
+            watch_namespaces,
             log_format,
             metrics_address,
             lease_namespace,
@@ -259,6 +265,7 @@ fn main() -> ExitCode {
             let config = AgentConfig {
                 kube: KubeSource::Infer,
                 allow_namespaces,
+                watch: WatchScope::from_list(&watch_namespaces),
                 health: HealthEndpoint::Address(metrics_address),
                 lease_namespace,
                 lease_duration,

@@ -110,6 +110,16 @@ fn start_agent(
     cache: &std::path::Path,
     pod: &str,
 ) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    start_agent_with(kubeconfig, cache, pod, &[])
+}
+
+/// [`start_agent`] with more arguments.
+fn start_agent_with(
+    kubeconfig: &std::path::Path,
+    cache: &std::path::Path,
+    pod: &str,
+    extra: &[&str],
+) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
     use std::io::BufRead;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("free port")
@@ -127,6 +137,7 @@ fn start_agent(
             "--cache-dir",
         ])
         .arg(cache)
+        .args(extra)
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", pod)
         .stdout(Stdio::null())
@@ -215,4 +226,86 @@ async fn a_second_replica_waits_for_the_lease_and_takes_over_when_the_leader_die
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(standby.id() as i32, libc::SIGTERM) }, 0);
     assert!(standby.wait().expect("exits").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_namespace_the_agent_manages_only_the_namespaces_it_lists() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::ResourceExt;
+    let temp = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::start(SandboxOptions::with_crds(redis_gitops::api::crds()))
+        .await
+        .expect("sandbox starts (needs redis-server)");
+    let kubeconfig = temp.path().join("kubeconfig");
+    sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let client = sandbox.apiserver.kube_client().expect("client");
+    for name in ["team-a", "team-b"] {
+        let namespace: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create the namespace");
+    }
+    let repo = Repo::new(temp.path());
+    repo.write(
+        "cache.yaml",
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\nspec:\n  memorySize: 1GB\n",
+    );
+    repo.commit("init");
+    let (mut agent, logs) = start_agent_with(
+        &kubeconfig,
+        &temp.path().join("cache"),
+        "agent-a",
+        &["--watch-namespace", "team-a"],
+    );
+    wait_for_log(&logs, "leading: this replica holds the lease").await;
+    wait_for_log(&logs, "database controller started").await;
+    assert!(
+        logs.lock().expect("logs").contains("team-a"),
+        "the watched namespace is logged"
+    );
+    for namespace in ["team-a", "team-b"] {
+        let gitsync: GitSync = serde_json::from_value(serde_json::json!({
+            "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+            "metadata": {"name": "config", "namespace": namespace},
+            "spec": {"url": repo.url(), "interval": "1s"}
+        }))
+        .expect("gitsync");
+        Api::<GitSync>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &gitsync)
+            .await
+            .expect("create");
+    }
+    // team-a: the GitSync applies the REDB and the database controller takes it (its finalizer).
+    let databases: Api<RedisEnterpriseDatabase> = Api::namespaced(client.clone(), "team-a");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let finalized = databases
+            .get_opt("cache")
+            .await
+            .expect("get")
+            .is_some_and(|redb| !redb.finalizers().is_empty());
+        if finalized {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agent did not manage team-a");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // team-b: nothing was read or written there, not even the GitSync's status.
+    let other = Api::<GitSync>::namespaced(client.clone(), "team-b")
+        .get("config")
+        .await
+        .expect("get");
+    assert!(other.status.is_none(), "the agent wrote to team-b: {:?}", other.status);
+    assert!(
+        Api::<RedisEnterpriseDatabase>::namespaced(client, "team-b")
+            .get_opt("cache")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) }, 0);
+    assert!(agent.wait().expect("exits").success());
 }

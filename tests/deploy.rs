@@ -162,6 +162,65 @@ fn the_network_policy_component_passes_the_schemas() {
     );
 }
 
+#[test]
+fn the_namespaced_overlay_has_no_cluster_wide_object_and_the_cluster_roles_rules_in_each_namespace() {
+    let base = objects(&run(
+        "kubectl",
+        &["kustomize", &root().join("deploy").to_string_lossy()],
+        None,
+    ));
+    let overlay = root().join("deploy/namespaced");
+    let kustomized = run("kubectl", &["kustomize", &overlay.to_string_lossy()], None);
+    let found = objects(&kustomized);
+    let keys: Vec<&str> = found.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "Deployment team-a/redis-gitops",
+            "PodDisruptionBudget team-a/redis-gitops",
+            "Role team-a/redis-gitops",
+            "Role team-a/redis-gitops-leader",
+            "Role team-b/redis-gitops",
+            "RoleBinding team-a/redis-gitops",
+            "RoleBinding team-a/redis-gitops-leader",
+            "RoleBinding team-b/redis-gitops",
+            "Service team-a/redis-gitops",
+            "ServiceAccount team-a/redis-gitops",
+        ],
+        "only namespaced objects: no Namespace, CRD, ClusterRole or ClusterRoleBinding"
+    );
+    // Each managed namespace gets exactly the ClusterRole's rules, bound to the agent's account.
+    let cluster_rules = &base["ClusterRole /redis-gitops"]["rules"];
+    for namespace in ["team-a", "team-b"] {
+        assert_eq!(
+            &found[&format!("Role {namespace}/redis-gitops")]["rules"],
+            cluster_rules,
+            "the Role in {namespace} drifted from deploy/base/rbac.yaml"
+        );
+        let binding = &found[&format!("RoleBinding {namespace}/redis-gitops")];
+        assert_eq!(binding["subjects"][0]["namespace"], "team-a");
+        assert_eq!(binding["roleRef"]["kind"], "Role");
+    }
+    // The agent watches the namespaces it has a Role in.
+    let env = found["Deployment team-a/redis-gitops"]["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
+    let watch = env
+        .iter()
+        .find(|variable| variable["name"] == "WATCH_NAMESPACE")
+        .expect("WATCH_NAMESPACE");
+    assert_eq!(watch["value"], "team-a,team-b");
+
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let file = directory.path().join("namespaced.yaml");
+    std::fs::write(&file, &kustomized).expect("write");
+    assert_eq!(
+        check_schemas(&file),
+        "10 objects checked against Kubernetes 1.33, 0 invalid"
+    );
+}
+
 /// resourceVersion of every object `deploy/` installs, read with kubectl.
 fn versions(kubeconfig: &Path) -> BTreeMap<String, String> {
     let listed = kubectl(

@@ -193,7 +193,10 @@ pub enum ConnectionError {
         key: &'static str,
     },
     /// The API server could not be read.
-    #[error("failed to read the credentials Secret {namespace}/{name}: {source}")]
+    #[error(
+        "failed to read the credentials Secret {namespace}/{name}: {}",
+        crate::runtime::errors::kube_error_text(source)
+    )]
     Kubernetes {
         /// Namespace of the Secret.
         namespace: String,
@@ -220,7 +223,7 @@ impl ConnectionError {
         match self {
             Self::SecretNotFound { .. } => "CredentialsSecretNotFound",
             Self::SecretKeyMissing { .. } | Self::SecretNotText { .. } => "CredentialsSecretInvalid",
-            Self::Kubernetes { .. } => "Kubernetes",
+            Self::Kubernetes { source, .. } => crate::runtime::errors::kube_category(source, "Kubernetes"),
             Self::Client { .. } => "RestClient",
         }
     }

@@ -16,3 +16,169 @@ pub trait ErrorCategory {
 pub fn kube_rate_limited(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(response) if response.code == 429)
 }
+
+/// The reason (event, condition) and category of a request the API server refused with 403.
+pub const MISSING_PERMISSION: &str = "MissingPermission";
+
+/// The category of a Kubernetes API error: [`MISSING_PERMISSION`] for a 403, `fallback` otherwise.
+pub fn kube_category(error: &kube::Error, fallback: &'static str) -> &'static str {
+    if matches!(error, kube::Error::Api(status) if status.code == 403) {
+        MISSING_PERMISSION
+    } else {
+        fallback
+    }
+}
+
+/// What a 403 from the API server says the agent's account may not do, read from the Status message Kubernetes
+/// writes (`User "u" cannot VERB resource "RES[/SUB]" in API group "G" in the namespace "NS"`, or `at the cluster
+/// scope`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingPermission {
+    /// The verb refused (`get`, `patch`, `create`, …).
+    pub verb: String,
+    /// The resource, with its subresource after a `/` (`secrets`, `redisenterprisedatabases/status`).
+    pub resource: String,
+    /// The API group (`""` for the core group).
+    pub group: String,
+    /// The namespace, or `None` at the cluster scope.
+    pub namespace: Option<String>,
+}
+
+impl MissingPermission {
+    /// Reads the refusal out of a 403 Status message; `None` when the message is not in the Kubernetes form.
+    pub fn from_message(message: &str) -> Option<Self> {
+        let (_, refusal) = message.split_once("\" cannot ")?;
+        let (verb, rest) = refusal.split_once(" resource \"")?;
+        let (resource, rest) = rest.split_once("\" in API group \"")?;
+        let (group, rest) = rest.split_once('"')?;
+        let namespace = match rest.trim_start().strip_prefix("in the namespace \"") {
+            Some(rest) => Some(rest.split_once('"')?.0.to_string()),
+            None if rest.trim_start().starts_with("at the cluster scope") => None,
+            None => return None,
+        };
+        Some(Self {
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            group: group.to_string(),
+            namespace,
+        })
+    }
+
+    /// The RBAC rule that grants it, in the YAML flow form of `deploy/base/rbac.yaml`.
+    pub fn rule(&self) -> String {
+        let group = if self.group.is_empty() { "\"\"" } else { &self.group };
+        format!(
+            "{{apiGroups: [{group}], resources: [{}], verbs: [{}]}}",
+            self.resource, self.verb
+        )
+    }
+}
+
+impl std::fmt::Display for MissingPermission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let group = if self.group.is_empty() { "core" } else { &self.group };
+        write!(
+            f,
+            "the agent may not {} {} (API group {group}) ",
+            self.verb, self.resource
+        )?;
+        match &self.namespace {
+            Some(namespace) => write!(f, "in namespace {namespace}")?,
+            None => write!(f, "at the cluster scope")?,
+        }
+        write!(
+            f,
+            "; add the rule {} to the ClusterRole redis-gitops (deploy/base/rbac.yaml), or to the Role redis-gitops \
+             of that namespace in a namespaced install",
+            self.rule()
+        )
+    }
+}
+
+/// What a 403 says the agent may not do, if `error` is one.
+pub fn missing_permission(error: &kube::Error) -> Option<MissingPermission> {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => MissingPermission::from_message(&status.message),
+        _ => None,
+    }
+}
+
+/// A Kubernetes API error for people: the API server's message and code (never the Rust structure), and for a 403
+/// the rule to add.
+pub fn kube_error_text(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => match missing_permission(error) {
+            Some(missing) => missing.to_string(),
+            None if status.reason.is_empty() => format!("{} (HTTP {})", status.message, status.code),
+            None => format!("{} (HTTP {} {})", status.message, status.code, status.reason),
+        },
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden(message: &str) -> kube::Error {
+        kube::Error::Api(kube::core::Status::failure(message, "Forbidden").with_code(403).boxed())
+    }
+
+    #[test]
+    fn a_namespaced_refusal_names_the_rule_to_add() {
+        let error = forbidden(
+            "secrets \"db\" is forbidden: User \"system:serviceaccount:ns1:agent\" cannot get resource \"secrets\" \
+             in API group \"\" in the namespace \"ns1\"",
+        );
+        let missing = missing_permission(&error).expect("a refusal");
+        assert_eq!(
+            missing,
+            MissingPermission {
+                verb: "get".into(),
+                resource: "secrets".into(),
+                group: String::new(),
+                namespace: Some("ns1".into()),
+            }
+        );
+        assert_eq!(
+            missing.rule(),
+            "{apiGroups: [\"\"], resources: [secrets], verbs: [get]}"
+        );
+        let text = kube_error_text(&error);
+        assert!(text.starts_with("the agent may not get secrets (API group core) in namespace ns1; add the rule"));
+        assert_eq!(kube_category(&error, "KubernetesError"), MISSING_PERMISSION);
+    }
+
+    #[test]
+    fn a_cluster_scope_refusal_and_a_subresource() {
+        let missing = MissingPermission::from_message(
+            "redisenterprisedatabases.app.redislabs.com is forbidden: User \"u\" cannot patch resource \
+             \"redisenterprisedatabases/status\" in API group \"app.redislabs.com\" at the cluster scope",
+        )
+        .expect("a refusal");
+        assert_eq!(missing.resource, "redisenterprisedatabases/status");
+        assert_eq!(missing.namespace, None);
+        assert_eq!(
+            missing.rule(),
+            "{apiGroups: [app.redislabs.com], resources: [redisenterprisedatabases/status], verbs: [patch]}"
+        );
+    }
+
+    #[test]
+    fn other_errors_read_as_the_servers_message_without_the_rust_structure() {
+        let error = kube::Error::Api(
+            kube::core::Status::failure("namespaces \"prod\" not found", "NotFound")
+                .with_code(404)
+                .boxed(),
+        );
+        assert_eq!(
+            kube_error_text(&error),
+            "namespaces \"prod\" not found (HTTP 404 NotFound)"
+        );
+        assert_eq!(kube_category(&error, "KubernetesError"), "KubernetesError");
+        // A 403 in another form keeps the server's words.
+        let odd = forbidden("forbidden: User \"u\" cannot get path \"/metrics\"");
+        assert_eq!(missing_permission(&odd), None);
+        assert!(kube_error_text(&odd).starts_with("forbidden: User"));
+    }
+}

@@ -94,8 +94,18 @@ impl SyncContext {
 
 /// Runs the GitSync controller until `shutdown` resolves.
 pub async fn run(context: Arc<SyncContext>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    run_in(context, None, shutdown).await;
+}
+
+/// [`run`] for one watch of a [`crate::runtime::WatchScope`]: GitSyncs in `namespace` only, or in all namespaces
+/// with `None`.
+pub async fn run_in(
+    context: Arc<SyncContext>,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
     // One GitSync that does not decode is reported on its own and does not stop the watch of the others.
-    let api: Api<DeserializeGuard<GitSync>> = Api::all(context.client.clone());
+    let api: Api<DeserializeGuard<GitSync>> = crate::runtime::api_in(&context.client, namespace.as_deref());
     Controller::new(api, watcher::Config::default().any_semantic())
         .graceful_shutdown_on(ShutdownSignal::relay(shutdown).stopped())
         .run(reconcile_guarded, error_policy, context)

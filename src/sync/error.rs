@@ -3,7 +3,7 @@
 
 use crate::runtime::ErrorCategory;
 use crate::runtime::UnknownKind;
-use crate::runtime::errors::kube_rate_limited;
+use crate::runtime::errors::{kube_category, kube_error_text, kube_rate_limited};
 use crate::source::SourceError;
 
 /// Why a sync failed in a way worth retrying.
@@ -13,7 +13,7 @@ pub enum SyncError {
     #[error("failed to fetch the source: {0}")]
     Source(#[source] SourceError),
     /// The API server refused or failed a request.
-    #[error("failed to {action}: {source}")]
+    #[error("failed to {action}: {}", kube_error_text(source))]
     Kubernetes {
         /// What was being done.
         action: String,
@@ -39,7 +39,7 @@ impl ErrorCategory for SyncError {
     fn category(&self) -> &'static str {
         match self {
             Self::Source(error) => error.category(),
-            Self::Kubernetes { .. } => "KubernetesError",
+            Self::Kubernetes { source, .. } => kube_category(source, "KubernetesError"),
             Self::Task(_) => "TaskFailed",
             Self::UnknownKind { .. } => "UnknownKind",
         }

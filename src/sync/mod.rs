@@ -17,41 +17,55 @@ pub mod status;
 
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
+use kube::api::ListParams;
 
-/// Waits until every CRD of this project is installed and established, checking every few seconds (a watcher
-/// started before its CRD exists would only fail and retry).
-pub async fn wait_for_crds(client: &kube::Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let names: Vec<String> = crate::api::crds()
-        .into_iter()
-        .filter_map(|crd| crd.metadata.name)
-        .collect();
+use crate::api::gitsync::GitSync;
+use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
+use crate::runtime::{WatchScope, api_in};
+
+/// Waits until every kind of this project can be listed where the agent watches (a watcher started before its CRD
+/// is established would only fail and retry), checking every few seconds. Listing needs no permission beyond what
+/// the controllers use anyway, so a namespaced install (no ClusterRole, no access to CRDs) waits the same way.
+pub async fn wait_for_crds(client: &kube::Client, scope: &WatchScope) {
     let mut logged = false;
+    let params = ListParams::default().limit(1);
     loop {
         let mut missing = Vec::new();
-        for name in &names {
-            let established = match api.get_opt(name).await {
-                Ok(Some(crd)) => crd
-                    .status
-                    .and_then(|status| status.conditions)
-                    .is_some_and(|conditions| {
-                        conditions
-                            .iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True")
-                    }),
-                Ok(None) | Err(_) => false,
-            };
-            if !established {
-                missing.push(name.as_str());
+        for namespace in scope.watches() {
+            let namespace = namespace.as_deref();
+            if api_in::<GitSync>(client, namespace)
+                .list_metadata(&params)
+                .await
+                .is_err()
+            {
+                missing.push("gitsyncs.redisgitops.dev");
+            }
+            if api_in::<RedisEnterpriseCluster>(client, namespace)
+                .list_metadata(&params)
+                .await
+                .is_err()
+            {
+                missing.push("redisenterpriseclusters.app.redislabs.com");
+            }
+            if api_in::<RedisEnterpriseDatabase>(client, namespace)
+                .list_metadata(&params)
+                .await
+                .is_err()
+            {
+                missing.push("redisenterprisedatabases.app.redislabs.com");
             }
         }
         if missing.is_empty() {
             return;
         }
+        missing.sort_unstable();
+        missing.dedup();
         if !logged {
-            tracing::info!(missing = %missing.join(", "), "waiting for the CRDs (kubectl apply -f crds/)");
+            tracing::info!(
+                missing = %missing.join(", "),
+                "waiting until these kinds can be listed (install the CRDs: kubectl apply --server-side -k crds; \
+                 and check the agent's RBAC)"
+            );
             logged = true;
         }
         tokio::time::sleep(Duration::from_secs(3)).await;

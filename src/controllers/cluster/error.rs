@@ -3,13 +3,13 @@
 
 use crate::enterprise::EnterpriseError;
 use crate::runtime::ErrorCategory;
-use crate::runtime::errors::kube_rate_limited;
+use crate::runtime::errors::{kube_category, kube_error_text, kube_rate_limited};
 
 /// Why a cluster reconcile failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     /// The API server refused or failed a request.
-    #[error("failed to {action}: {source}")]
+    #[error("failed to {action}: {}", kube_error_text(source))]
     Kubernetes {
         /// What was being done, naming the object.
         action: String,
@@ -132,7 +132,7 @@ impl ErrorCategory for ClusterError {
     /// A stable name of the variant, for event reasons, condition reasons and metric labels.
     fn category(&self) -> &'static str {
         match self {
-            Self::Kubernetes { .. } => "KubernetesError",
+            Self::Kubernetes { source, .. } => kube_category(source, "KubernetesError"),
             Self::CredentialsSecretInvalid { .. } => "CredentialsSecretInvalid",
             Self::CredentialsSecretMissing { .. } => "CredentialsSecretMissing",
             Self::CredentialsSecretUnverified { .. } => "CredentialsSecretUnverified",

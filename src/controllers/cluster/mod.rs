@@ -43,12 +43,12 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 pub use error::ClusterError;
@@ -61,7 +61,7 @@ use super::{Backoff, ControllerContext, credentials_secret_name, resync_interval
 use crate::api::RedisEnterpriseCluster;
 use crate::api::conditions::types;
 use crate::enterprise::states::ClusterState;
-use crate::runtime::{ConditionStatus, ErrorCategory, Publisher, ShutdownSignal, guard, object_key};
+use crate::runtime::{ConditionStatus, ErrorCategory, Publisher, ShutdownSignal, api_in, guard, object_key};
 
 /// The controller's name on events.
 pub const CONTROLLER_NAME: &str = "redis-gitops-cluster";
@@ -121,6 +121,18 @@ pub async fn run_with_settings(
     settings: ClusterControllerSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    run_in(context, settings, None, shutdown).await;
+}
+
+/// [`run_with_settings`] for one watch of a [`crate::runtime::WatchScope`]: RECs and their children in
+/// `namespace` only, or in all namespaces with `None`.
+pub async fn run_in(
+    context: ControllerContext,
+    settings: ClusterControllerSettings,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let scope = namespace.as_deref();
     let client = context.client.clone();
     let shared = Arc::new(Shared {
         events: Publisher::new(client.clone(), CONTROLLER_NAME, context.instance.clone()),
@@ -131,45 +143,41 @@ pub async fn run_with_settings(
         settings,
     });
     let shutdown = ShutdownSignal::relay(shutdown);
-    if !wait_for_crd(&client, shutdown.clone()).await {
+    if !wait_for_crd(&client, scope, shutdown.clone()).await {
         return;
     }
     let all = watcher::Config::default().any_semantic();
     // Children carry the official `app` label; watching only those keeps unrelated Secrets out of memory.
     let children = watcher::Config::default().any_semantic().labels("app=redis-enterprise");
     // One REC that does not decode is reported on its own and does not stop the watch of the others.
-    Controller::new(
-        Api::<DeserializeGuard<RedisEnterpriseCluster>>::all(client.clone()),
-        all,
-    )
-    .owns(Api::<StatefulSet>::all(client.clone()), children.clone())
-    .owns(Api::<Service>::all(client.clone()), children.clone())
-    // The credentials Secret has no owner reference (it outlives the REC); its labels name the cluster.
-    .watches(
-        Api::<Secret>::all(client.clone()),
-        children.clone(),
-        |secret: Secret| {
+    Controller::new(api_in::<DeserializeGuard<RedisEnterpriseCluster>>(&client, scope), all)
+        .owns(api_in::<StatefulSet>(&client, scope), children.clone())
+        .owns(api_in::<Service>(&client, scope), children.clone())
+        // The credentials Secret has no owner reference (it outlives the REC); its labels name the cluster.
+        .watches(api_in::<Secret>(&client, scope), children.clone(), |secret: Secret| {
             let namespace = secret.namespace()?;
             let cluster = secret.labels().get("redis.io/cluster")?.clone();
             Some(ObjectRef::<DeserializeGuard<RedisEnterpriseCluster>>::new(&cluster).within(&namespace))
-        },
-    )
-    .owns(Api::<PodDisruptionBudget>::all(client), children)
-    .with_config(kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY))
-    .graceful_shutdown_on(shutdown.stopped())
-    .run(reconcile_guarded, error_policy, shared)
-    .for_each(|result| async move {
-        match result {
-            Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
-            Err(error) => debug!(%error, "cluster reconcile failed"),
-        }
-    })
-    .await;
+        })
+        .owns(api_in::<PodDisruptionBudget>(&client, scope), children)
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
+        )
+        .graceful_shutdown_on(shutdown.stopped())
+        .run(reconcile_guarded, error_policy, shared)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
+                Err(error) => debug!(%error, "cluster reconcile failed"),
+            }
+        })
+        .await;
 }
 
-/// Waits until RECs can be listed (the CRD is installed), retrying with backoff up to 30 s; false on shutdown.
-async fn wait_for_crd(client: &kube::Client, mut shutdown: ShutdownSignal) -> bool {
-    let api = Api::<RedisEnterpriseCluster>::all(client.clone());
+/// Waits until RECs can be listed where the controller watches (the CRD is installed), retrying with backoff up
+/// to 30 s; false on shutdown.
+async fn wait_for_crd(client: &kube::Client, namespace: Option<&str>, mut shutdown: ShutdownSignal) -> bool {
+    let api = api_in::<RedisEnterpriseCluster>(client, namespace);
     let mut delay = Duration::from_millis(500);
     loop {
         match api.list(&kube::api::ListParams::default().limit(1)).await {

@@ -41,8 +41,8 @@ use tracing::{info, instrument, warn};
 use super::{Backoff, ConnectionError, ControllerContext, DATABASE_FIELD_MANAGER, resync_interval};
 use crate::api::RedisEnterpriseDatabase;
 use crate::enterprise::EnterpriseError;
-use crate::runtime::errors::kube_rate_limited;
-use crate::runtime::{ErrorCategory, Publisher, ShutdownSignal, guard, object_key};
+use crate::runtime::errors::{kube_category, kube_error_text, kube_rate_limited};
+use crate::runtime::{ErrorCategory, Publisher, ShutdownSignal, api_in, guard, object_key};
 
 /// The finalizer that keeps a REDB until its bdb is deleted from the cluster.
 pub const FINALIZER: &str = "redisgitops.dev/delete-database";
@@ -113,7 +113,7 @@ pub enum DatabaseError {
         source: Box<EnterpriseError>,
     },
     /// The API server refused or failed a request.
-    #[error("failed to {action}: {source}")]
+    #[error("failed to {action}: {}", kube_error_text(source))]
     Kubernetes {
         /// What was being done, for example `apply Secret ns/redb-cache`.
         action: String,
@@ -160,7 +160,7 @@ impl ErrorCategory for DatabaseError {
                 EnterpriseError::Unauthorized { .. } => "ClusterCredentialsRefused",
                 _ => "RestRequestFailed",
             },
-            Self::Kubernetes { .. } => "KubernetesError",
+            Self::Kubernetes { source, .. } => kube_category(source, "KubernetesError"),
             Self::Connection { source, .. } => source.category(),
             Self::DeletionPending { .. } => "DeletionPending",
             Self::DeletionRefused { .. } => "DeletionProtected",
@@ -260,6 +260,18 @@ pub async fn run_with(
     settings: DatabaseSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
+    run_in(context, settings, None, shutdown).await;
+}
+
+/// [`run_with`] for one watch of a [`crate::runtime::WatchScope`]: REDBs and their children in `namespace`
+/// only, or in all namespaces with `None`.
+pub async fn run_in(
+    context: ControllerContext,
+    settings: DatabaseSettings,
+    namespace: Option<String>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let scope = namespace.as_deref();
     let client = context.client.clone();
     let context = Arc::new(DatabaseContext {
         events: Publisher::new(client.clone(), CONTROLLER_NAME, context.instance.clone()),
@@ -268,20 +280,20 @@ pub async fn run_with(
         shared: context,
     });
     // One REDB that does not decode is reported on its own and does not stop the watch of the others.
-    let databases: Api<DeserializeGuard<RedisEnterpriseDatabase>> = Api::all(client.clone());
+    let databases: Api<DeserializeGuard<RedisEnterpriseDatabase>> = api_in(&client, scope);
     let children = watcher::Config::default().labels(&format!(
         "{}={}",
         crate::api::keys::MANAGED_BY,
         crate::api::keys::MANAGER
     ));
     let shutdown = ShutdownSignal::relay(shutdown);
-    info!("database controller started");
+    info!(namespace = scope.unwrap_or("*"), "database controller started");
     // Status writes (ours and the GitSync's) start a reconcile too (a generation predicate needs kube's unstable
     // `for_stream`); such a reconcile finds nothing to change and writes nothing.
     Controller::new(databases, watcher::Config::default().any_semantic())
-        .owns(Api::<Secret>::all(client.clone()), children.clone())
-        .owns(Api::<Service>::all(client.clone()), children.clone())
-        .owns(Api::<EndpointSlice>::all(client), children)
+        .owns(api_in::<Secret>(&client, scope), children.clone())
+        .owns(api_in::<Service>(&client, scope), children.clone())
+        .owns(api_in::<EndpointSlice>(&client, scope), children)
         .with_config(
             kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
         )
