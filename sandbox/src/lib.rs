@@ -19,7 +19,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::Value;
 
-use apiserver::{ApiServer, ApiServerHandle, ApiServerOptions, PodIpAllocator};
+use apiserver::{ApiServer, ApiServerHandle, ApiServerOptions, Authorization, PodIpAllocator};
 use enterprise::{ClusterKey, EmulatorConfig, EnterpriseEmulator};
 
 /// How to start the sandbox.
@@ -34,6 +34,12 @@ pub struct SandboxOptions {
     pub pod_ready_delay: Duration,
     /// The emulator's settings (redis-server program, work directory, speed).
     pub emulator: EmulatorConfig,
+    /// How the API server authorizes requests: everything allowed (the default) or RBAC
+    /// ([`apiserver::Authorization`]).
+    pub authorization: Authorization,
+    /// Serve the API server over HTTPS with a CA made at start (`Sandbox::apiserver.ca_pem()`); the kubeconfig it
+    /// writes then carries the CA and the admin token, which kubectl only sends over HTTPS.
+    pub tls: bool,
 }
 
 impl SandboxOptions {
@@ -53,6 +59,8 @@ impl Default for SandboxOptions {
             port: 0,
             pod_ready_delay: Duration::from_millis(300),
             emulator: EmulatorConfig::default(),
+            authorization: Authorization::AllowAll,
+            tls: false,
         }
     }
 }
@@ -87,6 +95,8 @@ impl Sandbox {
                 emulator: emulator.clone(),
             }),
             port: options.port,
+            authorization: options.authorization,
+            tls: options.tls,
             // No Secret token here: kubectl (client-go's clientcmd) sends no credentials at all to a plain-http
             // server, so requiring one would break `kubectl get secret` against the sandbox. See
             // `ApiServerOptions::secrets_token`.

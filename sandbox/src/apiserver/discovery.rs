@@ -1,10 +1,12 @@
 //! Discovery documents: `/version`, `/api`, `/apis`, `/apis/{group}` and the per group-version
 //! `APIResourceList` (verbs, short names, scope, kind, subresources). Aggregated discovery is answered in the
-//! legacy format, which kubectl accepts by looking at the response content type.
+//! legacy format, which kubectl accepts by looking at the response content type. The review groups
+//! (`authorization.k8s.io`, `authentication.k8s.io`) and `serviceaccounts/token` are listed here too.
 
 use serde_json::{Value, json};
 
 use super::resources::Registry;
+use super::reviews::{AUTHENTICATION_GROUP, AUTHORIZATION_GROUP};
 
 /// The `/version` document.
 pub fn version() -> Value {
@@ -39,15 +41,29 @@ fn group_json(group: &str, versions: &[String]) -> Value {
     json!({"name": group, "versions": versions, "preferredVersion": preferred})
 }
 
+/// The groups served: the registry's, plus the create-only review groups of `reviews.rs`.
+fn served_groups(registry: &Registry) -> Vec<(String, Vec<String>)> {
+    let mut groups = registry.groups();
+    for group in [AUTHENTICATION_GROUP, AUTHORIZATION_GROUP] {
+        if !groups.iter().any(|(g, _)| g == group) {
+            groups.push((group.to_string(), vec!["v1".to_string()]));
+        }
+    }
+    groups
+}
+
 /// The `/apis` document.
 pub fn group_list(registry: &Registry) -> Value {
-    let groups: Vec<Value> = registry.groups().iter().map(|(g, vs)| group_json(g, vs)).collect();
+    let groups: Vec<Value> = served_groups(registry)
+        .iter()
+        .map(|(g, vs)| group_json(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// The `/apis/{group}` document, if the group is served.
 pub fn group(registry: &Registry, name: &str) -> Option<Value> {
-    registry.groups().iter().find(|(g, _)| g == name).map(|(g, vs)| {
+    served_groups(registry).iter().find(|(g, _)| g == name).map(|(g, vs)| {
         let mut doc = group_json(g, vs);
         if let Some(map) = doc.as_object_mut() {
             map.insert("kind".into(), json!("APIGroup"));
@@ -85,6 +101,17 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             }
         }
         resources.push(entry);
+        if info.group.is_empty() && info.plural == "serviceaccounts" {
+            resources.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": AUTHENTICATION_GROUP,
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if info.version(version).is_some_and(|v| v.scale.is_some()) {
             resources.push(json!({
                 "name": format!("{}/scale", info.plural),

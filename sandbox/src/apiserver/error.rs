@@ -324,6 +324,24 @@ pub enum ApiServerError {
         /// Why.
         message: String,
     },
+    /// The HTTPS certificates or configuration could not be made.
+    #[error("failed to make {what}: {message}")]
+    Tls {
+        /// What was being made.
+        what: String,
+        /// Why.
+        message: String,
+    },
+    /// A ServiceAccount token could not be issued.
+    #[error("failed to issue a token for ServiceAccount {namespace}/{name}: {source}")]
+    IssueToken {
+        /// The ServiceAccount's namespace.
+        namespace: String,
+        /// The ServiceAccount's name.
+        name: String,
+        /// Why.
+        source: Box<ApiError>,
+    },
 }
 
 impl ApiServerError {
@@ -335,6 +353,8 @@ impl ApiServerError {
             ApiServerError::SerializeCrd { .. } => "SerializeCrd",
             ApiServerError::WriteKubeconfig { .. } => "WriteKubeconfig",
             ApiServerError::ClientConfig { .. } => "ClientConfig",
+            ApiServerError::Tls { .. } => "Tls",
+            ApiServerError::IssueToken { .. } => "IssueToken",
         }
     }
 }

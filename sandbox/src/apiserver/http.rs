@@ -14,13 +14,17 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::Authorization;
+use super::auth::{self, Identity, Impersonation, TokenOwner, Tokens};
 use super::discovery;
 use super::error::ApiError;
 use super::faults::Faults;
 use super::openapi;
 use super::patch::PatchKind;
-use super::requests::RequestCounter;
-use super::resources::{ResourceInfo, ScalePaths};
+use super::rbac::{self, Attributes, Decision};
+use super::requests::{IdentityRequest, RequestCounter};
+use super::resources::{GroupResource, ResourceInfo, ScalePaths};
+use super::reviews::{self, Mode};
 use super::selector::{FieldSelector, LabelSelector};
 use super::store::{
     DeleteOptions, EventType, FieldValidation, Propagation, Store, Subresource, WatchEvent, WriteOptions,
@@ -43,6 +47,19 @@ pub struct AppState {
     pub secrets_token: Option<String>,
     /// How often watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
+    /// How requests are authorized.
+    pub authorization: Authorization,
+    /// The tokens the server accepts (admin and ServiceAccounts).
+    pub tokens: Tokens,
+}
+
+impl AppState {
+    fn mode(&self) -> Mode {
+        match self.authorization {
+            Authorization::AllowAll => Mode::AllowAll,
+            Authorization::Rbac => Mode::Rbac,
+        }
+    }
 }
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -71,23 +88,198 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     if let Some(error) = injected {
         return error.into_response();
     }
+    let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
+    let identity = match app.authorization {
+        Authorization::Rbac => match admit(&app, method.as_str(), &path, &query, request.headers()) {
+            Ok(identity) => identity,
+            Err(response) => return response,
+        },
+        Authorization::AllowAll => match allow_all(&app, method.as_str(), &path, &query, request.headers()) {
+            Ok(identity) => identity,
+            Err(response) => return response,
+        },
+    };
+    let headers = request.headers().clone();
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::bad_request(format!("failed to read the request body: {e}")).into_response();
+        }
+    };
+    match route(&app, &identity, &method, &path, &query, &headers, body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": "Unauthorized", "code": 401});
+    json_response(StatusCode::UNAUTHORIZED, &status, &[])
+}
+
+fn forbidden(user: &str, attributes: &Attributes, reason: &str) -> Response {
+    let status = rbac::forbidden_status(user, attributes, reason);
+    let mut response = json_response(StatusCode::FORBIDDEN, &status, &[]);
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn record(app: &AppState, identity: &Identity, attributes: &Attributes, decision: &Decision) {
+    let (resource, api_group) = if attributes.resource_request {
+        (attributes.combined_resource(), attributes.api_group.clone())
+    } else {
+        (attributes.path.clone(), String::new())
+    };
+    app.requests.record_identity(IdentityRequest {
+        user: identity.user.clone(),
+        verb: attributes.verb.clone(),
+        api_group,
+        resource,
+        namespace: attributes.namespace.clone(),
+        non_resource: !attributes.resource_request,
+        allowed: decision.allowed,
+        grant: decision.grant.clone(),
+    });
+}
+
+/// The identity of a bearer token, or 401 for a token that is malformed, unknown, expired, or whose
+/// ServiceAccount is gone (or was recreated).
+fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Identity, Response> {
+    let token = match auth::bearer(headers) {
+        None => return Ok(Identity::anonymous()),
+        Some(Err(())) => return Err(unauthorized("Unauthorized")),
+        Some(Ok(token)) => token,
+    };
+    match app.tokens.owner(token, std::time::SystemTime::now()) {
+        Some(TokenOwner::Admin(identity)) => Ok(identity),
+        Some(TokenOwner::ServiceAccount(identity, namespace, name)) => {
+            let state = app.store.lock();
+            let account = state.get(&GroupResource::new("", "serviceaccounts"), &namespace, &name);
+            let current_uid = account.and_then(|a| a.pointer("/metadata/uid")).and_then(Value::as_str);
+            match current_uid {
+                Some(uid) if identity.uid.is_empty() || identity.uid == uid => Ok(identity),
+                _ => Err(unauthorized("Unauthorized")),
+            }
+        }
+        None => Err(unauthorized("Unauthorized")),
+    }
+}
+
+/// Whether the request would create the object it names (PUT, or an apply patch, of an object that does not
+/// exist): then Kubernetes also checks `create`.
+fn creates(app: &AppState, method: &str, headers: &HeaderMap, attributes: &Attributes) -> bool {
+    let apply = method == "PATCH"
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("apply-patch"));
+    if !(apply || method == "PUT") || !attributes.resource_request || attributes.name.is_empty() {
+        return false;
+    }
+    if !attributes.subresource.is_empty() {
+        return false;
+    }
+    let state = app.store.lock();
+    let Some(info) = state
+        .registry
+        .find(&attributes.api_group, &attributes.api_version, &attributes.resource)
+    else {
+        return false;
+    };
+    state
+        .get(&info.storage_resource(), &attributes.namespace, &attributes.name)
+        .is_none()
+}
+
+/// Authentication, impersonation and RBAC authorization of one request; the identity it runs as, or the 400, 401
+/// or 403 answer.
+fn admit(
+    app: &AppState,
+    method: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Identity, Response> {
+    let mut identity = authenticate(app, headers)?;
+    match Impersonation::from_headers(headers) {
+        Err(error) => return Err(ApiError::bad_request(error.to_string()).into_response()),
+        Ok(None) => {}
+        Ok(Some(impersonation)) => {
+            for check in impersonation.checks() {
+                let decision = rbac::authorize(&app.store.lock(), &identity, &check);
+                record(app, &identity, &check, &decision);
+                if !decision.allowed {
+                    return Err(forbidden(&identity.user, &check, &decision.reason));
+                }
+            }
+            identity = impersonation.identity();
+        }
+    }
+    let attributes = rbac::request_attributes(method, path, query);
+    let decision = rbac::authorize(&app.store.lock(), &identity, &attributes);
+    record(app, &identity, &attributes, &decision);
+    if !decision.allowed {
+        return Err(forbidden(&identity.user, &attributes, &decision.reason));
+    }
+    if creates(app, method, headers, &attributes) {
+        let create = Attributes {
+            verb: "create".to_string(),
+            ..attributes.clone()
+        };
+        let decision = rbac::authorize(&app.store.lock(), &identity, &create);
+        record(app, &identity, &create, &decision);
+        if !decision.allowed {
+            return Err(forbidden(&identity.user, &create, &decision.reason));
+        }
+    }
+    Ok(identity)
+}
+
+/// Without RBAC: the static token checks of `token` and `secrets_token`, then every request is allowed (and counted
+/// for the identity its token names, anonymous otherwise).
+fn allow_all(
+    app: &AppState,
+    method: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<Identity, Response> {
+    legacy_tokens(app, path, headers)?;
+    let identity = authenticate(app, headers).unwrap_or_else(|_| Identity::anonymous());
+    let identity = match Impersonation::from_headers(headers) {
+        Ok(Some(impersonation)) => impersonation.identity(),
+        _ => identity,
+    };
+    let attributes = rbac::request_attributes(method, path, query);
+    let decision = Decision {
+        allowed: true,
+        ..Decision::default()
+    };
+    record(app, &identity, &attributes, &decision);
+    Ok(identity)
+}
+
+/// The checks of the static `token` and `secrets_token` options (unchanged from before RBAC).
+fn legacy_tokens(app: &AppState, path: &str, headers: &HeaderMap) -> Result<(), Response> {
     if let Some(token) = &app.token {
-        let presented = request
-            .headers()
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if presented != Some(token.as_str()) {
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "Unauthorized", "reason": "Unauthorized", "code": 401});
-            return json_response(StatusCode::UNAUTHORIZED, &status, &[]);
+            return Err(json_response(StatusCode::UNAUTHORIZED, &status, &[]));
         }
     }
     if let Some(secrets_token) = &app.secrets_token
-        && is_secrets_path(&path)
+        && is_secrets_path(path)
     {
-        let presented = request
-            .headers()
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -100,21 +292,10 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "Unauthorized: Secrets need the sandbox's bearer token; use the kubeconfig the sandbox wrote",
                 "reason": "Unauthorized", "code": 401});
-            return json_response(StatusCode::UNAUTHORIZED, &status, &[]);
+            return Err(json_response(StatusCode::UNAUTHORIZED, &status, &[]));
         }
     }
-    let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
-    let headers = request.headers().clone();
-    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
-        Ok(b) => b,
-        Err(e) => {
-            return ApiError::bad_request(format!("failed to read the request body: {e}")).into_response();
-        }
-    };
-    match route(&app, &method, &path, &query, &headers, body).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+    Ok(())
 }
 
 /// Whether a path names Secrets: `/api/v1/secrets` or `/api/v1/namespaces/<ns>/secrets[/...]`.
@@ -137,8 +318,10 @@ fn same_token(presented: &str, expected: &str) -> bool {
             == 0
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn route(
     app: &Arc<AppState>,
+    identity: &Identity,
     method: &Method,
     path: &str,
     query: &HashMap<String, String>,
@@ -147,6 +330,9 @@ async fn route(
 ) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let ok = |v: Value| Ok(json_response(StatusCode::OK, &v, &[]));
+    if let Some(response) = review_request(app, identity, method, &segments, headers, &body)? {
+        return Ok(response);
+    }
     match segments.as_slice() {
         ["version"] => ok(discovery::version()),
         ["healthz"] | ["readyz"] | ["livez"] => Ok((StatusCode::OK, "ok").into_response()),
@@ -170,6 +356,13 @@ async fn route(
         ["apis", group] => discovery::group(&app.store.lock().registry, group)
             .map(|d| json_response(StatusCode::OK, &d, &[]))
             .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
+        [
+            "apis",
+            group @ (reviews::AUTHORIZATION_GROUP | reviews::AUTHENTICATION_GROUP),
+            version,
+        ] => reviews::resource_list(group, version)
+            .map(|d| json_response(StatusCode::OK, &d, &[]))
+            .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
         ["apis", group, version] => discovery::resource_list(&app.store.lock().registry, group, version)
             .map(|d| json_response(StatusCode::OK, &d, &[]))
             .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
@@ -183,6 +376,94 @@ async fn route(
         }
         _ => Err(ApiError::UnknownPath { path: path.into() }),
     }
+}
+
+/// The virtual endpoints of `reviews.rs` (access and rules reviews, TokenRequest, TokenReview,
+/// SelfSubjectReview); `None` for every other path.
+fn review_request(
+    app: &AppState,
+    identity: &Identity,
+    method: &Method,
+    segments: &[&str],
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Option<Response>, ApiError> {
+    const AUTHORIZATION: &str = reviews::AUTHORIZATION_GROUP;
+    const AUTHENTICATION: &str = reviews::AUTHENTICATION_GROUP;
+    let review = match segments {
+        [
+            "apis",
+            AUTHORIZATION,
+            "v1",
+            resource @ ("selfsubjectaccessreviews" | "subjectaccessreviews" | "selfsubjectrulesreviews"),
+        ] => *resource,
+        [
+            "apis",
+            AUTHORIZATION,
+            "v1",
+            "namespaces",
+            _,
+            "localsubjectaccessreviews",
+        ] => "localsubjectaccessreviews",
+        [
+            "apis",
+            AUTHENTICATION,
+            "v1",
+            resource @ ("selfsubjectreviews" | "tokenreviews"),
+        ] => *resource,
+        ["api", "v1", "namespaces", _, "serviceaccounts", _, "token"] => "serviceaccounts/token",
+        _ => return Ok(None),
+    };
+    if *method != Method::POST {
+        return Err(ApiError::MethodNotAllowed {
+            message: format!("the server does not allow this method on the requested resource ({method} {review})"),
+        });
+    }
+    let request = decode_body(body, headers, false)?;
+    let mode = app.mode();
+    let state = app.store.lock();
+    let answer = match (review, segments) {
+        ("selfsubjectaccessreviews", _) => reviews::self_subject_access_review(&state, mode, identity, request)?,
+        ("subjectaccessreviews", _) => reviews::subject_access_review(&state, mode, request)?,
+        ("localsubjectaccessreviews", [_, _, _, _, namespace, _]) => {
+            let asked = request
+                .pointer("/spec/resourceAttributes/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if asked != *namespace {
+                return Err(ApiError::bad_request(format!(
+                    "spec.resourceAttributes.namespace must match namespace: {namespace}"
+                )));
+            }
+            let mut answer = reviews::subject_access_review(&state, mode, request)?;
+            answer["kind"] = json!("LocalSubjectAccessReview");
+            answer
+        }
+        ("selfsubjectrulesreviews", _) => reviews::self_subject_rules_review(&state, mode, identity, request),
+        ("selfsubjectreviews", _) => reviews::self_subject_review(identity, request),
+        ("tokenreviews", _) => {
+            let token = request
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let mut status = json!({"authenticated": false});
+            if let Some(owner) = app.tokens.owner(token, std::time::SystemTime::now()) {
+                let user = match owner {
+                    TokenOwner::Admin(identity) | TokenOwner::ServiceAccount(identity, _, _) => identity,
+                };
+                status = json!({"authenticated": true, "audiences": [reviews::DEFAULT_AUDIENCE],
+                    "user": {"username": user.user, "uid": user.uid, "groups": user.groups}});
+            }
+            json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": null}, "spec": request.get("spec").cloned().unwrap_or(json!({})),
+                "status": status})
+        }
+        ("serviceaccounts/token", [_, _, _, namespace, _, name, _]) => {
+            reviews::token_request(&state, &app.tokens, namespace, name, request)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(json_response(StatusCode::CREATED, &answer, &[])))
 }
 
 /// A request addressed to a resource.

@@ -1,9 +1,13 @@
 //! Request accounting for tests and benchmarks: every request the HTTP layer receives is counted by Kubernetes verb
 //! (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`, `discovery`) and resource
-//! (`redisenterprisedatabases`, `gitsyncs/status`, …). Counting only reads the request line; it changes nothing.
+//! (`redisenterprisedatabases`, `gitsyncs/status`, …), and per identity: which user sent which (verb, apiGroup,
+//! resource[/subresource], namespace) and whether it was allowed, with the rule that allowed it. Counting only reads
+//! the request line and the authorization decision; it changes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
+
+use super::rbac::Grant;
 
 /// What a request did: its verb and the resource it addressed (with `/<subresource>` when it named one).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,10 +68,89 @@ impl RequestCounts {
     }
 }
 
+/// One kind of request one identity sent, with the authorization decision.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IdentityRequest {
+    /// The user the request ran as (after impersonation), e.g. `system:serviceaccount:ns1:agent`.
+    pub user: String,
+    /// The Kubernetes verb (`get`, `list`, `watch`, `create`, `patch`, …; the lower-case method for a non-resource
+    /// request).
+    pub verb: String,
+    /// The API group (`""` for core and for non-resource requests).
+    pub api_group: String,
+    /// `resource` or `resource/subresource`; the path for a non-resource request.
+    pub resource: String,
+    /// The namespace, `""` for cluster-scoped and non-resource requests.
+    pub namespace: String,
+    /// Whether this is a non-resource request (`/version`, `/apis`, …).
+    pub non_resource: bool,
+    /// Whether it was allowed.
+    pub allowed: bool,
+    /// What allowed it: the binding, role and rule index (`binding_kind` `system:masters` for the admin); `None`
+    /// when denied or when authorization is off.
+    pub grant: Option<Grant>,
+}
+
+/// Requests per identity since the server started or since the last reset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityRequests {
+    /// How many requests of each kind.
+    pub counts: BTreeMap<IdentityRequest, u64>,
+}
+
+impl IdentityRequests {
+    /// The users that sent requests.
+    pub fn users(&self) -> BTreeSet<String> {
+        self.counts.keys().map(|k| k.user.clone()).collect()
+    }
+
+    /// Only the requests of `user`.
+    pub fn for_user(&self, user: &str) -> IdentityRequests {
+        self.filtered(|k| k.user == user)
+    }
+
+    /// Only the denied requests.
+    pub fn denied(&self) -> IdentityRequests {
+        self.filtered(|k| !k.allowed)
+    }
+
+    /// Only the resource requests allowed by a role that is not part of the bootstrap policy (what an application's
+    /// own roles granted).
+    pub fn granted_by_own_roles(&self) -> IdentityRequests {
+        self.filtered(|k| k.allowed && k.grant.as_ref().is_some_and(|g| !g.bootstrap))
+    }
+
+    /// All requests counted.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// The distinct (verb, apiGroup, resource) triples of resource requests, any namespace.
+    pub fn verbs_and_resources(&self) -> BTreeSet<(String, String, String)> {
+        self.counts
+            .keys()
+            .filter(|k| !k.non_resource)
+            .map(|k| (k.verb.clone(), k.api_group.clone(), k.resource.clone()))
+            .collect()
+    }
+
+    fn filtered(&self, keep: impl Fn(&IdentityRequest) -> bool) -> IdentityRequests {
+        IdentityRequests {
+            counts: self
+                .counts
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, n)| (k.clone(), *n))
+                .collect(),
+        }
+    }
+}
+
 /// The shared counter the HTTP layer records into.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
     counts: Arc<Mutex<BTreeMap<RequestKind, u64>>>,
+    identities: Arc<Mutex<BTreeMap<IdentityRequest, u64>>>,
 }
 
 impl RequestCounter {
@@ -76,6 +159,19 @@ impl RequestCounter {
         let kind = classify(method, path, query);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         *counts.entry(kind).or_insert(0) += 1;
+    }
+
+    /// Counts one request of an identity.
+    pub fn record_identity(&self, request: IdentityRequest) {
+        let mut identities = self.identities.lock().unwrap_or_else(|p| p.into_inner());
+        *identities.entry(request).or_insert(0) += 1;
+    }
+
+    /// The per-identity counts so far.
+    pub fn identities(&self) -> IdentityRequests {
+        IdentityRequests {
+            counts: self.identities.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
     }
 
     /// The counts so far.
@@ -88,6 +184,7 @@ impl RequestCounter {
     /// Forgets every count.
     pub fn reset(&self) {
         self.counts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.identities.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -255,5 +352,43 @@ mod tests {
         assert_eq!(counts.by_verb().get("list"), Some(&1));
         counter.reset();
         assert_eq!(counter.snapshot(), RequestCounts::default());
+    }
+
+    #[test]
+    fn identity_requests_filter_by_user_and_decision() {
+        let counter = RequestCounter::default();
+        let request = |user: &str, verb: &str, allowed: bool, bootstrap: bool| IdentityRequest {
+            user: user.into(),
+            verb: verb.into(),
+            api_group: "apps".into(),
+            resource: "statefulsets".into(),
+            namespace: "ns1".into(),
+            non_resource: false,
+            allowed,
+            grant: allowed.then(|| Grant {
+                binding_kind: "ClusterRoleBinding".into(),
+                binding_name: "b".into(),
+                binding_namespace: String::new(),
+                role_kind: "ClusterRole".into(),
+                role_name: "r".into(),
+                rule: 0,
+                bootstrap,
+            }),
+        };
+        counter.record_identity(request("agent", "get", true, false));
+        counter.record_identity(request("agent", "get", true, false));
+        counter.record_identity(request("agent", "delete", false, false));
+        counter.record_identity(request("other", "list", true, true));
+        let all = counter.identities();
+        assert_eq!(all.total(), 4);
+        assert_eq!(all.users().into_iter().collect::<Vec<_>>(), ["agent", "other"]);
+        let agent = all.for_user("agent");
+        assert_eq!(agent.total(), 3);
+        assert_eq!(agent.denied().total(), 1);
+        assert_eq!(all.granted_by_own_roles().total(), 2);
+        let triples: Vec<_> = agent.verbs_and_resources().into_iter().map(|(v, _, _)| v).collect();
+        assert_eq!(triples, ["delete", "get"]);
+        counter.reset();
+        assert_eq!(counter.identities().total(), 0);
     }
 }

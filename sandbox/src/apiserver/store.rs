@@ -537,7 +537,13 @@ impl State {
                 causes,
             }
         };
-        if !valid_dns_subdomain(&name) {
+        // RBAC objects only need a valid path segment (`system:discovery`), as in Kubernetes' ValidateRBACName.
+        let rbac_name = info.group == "rbac.authorization.k8s.io"
+            && !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '%']);
+        if !rbac_name && !valid_dns_subdomain(&name) {
             return Err(invalid(vec![Cause {
                 reason: "FieldValueInvalid".into(),
                 message: format!(
