@@ -155,6 +155,8 @@ fn examples_repository(directory: &Path) -> Repo {
 /// this machine changes), no kubeconfig and an empty home.
 fn start_in_cluster_agent(
     temp: &Path,
+    namespace: &str,
+    env: &[(&str, &str)],
     port: u16,
     token: &str,
     ca_pem: &str,
@@ -167,7 +169,7 @@ fn start_in_cluster_agent(
     // Written as the kubelet writes them: no trailing newline (kube-rs sends the token file as is).
     std::fs::write(account.join("token"), token).expect("token");
     std::fs::write(account.join("ca.crt"), ca_pem).expect("ca");
-    std::fs::write(account.join("namespace"), AGENT_NAMESPACE).expect("namespace");
+    std::fs::write(account.join("namespace"), namespace).expect("namespace");
     let home = temp.join("home");
     std::fs::create_dir_all(&home).expect("home");
     let script = "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
@@ -199,8 +201,9 @@ fn start_in_cluster_agent(
         .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
         .env("KUBERNETES_SERVICE_PORT", port.to_string())
         .env("POD_NAME", "redis-gitops-0")
-        .env("POD_NAMESPACE", AGENT_NAMESPACE)
+        .env("POD_NAMESPACE", namespace)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -217,6 +220,17 @@ fn start_in_cluster_agent(
         }
     });
     (child, logs)
+}
+
+/// The port the sandbox's API server listens on.
+fn api_port(sandbox: &Sandbox) -> u16 {
+    sandbox
+        .apiserver
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse::<u16>().ok())
+        .expect("the API server's port")
 }
 
 fn ready(conditions: Option<&Vec<redis_gitops::api::conditions::Condition>>) -> bool {
@@ -378,15 +392,17 @@ async fn with_only_the_shipped_rbac_the_agent_syncs_examples_repo_changes_and_de
         .issue_token(AGENT_NAMESPACE, "redis-gitops")
         .expect("a token for the agent's ServiceAccount");
     let ca = sandbox.apiserver.ca_pem().expect("the sandbox serves HTTPS");
-    let port = sandbox
-        .apiserver
-        .url()
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.trim_end_matches('/').parse::<u16>().ok())
-        .expect("the API server's port");
     sandbox.apiserver.reset_request_counts();
-    let (mut agent, logs) = start_in_cluster_agent(temp.path(), port, &token, &ca, &hosts, sandbox.ca_path());
+    let (mut agent, logs) = start_in_cluster_agent(
+        temp.path(),
+        AGENT_NAMESPACE,
+        &[],
+        api_port(&sandbox),
+        &token,
+        &ca,
+        &hosts,
+        sandbox.ca_path(),
+    );
 
     // 1. examples-repo to all Ready, with the shipped permissions only.
     wait_all_ready(&admin, databases_in_git, &mut agent, &logs).await;
@@ -567,4 +583,113 @@ async fn with_only_the_shipped_rbac_the_agent_syncs_examples_repo_changes_and_de
     let logs = logs.lock().expect("logs").clone();
     assert!(status.success(), "{logs}");
     assert!(!logs.contains(&token), "the token never appears in the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_namespaced_install_runs_with_roles_only_and_never_asks_for_anything_cluster_wide() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let sandbox = Sandbox::start(SandboxOptions {
+        authorization: Authorization::Rbac,
+        tls: true,
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts (needs redis-server)");
+    let kubeconfig = temp.path().join("kubeconfig");
+    sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let admin = sandbox.apiserver.kube_client().expect("admin client");
+    // The cluster admin's part: the CRDs and the namespaces. The team's part: deploy/namespaced.
+    kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-k",
+            &root().join("crds").to_string_lossy(),
+        ],
+    );
+    for name in ["team-a", "team-b"] {
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create the namespace");
+    }
+    let overlay = root().join("deploy/namespaced");
+    kubectl(
+        &kubeconfig,
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-k",
+            &overlay.to_string_lossy(),
+        ],
+    );
+
+    // A cluster and a database in team-b, applied by a GitSync in team-a (where the agent runs).
+    let repo = Repo::new(&temp.path().join("config"));
+    let cluster = std::fs::read_to_string(root().join("examples-repo/clusters/staging.yaml")).expect("read");
+    repo.write(
+        "cluster.yaml",
+        &cluster.replace("namespace: redis-staging", "namespace: team-b"),
+    );
+    repo.write(
+        "sessions.yaml",
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: sessions\n  \
+         namespace: team-b\nspec:\n  memorySize: 256MB\n",
+    );
+    repo.commit("team-b's cluster and database");
+    let gitsync: GitSync = serde_json::from_value(json!({
+        "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "team", "namespace": "team-a"},
+        "spec": {"url": repo.url(), "interval": "1s"}
+    }))
+    .expect("gitsync");
+    Api::<GitSync>::namespaced(admin.clone(), "team-a")
+        .create(&PostParams::default(), &gitsync)
+        .await
+        .expect("create the GitSync");
+
+    let hosts = temp.path().join("hosts");
+    let _hosts_writer = sandbox.keep_hosts_file(hosts.clone(), redis_gitops::enterprise::hosts::render_hosts);
+    let token = sandbox.apiserver.issue_token("team-a", "redis-gitops").expect("token");
+    let ca = sandbox.apiserver.ca_pem().expect("HTTPS");
+    // WATCH_NAMESPACE as deploy/namespaced sets it on the Deployment.
+    let kustomized = kubectl(&kubeconfig, &["kustomize", &overlay.to_string_lossy()]);
+    assert!(
+        kustomized.contains("value: team-a,team-b"),
+        "the overlay sets WATCH_NAMESPACE"
+    );
+    sandbox.apiserver.reset_request_counts();
+    let (mut agent, logs) = start_in_cluster_agent(
+        temp.path(),
+        "team-a",
+        &[("WATCH_NAMESPACE", "team-a,team-b")],
+        api_port(&sandbox),
+        &token,
+        &ca,
+        &hosts,
+        sandbox.ca_path(),
+    );
+    wait_all_ready(&admin, 1, &mut agent, &logs).await;
+
+    let user = "system:serviceaccount:team-a:redis-gitops";
+    let requests = sandbox.apiserver.identity_requests().for_user(user);
+    assert_eq!(requests.denied().total(), 0, "refused: {:#?}", requests.denied());
+    let outside: Vec<String> = requests
+        .counts
+        .keys()
+        .filter(|request| !request.non_resource && !["team-a", "team-b"].contains(&request.namespace.as_str()))
+        .map(|request| format!("{} {} {:?}", request.verb, request.resource, request.namespace))
+        .collect();
+    assert!(
+        outside.is_empty(),
+        "requests outside the managed namespaces: {outside:#?}"
+    );
+
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) }, 0);
+    assert!(agent.wait().expect("exits").success(), "{}", logs.lock().expect("logs"));
 }
