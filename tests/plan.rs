@@ -192,7 +192,7 @@ fn an_invalid_head_exits_2_with_the_errors_validate_prints() {
         .expect("validate runs");
     let located = stdout(&validate).lines().next().expect("a located error").to_string();
     assert!(
-        located.starts_with("databases/cache.yaml:12:19: spec.evictionPolicy: \"illegal\" is not one of"),
+        located.starts_with("databases/cache.yaml:11:19: spec.evictionPolicy: \"illegal\" is not one of"),
         "{located}"
     );
     assert_eq!(text.lines().next(), Some(located.as_str()), "{text}");
@@ -200,7 +200,7 @@ fn an_invalid_head_exits_2_with_the_errors_validate_prints() {
     let (code, json) = plan_json(head.path(), &[]);
     assert_eq!(code, 2);
     assert_eq!(json["errors"][0]["file"], "databases/cache.yaml");
-    assert_eq!(json["errors"][0]["line"], 12);
+    assert_eq!(json["errors"][0]["line"], 11);
     assert_eq!(json["errors"][0]["field"], "spec.evictionPolicy");
 }
 
@@ -353,11 +353,11 @@ fn immutable_fields_are_flagged_for_databases_and_the_statefulset() {
 
 #[test]
 fn fewer_nodes_are_refused_and_a_new_version_restarts_every_node_in_order() {
-    let head = edits_to(vec![edited("cluster.yaml", "nodes: 3", "nodes: 1")]);
+    let head = edits_to(vec![edited("cluster.yaml", "nodes: 5", "nodes: 3")]);
     let (_, plan) = plan_json(head.path(), &[]);
     let rec = change(&plan, REC, "rec");
     assert_eq!(risks(rec), [("ScaleInRefused".to_string(), "warning".to_string())]);
-    assert!(risk_message(rec, "ScaleInRefused").contains("the StatefulSet keeps 3 replicas"));
+    assert!(risk_message(rec, "ScaleInRefused").contains("the StatefulSet keeps 5 replicas"));
     assert_eq!(rec["children"], Value::Array(Vec::new()), "nothing changes in the cluster");
 
     let head = edits_to(vec![edited("cluster.yaml", "versionTag: 8.0.20-44", "versionTag: 8.2.0-1")]);
@@ -368,7 +368,7 @@ fn fewer_nodes_are_refused_and_a_new_version_restarts_every_node_in_order() {
     assert!(
         message.starts_with(
             "the Redis Enterprise version goes from 8.0.20-44 to 8.2.0-1 (an upgrade): every node restarts, one at a \
-             time, in this order: rec-2, rec-1, rec-0"
+             time, in this order: rec-4, rec-3, rec-2, rec-1, rec-0"
         ),
         "{message}"
     );
@@ -380,7 +380,7 @@ fn fewer_nodes_are_refused_and_a_new_version_restarts_every_node_in_order() {
         .expect("the StatefulSet changes");
     assert_eq!(
         statefulset["note"],
-        "rolling restart of 3 pods, one at a time, in this order: rec-2, rec-1, rec-0"
+        "rolling restart of 5 pods, one at a time, in this order: rec-4, rec-3, rec-2, rec-1, rec-0"
     );
 }
 

@@ -408,7 +408,10 @@ fn updated(
             ));
         }
     }
-    risks(old, new, &children, &mut change.risks);
+    if old_cluster_key == new_cluster_key {
+        // A database created anew has no previous settings to weaken: only the recreation matters.
+        risks(old, new, &children, &mut change.risks);
+    }
     change.children = children;
     Some(change)
 }
