@@ -63,7 +63,11 @@ fn change(root: &Path) {
     fs::remove_file(databases.join("db-8.yaml")).expect("remove database");
     let renamed = fs::read_to_string(databases.join("db-9.yaml")).expect("read database");
     fs::remove_file(databases.join("db-9.yaml")).expect("remove database");
-    fs::write(databases.join("db-renamed.yaml"), renamed.replace("name: db-9", "name: db-renamed")).expect("rename");
+    fs::write(
+        databases.join("db-renamed.yaml"),
+        renamed.replace("name: db-9", "name: db-renamed"),
+    )
+    .expect("rename");
 }
 
 fn git(root: &Path, args: &[&str]) {
@@ -121,7 +125,11 @@ fn main() {
         let markdown = output::markdown(&planned);
         let json = serde_json::to_string(&output::json(&planned)).expect("JSON");
         let total = start.elapsed();
-        assert_eq!(planned.changes.len(), CHANGED + 1, "10 databases, the rename as a delete and a create");
+        assert_eq!(
+            planned.changes.len(),
+            CHANGED + 1,
+            "10 databases, the rename as a delete and a create"
+        );
         assert!(markdown.len() > 1000 && json.len() > 1000);
         load_times.push(loaded);
         plan_times.push(planning - loaded);
@@ -147,7 +155,16 @@ fn main() {
     );
     println!("  read 2 Git revisions + validate : {:>8.1} ms", ms(median(load_times)));
     println!("  plan                            : {:>8.1} ms", ms(median(plan_times)));
-    println!("  markdown + JSON                 : {:>8.1} ms", ms(median(output_times)));
-    println!("  total (target < 500 ms)         : {:>8.1} ms", ms(median(total_times)));
-    println!("  two directories, no change      : {:>8.1} ms", ms(median(directory_times)));
+    println!(
+        "  markdown + JSON                 : {:>8.1} ms",
+        ms(median(output_times))
+    );
+    println!(
+        "  total (target < 500 ms)         : {:>8.1} ms",
+        ms(median(total_times))
+    );
+    println!(
+        "  two directories, no change      : {:>8.1} ms",
+        ms(median(directory_times))
+    );
 }

@@ -196,7 +196,10 @@ fn an_invalid_head_exits_2_with_the_errors_validate_prints() {
         "{located}"
     );
     assert_eq!(text.lines().next(), Some(located.as_str()), "{text}");
-    assert!(text.ends_with("errors, 0 warnings; nothing would be applied\n"), "{text}");
+    assert!(
+        text.ends_with("errors, 0 warnings; nothing would be applied\n"),
+        "{text}"
+    );
     let (code, json) = plan_json(head.path(), &[]);
     assert_eq!(code, 2);
     assert_eq!(json["errors"][0]["file"], "databases/cache.yaml");
@@ -214,7 +217,10 @@ fn fail_on_exits_3_only_when_a_matching_risk_is_there() {
         plan_json(deleted.path(), &["--fail-on", "data-loss", "--prune", "false"]).0,
         1
     );
-    assert_eq!(plan_json(deleted.path(), &["--fail-on", "risk", "--prune", "false"]).0, 3);
+    assert_eq!(
+        plan_json(deleted.path(), &["--fail-on", "risk", "--prune", "false"]).0,
+        3
+    );
     let harmless = edits_to(vec![edited("databases/orders.yaml", "team: shop", "team: checkout")]);
     let (code, plan) = plan_json(harmless.path(), &["--fail-on", "risk"]);
     assert_eq!(code, 1, "{plan:#}");
@@ -230,9 +236,15 @@ fn database_deleted_says_what_the_gitsync_settings_do() {
     let (_, unknown) = plan_json(head.path(), &[]);
     let legacy = change(&unknown, REDB, "legacy");
     assert_eq!(legacy["action"], "delete");
-    assert_eq!(risks(legacy), [("DatabaseDeleted".to_string(), "data-loss".to_string())]);
+    assert_eq!(
+        risks(legacy),
+        [("DatabaseDeleted".to_string(), "data-loss".to_string())]
+    );
     let message = risk_message(legacy, "DatabaseDeleted");
-    assert!(message.contains("with the GitSync's prune: true and allowDatabaseDeletion: true the agent deletes"), "{message}");
+    assert!(
+        message.contains("with the GitSync's prune: true and allowDatabaseDeletion: true the agent deletes"),
+        "{message}"
+    );
     assert!(message.contains("pass --gitsync FILE"), "{message}");
     assert_eq!(legacy["requests"], Value::Array(Vec::new()), "not sure to be sent");
 
@@ -247,7 +259,8 @@ fn database_deleted_says_what_the_gitsync_settings_do() {
     assert_eq!(code, 1);
     let legacy = change(&pruning, REDB, "legacy");
     assert!(
-        risk_message(legacy, "DatabaseDeleted").contains("the agent deletes the database redis/legacy on cluster redis/rec and all its data"),
+        risk_message(legacy, "DatabaseDeleted")
+            .contains("the agent deletes the database redis/legacy on cluster redis/rec and all its data"),
         "{legacy:#}"
     );
     assert_eq!(legacy["requests"][0]["method"], "DELETE");
@@ -257,7 +270,8 @@ fn database_deleted_says_what_the_gitsync_settings_do() {
     let legacy = change(&kept, REDB, "legacy");
     assert_eq!(risks(legacy), [("DatabaseDeleted".to_string(), "warning".to_string())]);
     assert!(
-        risk_message(legacy, "DatabaseDeleted").contains("does not allow deleting databases (spec.allowDatabaseDeletion)"),
+        risk_message(legacy, "DatabaseDeleted")
+            .contains("does not allow deleting databases (spec.allowDatabaseDeletion)"),
         "{legacy:#}"
     );
 
@@ -282,11 +296,17 @@ fn database_deleted_says_what_the_gitsync_settings_do() {
             "--allow-database-deletion",
             "true",
         ]);
-        (output.status.code(), serde_json::from_str::<Value>(&stdout(&output)).expect("JSON"))
+        (
+            output.status.code(),
+            serde_json::from_str::<Value>(&stdout(&output)).expect("JSON"),
+        )
     };
     let legacy = change(&protected_plan, REDB, "legacy");
     assert_eq!(risks(legacy), [("DatabaseDeleted".to_string(), "warning".to_string())]);
-    assert!(risk_message(legacy, "DatabaseDeleted").contains("redisgitops.dev/protect=true"), "{legacy:#}");
+    assert!(
+        risk_message(legacy, "DatabaseDeleted").contains("redisgitops.dev/protect=true"),
+        "{legacy:#}"
+    );
 }
 
 #[test]
@@ -294,7 +314,10 @@ fn a_rename_is_one_probable_rename_and_a_new_cluster_reference_recreates() {
     let sessions = fixture("databases/sessions.yaml");
     let head = head_with(&[
         ("databases/sessions.yaml", None),
-        ("databases/user-sessions.yaml", Some(sessions.replace("name: sessions", "name: user-sessions"))),
+        (
+            "databases/user-sessions.yaml",
+            Some(sessions.replace("name: sessions", "name: user-sessions")),
+        ),
     ]);
     let (_, plan) = plan_json(head.path(), &[]);
     let old = change(&plan, REDB, "sessions");
@@ -304,10 +327,16 @@ fn a_rename_is_one_probable_rename_and_a_new_cluster_reference_recreates() {
     let new = change(&plan, REDB, "user-sessions");
     assert_eq!(new["renamedFrom"], "redis/sessions");
     assert_eq!(new["action"], "create");
-    assert_eq!(plan["summary"]["dataLoss"], 1, "one rename, not a deletion plus a rename");
+    assert_eq!(
+        plan["summary"]["dataLoss"], 1,
+        "one rename, not a deletion plus a rename"
+    );
 
     let moved = single_database_change("databases/cache.yaml", "name: rec", "name: other-rec", "cache");
-    assert_eq!(risks(&moved), [("DatabaseRecreated".to_string(), "data-loss".to_string())]);
+    assert_eq!(
+        risks(&moved),
+        [("DatabaseRecreated".to_string(), "data-loss".to_string())]
+    );
     assert!(risk_message(&moved, "DatabaseRecreated").contains("from cluster redis/rec to redis/other-rec"));
     assert_eq!(moved["requests"][0]["method"], "POST");
     assert_eq!(moved["requests"][0]["path"], "/v1/bdbs");
@@ -334,12 +363,21 @@ fn cluster_deleted_names_the_databases_on_it() {
     ]);
     let (_, plan) = plan_json(head.path(), &["--prune", "true", "--allow-database-deletion", "true"]);
     let rec = change(&plan, REC, "rec");
-    assert_eq!(risks(rec), [("ClusterDeleted".to_string(), "warning".to_string())], "kept while legacy lives on it");
+    assert_eq!(
+        risks(rec),
+        [("ClusterDeleted".to_string(), "warning".to_string())],
+        "kept while legacy lives on it"
+    );
 }
 
 #[test]
 fn immutable_fields_are_flagged_for_databases_and_the_statefulset() {
-    let port = single_database_change("databases/cache.yaml", "databasePort: 12000", "databasePort: 12100", "cache");
+    let port = single_database_change(
+        "databases/cache.yaml",
+        "databasePort: 12000",
+        "databasePort: 12100",
+        "cache",
+    );
     assert!(risks(&port).contains(&("ImmutableFieldChanged".to_string(), "warning".to_string())));
     assert!(risk_message(&port, "ImmutableFieldChanged").starts_with("spec.databasePort cannot change"));
     assert_eq!(port["requests"], Value::Array(Vec::new()), "the agent sends nothing");
@@ -348,7 +386,10 @@ fn immutable_fields_are_flagged_for_databases_and_the_statefulset() {
     let (_, plan) = plan_json(head.path(), &[]);
     let rec = change(&plan, REC, "rec");
     let message = risk_message(rec, "ImmutableFieldChanged");
-    assert!(message.starts_with("the StatefulSet's spec.volumeClaimTemplates (from spec.persistentSpec"), "{message}");
+    assert!(
+        message.starts_with("the StatefulSet's spec.volumeClaimTemplates (from spec.persistentSpec"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -358,9 +399,17 @@ fn fewer_nodes_are_refused_and_a_new_version_restarts_every_node_in_order() {
     let rec = change(&plan, REC, "rec");
     assert_eq!(risks(rec), [("ScaleInRefused".to_string(), "warning".to_string())]);
     assert!(risk_message(rec, "ScaleInRefused").contains("the StatefulSet keeps 5 replicas"));
-    assert_eq!(rec["children"], Value::Array(Vec::new()), "nothing changes in the cluster");
+    assert_eq!(
+        rec["children"],
+        Value::Array(Vec::new()),
+        "nothing changes in the cluster"
+    );
 
-    let head = edits_to(vec![edited("cluster.yaml", "versionTag: 8.0.20-44", "versionTag: 8.2.0-1")]);
+    let head = edits_to(vec![edited(
+        "cluster.yaml",
+        "versionTag: 8.0.20-44",
+        "versionTag: 8.2.0-1",
+    )]);
     let (_, plan) = plan_json(head.path(), &[]);
     let rec = change(&plan, REC, "rec");
     assert_eq!(risks(rec), [("RollingRestart".to_string(), "disruption".to_string())]);
@@ -406,9 +455,15 @@ fn durability_modules_shards_and_eviction() {
         "  replication: false\n  persistence: disabled\n",
         "orders",
     );
-    assert_eq!(risks(&durability), [("DurabilityReduced".to_string(), "warning".to_string())]);
+    assert_eq!(
+        risks(&durability),
+        [("DurabilityReduced".to_string(), "warning".to_string())]
+    );
     let message = risk_message(&durability, "DurabilityReduced");
-    assert!(message.starts_with("persistence goes from aofAlways to disabled"), "{message}");
+    assert!(
+        message.starts_with("persistence goes from aofAlways to disabled"),
+        "{message}"
+    );
     assert!(message.contains("replication is turned off"), "{message}");
     assert_eq!(
         durability["requests"][0]["body"],
@@ -420,7 +475,10 @@ fn durability_modules_shards_and_eviction() {
     assert!(risk_message(&module, "ModuleRemoved").starts_with("module rejson is removed"));
 
     let shards = single_database_change("databases/orders.yaml", "shardCount: 2", "shardCount: 4", "orders");
-    assert_eq!(risks(&shards), [("ShardCountChanged".to_string(), "disruption".to_string())]);
+    assert_eq!(
+        risks(&shards),
+        [("ShardCountChanged".to_string(), "disruption".to_string())]
+    );
     assert_eq!(shards["requests"][0]["body"], serde_json::json!({"shards_count": 4}));
 
     let eviction = single_database_change(
@@ -429,13 +487,21 @@ fn durability_modules_shards_and_eviction() {
         "evictionPolicy: allkeys-lru",
         "orders",
     );
-    assert_eq!(risks(&eviction), [("EvictionPolicyChanged".to_string(), "warning".to_string())]);
+    assert_eq!(
+        risks(&eviction),
+        [("EvictionPolicyChanged".to_string(), "warning".to_string())]
+    );
     assert!(risk_message(&eviction, "EvictionPolicyChanged").contains("Redis now deletes keys"));
 }
 
 #[test]
 fn tls_version_credentials_oss_cluster_and_endpoints() {
-    let tls = single_database_change("databases/orders.yaml", "tlsMode: disabled", "tlsMode: enabled", "orders");
+    let tls = single_database_change(
+        "databases/orders.yaml",
+        "tlsMode: disabled",
+        "tlsMode: enabled",
+        "orders",
+    );
     assert_eq!(risks(&tls), [("TlsModeChanged".to_string(), "disruption".to_string())]);
 
     let upgrade = single_database_change(
@@ -444,7 +510,10 @@ fn tls_version_credentials_oss_cluster_and_endpoints() {
         "  memorySize: 1GB\n  redisVersion: \"7.4\"\n",
         "sessions",
     );
-    assert_eq!(risks(&upgrade), [("RedisVersionChanged".to_string(), "disruption".to_string())]);
+    assert_eq!(
+        risks(&upgrade),
+        [("RedisVersionChanged".to_string(), "disruption".to_string())]
+    );
     let paths: Vec<&str> = upgrade["requests"]
         .as_array()
         .expect("requests")
@@ -452,7 +521,10 @@ fn tls_version_credentials_oss_cluster_and_endpoints() {
         .map(|request| request["path"].as_str().expect("path"))
         .collect();
     assert_eq!(paths, ["/v1/bdbs/{uid}/upgrade"], "{upgrade:#}");
-    assert_eq!(upgrade["requests"][0]["body"], serde_json::json!({"redis_version": "7.4"}));
+    assert_eq!(
+        upgrade["requests"][0]["body"],
+        serde_json::json!({"redis_version": "7.4"})
+    );
 
     let secret = single_database_change(
         "databases/sessions.yaml",
@@ -466,7 +538,12 @@ fn tls_version_credentials_oss_cluster_and_endpoints() {
         .expect("children")
         .iter()
         .filter(|child| child["kind"] == "Secret")
-        .map(|child| (child["name"].as_str().expect("name"), child["action"].as_str().expect("action")))
+        .map(|child| {
+            (
+                child["name"].as_str().expect("name"),
+                child["action"].as_str().expect("action"),
+            )
+        })
         .collect();
     assert_eq!(secrets, [("redb-sessions", "delete"), ("sessions-v2", "create")]);
 
@@ -476,7 +553,10 @@ fn tls_version_credentials_oss_cluster_and_endpoints() {
         "  memorySize: 1GB\n  ossCluster: true\n",
         "sessions",
     );
-    assert!(risks(&oss).contains(&("OssClusterChanged".to_string(), "disruption".to_string())), "{oss:#}");
+    assert!(
+        risks(&oss).contains(&("OssClusterChanged".to_string(), "disruption".to_string())),
+        "{oss:#}"
+    );
 
     let endpoint = single_database_change(
         "databases/sessions.yaml",
@@ -484,8 +564,14 @@ fn tls_version_credentials_oss_cluster_and_endpoints() {
         "  databasePort: 12002\n  databaseServicePort: 6379\n",
         "sessions",
     );
-    assert_eq!(risks(&endpoint), [("EndpointChanged".to_string(), "disruption".to_string())]);
-    assert!(risk_message(&endpoint, "EndpointChanged").contains("sessions (update)"), "{endpoint:#}");
+    assert_eq!(
+        risks(&endpoint),
+        [("EndpointChanged".to_string(), "disruption".to_string())]
+    );
+    assert!(
+        risk_message(&endpoint, "EndpointChanged").contains("sessions (update)"),
+        "{endpoint:#}"
+    );
 }
 
 #[test]
@@ -498,18 +584,38 @@ fn created_databases_show_their_requests_without_secrets() {
     assert_eq!(reports["action"], "create");
     assert_eq!(reports["risks"], Value::Array(Vec::new()));
     let create = &reports["requests"][0];
-    assert_eq!((create["method"].as_str(), create["path"].as_str()), (Some("POST"), Some("/v1/bdbs")));
+    assert_eq!(
+        (create["method"].as_str(), create["path"].as_str()),
+        (Some("POST"), Some("/v1/bdbs"))
+    );
     assert_eq!(create["body"]["memory_size"], 1073741824u64);
     assert!(create["body"].get("authentication_redis_pass").is_none());
-    assert_eq!(create["filledInAtApply"], serde_json::json!(["authentication_redis_pass"]));
+    assert_eq!(
+        create["filledInAtApply"],
+        serde_json::json!(["authentication_redis_pass"])
+    );
     assert_eq!(reports["requests"][1]["path"], "/v1/bdbs/alerts/{uid}");
     let children: Vec<String> = reports["children"]
         .as_array()
         .expect("children")
         .iter()
-        .map(|child| format!("{} {} {}", child["action"].as_str().unwrap_or_default(), child["kind"].as_str().unwrap_or_default(), child["name"].as_str().unwrap_or_default()))
+        .map(|child| {
+            format!(
+                "{} {} {}",
+                child["action"].as_str().unwrap_or_default(),
+                child["kind"].as_str().unwrap_or_default(),
+                child["name"].as_str().unwrap_or_default()
+            )
+        })
         .collect();
-    assert_eq!(children, ["create Secret redb-reports", "create Service reports", "create Service reports-headless"]);
+    assert_eq!(
+        children,
+        [
+            "create Secret redb-reports",
+            "create Service reports",
+            "create Service reports-headless"
+        ]
+    );
 }
 
 fn git(directory: &Path, args: &[&str]) {
@@ -522,7 +628,11 @@ fn git(directory: &Path, args: &[&str]) {
         .env("GIT_COMMITTER_EMAIL", "test@example.com")
         .output()
         .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -551,17 +661,41 @@ fn two_git_revisions_are_read_without_a_checkout() {
         "-o",
         "json",
     ]);
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let plan: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
     assert_eq!(plan["changes"].as_array().expect("changes").len(), 1, "{plan:#}");
     let legacy = change(&plan, REDB, "legacy");
     assert_eq!(legacy["file"], "databases/legacy.yaml");
-    let same = run(&["--repo", path.to_str().expect("path"), "--base", "main", "--head", "change~1", "--path", "config"]);
+    let same = run(&[
+        "--repo",
+        path.to_str().expect("path"),
+        "--base",
+        "main",
+        "--head",
+        "change~1",
+        "--path",
+        "config",
+    ]);
     assert_eq!(same.status.code(), Some(0), "{}", stdout(&same));
-    let unknown = run(&["--repo", path.to_str().expect("path"), "--base", "main", "--head", "no-such-branch"]);
+    let unknown = run(&[
+        "--repo",
+        path.to_str().expect("path"),
+        "--base",
+        "main",
+        "--head",
+        "no-such-branch",
+    ]);
     assert_eq!(unknown.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&unknown.stderr);
-    assert!(stderr.starts_with("plan: head: unable to resolve \"no-such-branch\""), "{stderr}");
+    assert!(
+        stderr.starts_with("plan: head: unable to resolve \"no-such-branch\""),
+        "{stderr}"
+    );
 }
 
 #[test]

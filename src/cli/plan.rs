@@ -57,8 +57,7 @@ pub struct PlanCommand {
 
 fn read_gitsync(path: &Path) -> Result<GitSync, String> {
     let text = std::fs::read_to_string(path).map_err(|error| format!("unable to read {}: {error}", path.display()))?;
-    serde_saphyr::from_str::<GitSync>(&text)
-        .map_err(|error| format!("{} is not a GitSync: {error}", path.display()))
+    serde_saphyr::from_str::<GitSync>(&text).map_err(|error| format!("{} is not a GitSync: {error}", path.display()))
 }
 
 /// Runs `plan` and returns its exit code.
@@ -70,7 +69,10 @@ pub fn run(command: PlanCommand) -> ExitCode {
             return ExitCode::from(ERROR);
         }
     };
-    let mut settings = gitsync.as_ref().map(|g| PruneSettings::of_gitsync(&g.spec)).unwrap_or_default();
+    let mut settings = gitsync
+        .as_ref()
+        .map(|g| PruneSettings::of_gitsync(&g.spec))
+        .unwrap_or_default();
     if command.prune.is_some() {
         settings.prune = command.prune;
     }
@@ -132,7 +134,9 @@ fn failed(which: &str, error: InputError, format: Format) -> ExitCode {
                     serde_json::to_string_pretty(&output::invalid_json(&side, &diagnostics)).unwrap_or_default()
                 ),
             }
-            eprintln!("plan: the {which} does not validate; fix the errors above (`redis-gitops validate` lists them too)");
+            eprintln!(
+                "plan: the {which} does not validate; fix the errors above (`redis-gitops validate` lists them too)"
+            );
         }
         other => eprintln!("plan: {which}: {other}"),
     }

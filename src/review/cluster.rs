@@ -57,7 +57,11 @@ fn children(cluster: &ValidatedCluster) -> BTreeMap<(String, String), Value> {
     if let Some(object) = role_binding {
         add("RoleBinding", object.metadata.name.clone(), to_json(&object));
     }
-    add("Secret", credentials_secret.metadata.name.clone(), to_json(&credentials_secret));
+    add(
+        "Secret",
+        credentials_secret.metadata.name.clone(),
+        to_json(&credentials_secret),
+    );
     for service in services {
         add("Service", service.metadata.name.clone(), to_json(&service));
     }
@@ -66,7 +70,11 @@ fn children(cluster: &ValidatedCluster) -> BTreeMap<(String, String), Value> {
         pod_disruption_budget.metadata.name.clone(),
         to_json(&pod_disruption_budget),
     );
-    add("StatefulSet", stateful_set.metadata.name.clone(), to_json(&stateful_set));
+    add(
+        "StatefulSet",
+        stateful_set.metadata.name.clone(),
+        to_json(&stateful_set),
+    );
     objects
 }
 
@@ -77,7 +85,13 @@ fn to_json<T: Serialize>(object: &T) -> Result<Value, serde_json::Error> {
 /// A REC new in the head.
 pub(crate) fn created(cluster: &LoadedCluster) -> Change {
     let validated = &cluster.validated;
-    let mut change = Change::new(KIND, &validated.namespace, &validated.name, Action::Create, Some(&cluster.source.file));
+    let mut change = Change::new(
+        KIND,
+        &validated.namespace,
+        &validated.name,
+        Action::Create,
+        Some(&cluster.source.file),
+    );
     change.fields = object_fields(None, Some(&object_value(cluster)));
     change.children = child_changes(&BTreeMap::new(), &children(validated));
     if let Some(child) = change.children.iter_mut().find(|child| child.kind == "StatefulSet") {
@@ -92,7 +106,13 @@ pub(crate) fn created(cluster: &LoadedCluster) -> Change {
 /// A REC only in the base.
 pub(crate) fn deleted(cluster: &LoadedCluster, base: &Repository, fates: &BTreeMap<ObjectKey, Fate>) -> Change {
     let validated = &cluster.validated;
-    let mut change = Change::new(KIND, &validated.namespace, &validated.name, Action::Delete, Some(&cluster.source.file));
+    let mut change = Change::new(
+        KIND,
+        &validated.namespace,
+        &validated.name,
+        Action::Delete,
+        Some(&cluster.source.file),
+    );
     change.fields = object_fields(Some(&object_value(cluster)), None);
     let position = base.clusters.iter().position(|other| std::ptr::eq(other, cluster));
     let databases: Vec<String> = base
@@ -129,7 +149,10 @@ pub(crate) fn deleted(cluster: &LoadedCluster, base: &Repository, fates: &BTreeM
                     .to_string(),
             )
         }
-        Fate::Kept(reason) => (Severity::Warning, format!("{reason}: it keeps running, reported as orphaned")),
+        Fate::Kept(reason) => (
+            Severity::Warning,
+            format!("{reason}: it keeps running, reported as orphaned"),
+        ),
         Fate::Depends(reason) => (
             Severity::DataLoss,
             format!(
@@ -156,7 +179,13 @@ pub(crate) fn updated(before: &LoadedCluster, after: &LoadedCluster) -> Option<C
         return None;
     }
     let (old, new) = (&before.validated, &after.validated);
-    let mut change = Change::new(KIND, &new.namespace, &new.name, Action::Update, Some(&after.source.file));
+    let mut change = Change::new(
+        KIND,
+        &new.namespace,
+        &new.name,
+        Action::Update,
+        Some(&after.source.file),
+    );
     change.fields = field_changes;
     let mut children = child_changes(&children(old), &children(new));
     let simulation = simulate(old, new);
@@ -178,7 +207,10 @@ pub(crate) fn updated(before: &LoadedCluster, after: &LoadedCluster) -> Option<C
     }
     let immutable = immutable_statefulset_fields(old, new);
     if !immutable.is_empty() {
-        let cause = if immutable.iter().any(|path| path.starts_with("spec.volumeClaimTemplates")) {
+        let cause = if immutable
+            .iter()
+            .any(|path| path.starts_with("spec.volumeClaimTemplates"))
+        {
             " (from spec.persistentSpec: the nodes' volume claim size, storage class or persistence)"
         } else {
             ""
@@ -196,7 +228,11 @@ pub(crate) fn updated(before: &LoadedCluster, after: &LoadedCluster) -> Option<C
         ));
     }
     if !simulation.order.is_empty() {
-        let pods: Vec<String> = simulation.order.iter().map(|ordinal| format!("{}-{ordinal}", new.name)).collect();
+        let pods: Vec<String> = simulation
+            .order
+            .iter()
+            .map(|ordinal| format!("{}-{ordinal}", new.name))
+            .collect();
         let cause = if old.version_tag != new.version_tag {
             format!(
                 "the Redis Enterprise version goes from {} to {} (an upgrade)",
@@ -322,7 +358,9 @@ fn simulate(old: &ValidatedCluster, new: &ValidatedCluster) -> Simulation {
             break;
         };
         order.push(ordinal);
-        let hash = template_hash(&plan.resources.stateful_set).unwrap_or_default().to_string();
+        let hash = template_hash(&plan.resources.stateful_set)
+            .unwrap_or_default()
+            .to_string();
         pods.insert(ordinal, pod(&hash, &new.image, &address(ordinal)));
         plan = build(&validated, &observe(&pods));
     }
@@ -357,4 +395,3 @@ fn pod(hash: &str, image: &str, ip: &str) -> Pod {
         }),
     }
 }
-

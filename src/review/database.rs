@@ -89,7 +89,10 @@ fn canonical(value: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let items: Vec<String> = keys.iter().map(|key| format!("{key:?}:{}", canonical(&map[*key]))).collect();
+            let items: Vec<String> = keys
+                .iter()
+                .map(|key| format!("{key:?}:{}", canonical(&map[*key])))
+                .collect();
             format!("{{{}}}", items.join(","))
         }
         Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
@@ -127,7 +130,11 @@ fn state(database: &ValidatedDatabase, cluster: Option<&ValidatedCluster>) -> Va
     }
 }
 
-fn create_requests(database: &ValidatedDatabase, cluster: Option<&ValidatedCluster>, cluster_key: &str) -> Vec<Request> {
+fn create_requests(
+    database: &ValidatedDatabase,
+    cluster: Option<&ValidatedCluster>,
+    cluster_key: &str,
+) -> Vec<Request> {
     let mut requests = Vec::new();
     let live = Live {
         cluster_key,
@@ -136,10 +143,22 @@ fn create_requests(database: &ValidatedDatabase, cluster: Option<&ValidatedClust
         alerts: None,
     };
     if let Mutation::Create { body, .. } = decide_mutation(&state(database, cluster), &live, None) {
-        requests.push(request("POST", "/v1/bdbs", cluster_key, Value::Object(body), runtime_fields(database)));
+        requests.push(request(
+            "POST",
+            "/v1/bdbs",
+            cluster_key,
+            Value::Object(body),
+            runtime_fields(database),
+        ));
     }
     if let Some(alerts) = build_alert_settings(database) {
-        requests.push(request("POST", "/v1/bdbs/alerts/{uid}", cluster_key, alerts, Vec::new()));
+        requests.push(request(
+            "POST",
+            "/v1/bdbs/alerts/{uid}",
+            cluster_key,
+            alerts,
+            Vec::new(),
+        ));
     }
     requests
 }
@@ -187,7 +206,13 @@ fn update_requests(
         };
         match decide_mutation(&wanted, &state, None) {
             Mutation::Update { changes, .. } => {
-                requests.push(request("PUT", "/v1/bdbs/{uid}", cluster_key, Value::Object(changes.clone()), Vec::new()));
+                requests.push(request(
+                    "PUT",
+                    "/v1/bdbs/{uid}",
+                    cluster_key,
+                    Value::Object(changes.clone()),
+                    Vec::new(),
+                ));
                 live.extend(changes);
             }
             Mutation::Upgrade { version, .. } => {
@@ -201,7 +226,13 @@ fn update_requests(
                 live.insert("redis_version".to_string(), json!(version));
             }
             Mutation::SetAlerts { alerts: sent, .. } => {
-                requests.push(request("POST", "/v1/bdbs/alerts/{uid}", cluster_key, sent.clone(), Vec::new()));
+                requests.push(request(
+                    "POST",
+                    "/v1/bdbs/alerts/{uid}",
+                    cluster_key,
+                    sent.clone(),
+                    Vec::new(),
+                ));
                 let mut merged = alerts.and_then(|value| value.as_object().cloned()).unwrap_or_default();
                 if let Value::Object(sent) = sent {
                     merged.extend(sent);
@@ -267,7 +298,13 @@ pub(crate) fn child_changes(
 fn created(database: &LoadedDatabase, head: &Repository, renamed_from: Option<&Key>) -> Change {
     let validated = &database.validated;
     let (cluster_key, cluster) = cluster_of(database, head);
-    let mut change = Change::new(KIND, &validated.namespace, &validated.name, Action::Create, Some(&database.source.file));
+    let mut change = Change::new(
+        KIND,
+        &validated.namespace,
+        &validated.name,
+        Action::Create,
+        Some(&database.source.file),
+    );
     change.fields = object_fields(None, Some(&object_value(database)));
     change.requests = create_requests(validated, cluster, &cluster_key);
     change.children = child_changes(&BTreeMap::new(), &children(validated, cluster));
@@ -279,10 +316,19 @@ fn deleted(database: &LoadedDatabase, base: &Repository, fate: &Fate, renamed_to
     let validated = &database.validated;
     let (cluster_key, cluster) = cluster_of(database, base);
     let value = object_value(database);
-    let mut change = Change::new(KIND, &validated.namespace, &validated.name, Action::Delete, Some(&database.source.file));
+    let mut change = Change::new(
+        KIND,
+        &validated.namespace,
+        &validated.name,
+        Action::Delete,
+        Some(&database.source.file),
+    );
     change.fields = object_fields(Some(&value), None);
     let orphan = orphans_database(&value);
-    let what = format!("database {}/{} on cluster {cluster_key}", validated.namespace, validated.name);
+    let what = format!(
+        "database {}/{} on cluster {cluster_key}",
+        validated.namespace, validated.name
+    );
     let keep_hint = "to keep it, restore the YAML, or annotate the REDB redisgitops.dev/protect: \"true\" (never pruned) \
                      or redisgitops.dev/deletion-policy: orphan (the REDB goes, the database stays) in an earlier change";
     let (severity, outcome) = match (fate, orphan) {
@@ -298,7 +344,9 @@ fn deleted(database: &LoadedDatabase, base: &Repository, fate: &Fate, renamed_to
         ),
         (Fate::Deleted, false) => (
             Severity::DataLoss,
-            format!("the GitSync prunes it (prune and allowDatabaseDeletion are on): the agent deletes the {what} and all its data; {keep_hint}"),
+            format!(
+                "the GitSync prunes it (prune and allowDatabaseDeletion are on): the agent deletes the {what} and all its data; {keep_hint}"
+            ),
         ),
         (Fate::Depends(reason), _) => (
             if orphan { Severity::Warning } else { Severity::DataLoss },
@@ -306,14 +354,24 @@ fn deleted(database: &LoadedDatabase, base: &Repository, fate: &Fate, renamed_to
                 "with the GitSync's prune: true and allowDatabaseDeletion: true the agent deletes the {what}{}; with \
                  prune or allowDatabaseDeletion false (the defaults) it is {reason}; pass --gitsync FILE (or --prune and \
                  --allow-database-deletion) to know which; {keep_hint}",
-                if orphan { " REDB but keeps the database (deletion policy orphan)" } else { " and all its data" }
+                if orphan {
+                    " REDB but keeps the database (deletion policy orphan)"
+                } else {
+                    " and all its data"
+                }
             ),
         ),
     };
     if matches!(fate, Fate::Deleted) {
         change.children = child_changes(&children(validated, cluster), &BTreeMap::new());
         if !orphan {
-            change.requests.push(request("DELETE", "/v1/bdbs/{uid}", &cluster_key, Value::Null, Vec::new()));
+            change.requests.push(request(
+                "DELETE",
+                "/v1/bdbs/{uid}",
+                &cluster_key,
+                Value::Null,
+                Vec::new(),
+            ));
         }
     }
     match renamed_to {
@@ -334,9 +392,11 @@ fn deleted(database: &LoadedDatabase, base: &Repository, fate: &Fate, renamed_to
                 ),
             ));
         }
-        None => change
-            .risks
-            .push(Risk::new(RiskCode::DatabaseDeleted, severity, format!("REDB removed: {outcome}"))),
+        None => change.risks.push(Risk::new(
+            RiskCode::DatabaseDeleted,
+            severity,
+            format!("REDB removed: {outcome}"),
+        )),
     }
     change
 }
@@ -365,7 +425,13 @@ fn updated(
     if field_changes.is_empty() && children.is_empty() {
         return None;
     }
-    let mut change = Change::new(KIND, &new.namespace, &new.name, Action::Update, Some(&after.source.file));
+    let mut change = Change::new(
+        KIND,
+        &new.namespace,
+        &new.name,
+        Action::Update,
+        Some(&after.source.file),
+    );
     change.fields = field_changes;
     if old_cluster_key != new_cluster_key {
         change.requests = create_requests(new, new_cluster, &new_cluster_key);
@@ -489,7 +555,9 @@ fn risks(old: &ValidatedDatabase, new: &ValidatedDatabase, children: &[ChildChan
         ));
     }
     if old.replication && !new.replication {
-        weaker.push("replication is turned off: a node failure loses the shards it held until they are restored".to_string());
+        weaker.push(
+            "replication is turned off: a node failure loses the shards it held until they are restored".to_string(),
+        );
     }
     if old.backup.is_some() && new.backup.is_none() {
         weaker.push("periodic backups are turned off".to_string());
@@ -498,11 +566,18 @@ fn risks(old: &ValidatedDatabase, new: &ValidatedDatabase, children: &[ChildChan
         out.push(Risk::new(
             RiskCode::DurabilityReduced,
             Severity::Warning,
-            format!("{}; keep the previous setting unless the data can be rebuilt", weaker.join("; ")),
+            format!(
+                "{}; keep the previous setting unless the data can be rebuilt",
+                weaker.join("; ")
+            ),
         ));
     }
     let names = |database: &ValidatedDatabase| -> BTreeSet<String> {
-        database.modules.iter().map(|module| module.name.to_ascii_lowercase()).collect()
+        database
+            .modules
+            .iter()
+            .map(|module| module.name.to_ascii_lowercase())
+            .collect()
     };
     let removed: Vec<String> = names(old).difference(&names(new)).cloned().collect();
     if !removed.is_empty() {

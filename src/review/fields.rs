@@ -66,7 +66,9 @@ pub fn equal(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
         (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(key, value)| y.get(key).is_some_and(|other| equal(value, other)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(key, value)| y.get(key).is_some_and(|other| equal(value, other)))
         }
         _ => a == b,
     }
@@ -109,7 +111,12 @@ mod tests {
             }]
         );
         let mut none = Vec::new();
-        diff("spec", Some(&json!({"a": 3, "b": {}})), Some(&json!({"a": 3.0})), &mut none);
+        diff(
+            "spec",
+            Some(&json!({"a": 3, "b": {}})),
+            Some(&json!({"a": 3.0})),
+            &mut none,
+        );
         assert!(none.is_empty(), "{none:?}");
     }
 

@@ -57,7 +57,9 @@ pub enum InputError {
         detail: String,
     },
     /// The revision names no commit of the repository.
-    #[error("unable to resolve {revision:?} in the Git repository {repository} to a commit (and no directory of that name exists): {detail}")]
+    #[error(
+        "unable to resolve {revision:?} in the Git repository {repository} to a commit (and no directory of that name exists): {detail}"
+    )]
     UnknownRevision {
         /// The path of the repository.
         repository: String,

@@ -322,8 +322,18 @@ pub(crate) type Key = (String, String);
 pub fn plan(base: &Repository, head: &Repository, settings: &PruneSettings) -> Plan {
     let fates = deletion::fates(base, head, settings);
     let mut changes = Vec::new();
-    let base_clusters: BTreeMap<Key, usize> = index(base.clusters.iter().map(|c| &c.validated).map(|v| (&v.namespace, &v.name)));
-    let head_clusters: BTreeMap<Key, usize> = index(head.clusters.iter().map(|c| &c.validated).map(|v| (&v.namespace, &v.name)));
+    let base_clusters: BTreeMap<Key, usize> = index(
+        base.clusters
+            .iter()
+            .map(|c| &c.validated)
+            .map(|v| (&v.namespace, &v.name)),
+    );
+    let head_clusters: BTreeMap<Key, usize> = index(
+        head.clusters
+            .iter()
+            .map(|c| &c.validated)
+            .map(|v| (&v.namespace, &v.name)),
+    );
     let mut changed_clusters = BTreeSet::new();
     let mut unchanged = 0;
     let keys: BTreeSet<&Key> = base_clusters.keys().chain(head_clusters.keys()).collect();
@@ -391,4 +401,100 @@ pub(crate) fn object_fields(from: Option<&Value>, to: Option<&Value>) -> Vec<Fie
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::{LoadOptions, SourceFile, load_files};
+
+    fn repository(files: &[(&str, &str)]) -> Repository {
+        let files: Vec<SourceFile> = files
+            .iter()
+            .map(|(path, text)| SourceFile {
+                path: (*path).into(),
+                content: text.as_bytes().to_vec(),
+            })
+            .collect();
+        load_files(&files, &LoadOptions::default()).unwrap_or_else(|errors| panic!("{errors:?}"))
+    }
+
+    const REC: &str =
+        "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata: {name: rec}\nspec: {nodes: 3}\n";
+
+    fn redb(name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        )
+    }
+
+    #[test]
+    fn the_same_objects_written_differently_are_no_change() {
+        let base = repository(&[
+            ("rec.yaml", REC),
+            ("db.yaml", &redb("cache", "{memorySize: 1GB, replication: true}")),
+        ]);
+        let head = repository(&[
+            (
+                "a/rec.yaml",
+                "# comment\nkind: RedisEnterpriseCluster\napiVersion: app.redislabs.com/v1\nspec:\n  nodes: 3\nmetadata:\n  name: rec\n",
+            ),
+            ("b/db.yaml", &redb("cache", "{replication: true, memorySize: 1GB}")),
+        ]);
+        let plan = plan(&base, &head, &PruneSettings::default());
+        assert!(!plan.has_changes(), "{plan:#?}");
+        assert_eq!(plan.summary.unchanged, 2);
+        assert!(!plan.fails(FailOn::Risk));
+    }
+
+    #[test]
+    fn summary_counts_actions_and_severities_and_fail_on_follows_them() {
+        let base = repository(&[
+            ("rec.yaml", REC),
+            ("a.yaml", &redb("a", "{memorySize: 2GB, evictionPolicy: noeviction}")),
+            ("b.yaml", &redb("b", "{memorySize: 1GB}")),
+        ]);
+        let head = repository(&[
+            ("rec.yaml", REC),
+            ("a.yaml", &redb("a", "{memorySize: 1GB, evictionPolicy: noeviction}")),
+            ("c.yaml", &redb("c", "{memorySize: 3GB}")),
+        ]);
+        let settings = PruneSettings {
+            prune: Some(true),
+            allow_database_deletion: Some(true),
+        };
+        let plan = plan(&base, &head, &settings);
+        let actions: Vec<(&str, Action)> = plan.changes.iter().map(|c| (c.name.as_str(), c.action)).collect();
+        assert_eq!(
+            actions,
+            [("a", Action::Update), ("b", Action::Delete), ("c", Action::Create)]
+        );
+        assert_eq!(
+            (
+                plan.summary.create,
+                plan.summary.update,
+                plan.summary.delete,
+                plan.summary.unchanged
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(
+            (plan.summary.data_loss, plan.summary.warning, plan.summary.risks),
+            (1, 1, 2)
+        );
+        assert_eq!(plan.changes[1].worst(), Some(Severity::DataLoss));
+        assert_eq!(plan.changes[1].risks[0].code, RiskCode::DatabaseDeleted);
+        assert_eq!(plan.changes[0].risks[0].code, RiskCode::MemoryReduced);
+        assert!(plan.fails(FailOn::DataLoss) && plan.fails(FailOn::Risk));
+        let kept = super::plan(
+            &base,
+            &head,
+            &PruneSettings {
+                prune: Some(false),
+                allow_database_deletion: None,
+            },
+        );
+        assert!(!kept.fails(FailOn::DataLoss), "pruning is off: nothing is deleted");
+        assert!(kept.changes[1].requests.is_empty());
+    }
 }

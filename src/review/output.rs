@@ -69,7 +69,11 @@ fn title(change: &Change) -> String {
 }
 
 fn body_text(body: &Value) -> String {
-    if body.is_null() { String::new() } else { format!(" {body}") }
+    if body.is_null() {
+        String::new()
+    } else {
+        format!(" {body}")
+    }
 }
 
 /// The plan for a terminal.
@@ -82,10 +86,26 @@ pub fn text(plan: &Plan) -> String {
     let _ = writeln!(out, "Plan: {}.", counts(plan));
     for change in &plan.changes {
         let _ = writeln!(out);
-        let file = change.file.as_deref().map(|file| format!("  [{file}]")).unwrap_or_default();
-        let _ = writeln!(out, "{} {} ({}){file}", symbol(change.action), title(change), change.action.as_str());
+        let file = change
+            .file
+            .as_deref()
+            .map(|file| format!("  [{file}]"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} {} ({}){file}",
+            symbol(change.action),
+            title(change),
+            change.action.as_str()
+        );
         for field in &change.fields {
-            let _ = writeln!(out, "    {}: {} → {}", field.path, value_text(&field.from), value_text(&field.to));
+            let _ = writeln!(
+                out,
+                "    {}: {} → {}",
+                field.path,
+                value_text(&field.from),
+                value_text(&field.to)
+            );
         }
         for request in &change.requests {
             let _ = writeln!(
@@ -105,8 +125,18 @@ pub fn text(plan: &Plan) -> String {
             }
         }
         for child in &change.children {
-            let fields = if child.fields.is_empty() { String::new() } else { format!(": {}", child.fields.join(", ")) };
-            let _ = writeln!(out, "    {} {} {}{fields}", child.action.as_str(), child.kind, child.name);
+            let fields = if child.fields.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", child.fields.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "    {} {} {}{fields}",
+                child.action.as_str(),
+                child.kind,
+                child.name
+            );
             if let Some(note) = &child.note {
                 let _ = writeln!(out, "      {note}");
             }
@@ -126,7 +156,10 @@ pub fn text(plan: &Plan) -> String {
 
 /// Text safe inside a Markdown table cell or summary line.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('<', "&lt;").replace('>', "&gt;").replace('\n', " ")
+    text.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('\n', " ")
 }
 
 fn badge(severity: Severity) -> &'static str {
@@ -162,7 +195,14 @@ pub fn markdown(plan: &Plan) -> String {
             change
                 .risks
                 .iter()
-                .map(|risk| format!("{} {} ({})", badge(risk.severity), risk.code.as_str(), risk.severity.as_str()))
+                .map(|risk| {
+                    format!(
+                        "{} {} ({})",
+                        badge(risk.severity),
+                        risk.code.as_str(),
+                        risk.severity.as_str()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
@@ -182,7 +222,11 @@ pub fn markdown(plan: &Plan) -> String {
             symbol(change.action),
             cell(&title(change)),
             change.action.as_str(),
-            change.file.as_deref().map(|file| format!(" ({})", cell(file))).unwrap_or_default()
+            change
+                .file
+                .as_deref()
+                .map(|file| format!(" ({})", cell(file)))
+                .unwrap_or_default()
         );
         let _ = writeln!(out);
         for risk in &change.risks {
@@ -219,7 +263,11 @@ pub fn markdown(plan: &Plan) -> String {
             for request in &change.requests {
                 let _ = writeln!(out, "{} {} (cluster {})", request.method, request.path, request.cluster);
                 if !request.body.is_null() {
-                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&request.body).unwrap_or_default());
+                    let _ = writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string_pretty(&request.body).unwrap_or_default()
+                    );
                 }
                 if !request.filled_in_at_apply.is_empty() {
                     let _ = writeln!(
@@ -241,11 +289,26 @@ pub fn markdown(plan: &Plan) -> String {
                 } else {
                     format!(
                         ": {}",
-                        child.fields.iter().map(|f| format!("`{}`", cell(f))).collect::<Vec<_>>().join(", ")
+                        child
+                            .fields
+                            .iter()
+                            .map(|f| format!("`{}`", cell(f)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )
                 };
-                let note = child.note.as_deref().map(|note| format!(" — {}", cell(note))).unwrap_or_default();
-                let _ = writeln!(out, "- {} {} `{}`{fields}{note}", child.action.as_str(), child.kind, cell(&child.name));
+                let note = child
+                    .note
+                    .as_deref()
+                    .map(|note| format!(" — {}", cell(note)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "- {} {} `{}`{fields}{note}",
+                    child.action.as_str(),
+                    child.kind,
+                    cell(&child.name)
+                );
             }
             let _ = writeln!(out);
         }
