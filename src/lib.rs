@@ -11,6 +11,7 @@ pub mod enterprise;
 pub mod install;
 pub mod manifests;
 pub mod model;
+pub mod review;
 pub mod runtime;
 pub mod source;
 pub mod sync;

@@ -59,6 +59,46 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Part::All)]
         only: Part,
     },
+    /// Show what a change does to clusters and databases, with every data-loss risk, from two revisions alone.
+    ///
+    /// Compares the base and the head (two directories, or two revisions of --repo read without a checkout): per
+    /// REC and REDB a create, update or delete with the fields from → to, the REST requests the agent will send,
+    /// the Kubernetes objects that change (rolling restarts in order) and the risks. No cluster is contacted.
+    /// Exits 0 when nothing changes, 1 when something does, 2 on an error (the head does not validate: the
+    /// errors as `validate` prints them), 3 when --fail-on matches.
+    Plan {
+        /// The revision before the change: a directory, or a revision of --repo (`main`, `origin/main`, a commit).
+        #[arg(long)]
+        base: String,
+        /// The revision after the change: a directory, or a revision of --repo.
+        #[arg(long)]
+        head: String,
+        /// The Git repository (a checkout or a bare repository) the revisions belong to.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Subdirectory holding the YAML (default: the GitSync's spec.path with --gitsync, else the root).
+        #[arg(long)]
+        path: Option<String>,
+        /// Output format; markdown is a pull-request comment.
+        #[arg(long, short = 'o', value_enum, default_value_t = PlanFormat::Text)]
+        output: PlanFormat,
+        /// Exit 3 when the plan has a data-loss risk (`data-loss`) or any risk (`risk`).
+        #[arg(long, value_enum)]
+        fail_on: Option<FailOnArg>,
+        /// Namespace of objects that set none (default: the GitSync's with --gitsync, else default).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// The GitSync that applies the repository (a YAML file): its prune and allowDatabaseDeletion say what
+        /// happens to removed databases and clusters, its path and namespace are the defaults of --path and -n.
+        #[arg(long, value_name = "FILE")]
+        gitsync: Option<PathBuf>,
+        /// The GitSync's spec.prune (overrides --gitsync); unknown when neither is given.
+        #[arg(long, value_name = "BOOL")]
+        prune: Option<bool>,
+        /// The GitSync's spec.allowDatabaseDeletion (overrides --gitsync); unknown when neither is given.
+        #[arg(long, value_name = "BOOL")]
+        allow_database_deletion: Option<bool>,
+    },
     /// Run the agent in a Kubernetes cluster: the GitSync controller keeps RECs and REDBs as Git says.
     ///
     /// Uses the in-cluster service account, or the current kubeconfig context outside a cluster. Waits for the
@@ -197,6 +237,21 @@ enum Format {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOnArg {
+    /// Any data-loss risk.
+    DataLoss,
+    /// Any risk.
+    Risk,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogStyle {
     Text,
     Json,
@@ -226,6 +281,36 @@ fn main() -> ExitCode {
             output,
             only,
         } => render_command(&path, namespace, output, only),
+        Command::Plan {
+            base,
+            head,
+            repo,
+            path,
+            output,
+            fail_on,
+            namespace,
+            gitsync,
+            prune,
+            allow_database_deletion,
+        } => cli::plan::run(cli::plan::PlanCommand {
+            base,
+            head,
+            repo,
+            path,
+            format: match output {
+                PlanFormat::Text => cli::plan::Format::Text,
+                PlanFormat::Markdown => cli::plan::Format::Markdown,
+                PlanFormat::Json => cli::plan::Format::Json,
+            },
+            fail_on: fail_on.map(|fail_on| match fail_on {
+                FailOnArg::DataLoss => redis_gitops::review::FailOn::DataLoss,
+                FailOnArg::Risk => redis_gitops::review::FailOn::Risk,
+            }),
+            namespace,
+            gitsync,
+            prune,
+            allow_database_deletion,
+        }),
         Command::Crds { output_dir } => crds(output_dir),
         Command::Install { export: true, .. } => match redis_gitops::install::export_yaml() {
             Ok(text) => {

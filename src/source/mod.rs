@@ -246,6 +246,22 @@ impl GitSource {
     }
 }
 
+/// The `*.yaml`/`*.yml` files and the symlinks under `path` of `commit` in any local repository (a checkout or a
+/// bare one), read from its objects without a checkout, with the same limits and ignore rules as a sync: what
+/// `redis-gitops plan` compares.
+pub fn read_commit_tree(
+    repository: &git2::Repository,
+    commit: &git2::Commit<'_>,
+    path: &str,
+    limits: &ReadOptions,
+) -> Result<Vec<TreeEntry>, SourceError> {
+    let revision = Revision {
+        ref_name: None,
+        commit: commit.id().to_string(),
+    };
+    tree::read_tree(repository, &revision, commit, path, limits)
+}
+
 /// The full ref name used to check a branch/tag/name for validity.
 fn full_ref_for_check(reference: &GitRef) -> String {
     match reference {

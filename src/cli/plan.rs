@@ -1,0 +1,144 @@
+//! `redis-gitops plan`: loads the base and the head (directories or Git revisions, `review::input`), plans the
+//! change (`review::plan`) and prints it as text, Markdown or JSON. Exit codes are a contract CI scripts rely on:
+//! 0 no change, 1 changes, 2 error (a side that does not validate, an unreadable input), 3 when `--fail-on`
+//! matches. Binary-private; the logic is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use redis_gitops::api::gitsync::GitSync;
+use redis_gitops::manifests::LoadOptions;
+use redis_gitops::review::input::{InputError, Side, load_side};
+use redis_gitops::review::{self, FailOn, PruneSettings, output};
+
+/// Exit code: nothing changes.
+const NO_CHANGE: u8 = 0;
+/// Exit code: something changes.
+const CHANGES: u8 = 1;
+/// Exit code: the plan could not be made.
+const ERROR: u8 = 2;
+/// Exit code: a risk matches `--fail-on`.
+const FAILED_ON: u8 = 3;
+
+/// How the plan is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// For a terminal.
+    Text,
+    /// A pull-request comment.
+    Markdown,
+    /// One JSON document.
+    Json,
+}
+
+/// The parsed command line of `plan`.
+pub struct PlanCommand {
+    /// `--base`.
+    pub base: String,
+    /// `--head`.
+    pub head: String,
+    /// `--repo`.
+    pub repo: PathBuf,
+    /// `--path` (else the GitSync's `spec.path`, else the root).
+    pub path: Option<String>,
+    /// `-o`.
+    pub format: Format,
+    /// `--fail-on`.
+    pub fail_on: Option<FailOn>,
+    /// `-n` (else the GitSync's namespace, else `default`).
+    pub namespace: Option<String>,
+    /// `--gitsync FILE`.
+    pub gitsync: Option<PathBuf>,
+    /// `--prune`.
+    pub prune: Option<bool>,
+    /// `--allow-database-deletion`.
+    pub allow_database_deletion: Option<bool>,
+}
+
+fn read_gitsync(path: &Path) -> Result<GitSync, String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("unable to read {}: {error}", path.display()))?;
+    serde_saphyr::from_str::<GitSync>(&text).map_err(|error| format!("{} is not a GitSync: {error}", path.display()))
+}
+
+/// Runs `plan` and returns its exit code.
+pub fn run(command: PlanCommand) -> ExitCode {
+    let gitsync = match command.gitsync.as_deref().map(read_gitsync).transpose() {
+        Ok(gitsync) => gitsync,
+        Err(message) => {
+            eprintln!("plan: {message}");
+            return ExitCode::from(ERROR);
+        }
+    };
+    let mut settings = gitsync
+        .as_ref()
+        .map(|g| PruneSettings::of_gitsync(&g.spec))
+        .unwrap_or_default();
+    if command.prune.is_some() {
+        settings.prune = command.prune;
+    }
+    if command.allow_database_deletion.is_some() {
+        settings.allow_database_deletion = command.allow_database_deletion;
+    }
+    let path = command
+        .path
+        .clone()
+        .or_else(|| gitsync.as_ref().and_then(|g| g.spec.path.clone()))
+        .unwrap_or_default();
+    let namespace = command
+        .namespace
+        .clone()
+        .or_else(|| gitsync.as_ref().and_then(|g| g.metadata.namespace.clone()))
+        .unwrap_or_else(|| "default".to_string());
+    let options = LoadOptions {
+        default_namespace: namespace,
+        ..LoadOptions::default()
+    };
+    let base_side = Side::parse(&command.base, &command.repo);
+    let head_side = Side::parse(&command.head, &command.repo);
+    // The head first: its errors are what the pull request must fix.
+    let head = match load_side(&head_side, &path, &options) {
+        Ok(head) => head,
+        Err(error) => return failed("head", error, command.format),
+    };
+    let base = match load_side(&base_side, &path, &options) {
+        Ok(base) => base,
+        Err(error) => return failed("base", error, command.format),
+    };
+    let plan = review::plan(&base.repository, &head.repository, &settings);
+    match command.format {
+        Format::Text => print!("{}", output::text(&plan)),
+        Format::Markdown => print!("{}", output::markdown(&plan)),
+        Format::Json => match serde_json::to_string_pretty(&output::json(&plan)) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("plan: failed to write JSON: {error}");
+                return ExitCode::from(ERROR);
+            }
+        },
+    }
+    if command.fail_on.is_some_and(|fail_on| plan.fails(fail_on)) {
+        return ExitCode::from(FAILED_ON);
+    }
+    ExitCode::from(if plan.has_changes() { CHANGES } else { NO_CHANGE })
+}
+
+fn failed(which: &str, error: InputError, format: Format) -> ExitCode {
+    match error {
+        InputError::Invalid { side, diagnostics } => {
+            let side = format!("the {which} ({side})");
+            match format {
+                Format::Text => print!("{}", output::invalid_text(&side, &diagnostics)),
+                Format::Markdown => print!("{}", output::invalid_markdown(&side, &diagnostics)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output::invalid_json(&side, &diagnostics)).unwrap_or_default()
+                ),
+            }
+            eprintln!(
+                "plan: the {which} does not validate; fix the errors above (`redis-gitops validate` lists them too)"
+            );
+        }
+        other => eprintln!("plan: {which}: {other}"),
+    }
+    ExitCode::from(ERROR)
+}
