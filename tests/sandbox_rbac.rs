@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use k8s_openapi::http;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions, Authorization};
 use serde_json::{Value, json};
