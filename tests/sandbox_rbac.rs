@@ -765,3 +765,47 @@ async fn kubectl_over_https_with_the_sandbox_ca() {
     assert_eq!(untrusted.code, Some(1));
     assert!(untrusted.stderr.contains("certificate"), "{}", untrusted.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_sandbox_runs_with_rbac_and_https() {
+    use redis_gitops_sandbox::{Sandbox, SandboxOptions};
+    let sandbox = Sandbox::start(SandboxOptions {
+        authorization: Authorization::Rbac,
+        tls: true,
+        ..SandboxOptions::with_crds(redis_gitops::api::crds())
+    })
+    .await
+    .expect("sandbox starts (needs redis-server)");
+    let server = &sandbox.apiserver;
+    assert_eq!(server.authorization(), Authorization::Rbac);
+    assert!(server.url().starts_with("https://"));
+    seed(server);
+    let kind = kube::core::ApiResource {
+        group: "app.redislabs.com".into(),
+        version: "v1alpha1".into(),
+        api_version: "app.redislabs.com/v1alpha1".into(),
+        kind: "RedisEnterpriseDatabase".into(),
+        plural: "redisenterprisedatabases".into(),
+    };
+    let admin: Api<kube::core::DynamicObject> = Api::namespaced_with(admin_client(server), "ns1", &kind);
+    assert!(
+        admin
+            .list(&ListParams::default())
+            .await
+            .expect("admin lists REDBs")
+            .items
+            .is_empty()
+    );
+    // A kube::Client for a ServiceAccount over HTTPS trusts the sandbox CA and is denied what it was not granted.
+    let agent: Api<kube::core::DynamicObject> = Api::namespaced_with(agent_client(server), "ns1", &kind);
+    let denied = api_error(agent.list(&ListParams::default()).await);
+    assert_eq!(
+        denied.message,
+        "redisenterprisedatabases.app.redislabs.com is forbidden: User \"system:serviceaccount:ns1:agent\" cannot list resource \"redisenterprisedatabases\" in API group \"app.redislabs.com\" in the namespace \"ns1\""
+    );
+    assert_eq!(denied.details.map(|d| d.group), Some("app.redislabs.com".to_string()));
+    let kubectl = Kubectl::new(&server.kubeconfig_yaml());
+    let out = kubectl.run(&["get", "redb", "-n", "ns1"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr.trim(), "No resources found in ns1 namespace.");
+}
