@@ -5,7 +5,9 @@
 //! [`Objects`] handle, the [`Faults`] injector and the request counts, and shuts everything down on drop.
 //!
 //! What it does not do (each answers with a `Status` naming it, or is simply absent):
-//! - protobuf request bodies (`kubectl create <kind> <name>`, `kubectl run`): 415 telling to use manifests;
+//! - protobuf request bodies of kinds other than those [`protobuf`] decodes (Secret, ConfigMap, Namespace,
+//!   ServiceAccount, TokenRequest and the access reviews), e.g. `kubectl run`, `kubectl create deployment`: 415;
+//!   protobuf responses (every answer is JSON, which kubectl accepts);
 //! - OpenAPI v2, TLS, RBAC and admission (every request is allowed; an optional static bearer token);
 //! - subresources other than `status` and `scale` (`pods/log`, `exec`, `eviction`, …): 501;
 //! - strategic merge keys beyond containers, initContainers, env, ports, volumes, volumeMounts,
@@ -20,6 +22,7 @@ pub mod fields;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod requests;
 pub mod resources;
 pub mod schema;
