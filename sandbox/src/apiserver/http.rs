@@ -540,14 +540,8 @@ fn decode_body(body: &Bytes, headers: &HeaderMap, allow_yaml: bool) -> Result<Va
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if content_type.contains("protobuf") {
-        // client-go's typed clients (kubectl create <kind> <name>, kubectl run) send protobuf; decoding it
-        // would need every built-in type's field numbers, so the sandbox says so instead.
-        return Err(ApiError::UnsupportedMediaType {
-            accepted: "application/json, application/yaml (the sandbox API server does not decode protobuf \
-                       bodies, which `kubectl create <kind> <name>` and `kubectl run` send: use \
-                       `kubectl create -f` or `kubectl apply -f` with a manifest)"
-                .into(),
-        });
+        // client-go's typed clients (kubectl create <kind> <name>, kubectl auth can-i) send protobuf.
+        return super::protobuf::decode_body(body, content_type);
     }
     let text =
         std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?;
