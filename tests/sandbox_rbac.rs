@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use k8s_openapi::http;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use redis_gitops_sandbox::apiserver::{ApiServer, ApiServerHandle, ApiServerOptions, Authorization};
 use serde_json::{Value, json};
@@ -764,4 +764,200 @@ async fn kubectl_over_https_with_the_sandbox_ca() {
     let untrusted = Kubectl::new(&untrusted).run(&["get", "namespaces"]).await;
     assert_eq!(untrusted.code, Some(1));
     assert!(untrusted.stderr.contains("certificate"), "{}", untrusted.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_sandbox_runs_with_rbac_and_https() {
+    use redis_gitops_sandbox::{Sandbox, SandboxOptions};
+    let sandbox = Sandbox::start(SandboxOptions {
+        authorization: Authorization::Rbac,
+        tls: true,
+        ..SandboxOptions::with_crds(redis_gitops::api::crds())
+    })
+    .await
+    .expect("sandbox starts (needs redis-server)");
+    let server = &sandbox.apiserver;
+    assert_eq!(server.authorization(), Authorization::Rbac);
+    assert!(server.url().starts_with("https://"));
+    seed(server);
+    let kind = kube::core::ApiResource {
+        group: "app.redislabs.com".into(),
+        version: "v1alpha1".into(),
+        api_version: "app.redislabs.com/v1alpha1".into(),
+        kind: "RedisEnterpriseDatabase".into(),
+        plural: "redisenterprisedatabases".into(),
+    };
+    let admin: Api<kube::core::DynamicObject> = Api::namespaced_with(admin_client(server), "ns1", &kind);
+    assert!(
+        admin
+            .list(&ListParams::default())
+            .await
+            .expect("admin lists REDBs")
+            .items
+            .is_empty()
+    );
+    // A kube::Client for a ServiceAccount over HTTPS trusts the sandbox CA and is denied what it was not granted.
+    let agent: Api<kube::core::DynamicObject> = Api::namespaced_with(agent_client(server), "ns1", &kind);
+    let denied = api_error(agent.list(&ListParams::default()).await);
+    assert_eq!(
+        denied.message,
+        "redisenterprisedatabases.app.redislabs.com is forbidden: User \"system:serviceaccount:ns1:agent\" cannot list resource \"redisenterprisedatabases\" in API group \"app.redislabs.com\" in the namespace \"ns1\""
+    );
+    assert_eq!(denied.details.map(|d| d.group), Some("app.redislabs.com".to_string()));
+    let kubectl = Kubectl::new(&server.kubeconfig_yaml());
+    let out = kubectl.run(&["get", "redb", "-n", "ns1"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr.trim(), "No resources found in ns1 namespace.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_auth_can_i_and_create_token() {
+    let server = start(true).await;
+    seed(&server);
+    cluster_role(
+        &server,
+        "secret-reader",
+        json!([{"verbs": ["get", "list"], "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["db"]}]),
+    );
+    role_binding(
+        &server,
+        "ns1",
+        "read",
+        "ClusterRole",
+        "secret-reader",
+        json!([{"kind": "ServiceAccount", "name": "agent"}]),
+    );
+    let admin = Kubectl::new(&server.kubeconfig_yaml());
+
+    // `auth can-i` (a protobuf SelfSubjectAccessReview) as the ServiceAccount, through impersonation.
+    let yes = admin
+        .run(&["auth", "can-i", "get", "secrets/db", "--as", AGENT, "-n", "ns1"])
+        .await;
+    assert_eq!((yes.code, yes.stdout.trim()), (Some(0), "yes"), "{}", yes.stderr);
+    let no = admin
+        .run(&["auth", "can-i", "get", "secrets", "--as", AGENT, "-n", "ns2"])
+        .await;
+    assert_eq!((no.code, no.stdout.trim()), (Some(1), "no"), "{}", no.stderr);
+    let quiet = admin
+        .run(&[
+            "auth",
+            "can-i",
+            "delete",
+            "secrets/db",
+            "--as",
+            AGENT,
+            "-n",
+            "ns1",
+            "-q",
+        ])
+        .await;
+    assert_eq!((quiet.code, quiet.stdout.as_str()), (Some(1), ""), "{}", quiet.stderr);
+    let as_admin = admin.run(&["auth", "can-i", "delete", "namespaces"]).await;
+    assert_eq!(
+        (as_admin.code, as_admin.stdout.trim()),
+        (Some(0), "yes"),
+        "{}",
+        as_admin.stderr
+    );
+    // A denial with a reason prints it after the "no".
+    role_binding(
+        &server,
+        "ns2",
+        "dangling",
+        "ClusterRole",
+        "gone",
+        json!([{"kind": "ServiceAccount", "name": "agent", "namespace": "ns1"}]),
+    );
+    let reason = admin
+        .run(&["auth", "can-i", "get", "secrets", "--as", AGENT, "-n", "ns2"])
+        .await;
+    assert_eq!(
+        (reason.code, reason.stdout.trim()),
+        (
+            Some(1),
+            "no - RBAC: clusterrole.rbac.authorization.k8s.io \"gone\" not found"
+        ),
+        "{}",
+        reason.stderr
+    );
+
+    // `auth can-i --list` (a protobuf SelfSubjectRulesReview).
+    let list = admin
+        .run(&["auth", "can-i", "--list", "--as", AGENT, "-n", "ns1"])
+        .await;
+    assert_eq!(list.code, Some(0), "{}", list.stderr);
+    let lines: Vec<String> = list
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("Resources Non-Resource URLs Resource Names Verbs"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        lines.contains(&"secrets [] [db] [get list]".to_string()),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        lines.contains(&"selfsubjectaccessreviews.authorization.k8s.io [] [] [create]".to_string()),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("[/api/*] [] [get]")),
+        "{}",
+        list.stdout
+    );
+
+    // `create token` (a protobuf TokenRequest), then kubectl with that token gets the real 403.
+    let token = admin.run(&["create", "token", "agent", "-n", "ns1"]).await;
+    assert_eq!(token.code, Some(0), "{}", token.stderr);
+    let token = token.stdout.trim().to_string();
+    assert!(token.starts_with("sandbox-sa."), "{token}");
+    let agent = Kubectl::new(&server.kubeconfig_yaml_with_token(Some(&token), "ns1"));
+    let allowed = agent
+        .run(&["get", "secret", "db", "-o", "jsonpath={.metadata.name}"])
+        .await;
+    assert_eq!(
+        (allowed.code, allowed.stdout.as_str()),
+        (Some(0), "db"),
+        "{}",
+        allowed.stderr
+    );
+    let denied = agent.run(&["get", "configmap", "settings"]).await;
+    assert_eq!(denied.code, Some(1));
+    assert_eq!(
+        denied.stderr.trim(),
+        "Error from server (Forbidden): configmaps \"settings\" is forbidden: User \"system:serviceaccount:ns1:agent\" cannot get resource \"configmaps\" in API group \"\" in the namespace \"ns1\""
+    );
+    let self_check = agent.run(&["auth", "can-i", "get", "configmaps"]).await;
+    assert_eq!(
+        (self_check.code, self_check.stdout.trim()),
+        (Some(1), "no"),
+        "{}",
+        self_check.stderr
+    );
+    // The agent may not mint tokens for itself.
+    let mint = agent.run(&["create", "token", "agent"]).await;
+    assert_eq!(mint.code, Some(1));
+    assert!(
+        mint.stderr.contains(
+            "serviceaccounts \"agent\" is forbidden: User \"system:serviceaccount:ns1:agent\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"ns1\""
+        ),
+        "{}",
+        mint.stderr
+    );
+    let short = admin
+        .run(&["create", "token", "agent", "-n", "ns1", "--duration", "1m"])
+        .await;
+    assert_eq!(short.code, Some(1));
+    assert!(
+        short.stderr.contains("may not specify a duration less than 10 minutes"),
+        "{}",
+        short.stderr
+    );
 }

@@ -92,11 +92,11 @@ pub async fn handle(State(app): State<Arc<AppState>>, request: Request) -> Respo
     let identity = match app.authorization {
         Authorization::Rbac => match admit(&app, method.as_str(), &path, &query, request.headers()) {
             Ok(identity) => identity,
-            Err(response) => return response,
+            Err(response) => return *response,
         },
         Authorization::AllowAll => match allow_all(&app, method.as_str(), &path, &query, request.headers()) {
             Ok(identity) => identity,
-            Err(response) => return response,
+            Err(response) => return *response,
         },
     };
     let headers = request.headers().clone();
@@ -148,10 +148,10 @@ fn record(app: &AppState, identity: &Identity, attributes: &Attributes, decision
 
 /// The identity of a bearer token, or 401 for a token that is malformed, unknown, expired, or whose
 /// ServiceAccount is gone (or was recreated).
-fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Identity, Response> {
+fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Identity, Box<Response>> {
     let token = match auth::bearer(headers) {
         None => return Ok(Identity::anonymous()),
-        Some(Err(())) => return Err(unauthorized("Unauthorized")),
+        Some(Err(())) => return Err(Box::new(unauthorized("Unauthorized"))),
         Some(Ok(token)) => token,
     };
     match app.tokens.owner(token, std::time::SystemTime::now()) {
@@ -162,10 +162,10 @@ fn authenticate(app: &AppState, headers: &HeaderMap) -> Result<Identity, Respons
             let current_uid = account.and_then(|a| a.pointer("/metadata/uid")).and_then(Value::as_str);
             match current_uid {
                 Some(uid) if identity.uid.is_empty() || identity.uid == uid => Ok(identity),
-                _ => Err(unauthorized("Unauthorized")),
+                _ => Err(Box::new(unauthorized("Unauthorized"))),
             }
         }
-        None => Err(unauthorized("Unauthorized")),
+        None => Err(Box::new(unauthorized("Unauthorized"))),
     }
 }
 
@@ -203,17 +203,17 @@ fn admit(
     path: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<Identity, Response> {
+) -> Result<Identity, Box<Response>> {
     let mut identity = authenticate(app, headers)?;
     match Impersonation::from_headers(headers) {
-        Err(error) => return Err(ApiError::bad_request(error.to_string()).into_response()),
+        Err(error) => return Err(Box::new(ApiError::bad_request(error.to_string()).into_response())),
         Ok(None) => {}
         Ok(Some(impersonation)) => {
             for check in impersonation.checks() {
                 let decision = rbac::authorize(&app.store.lock(), &identity, &check);
                 record(app, &identity, &check, &decision);
                 if !decision.allowed {
-                    return Err(forbidden(&identity.user, &check, &decision.reason));
+                    return Err(Box::new(forbidden(&identity.user, &check, &decision.reason)));
                 }
             }
             identity = impersonation.identity();
@@ -223,7 +223,7 @@ fn admit(
     let decision = rbac::authorize(&app.store.lock(), &identity, &attributes);
     record(app, &identity, &attributes, &decision);
     if !decision.allowed {
-        return Err(forbidden(&identity.user, &attributes, &decision.reason));
+        return Err(Box::new(forbidden(&identity.user, &attributes, &decision.reason)));
     }
     if creates(app, method, headers, &attributes) {
         let create = Attributes {
@@ -233,7 +233,7 @@ fn admit(
         let decision = rbac::authorize(&app.store.lock(), &identity, &create);
         record(app, &identity, &create, &decision);
         if !decision.allowed {
-            return Err(forbidden(&identity.user, &create, &decision.reason));
+            return Err(Box::new(forbidden(&identity.user, &create, &decision.reason)));
         }
     }
     Ok(identity)
@@ -247,7 +247,7 @@ fn allow_all(
     path: &str,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<Identity, Response> {
+) -> Result<Identity, Box<Response>> {
     legacy_tokens(app, path, headers)?;
     let identity = authenticate(app, headers).unwrap_or_else(|_| Identity::anonymous());
     let identity = match Impersonation::from_headers(headers) {
@@ -264,7 +264,7 @@ fn allow_all(
 }
 
 /// The checks of the static `token` and `secrets_token` options (unchanged from before RBAC).
-fn legacy_tokens(app: &AppState, path: &str, headers: &HeaderMap) -> Result<(), Response> {
+fn legacy_tokens(app: &AppState, path: &str, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if let Some(token) = &app.token {
         let presented = headers
             .get(header::AUTHORIZATION)
@@ -273,7 +273,7 @@ fn legacy_tokens(app: &AppState, path: &str, headers: &HeaderMap) -> Result<(), 
         if presented != Some(token.as_str()) {
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "Unauthorized", "reason": "Unauthorized", "code": 401});
-            return Err(json_response(StatusCode::UNAUTHORIZED, &status, &[]));
+            return Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &status, &[])));
         }
     }
     if let Some(secrets_token) = &app.secrets_token
@@ -292,7 +292,7 @@ fn legacy_tokens(app: &AppState, path: &str, headers: &HeaderMap) -> Result<(), 
             let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": "Unauthorized: Secrets need the sandbox's bearer token; use the kubeconfig the sandbox wrote",
                 "reason": "Unauthorized", "code": 401});
-            return Err(json_response(StatusCode::UNAUTHORIZED, &status, &[]));
+            return Err(Box::new(json_response(StatusCode::UNAUTHORIZED, &status, &[])));
         }
     }
     Ok(())
@@ -540,14 +540,8 @@ fn decode_body(body: &Bytes, headers: &HeaderMap, allow_yaml: bool) -> Result<Va
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     if content_type.contains("protobuf") {
-        // client-go's typed clients (kubectl create <kind> <name>, kubectl run) send protobuf; decoding it
-        // would need every built-in type's field numbers, so the sandbox says so instead.
-        return Err(ApiError::UnsupportedMediaType {
-            accepted: "application/json, application/yaml (the sandbox API server does not decode protobuf \
-                       bodies, which `kubectl create <kind> <name>` and `kubectl run` send: use \
-                       `kubectl create -f` or `kubectl apply -f` with a manifest)"
-                .into(),
-        });
+        // client-go's typed clients (kubectl create <kind> <name>, kubectl auth can-i) send protobuf.
+        return super::protobuf::decode_body(body, content_type);
     }
     let text =
         std::str::from_utf8(body).map_err(|e| ApiError::bad_request(format!("the request body is not UTF-8: {e}")))?;

@@ -12,7 +12,9 @@
 //! Requests are also counted per identity ([`ApiServerHandle::identity_requests`]).
 //!
 //! What it does not do (each answers with a `Status` naming it, or is simply absent):
-//! - protobuf request bodies (`kubectl create <kind> <name>`, `kubectl run`): 415 telling to use manifests;
+//! - protobuf request bodies of kinds other than those [`protobuf`] decodes (Secret, ConfigMap, Namespace,
+//!   ServiceAccount, TokenRequest and the access reviews), e.g. `kubectl run`, `kubectl create deployment`: 415;
+//!   protobuf responses (every answer is JSON, which kubectl accepts);
 //! - OpenAPI v2 and admission; with `AllowAll` (the default) every request is allowed (an optional static bearer
 //!   token); with RBAC: no aggregated ClusterRoles (`aggregationRule`), no escalation check on role and binding
 //!   writes, no client certificates, OIDC or webhook authentication, tokens are opaque (not JWTs) and live in memory;
@@ -30,6 +32,7 @@ pub mod fields;
 pub mod http;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod rbac;
 pub mod requests;
 pub mod resources;

@@ -129,12 +129,12 @@ pub fn request_attributes(method: &str, path: &str, query: &HashMap<String, Stri
         }
         .to_string();
     }
-    if rest.first() == Some(&"namespaces") {
-        if let Some(namespace) = rest.get(1) {
-            attributes.namespace = namespace.to_string();
-            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                rest = &rest[2..];
-            }
+    if rest.first() == Some(&"namespaces")
+        && let Some(namespace) = rest.get(1)
+    {
+        attributes.namespace = namespace.to_string();
+        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+            rest = &rest[2..];
         }
     }
     if let Some(resource) = rest.first() {
@@ -233,7 +233,7 @@ impl Rule {
                 || *r == combined
                 || (!sub.is_empty() && r.len() == sub.len() + 2 && r.starts_with("*/") && r.ends_with(sub.as_str()))
         });
-        let name = self.resource_names.is_empty() || self.resource_names.iter().any(|n| *n == attributes.name);
+        let name = self.resource_names.is_empty() || self.resource_names.contains(&attributes.name);
         group && resource && name
     }
 }
@@ -599,7 +599,10 @@ mod tests {
 
     #[test]
     fn request_attributes_follow_requestinfo() {
-        let cases: Vec<(&str, &str, Vec<(&str, &str)>, (&str, &str, &str, &str, &str, &str))> = vec![
+        /// verb, group, namespace, resource, subresource, name
+        type Expected<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str, &'a str);
+        type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Expected<'a>);
+        let cases: Vec<Case> = vec![
             (
                 "GET",
                 "/api/v1/namespaces/ns1/secrets/db",
