@@ -21,6 +21,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{instrument, warn};
 
 use super::apply::{ApplyProgress, apply_objects};
+use super::commit_status::CommitStatusReporter;
 use super::outcome::{Applied, Fetched, SyncOutcome};
 use super::plan::{DesiredObject, MAX_MESSAGE_CHARS, PrunePolicy, SyncTarget, cap_message};
 use super::prune::{PruneInput, prune};
@@ -54,6 +55,8 @@ pub struct SyncContext {
     pub clock: Arc<dyn Clock>,
     /// Per-object failure backoff: 5 s, 10 s, 20 s ... up to 5 minutes, with jitter, reset by a successful sync.
     pub backoff: Backoff,
+    /// Posts commit statuses beside the syncs (`spec.commitStatus`).
+    pub commit_status: CommitStatusReporter,
 }
 
 impl SyncContext {
@@ -67,6 +70,7 @@ impl SyncContext {
     ) -> Self {
         Self {
             events: Publisher::new(client.clone(), CONTROLLER_NAME, instance),
+            commit_status: CommitStatusReporter::new(client.clone(), metrics.clone()),
             client,
             cache_dir,
             extra_namespaces,
@@ -122,6 +126,7 @@ async fn reconcile_guarded(
 #[instrument(skip_all, fields(gitsync = %object_key(gitsync.as_ref())))]
 pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Result<Action, SyncError> {
     if let Some(action) = deletion::handle_deletion_policy(&gitsync, &context).await? {
+        context.commit_status.forget(&object_key(gitsync.as_ref()));
         return Ok(action);
     }
     let started = std::time::Instant::now();
@@ -210,6 +215,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
 async fn stages(gitsync: &GitSync, context: &SyncContext, settings: &Settings) -> Result<SyncOutcome, Halt> {
     let credentials = fetch::read_credentials(gitsync, context).await?;
     let (fetched, entries) = fetch::fetch(gitsync, context, settings, credentials).await?;
+    context.commit_status.picked_up(gitsync, &fetched);
     if gitsync.spec.suspend == Some(true) {
         return Ok(SyncOutcome::Suspended(fetched));
     }
