@@ -71,10 +71,8 @@ pub struct Metrics {
         prometheus_client::metrics::counter::Counter,
     >,
     /// Commit statuses by forge provider and result (`posted`, `failed`).
-    pub commit_statuses: prometheus_client::metrics::family::Family<
-        ProviderResultLabels,
-        prometheus_client::metrics::counter::Counter,
-    >,
+    pub commit_statuses:
+        prometheus_client::metrics::family::Family<ProviderResultLabels, prometheus_client::metrics::counter::Counter>,
 }
 
 /// Labels of [`Metrics::commit_statuses`].

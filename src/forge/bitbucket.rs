@@ -66,6 +66,10 @@ pub fn existing(body: &Value) -> Option<ExistingStatus> {
     let state = body.get("state")?.as_str()?.to_string();
     Some(ExistingStatus {
         state,
-        description: body.get("description").and_then(Value::as_str).unwrap_or_default().to_string(),
+        description: body
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
     })
 }

@@ -6,8 +6,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use super::{
@@ -58,7 +58,9 @@ pub struct ForgeClient {
 
 impl std::fmt::Debug for ForgeClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForgeClient").field("target", &self.target).finish_non_exhaustive()
+        f.debug_struct("ForgeClient")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
     }
 }
 
@@ -150,7 +152,10 @@ impl ForgeClient {
         }
         let mut builder = self
             .http
-            .request(request.method.clone(), format!("{}{}", self.target.api_url, request.path))
+            .request(
+                request.method.clone(),
+                format!("{}{}", self.target.api_url, request.path),
+            )
             .header(self.auth.0.clone(), self.auth.1.clone());
         if self.target.provider == ForgeProvider::Github {
             for (name, value) in github::HEADERS {
@@ -195,8 +200,7 @@ impl ForgeClient {
                 retry_after,
             });
         }
-        if self.target.provider == ForgeProvider::Gitlab && gitlab::is_same_state_transition(status.as_u16(), &body)
-        {
+        if self.target.provider == ForgeProvider::Gitlab && gitlab::is_same_state_transition(status.as_u16(), &body) {
             return Ok(Answer::SameState);
         }
         match status {
@@ -403,25 +407,47 @@ mod tests {
             Some(Duration::from_secs(7))
         );
         assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[]), "You have exceeded a secondary rate limit"),
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &headers(&[]),
+                "You have exceeded a secondary rate limit"
+            ),
             Some(DEFAULT_RATE_LIMIT_WAIT)
         );
         let reset = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs() + 30;
         let wait = rate_limit_wait(
             StatusCode::FORBIDDEN,
-            &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &reset.to_string())]),
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", &reset.to_string()),
+            ]),
             "",
         )
         .expect("limited");
-        assert!(wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28), "{wait:?}");
-        assert_eq!(rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[]), "Resource not accessible"), None);
-        assert_eq!(rate_limit_wait(StatusCode::UNPROCESSABLE_ENTITY, &headers(&[]), ""), None);
+        assert!(
+            wait <= Duration::from_secs(30) && wait >= Duration::from_secs(28),
+            "{wait:?}"
+        );
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &headers(&[]), "Resource not accessible"),
+            None
+        );
+        assert_eq!(
+            rate_limit_wait(StatusCode::UNPROCESSABLE_ENTITY, &headers(&[]), ""),
+            None
+        );
     }
 
     #[test]
     fn the_token_is_redacted_and_never_in_debug_output() {
-        assert_eq!(redact("bad token ghp_secret123 here", "ghp_secret123"), "bad token <redacted> here");
-        assert_eq!(redact("user:app-pass and app-pass", "user:app-pass"), "<redacted> and <redacted>");
+        assert_eq!(
+            redact("bad token ghp_secret123 here", "ghp_secret123"),
+            "bad token <redacted> here"
+        );
+        assert_eq!(
+            redact("user:app-pass and app-pass", "user:app-pass"),
+            "<redacted> and <redacted>"
+        );
         let (_, value) = auth_header(ForgeProvider::Github, "ghp_secret123").expect("header");
         assert!(value.is_sensitive());
         assert!(!format!("{value:?}").contains("ghp_secret123"));
@@ -444,11 +470,26 @@ mod tests {
             let (name, value) = auth_header(provider, token).expect("header");
             (name.to_string(), value.to_str().expect("ascii").to_string())
         };
-        assert_eq!(value(ForgeProvider::Github, "t1"), ("authorization".into(), "Bearer t1".into()));
-        assert_eq!(value(ForgeProvider::Gitlab, "t1"), ("private-token".into(), "t1".into()));
-        assert_eq!(value(ForgeProvider::Gitea, "t1"), ("authorization".into(), "token t1".into()));
-        assert_eq!(value(ForgeProvider::Bitbucket, "t1"), ("authorization".into(), "Bearer t1".into()));
-        assert_eq!(value(ForgeProvider::Bitbucket, "u:p"), ("authorization".into(), "Basic dTpw".into()));
+        assert_eq!(
+            value(ForgeProvider::Github, "t1"),
+            ("authorization".into(), "Bearer t1".into())
+        );
+        assert_eq!(
+            value(ForgeProvider::Gitlab, "t1"),
+            ("private-token".into(), "t1".into())
+        );
+        assert_eq!(
+            value(ForgeProvider::Gitea, "t1"),
+            ("authorization".into(), "token t1".into())
+        );
+        assert_eq!(
+            value(ForgeProvider::Bitbucket, "t1"),
+            ("authorization".into(), "Bearer t1".into())
+        );
+        assert_eq!(
+            value(ForgeProvider::Bitbucket, "u:p"),
+            ("authorization".into(), "Basic dTpw".into())
+        );
         assert!(auth_header(ForgeProvider::Github, "").is_none());
     }
 }

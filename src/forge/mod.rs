@@ -104,7 +104,9 @@ pub enum ForgeError {
         reason: String,
     },
     /// The token was refused (401, or 403 without a rate limit) or lacks access to the repository (404).
-    #[error("{provider} refused the token for {endpoint} ({status}): {message}; check the token's scope and repository")]
+    #[error(
+        "{provider} refused the token for {endpoint} ({status}): {message}; check the token's scope and repository"
+    )]
     Unauthorized {
         /// The provider.
         provider: &'static str,
@@ -237,7 +239,11 @@ pub fn newest_status(provider: ForgeProvider, body: &Value, context: &str) -> Op
     if provider == ForgeProvider::Bitbucket {
         return bitbucket::existing(body);
     }
-    let context_field = if provider == ForgeProvider::Gitlab { "name" } else { "context" };
+    let context_field = if provider == ForgeProvider::Gitlab {
+        "name"
+    } else {
+        "context"
+    };
     body.as_array()?
         .iter()
         .filter(|status| {
@@ -249,7 +255,14 @@ pub fn newest_status(provider: ForgeProvider, body: &Value, context: &str) -> Op
         })
         .max_by_key(|status| status.get("id").and_then(Value::as_i64).unwrap_or(0))
         .map(|status| ExistingStatus {
-            state: text_field(status, if provider == ForgeProvider::Gitlab { "status" } else { "state" }),
+            state: text_field(
+                status,
+                if provider == ForgeProvider::Gitlab {
+                    "status"
+                } else {
+                    "state"
+                },
+            ),
             description: text_field(status, "description"),
         })
 }
@@ -261,7 +274,9 @@ fn text_field(value: &Value, field: &str) -> String {
 /// Whether the forge already shows `post` as the newest status of its context (same state and description).
 pub fn already_shown(target: &ForgeTarget, existing: Option<&ExistingStatus>, post: &StatusPost) -> bool {
     existing.is_some_and(|existing| {
-        existing.state.eq_ignore_ascii_case(state_name(target.provider, post.state))
+        existing
+            .state
+            .eq_ignore_ascii_case(state_name(target.provider, post.state))
             && existing.description == truncate(&post.description, description_limit(target.provider))
     })
 }

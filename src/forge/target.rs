@@ -140,7 +140,11 @@ pub fn is_loopback_host(host: &str) -> bool {
         inner.split(']').next().unwrap_or_default()
     } else {
         host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
         })
     };
     bare == "localhost" || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
@@ -152,9 +156,11 @@ fn checked_api_url(api_url: &str) -> Result<String, TargetError> {
         message,
     };
     let trimmed = api_url.trim_end_matches('/');
-    let (scheme, rest) = trimmed
-        .split_once("://")
-        .ok_or_else(|| error(format!("\"{api_url}\" is not a URL; write for example https://ghe.example.com/api/v3")))?;
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(|| {
+        error(format!(
+            "\"{api_url}\" is not a URL; write for example https://ghe.example.com/api/v3"
+        ))
+    })?;
     let host = rest.split('/').next().unwrap_or_default();
     let host = host.rsplit_once('@').map_or(host, |(_, host)| host);
     if host.is_empty() {
@@ -220,17 +226,56 @@ mod tests {
     #[test]
     fn derives_the_api_and_repository_from_https_and_ssh_urls() {
         let cases = [
-            (ForgeProvider::Github, "https://github.com/team/config.git", "https://api.github.com", "team/config"),
-            (ForgeProvider::Github, "git@github.com:team/config.git", "https://api.github.com", "team/config"),
-            (ForgeProvider::Github, "https://ghe.example.com/team/config", "https://ghe.example.com/api/v3", "team/config"),
-            (ForgeProvider::Gitlab, "ssh://git@gitlab.example.com:2222/group/sub/config.git", "https://gitlab.example.com/api/v4", "group/sub/config"),
-            (ForgeProvider::Gitea, "https://user@gitea.example.com:3000/team/config.git", "https://gitea.example.com:3000/api/v1", "team/config"),
-            (ForgeProvider::Bitbucket, "git@bitbucket.org:work/config.git", "https://api.bitbucket.org", "work/config"),
-            (ForgeProvider::Gitea, "http://127.0.0.1:8080/team/config.git", "http://127.0.0.1:8080/api/v1", "team/config"),
+            (
+                ForgeProvider::Github,
+                "https://github.com/team/config.git",
+                "https://api.github.com",
+                "team/config",
+            ),
+            (
+                ForgeProvider::Github,
+                "git@github.com:team/config.git",
+                "https://api.github.com",
+                "team/config",
+            ),
+            (
+                ForgeProvider::Github,
+                "https://ghe.example.com/team/config",
+                "https://ghe.example.com/api/v3",
+                "team/config",
+            ),
+            (
+                ForgeProvider::Gitlab,
+                "ssh://git@gitlab.example.com:2222/group/sub/config.git",
+                "https://gitlab.example.com/api/v4",
+                "group/sub/config",
+            ),
+            (
+                ForgeProvider::Gitea,
+                "https://user@gitea.example.com:3000/team/config.git",
+                "https://gitea.example.com:3000/api/v1",
+                "team/config",
+            ),
+            (
+                ForgeProvider::Bitbucket,
+                "git@bitbucket.org:work/config.git",
+                "https://api.bitbucket.org",
+                "work/config",
+            ),
+            (
+                ForgeProvider::Gitea,
+                "http://127.0.0.1:8080/team/config.git",
+                "http://127.0.0.1:8080/api/v1",
+                "team/config",
+            ),
         ];
         for (provider, url, api, repository) in cases {
             let target = resolve_target(&spec(provider), url).expect(url);
-            assert_eq!((target.api_url.as_str(), target.repository.as_str()), (api, repository), "{url}");
+            assert_eq!(
+                (target.api_url.as_str(), target.repository.as_str()),
+                (api, repository),
+                "{url}"
+            );
         }
     }
 
@@ -238,16 +283,30 @@ mod tests {
     fn api_url_is_https_except_on_loopback() {
         let mut spec = spec(ForgeProvider::Github);
         spec.repository = Some("team/config".into());
-        for ok in ["https://ghe.example.com/api/v3/", "http://127.0.0.1:9000", "http://localhost:80", "http://[::1]:81"] {
+        for ok in [
+            "https://ghe.example.com/api/v3/",
+            "http://127.0.0.1:9000",
+            "http://localhost:80",
+            "http://[::1]:81",
+        ] {
             spec.api_url = Some(ok.into());
             assert!(resolve_target(&spec, "file:///repo").is_ok(), "{ok}");
         }
         spec.api_url = Some("http://ghe.example.com/api/v3".into());
         let error = resolve_target(&spec, "file:///repo").unwrap_err();
         assert_eq!(error.field, "apiURL");
-        assert!(error.to_string().starts_with("spec.commitStatus.apiURL: \"http://ghe.example.com/api/v3\" uses http://"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("spec.commitStatus.apiURL: \"http://ghe.example.com/api/v3\" uses http://")
+        );
         spec.api_url = Some("https://user:secret@ghe.example.com".into());
-        assert!(resolve_target(&spec, "file:///repo").unwrap_err().message.contains("must not carry credentials"));
+        assert!(
+            resolve_target(&spec, "file:///repo")
+                .unwrap_err()
+                .message
+                .contains("must not carry credentials")
+        );
     }
 
     #[test]
@@ -260,7 +319,10 @@ mod tests {
         );
         let mut with_api = spec(ForgeProvider::Github);
         with_api.api_url = Some("https://api.github.com".into());
-        assert_eq!(resolve_target(&with_api, "git://127.0.0.1/config").unwrap_err().field, "repository");
+        assert_eq!(
+            resolve_target(&with_api, "git://127.0.0.1/config").unwrap_err().field,
+            "repository"
+        );
         with_api.repository = Some("a/b/c".into());
         assert_eq!(
             resolve_target(&with_api, "git://x/y").unwrap_err().to_string(),

@@ -38,22 +38,33 @@ fn each_provider_builds_its_documented_create_request() {
     assert_eq!(gitea.path, format!("/repos/team/config/statuses/{sha}"));
     assert_eq!(gitea.body.as_ref().and_then(|b| b.get("target_url")), Some(&json!("")));
     let bitbucket = create_request(&target(ForgeProvider::Bitbucket, "work/config"), &post("refused"));
-    assert_eq!(bitbucket.path, format!("/2.0/repositories/work/config/commit/{sha}/statuses/build"));
+    assert_eq!(
+        bitbucket.path,
+        format!("/2.0/repositories/work/config/commit/{sha}/statuses/build")
+    );
     let body = bitbucket.body.expect("body");
     assert_eq!(body["state"], "FAILED");
     assert_eq!(body["key"].as_str().map(str::len), Some(40));
     assert_eq!(body["key"], bitbucket::key("redis-gitops/team/config"));
-    assert!(body["url"].as_str().is_some_and(|url| url.starts_with("https://bitbucket.org/work/config/commits/")));
+    assert!(
+        body["url"]
+            .as_str()
+            .is_some_and(|url| url.starts_with("https://bitbucket.org/work/config/commits/"))
+    );
 }
 
 #[test]
 fn descriptions_are_cut_to_each_forge_limit() {
     let long = "x".repeat(300);
     let github = create_request(&target(ForgeProvider::Github, "a/b"), &post(&long));
-    let description = github.body.expect("body")["description"].as_str().map(|d| d.chars().count());
+    let description = github.body.expect("body")["description"]
+        .as_str()
+        .map(|d| d.chars().count());
     assert_eq!(description, Some(140));
     let gitlab = create_request(&target(ForgeProvider::Gitlab, "a/b"), &post(&long));
-    let description = gitlab.body.expect("body")["description"].as_str().map(|d| d.chars().count());
+    let description = gitlab.body.expect("body")["description"]
+        .as_str()
+        .map(|d| d.chars().count());
     assert_eq!(description, Some(255));
     assert_eq!(truncate("é".repeat(141).as_str(), 140).chars().count(), 140);
     assert!(truncate(&long, 140).ends_with('…'));
@@ -74,5 +85,9 @@ fn the_newest_status_of_the_context_decides_dedup() {
     assert!(!already_shown(&target, None, &post("refused")));
     let gitlab = json!([{"id": 9, "name": "redis-gitops/team/config", "status": "failed", "description": "refused"}]);
     let newest = newest_status(ForgeProvider::Gitlab, &gitlab, "redis-gitops/team/config");
-    assert!(already_shown(&self::target(ForgeProvider::Gitlab, "a/b"), newest.as_ref(), &post("refused")));
+    assert!(already_shown(
+        &self::target(ForgeProvider::Gitlab, "a/b"),
+        newest.as_ref(),
+        &post("refused")
+    ));
 }

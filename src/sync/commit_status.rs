@@ -251,8 +251,9 @@ pub fn readiness(object: &Value) -> Readiness {
 
 /// The ready context's state and description, from the readiness of each object in revision order.
 pub fn ready_status(objects: &[(&InventoryEntry, Readiness)]) -> (CommitState, String) {
-    if let Some((entry, Readiness::Stalled(why))) =
-        objects.iter().find(|(_, readiness)| matches!(readiness, Readiness::Stalled(_)))
+    if let Some((entry, Readiness::Stalled(why))) = objects
+        .iter()
+        .find(|(_, readiness)| matches!(readiness, Readiness::Stalled(_)))
     {
         return (
             CommitState::Failure,
@@ -517,7 +518,10 @@ impl Worker {
                     if matches!(error, CommitStatusError::Forge(_)) {
                         self.metrics
                             .commit_statuses
-                            .get_or_create(&ProviderResultLabels { provider, result: "failed" })
+                            .get_or_create(&ProviderResultLabels {
+                                provider,
+                                result: "failed",
+                            })
                             .inc();
                     }
                     return Round::Failed(error);
@@ -529,7 +533,12 @@ impl Worker {
 
     /// Posts `post` unless the forge shows it already; a context the forge shows nothing for gets `pending` first,
     /// so that every context goes pending → its result.
-    async fn deliver(&mut self, wanted: &Wanted, target: &ForgeTarget, post: &StatusPost) -> Result<(), CommitStatusError> {
+    async fn deliver(
+        &mut self,
+        wanted: &Wanted,
+        target: &ForgeTarget,
+        post: &StatusPost,
+    ) -> Result<(), CommitStatusError> {
         let forge = self.forge_client(wanted, target).await?;
         let existing = forge
             .existing(&post.sha, &post.context)
@@ -567,15 +576,18 @@ impl Worker {
 
     /// The forge client for the current target and Secret, reading the Secret each round (a rotated token is used
     /// at once) and building a client only when something changed.
-    async fn forge_client(&mut self, wanted: &Wanted, target: &ForgeTarget) -> Result<Arc<ForgeClient>, CommitStatusError> {
+    async fn forge_client(
+        &mut self,
+        wanted: &Wanted,
+        target: &ForgeTarget,
+    ) -> Result<Arc<ForgeClient>, CommitStatusError> {
         let secret_name = &wanted.spec.secret_ref.name;
-        let data = self
-            .secret_data(&wanted.namespace, secret_name)
-            .await?
-            .ok_or_else(|| CommitStatusError::SecretNotFound {
+        let data = self.secret_data(&wanted.namespace, secret_name).await?.ok_or_else(|| {
+            CommitStatusError::SecretNotFound {
                 namespace: wanted.namespace.clone(),
                 name: secret_name.clone(),
-            })?;
+            }
+        })?;
         let token = data
             .get("token")
             .and_then(|token| String::from_utf8(token.clone()).ok())
@@ -616,13 +628,20 @@ impl Worker {
         Ok(client)
     }
 
-    async fn secret_data(&self, namespace: &str, name: &str) -> Result<Option<BTreeMap<String, Vec<u8>>>, CommitStatusError> {
+    async fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, Vec<u8>>>, CommitStatusError> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-        let secret = secrets.get_opt(name).await.map_err(|source| CommitStatusError::ReadSecret {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            source,
-        })?;
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|source| CommitStatusError::ReadSecret {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                source,
+            })?;
         Ok(secret.map(|secret| {
             secret
                 .data
@@ -782,7 +801,10 @@ mod tests {
 
     #[test]
     fn readiness_waits_for_every_object_and_names_the_first_stalled() {
-        let (a, b) = (entry("RedisEnterpriseDatabase", "a"), entry("RedisEnterpriseDatabase", "b"));
+        let (a, b) = (
+            entry("RedisEnterpriseDatabase", "a"),
+            entry("RedisEnterpriseDatabase", "b"),
+        );
         let ready = json!({"metadata": {"generation": 2}, "status": {"conditions": [
             {"type": "Ready", "status": "True", "reason": "Active", "observedGeneration": 2, "lastTransitionTime": "t"}]}});
         let stale = json!({"metadata": {"generation": 3}, "status": {"conditions": [
@@ -822,7 +844,10 @@ mod tests {
         assert_eq!(conditions.map(|c| c.len()), Some(1));
         assert_eq!(
             contexts("team", "config"),
-            ("redis-gitops/team/config".into(), "redis-gitops/team/config/ready".into())
+            (
+                "redis-gitops/team/config".into(),
+                "redis-gitops/team/config/ready".into()
+            )
         );
     }
 }

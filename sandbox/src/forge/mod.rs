@@ -118,7 +118,12 @@ impl ForgeState {
 
     /// The `POST` requests received, in order.
     pub fn posts(&self) -> Vec<RecordedRequest> {
-        self.lock().requests.iter().filter(|r| r.method == "POST").cloned().collect()
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.method == "POST")
+            .cloned()
+            .collect()
     }
 
     /// Makes the forge answer 503 to everything (`true`) or serve again (`false`).

@@ -59,11 +59,20 @@ pub fn routes() -> Router<ForgeState> {
         .route("/repos/{owner}/{repo}/statuses/{sha}", post(github_create))
         .route("/repos/{owner}/{repo}/commits/{sha}/statuses", get(github_list))
         .route("/api/v4/projects/{id}/statuses/{sha}", post(gitlab_create))
-        .route("/api/v4/projects/{id}/repository/commits/{sha}/statuses", get(gitlab_list))
+        .route(
+            "/api/v4/projects/{id}/repository/commits/{sha}/statuses",
+            get(gitlab_list),
+        )
         .route("/api/v1/repos/{owner}/{repo}/statuses/{sha}", post(gitea_create))
         .route("/api/v1/repos/{owner}/{repo}/commits/{sha}/statuses", get(gitea_list))
-        .route("/2.0/repositories/{workspace}/{slug}/commit/{sha}/statuses/build", post(bitbucket_create))
-        .route("/2.0/repositories/{workspace}/{slug}/commit/{sha}/statuses/build/{key}", get(bitbucket_get))
+        .route(
+            "/2.0/repositories/{workspace}/{slug}/commit/{sha}/statuses/build",
+            post(bitbucket_create),
+        )
+        .route(
+            "/2.0/repositories/{workspace}/{slug}/commit/{sha}/statuses/build/{key}",
+            get(bitbucket_get),
+        )
 }
 
 /// What every request goes through: recorded, then faults, auth and the rate limit. `Err` is the answer.
@@ -144,7 +153,9 @@ fn token(forge: Forge, headers: &HeaderMap) -> Option<String> {
         Forge::Gitlab => header("private-token").or_else(|| scheme("Bearer ")),
         Forge::Gitea => scheme("token ").or_else(|| scheme("Bearer ")),
         Forge::Bitbucket => scheme("Bearer ").or_else(|| {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(scheme("Basic ")?).ok()?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(scheme("Basic ")?)
+                .ok()?;
             String::from_utf8(decoded).ok()
         }),
     }
@@ -250,7 +261,10 @@ async fn github_create(
             key: String::new(),
         },
     );
-    with_rate((StatusCode::CREATED, axum::Json(github_json(&stored))).into_response(), &admitted)
+    with_rate(
+        (StatusCode::CREATED, axum::Json(github_json(&stored))).into_response(),
+        &admitted,
+    )
 }
 
 /// `GET /repos/{owner}/{repo}/commits/{sha}/statuses`, newest first.
@@ -270,7 +284,10 @@ async fn github_list(
         .rev()
         .map(github_json)
         .collect();
-    with_rate((StatusCode::OK, axum::Json(Value::Array(statuses))).into_response(), &admitted)
+    with_rate(
+        (StatusCode::OK, axum::Json(Value::Array(statuses))).into_response(),
+        &admitted,
+    )
 }
 
 /// GitLab's event name of reaching `state` (its message on a refused same-state transition quotes it).
