@@ -257,9 +257,8 @@ enum Answer {
 pub fn redact(text: &str, token: &str) -> String {
     let mut text = text.to_string();
     let mut secrets: Vec<&str> = vec![token];
-    if let Some((user, password)) = token.split_once(':') {
+    if let Some((_, password)) = token.split_once(':') {
         secrets.push(password);
-        let _ = user;
     }
     for secret in secrets {
         if secret.len() >= 4 {

@@ -83,7 +83,7 @@ fn admit(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Value, Response> {
+) -> Result<Value, Box<Response>> {
     let mut inner = state.lock();
     inner.requests.push(RecordedRequest {
         method: method.to_string(),
@@ -95,7 +95,11 @@ fn admit(
         body: serde_json::from_slice(body).ok(),
     });
     if inner.down {
-        return Err(error(forge, StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"));
+        return Err(Box::new(error(
+            forge,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable",
+        )));
     }
     if inner.throttled > 0 {
         inner.throttled -= 1;
@@ -103,7 +107,7 @@ fn admit(
         if let Ok(value) = inner.retry_after.to_string().parse() {
             response.headers_mut().insert("retry-after", value);
         }
-        return Err(response);
+        return Err(Box::new(response));
     }
     let Some(token) = token(forge, headers).filter(|token| inner.tokens.contains(token)) else {
         let message = match forge {
@@ -112,21 +116,21 @@ fn admit(
             Forge::Gitea => "user does not exist or token is invalid",
             Forge::Bitbucket => "Token is invalid or not supported for this endpoint.",
         };
-        return Err(error(forge, StatusCode::UNAUTHORIZED, message));
+        return Err(Box::new(error(forge, StatusCode::UNAUTHORIZED, message)));
     };
     let limit = inner.rate_limit;
     let used = inner.used.entry(token).or_insert(0);
     if *used >= limit {
         let mut response = error(forge, StatusCode::FORBIDDEN, "API rate limit exceeded");
         rate_headers(&mut response, 0);
-        return Err(response);
+        return Err(Box::new(response));
     }
     *used += 1;
     let remaining = limit - *used;
     drop(inner);
     if method == Method::POST {
         serde_json::from_slice(body)
-            .map_err(|_| error(forge, StatusCode::BAD_REQUEST, "Problems parsing JSON"))
+            .map_err(|_| Box::new(error(forge, StatusCode::BAD_REQUEST, "Problems parsing JSON")))
             .map(|value: Value| json!({"body": value, "remaining": remaining}))
     } else {
         Ok(json!({"remaining": remaining}))
@@ -164,9 +168,7 @@ fn token(forge: Forge, headers: &HeaderMap) -> Option<String> {
 /// An error answer in the forge's shape.
 fn error(forge: Forge, status: StatusCode, message: &str) -> Response {
     let body = match forge {
-        Forge::Github | Forge::Gitea => json!({"message": message}),
-        Forge::Gitlab if status == StatusCode::BAD_REQUEST => json!({"message": message}),
-        Forge::Gitlab => json!({"message": message}),
+        Forge::Github | Forge::Gitea | Forge::Gitlab => json!({"message": message}),
         Forge::Bitbucket => json!({"type": "error", "error": {"message": message}}),
     };
     (status, axum::Json(body)).into_response()
@@ -224,7 +226,7 @@ async fn github_create(
 ) -> Response {
     let admitted = match admit(&state, Forge::Github, &method, &uri, &headers, &body) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = &admitted["body"];
     let invalid = |message: &str| error(Forge::Github, StatusCode::UNPROCESSABLE_ENTITY, message);
@@ -277,7 +279,7 @@ async fn github_list(
 ) -> Response {
     let admitted = match admit(&state, Forge::Github, &method, &uri, &headers, &Bytes::new()) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let statuses: Vec<Value> = listed(&state, Forge::Github, &format!("{owner}/{repo}"), &sha)
         .iter()
@@ -313,7 +315,7 @@ async fn gitlab_create(
 ) -> Response {
     let admitted = match admit(&state, Forge::Gitlab, &method, &uri, &headers, &body) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = &admitted["body"];
     let bad = |message: &str| error(Forge::Gitlab, StatusCode::BAD_REQUEST, message);
@@ -380,7 +382,7 @@ async fn gitlab_list(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = admit(&state, Forge::Gitlab, &method, &uri, &headers, &Bytes::new()) {
-        return response;
+        return *response;
     }
     let statuses: Vec<Value> = listed(&state, Forge::Gitlab, &project, &sha)
         .iter()
@@ -401,7 +403,7 @@ async fn gitea_create(
 ) -> Response {
     let admitted = match admit(&state, Forge::Gitea, &method, &uri, &headers, &body) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = &admitted["body"];
     let state_name = text(body, "state").unwrap_or_default();
@@ -436,7 +438,7 @@ async fn gitea_list(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = admit(&state, Forge::Gitea, &method, &uri, &headers, &Bytes::new()) {
-        return response;
+        return *response;
     }
     let statuses: Vec<Value> = listed(&state, Forge::Gitea, &format!("{owner}/{repo}"), &sha)
         .iter()
@@ -464,7 +466,7 @@ async fn bitbucket_create(
 ) -> Response {
     let admitted = match admit(&state, Forge::Bitbucket, &method, &uri, &headers, &body) {
         Ok(admitted) => admitted,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = &admitted["body"];
     let bad = |message: &str| error(Forge::Bitbucket, StatusCode::BAD_REQUEST, message);
@@ -504,7 +506,7 @@ async fn bitbucket_get(
     headers: HeaderMap,
 ) -> Response {
     if let Err(response) = admit(&state, Forge::Bitbucket, &method, &uri, &headers, &Bytes::new()) {
-        return response;
+        return *response;
     }
     match listed(&state, Forge::Bitbucket, &format!("{workspace}/{slug}"), &sha)
         .iter()
