@@ -568,6 +568,23 @@ async fn a_forge_outage_or_a_refused_token_never_blocks_the_sync_and_the_token_s
         assert!(!events.contains(token), "an event holds the token");
         assert!(!logs.contains(token), "the logs hold the token");
     }
+
+    // Reporting turned off: the condition goes, the sync stays Ready.
+    let gitsyncs: Api<GitSync> = Api::namespaced(env.client.clone(), "default");
+    gitsyncs
+        .patch(
+            "config",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"commitStatus": null}})),
+        )
+        .await
+        .expect("the GitSync is patched");
+    eventually("the CommitStatusReported condition to go", || async {
+        let conditions = env.get().await.status?.conditions?;
+        let ready = conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        (ready && conditions.iter().all(|c| c.type_ != "CommitStatusReported")).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -337,17 +337,25 @@ impl CommitStatusReporter {
     /// starting the task when needed, and wakes it when anything changed.
     fn update(&self, gitsync: &GitSync, revision: impl FnOnce(&Option<WantedRevision>) -> Option<WantedRevision>) {
         let key = crate::runtime::object_key(gitsync);
-        let Some(spec) = gitsync.spec.commit_status.clone() else {
-            self.forget(&key);
-            return;
-        };
-        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let condition = gitsync
             .status
             .as_ref()
             .and_then(|status| status.conditions.as_deref())
             .and_then(|conditions| find(conditions, CONDITION))
             .cloned();
+        let Some(spec) = gitsync.spec.commit_status.clone() else {
+            self.forget(&key);
+            if condition.is_some() {
+                // Reporting was turned off: this stage's condition goes (applying nothing releases it).
+                tokio::spawn(release_condition(
+                    self.client.clone(),
+                    gitsync.namespace().unwrap_or_else(|| "default".to_string()),
+                    gitsync.name_any(),
+                ));
+            }
+            return;
+        };
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         let handle = workers.entry(key).or_insert_with(|| {
             let shared = Arc::new(Shared {
                 wanted: Mutex::new(Wanted {
@@ -740,6 +748,16 @@ impl Worker {
                     "unable to write the CommitStatusReported condition");
             }
         }
+    }
+}
+
+/// Removes the `CommitStatusReported` condition by applying an empty status with this stage's field manager.
+async fn release_condition(client: Client, namespace: String, name: String) {
+    let api: Api<GitSync> = Api::namespaced(client, &namespace);
+    let body = json!({ "apiVersion": GitSync::api_version(&()), "kind": GitSync::kind(&()), "status": {} });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    if let Err(error) = api.patch_status(&name, &params, &Patch::Apply(&body)).await {
+        tracing::warn!(gitsync = %format!("{namespace}/{name}"), %error, "unable to remove the CommitStatusReported condition");
     }
 }
 
