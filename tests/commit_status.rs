@@ -631,6 +631,37 @@ async fn gitlab_same_state_400_counts_as_delivered_and_a_rate_limit_is_waited_ou
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unusable_commit_status_spec_is_a_located_condition_and_the_sync_goes_on() {
+    let env = Env::start().await;
+    env.repo.write("databases/cache.yaml", &database("cache"));
+    let sha = env.repo.commit("first");
+    env.secret("forge", TOKEN).await;
+    let gitsyncs: Api<GitSync> = Api::namespaced(env.client.clone(), "default");
+    let body = json!({"apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "config", "namespace": "default"},
+        "spec": {"url": env.repo.url(), "interval": "1s", "commitStatus": {
+            "provider": "github", "secretRef": {"name": "forge"},
+            "apiURL": "http://ghe.example.com/api/v3", "repository": "team/config"}}});
+    gitsyncs
+        .patch("config", &PatchParams::apply("test").force(), &Patch::Apply(&body))
+        .await
+        .expect("the GitSync is applied");
+    let message = env.wait_condition("False", "InvalidSpec").await;
+    assert_eq!(
+        message,
+        "spec.commitStatus.apiURL: \"http://ghe.example.com/api/v3\" uses http://, which would send the token in clear \
+         text; use https:// (http:// is accepted only for loopback addresses); the sync is not affected, fix it to \
+         report"
+    );
+    let revision = format!("main@sha1:{sha}");
+    eventually("the revision applied", || async {
+        (env.get().await.status?.last_applied_revision? == revision).then_some(())
+    })
+    .await;
+    assert!(env.forge.state().requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emulator_enforces_githubs_documented_limits() {
     let forge = ForgeEmulator::start(ForgeOptions {
         tokens: vec![TOKEN.to_string()],

@@ -457,7 +457,12 @@ impl Worker {
                 }
                 Round::Failed(error) => {
                     tracing::warn!(gitsync = %key, category = error.category(), %error, "commit status not delivered");
-                    let message = format!("{error}; the sync is not affected, retrying");
+                    let next = if error.waits_for_change() {
+                        "fix it to report"
+                    } else {
+                        "retrying"
+                    };
+                    let message = format!("{error}; the sync is not affected, {next}");
                     self.write_condition(&wanted, false, error.category(), &message).await;
                     if error.waits_for_change() {
                         None

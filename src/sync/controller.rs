@@ -215,10 +215,10 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
 async fn stages(gitsync: &GitSync, context: &SyncContext, settings: &Settings) -> Result<SyncOutcome, Halt> {
     let credentials = fetch::read_credentials(gitsync, context).await?;
     let (fetched, entries) = fetch::fetch(gitsync, context, settings, credentials).await?;
-    context.commit_status.picked_up(gitsync, &fetched);
     if gitsync.spec.suspend == Some(true) {
         return Ok(SyncOutcome::Suspended(fetched));
     }
+    context.commit_status.picked_up(gitsync, &fetched);
     let target = SyncTarget {
         name: gitsync.name_any(),
         namespace: gitsync.namespace().unwrap_or_else(|| "default".to_string()),
