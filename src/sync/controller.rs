@@ -4,7 +4,8 @@
 //!
 //! Each stage is a module: [`super::deletion`] (the deletion policy), [`super::fetch`] (Secret, fetch),
 //! [`super::load`] (load and validate), [`super::apply`], [`super::prune`], and [`super::status`], which turns the
-//! typed [`SyncOutcome`] into status and events through the pure [`super::outcome::next_status`]. This module holds
+//! typed [`SyncOutcome`] into status and events through the pure [`super::outcome::next_status`]; what a sync came to
+//! is also handed to [`super::commit_status`], which posts it to the forge beside the reconcile. This module holds
 //! the context, the watch wiring, the error policy, and the stage list.
 
 use std::collections::BTreeSet;
