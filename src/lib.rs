@@ -8,6 +8,7 @@ pub mod api;
 pub mod controllers;
 pub mod desired;
 pub mod enterprise;
+pub mod forge;
 pub mod install;
 pub mod manifests;
 pub mod model;

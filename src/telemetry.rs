@@ -70,6 +70,18 @@ pub struct Metrics {
         ControllerCategoryLabels,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Commit statuses by forge provider and result (`posted`, `failed`).
+    pub commit_statuses:
+        prometheus_client::metrics::family::Family<ProviderResultLabels, prometheus_client::metrics::counter::Counter>,
+}
+
+/// Labels of [`Metrics::commit_statuses`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ProviderResultLabels {
+    /// `github`, `gitlab`, `gitea` or `bitbucket`.
+    pub provider: &'static str,
+    /// `posted` or `failed`.
+    pub result: &'static str,
 }
 
 /// Labels of [`Metrics::reconciles`].
@@ -126,6 +138,7 @@ impl Default for Metrics {
             last_applied: Default::default(),
             reconciles: Default::default(),
             reconcile_failures: Default::default(),
+            commit_statuses: Default::default(),
         };
         registry.register("gitsync_syncs", "GitSync syncs by result", metrics.syncs.clone());
         registry.register(
@@ -159,6 +172,11 @@ impl Default for Metrics {
             "controller_reconcile_failures",
             "Failed reconciles of the cluster and database controllers by error category",
             metrics.reconcile_failures.clone(),
+        );
+        registry.register(
+            "commit_statuses",
+            "Commit statuses posted to and failed on the forge, by provider",
+            metrics.commit_statuses.clone(),
         );
         Self { registry, ..metrics }
     }

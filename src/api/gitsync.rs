@@ -80,6 +80,63 @@ pub struct GitSyncSpec {
     /// them (databases only with `allowDatabaseDeletion`). Default: `Orphan`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+
+    /// Post a commit status for every synced revision to the forge that hosts the repository: the context
+    /// `redis-gitops/<namespace>/<name>` (applied or refused) and `redis-gitops/<namespace>/<name>/ready` (every
+    /// object of the revision Ready, or the first Stalled one). Delivery never blocks a sync; the
+    /// `CommitStatusReported` condition shows the last delivery error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status: Option<CommitStatusSpec>,
+}
+
+/// Where and how to post commit statuses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitStatusSpec {
+    /// The forge's API: `github`, `gitlab`, `gitea` (also Forgejo) or `bitbucket` (Bitbucket Cloud).
+    pub provider: ForgeProvider,
+    /// Secret in the GitSync's namespace whose key `token` holds the API token (Bitbucket Cloud: an access token,
+    /// or `<username>:<app-password>`). Its `ca.crt` key, else the one of `spec.secretRef`, is trusted for a
+    /// self-hosted forge.
+    pub secret_ref: SecretReference,
+    /// Base URL of the forge's API, for example `https://ghe.example.com/api/v3`. `https://` only, except loopback
+    /// addresses, which may use `http://`. Default: derived from `spec.url` (`https://api.github.com`,
+    /// `https://<host>/api/v4` for GitLab, `https://<host>/api/v1` for Gitea, `https://api.bitbucket.org`).
+    #[serde(default, rename = "apiURL", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub api_url: Option<String>,
+    /// The repository on the forge, `owner/name` (GitLab: the project path, groups included; Bitbucket:
+    /// `workspace/slug`). Default: derived from `spec.url`, in its HTTPS and SSH forms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub repository: Option<String>,
+}
+
+/// A forge whose commit-status API the agent speaks.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(transform = crate::api::drop_type_description)]
+pub enum ForgeProvider {
+    /// GitHub and GitHub Enterprise Server.
+    Github,
+    /// GitLab, gitlab.com or self-managed.
+    Gitlab,
+    /// Gitea and Forgejo.
+    Gitea,
+    /// Bitbucket Cloud.
+    Bitbucket,
+}
+
+impl ForgeProvider {
+    /// The provider's name as the spec writes it (also the metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Github => "github",
+            Self::Gitlab => "gitlab",
+            Self::Gitea => "gitea",
+            Self::Bitbucket => "bitbucket",
+        }
+    }
 }
 
 /// A Git revision to follow. Set exactly one field; `commit` may be combined with `branch` to name the branch
@@ -125,7 +182,8 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GitSyncStatus {
-    /// Conditions: `Ready`, `Reconciling` and `Stalled`, kstatus style.
+    /// Conditions: `Ready`, `Reconciling` and `Stalled`, kstatus style, and `CommitStatusReported` when
+    /// `spec.commitStatus` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,

@@ -14,10 +14,16 @@ use redis_gitops::agent::{AgentConfig, AgentExit, HealthEndpoint, KubeSource};
 use redis_gitops::manifests::{LoadOptions, load_directory};
 use redis_gitops::telemetry::{LogFormat, init_logging, shutdown_signal};
 use redis_gitops_sandbox::apiserver::{ApiError, Objects};
+use redis_gitops_sandbox::forge::{ForgeEmulator, ForgeOptions};
 use redis_gitops_sandbox::{Sandbox, SandboxOptions, default_kubeconfig_path};
 use tokio::sync::oneshot;
 
 use super::settle;
+
+/// The token the sandbox's forge emulator accepts (it serves loopback only).
+pub const SANDBOX_FORGE_TOKEN: &str = "sandbox-forge-token";
+/// The repository the sandbox's GitSync posts its commit statuses to on the forge emulator.
+pub const SANDBOX_FORGE_REPOSITORY: &str = "sandbox/config";
 
 /// What `sandbox --repo` syncs.
 pub struct SandboxSource {
@@ -185,8 +191,22 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
         println!("  kubectl apply --server-side -f examples-repo/clusters/staging.yaml && kubectl get rec -A");
     }
     let mut agent = None;
+    let mut forge_emulator = None;
     if let (Some(source), Some(health)) = (source, health) {
-        match start_agent(&sandbox, &source, health) {
+        // The GitSync posts its commit statuses to a GitHub-style forge emulator on loopback.
+        let forge = match ForgeEmulator::start(ForgeOptions {
+            tokens: vec![SANDBOX_FORGE_TOKEN.to_string()],
+            ..ForgeOptions::default()
+        })
+        .await
+        {
+            Ok(forge) => forge,
+            Err(error) => {
+                eprintln!("sandbox: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match start_agent(&sandbox, &source, health, &forge.url()) {
             Ok(running) => {
                 println!();
                 println!(
@@ -194,7 +214,13 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
                     source.url, source.branch, source.path
                 );
                 println!("  kubectl get gitsync,rec,redb -A");
+                println!("The commit statuses the agent posted (forge emulator, GitHub API):");
+                println!(
+                    "  curl -s -H 'Authorization: Bearer {SANDBOX_FORGE_TOKEN}' {}/repos/{SANDBOX_FORGE_REPOSITORY}/commits/$(git rev-parse HEAD)/statuses",
+                    forge.url()
+                );
                 agent = Some(running);
+                forge_emulator = Some(forge);
             }
             Err(message) => {
                 eprintln!("sandbox: {message}");
@@ -253,6 +279,7 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
     let _ = std::fs::remove_file(&hosts);
     // Standard output may be gone by now (a closed pipe); stopping must not fail because of that.
     let _ = writeln!(std::io::stdout(), "sandbox stopped");
+    drop(forge_emulator);
     drop(sandbox);
     code
 }
@@ -286,6 +313,7 @@ fn start_agent(
     sandbox: &Sandbox,
     source: &SandboxSource,
     health: std::net::TcpListener,
+    forge_url: &str,
 ) -> Result<RunningAgent, String> {
     let objects = sandbox.apiserver.objects();
     if let Some(checkout) = &source.checkout {
@@ -310,8 +338,23 @@ fn start_agent(
     let gitsync = serde_json::json!({
         "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
         "metadata": {"name": "sandbox", "namespace": "default"},
-        "spec": {"url": source.url, "ref": {"branch": source.branch}, "path": source.path, "interval": "10s", "prune": true}
+        "spec": {"url": source.url, "ref": {"branch": source.branch}, "path": source.path, "interval": "10s", "prune": true,
+            "commitStatus": {"provider": "github", "secretRef": {"name": "sandbox-forge"}, "apiURL": forge_url,
+                "repository": SANDBOX_FORGE_REPOSITORY}}
     });
+    let forge_secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "sandbox-forge", "namespace": "default"},
+        "stringData": {"token": SANDBOX_FORGE_TOKEN}
+    });
+    match objects.create("v1", "Secret", forge_secret) {
+        Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+        Err(error) => {
+            return Err(format!(
+                "failed to create the forge Secret default/sandbox-forge: {error}"
+            ));
+        }
+    }
     let running = RunningAgent { task, stop };
     if let Err(error) = objects.create("redisgitops.dev/v1alpha1", "GitSync", gitsync) {
         running.task.abort();

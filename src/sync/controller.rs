@@ -4,7 +4,8 @@
 //!
 //! Each stage is a module: [`super::deletion`] (the deletion policy), [`super::fetch`] (Secret, fetch),
 //! [`super::load`] (load and validate), [`super::apply`], [`super::prune`], and [`super::status`], which turns the
-//! typed [`SyncOutcome`] into status and events through the pure [`super::outcome::next_status`]. This module holds
+//! typed [`SyncOutcome`] into status and events through the pure [`super::outcome::next_status`]; what a sync came to
+//! is also handed to [`super::commit_status`], which posts it to the forge beside the reconcile. This module holds
 //! the context, the watch wiring, the error policy, and the stage list.
 
 use std::collections::BTreeSet;
@@ -21,6 +22,7 @@ use kube::{Api, Client, ResourceExt};
 use tracing::{instrument, warn};
 
 use super::apply::{ApplyProgress, apply_objects};
+use super::commit_status::CommitStatusReporter;
 use super::outcome::{Applied, Fetched, SyncOutcome};
 use super::plan::{DesiredObject, MAX_MESSAGE_CHARS, PrunePolicy, SyncTarget, cap_message};
 use super::prune::{PruneInput, prune};
@@ -54,6 +56,8 @@ pub struct SyncContext {
     pub clock: Arc<dyn Clock>,
     /// Per-object failure backoff: 5 s, 10 s, 20 s ... up to 5 minutes, with jitter, reset by a successful sync.
     pub backoff: Backoff,
+    /// Posts commit statuses beside the syncs (`spec.commitStatus`).
+    pub commit_status: CommitStatusReporter,
 }
 
 impl SyncContext {
@@ -67,6 +71,7 @@ impl SyncContext {
     ) -> Self {
         Self {
             events: Publisher::new(client.clone(), CONTROLLER_NAME, instance),
+            commit_status: CommitStatusReporter::new(client.clone(), metrics.clone()),
             client,
             cache_dir,
             extra_namespaces,
@@ -132,6 +137,7 @@ async fn reconcile_guarded(
 #[instrument(skip_all, fields(gitsync = %object_key(gitsync.as_ref())))]
 pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Result<Action, SyncError> {
     if let Some(action) = deletion::handle_deletion_policy(&gitsync, &context).await? {
+        context.commit_status.forget(&object_key(gitsync.as_ref()));
         return Ok(action);
     }
     let started = std::time::Instant::now();
@@ -223,6 +229,7 @@ async fn stages(gitsync: &GitSync, context: &SyncContext, settings: &Settings) -
     if gitsync.spec.suspend == Some(true) {
         return Ok(SyncOutcome::Suspended(fetched));
     }
+    context.commit_status.picked_up(gitsync, &fetched);
     let target = SyncTarget {
         name: gitsync.name_any(),
         namespace: gitsync.namespace().unwrap_or_else(|| "default".to_string()),

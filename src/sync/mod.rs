@@ -2,6 +2,7 @@
 //! (apply bodies, drift, prune decisions); the GitSync controller that fetches, applies and reports is built on it.
 
 pub mod apply;
+pub mod commit_status;
 pub mod controller;
 pub mod deletion;
 pub mod error;

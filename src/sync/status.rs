@@ -6,6 +6,7 @@ use kube::api::{Api, Patch};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::commit_status::{CONDITION as COMMIT_STATUS_CONDITION, strip_condition};
 use super::controller::{Report, SyncContext};
 use super::error::{SyncError, kubernetes};
 use super::objects::apply_params;
@@ -45,6 +46,7 @@ pub async fn report(
             gauge.set(now.as_millisecond() as f64 / 1000.0);
         }
     }
+    context.commit_status.observe(gitsync, &report.outcome);
     write_status(gitsync, context, &old, new).await?;
     match report.retry {
         Some(error) => Err(error),
@@ -52,14 +54,28 @@ pub async fn report(
     }
 }
 
-/// Writes `new` unless it equals `old`.
+/// Writes `new` unless it equals `old`. The `CommitStatusReported` condition is left to its own field manager.
 async fn write_status(
     gitsync: &GitSync,
     context: &SyncContext,
     old: &GitSyncStatus,
-    new: GitSyncStatus,
+    mut new: GitSyncStatus,
 ) -> Result<(), SyncError> {
-    if *old == new {
+    let has_condition = |status: &GitSyncStatus| {
+        status
+            .conditions
+            .as_deref()
+            .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == COMMIT_STATUS_CONDITION))
+    };
+    strip_condition(&mut new.conditions);
+    let unchanged = if has_condition(old) {
+        let mut old = old.clone();
+        strip_condition(&mut old.conditions);
+        old == new
+    } else {
+        *old == new
+    };
+    if unchanged {
         return Ok(());
     }
     let api: Api<GitSync> = Api::namespaced(context.client.clone(), &gitsync.namespace().unwrap_or_default());
