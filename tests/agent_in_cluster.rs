@@ -150,26 +150,35 @@ fn examples_repository(directory: &Path) -> Repo {
     repo
 }
 
+/// What the kubelet gives the agent's pod.
+struct Pod<'a> {
+    /// The pod's namespace (the `namespace` file and `POD_NAMESPACE`).
+    namespace: &'a str,
+    /// More environment variables, as the Deployment sets them.
+    env: &'a [(&'a str, &'a str)],
+    /// `KUBERNETES_SERVICE_PORT` (the host is 127.0.0.1).
+    port: u16,
+    /// The ServiceAccount token.
+    token: &'a str,
+    /// The CA of the API server's certificate.
+    ca_pem: &'a str,
+    /// The sandbox's name table for the REST API (what cluster DNS resolves in a cluster).
+    hosts_file: &'a Path,
+    /// The CA of the Redis Enterprise REST API.
+    enterprise_ca: &'a Path,
+}
+
 /// The agent started as a pod starts it: `KUBERNETES_SERVICE_HOST`/`_PORT`, the token, CA and namespace files at
 /// `/var/run/secrets/kubernetes.io/serviceaccount/` (a tmpfs over /run in a mount namespace of its own, so nothing on
 /// this machine changes), no kubeconfig and an empty home.
-fn start_in_cluster_agent(
-    temp: &Path,
-    namespace: &str,
-    env: &[(&str, &str)],
-    port: u16,
-    token: &str,
-    ca_pem: &str,
-    hosts_file: &Path,
-    enterprise_ca: &Path,
-) -> (Child, Arc<Mutex<String>>) {
+fn start_in_cluster_agent(temp: &Path, pod: &Pod) -> (Child, Arc<Mutex<String>>) {
     use std::io::BufRead;
     let account = temp.join("serviceaccount");
     std::fs::create_dir_all(&account).expect("account dir");
     // Written as the kubelet writes them: no trailing newline (kube-rs sends the token file as is).
-    std::fs::write(account.join("token"), token).expect("token");
-    std::fs::write(account.join("ca.crt"), ca_pem).expect("ca");
-    std::fs::write(account.join("namespace"), namespace).expect("namespace");
+    std::fs::write(account.join("token"), pod.token).expect("token");
+    std::fs::write(account.join("ca.crt"), pod.ca_pem).expect("ca");
+    std::fs::write(account.join("namespace"), pod.namespace).expect("namespace");
     let home = temp.join("home");
     std::fs::create_dir_all(&home).expect("home");
     let script = "mount -t tmpfs tmpfs /run && mkdir -p /run/secrets/kubernetes.io/serviceaccount && \
@@ -190,20 +199,20 @@ fn start_in_cluster_agent(
         ])
         .arg(temp.join("cache"))
         .arg("--hosts-file")
-        .arg(hosts_file)
+        .arg(pod.hosts_file)
         .arg("--enterprise-ca-file")
-        .arg(enterprise_ca)
+        .arg(pod.enterprise_ca)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", &home)
         .env("ACCOUNT", &account)
         .env("AGENT", env!("CARGO_BIN_EXE_redis-gitops"))
         .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        .env("KUBERNETES_SERVICE_PORT", port.to_string())
+        .env("KUBERNETES_SERVICE_PORT", pod.port.to_string())
         .env("POD_NAME", "redis-gitops-0")
-        .env("POD_NAMESPACE", namespace)
+        .env("POD_NAMESPACE", pod.namespace)
         .env("NO_COLOR", "1")
-        .envs(env.iter().copied())
+        .envs(pod.env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -393,16 +402,16 @@ async fn with_only_the_shipped_rbac_the_agent_syncs_examples_repo_changes_and_de
         .expect("a token for the agent's ServiceAccount");
     let ca = sandbox.apiserver.ca_pem().expect("the sandbox serves HTTPS");
     sandbox.apiserver.reset_request_counts();
-    let (mut agent, logs) = start_in_cluster_agent(
-        temp.path(),
-        AGENT_NAMESPACE,
-        &[],
-        api_port(&sandbox),
-        &token,
-        &ca,
-        &hosts,
-        sandbox.ca_path(),
-    );
+    let pod = Pod {
+        namespace: AGENT_NAMESPACE,
+        env: &[],
+        port: api_port(&sandbox),
+        token: &token,
+        ca_pem: &ca,
+        hosts_file: &hosts,
+        enterprise_ca: sandbox.ca_path(),
+    };
+    let (mut agent, logs) = start_in_cluster_agent(temp.path(), &pod);
 
     // 1. examples-repo to all Ready, with the shipped permissions only.
     wait_all_ready(&admin, databases_in_git, &mut agent, &logs).await;
@@ -663,16 +672,16 @@ async fn the_namespaced_install_runs_with_roles_only_and_never_asks_for_anything
         "the overlay sets WATCH_NAMESPACE"
     );
     sandbox.apiserver.reset_request_counts();
-    let (mut agent, logs) = start_in_cluster_agent(
-        temp.path(),
-        "team-a",
-        &[("WATCH_NAMESPACE", "team-a,team-b")],
-        api_port(&sandbox),
-        &token,
-        &ca,
-        &hosts,
-        sandbox.ca_path(),
-    );
+    let pod = Pod {
+        namespace: "team-a",
+        env: &[("WATCH_NAMESPACE", "team-a,team-b")],
+        port: api_port(&sandbox),
+        token: &token,
+        ca_pem: &ca,
+        hosts_file: &hosts,
+        enterprise_ca: sandbox.ca_path(),
+    };
+    let (mut agent, logs) = start_in_cluster_agent(temp.path(), &pod);
     wait_all_ready(&admin, 1, &mut agent, &logs).await;
 
     let user = "system:serviceaccount:team-a:redis-gitops";
