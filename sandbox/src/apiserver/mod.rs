@@ -17,6 +17,7 @@
 
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod fields;
 pub mod http;
