@@ -8,10 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use common::{Kubectl, client, raw, start};
+use common::{Kubectl, client, raw, start, start_with};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
-use kube::api::Api;
+use kube::api::{Api, DynamicObject, ListParams, PostParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use redis_gitops_sandbox::apiserver::ApiServerOptions;
+use serde_json::json;
 
 /// The 415 kube-apiserver answers for a body in a media type it does not decode.
 const UNSUPPORTED_MEDIA: &str = "the body of the request was in an unknown format - accepted media types include: \
@@ -232,4 +236,199 @@ async fn protobuf_bodies_the_sandbox_does_not_decode_get_the_upstream_answers() 
     );
     let names = kubectl.ok(&["get", "secrets", "-o", "name"]).await;
     assert_eq!(names.trim(), "", "nothing was stored");
+}
+
+const REDB_YAML: &str = "apiVersion: app.redislabs.com/v1alpha1
+kind: RedisEnterpriseDatabase
+metadata:
+  name: cache
+  namespace: default
+spec:
+  memorySize: 100MB
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_through_events_k8s_io_show_in_kubectl_get_events_and_describe() {
+    let server = start_with(ApiServerOptions {
+        crds: redis_gitops::api::crds(),
+        ..Default::default()
+    })
+    .await;
+    let kubectl = Kubectl::new(&server);
+    let file = kubectl.file("redb.yaml", REDB_YAML);
+    kubectl.ok(&["apply", "-f", &file.display().to_string()]).await;
+    let gvk = GroupVersionKind::gvk("app.redislabs.com", "v1alpha1", "RedisEnterpriseDatabase");
+    let databases: Api<DynamicObject> = Api::namespaced_with(client(&server), "default", &ApiResource::from_gvk(&gvk));
+    let database = databases.get("cache").await.expect("the REDB is stored");
+    let reference = kube::Resource::object_ref(&database, &ApiResource::from_gvk(&gvk));
+    assert!(reference.uid.is_some(), "describe matches on the uid");
+
+    // As the agent's controllers record: kube-runtime's Recorder writes events.k8s.io/v1 (then a series patch).
+    let recorder = Recorder::new(
+        client(&server),
+        Reporter {
+            controller: "redis-gitops-database".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "DatabaseCreated".into(),
+        note: Some("created database cache (uid 1) on cluster rec".into()),
+        action: "Create".into(),
+        secondary: None,
+    };
+    recorder.publish(&event, &reference).await.expect("event recorded");
+    recorder
+        .publish(&event, &reference)
+        .await
+        .expect("event recorded again");
+    let warning = Event {
+        type_: EventType::Warning,
+        reason: "ReconcileFailed".into(),
+        note: Some("unable to reach the cluster's REST API".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&warning, &reference).await.expect("warning recorded");
+
+    let listed = kubectl.ok(&["get", "events"]).await;
+    let header: Vec<&str> = listed.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{listed}"
+    );
+    let created = listed
+        .lines()
+        .find(|l| l.contains("DatabaseCreated"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        created.contains("Normal")
+            && created.contains("redisenterprisedatabase/cache")
+            && created.ends_with("created database cache (uid 1) on cluster rec"),
+        "{listed}"
+    );
+    assert!(
+        listed.lines().any(|l| l.contains("Warning")
+            && l.contains("ReconcileFailed")
+            && l.contains("unable to reach the cluster's REST API")),
+        "{listed}"
+    );
+    let wide = kubectl.ok(&["get", "events", "-o", "wide"]).await;
+    let wide_row = wide
+        .lines()
+        .find(|l| l.contains("DatabaseCreated"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        wide.lines()
+            .next()
+            .is_some_and(|h| h.contains("SOURCE") && h.contains("COUNT"))
+            && wide_row.contains("redis-gitops-database")
+            && wide_row.split_whitespace().any(|cell| cell == "2"),
+        "{wide}"
+    );
+
+    let selected = kubectl
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=cache,type=Warning",
+        ])
+        .await;
+    assert_eq!(selected.lines().count(), 2, "{selected}");
+    assert!(selected.contains("ReconcileFailed"), "{selected}");
+    let none = kubectl
+        .run(&["get", "events", "--field-selector", "involvedObject.name=other"])
+        .await;
+    assert!(none.success && none.stdout.is_empty(), "{none:?}");
+    assert!(
+        none.stderr.contains("No resources found in default namespace."),
+        "{none:?}"
+    );
+
+    // kubectl describe lists core/v1 events with involvedObject.{name,namespace,kind,uid} in any order.
+    let described = kubectl.ok(&["describe", "redb", "cache"]).await;
+    let events_section = described.split("Events:").nth(1).unwrap_or_default().to_string();
+    let created = events_section
+        .lines()
+        .find(|l| l.contains("DatabaseCreated"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        created.contains("Normal")
+            && created.contains("(x2 over")
+            && created.contains("redis-gitops-database")
+            && created.contains("created database cache (uid 1) on cluster rec"),
+        "{described}"
+    );
+    assert!(events_section.contains("ReconcileFailed"), "{described}");
+    let uid = reference.uid.clone().unwrap_or_default();
+    for selector in [
+        format!("involvedObject.uid={uid},involvedObject.kind=RedisEnterpriseDatabase,involvedObject.name=cache"),
+        format!("involvedObject.namespace=default,involvedObject.name=cache,involvedObject.uid={uid}"),
+    ] {
+        let out = kubectl
+            .ok(&["get", "events", "--field-selector", &selector, "-o", "name"])
+            .await;
+        assert_eq!(out.lines().count(), 2, "{selector}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_core_v1_event_reads_back_through_events_k8s_io() {
+    let server = start().await;
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client(&server), "default");
+    let written: k8s_openapi::api::core::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "settings.1"},
+        "involvedObject": {"kind": "ConfigMap", "name": "settings", "namespace": "default", "uid": "u-1"},
+        "reason": "Updated", "message": "settings changed", "type": "Normal",
+        "source": {"component": "legacy-recorder", "host": "node-1"},
+        "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:01:00Z", "count": 4,
+    }))
+    .expect("a core/v1 Event");
+    core.create(&PostParams::default(), &written)
+        .await
+        .expect("created through core/v1");
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client(&server), "default");
+    let read = events.get("settings.1").await.expect("read through events.k8s.io/v1");
+    assert_eq!(
+        read.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("settings")
+    );
+    assert_eq!(read.regarding.as_ref().and_then(|r| r.uid.as_deref()), Some("u-1"));
+    assert_eq!(read.note.as_deref(), Some("settings changed"));
+    assert_eq!(read.reason.as_deref(), Some("Updated"));
+    assert_eq!(read.deprecated_count, Some(4));
+    let source = read.deprecated_source.clone().unwrap_or_default();
+    assert_eq!(
+        (source.component.as_deref(), source.host.as_deref()),
+        (Some("legacy-recorder"), Some("node-1"))
+    );
+    assert!(read.deprecated_last_timestamp.is_some() && read.deprecated_first_timestamp.is_some());
+
+    // events.k8s.io's own selector labels.
+    let by_regarding = events
+        .list(&ListParams::default().fields("regarding.name=settings,source=legacy-recorder"))
+        .await
+        .expect("list by regarding.name");
+    assert_eq!(by_regarding.items.len(), 1);
+    let other = events
+        .list(&ListParams::default().fields("regarding.name=other"))
+        .await
+        .expect("list by another name");
+    assert!(other.items.is_empty());
+
+    let kubectl = Kubectl::new(&server);
+    let listed = kubectl.ok(&["get", "events"]).await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.contains("configmap/settings") && l.contains("Updated") && l.ends_with("settings changed")),
+        "{listed}"
+    );
 }

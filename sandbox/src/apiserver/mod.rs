@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod fields;
 pub mod http;

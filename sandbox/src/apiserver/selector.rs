@@ -211,6 +211,9 @@ impl FieldSelector {
     /// Whether the object satisfies every term; a missing field compares as the empty string.
     pub fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|(path, equal, value)| {
+            if let Some(actual) = super::events::selector_value(object, path) {
+                return (actual == *value) == *equal;
+            }
             let mut current = Some(object);
             for key in path.split('.') {
                 current = current.and_then(|c| c.get(key));

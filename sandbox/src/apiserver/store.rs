@@ -667,6 +667,8 @@ impl State {
             ""
         };
         Self::check_identity(info, version, &mut object, namespace)?;
+        // An events.k8s.io Event is stored as core/v1, so that either API (and kubectl's field selectors) sees it.
+        object = to_storage(info, object);
         if meta_str(&object, "name").is_none_or(str::is_empty) {
             match meta_str(&object, "generateName").map(str::to_string) {
                 Some(prefix) if !prefix.is_empty() => {
@@ -1528,7 +1530,7 @@ fn has_generation(info: &ResourceInfo) -> bool {
 /// `events.k8s.io` the field names of that API.
 pub fn convert_object(info: &ResourceInfo, version: &str, object: Value) -> Value {
     let mut object = if info.is_event_alias() {
-        rename_fields(object, EVENT_FIELDS, false)
+        super::events::to_events_v1(object)
     } else {
         object
     };
@@ -1541,47 +1543,11 @@ pub fn convert_object(info: &ResourceInfo, version: &str, object: Value) -> Valu
 
 /// Turns a served-form object into its stored form (only events differ).
 fn to_storage(info: &ResourceInfo, object: Value) -> Value {
-    if !info.is_event_alias() {
-        return object;
+    if info.is_event_alias() {
+        super::events::to_core(object)
+    } else {
+        object
     }
-    let mut object = rename_fields(object, EVENT_FIELDS, true);
-    if let Some(map) = object.as_object_mut() {
-        if !map.contains_key("source")
-            && let Some(controller) = map.get("reportingComponent").cloned()
-        {
-            map.insert("source".into(), json!({"component": controller}));
-        }
-        if !map.contains_key("count")
-            && let Some(count) = map.get("series").and_then(|s| s.get("count")).cloned()
-        {
-            map.insert("count".into(), count);
-        }
-        map.insert("apiVersion".into(), json!("v1"));
-    }
-    object
-}
-
-/// core/v1 Event field ↔ events.k8s.io/v1 Event field.
-const EVENT_FIELDS: &[(&str, &str)] = &[
-    ("involvedObject", "regarding"),
-    ("message", "note"),
-    ("count", "deprecatedCount"),
-    ("firstTimestamp", "deprecatedFirstTimestamp"),
-    ("lastTimestamp", "deprecatedLastTimestamp"),
-    ("source", "deprecatedSource"),
-    ("reportingComponent", "reportingController"),
-];
-
-fn rename_fields(mut object: Value, pairs: &[(&str, &str)], to_core: bool) -> Value {
-    if let Some(map) = object.as_object_mut() {
-        for (core, events) in pairs {
-            let (from, to) = if to_core { (events, core) } else { (core, events) };
-            if let Some(v) = map.remove(*from) {
-                map.insert(to.to_string(), v);
-            }
-        }
-    }
-    object
 }
 
 fn stale(info: &ResourceInfo, name: &str) -> ApiError {

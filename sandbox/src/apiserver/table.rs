@@ -151,6 +151,9 @@ fn age(timestamp: Option<&str>) -> String {
 
 /// Columns of built-in kinds that no JSONPath expresses (kubectl's `READY 1/1` style counts).
 fn computed_cell(name: &str, object: &Value) -> Option<Value> {
+    if let Some(value) = super::events::cell(name, object) {
+        return Some(value);
+    }
     let count = |pointer: &str| {
         object
             .pointer(pointer)
@@ -290,12 +293,7 @@ fn builtin_columns(info: &ResourceInfo) -> Vec<PrinterColumn> {
         ("coordination.k8s.io", "leases") => {
             vec![column("Holder", "string", ".spec.holderIdentity", 0)]
         }
-        ("", "events") => vec![
-            column("Type", "string", ".type", 0),
-            column("Reason", "string", ".reason", 0),
-            column("Object", "string", ".involvedObject.name", 0),
-            column("Message", "string", ".message", 0),
-        ],
+        ("", "events") | ("events.k8s.io", "events") => super::events::columns(),
         ("apiextensions.k8s.io", "customresourcedefinitions") => Vec::new(),
         _ => Vec::new(),
     }
@@ -322,13 +320,18 @@ fn partial_metadata(object: &Value) -> Value {
 
 /// One table row for an object.
 pub fn row(columns: &[PrinterColumn], object: &Value, include_object: bool) -> Value {
-    let mut cells = vec![json!(
-        object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    )];
-    let has_age = columns.iter().any(|c| c.name.eq_ignore_ascii_case("age"));
+    // The events Table brings its own Name column and has no Age.
+    let complete = super::events::is_event_table(columns);
+    let mut cells = Vec::new();
+    if !complete {
+        cells.push(json!(
+            object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        ));
+    }
+    let has_age = complete || columns.iter().any(|c| c.name.eq_ignore_ascii_case("age"));
     for c in columns {
         cells.push(cell(c, object));
     }
@@ -345,17 +348,21 @@ pub fn row(columns: &[PrinterColumn], object: &Value, include_object: bool) -> V
 
 /// A Table holding the given objects.
 pub fn table(columns: &[PrinterColumn], objects: &[Value], resource_version: &str, include_object: bool) -> Value {
-    let mut definitions = vec![json!({
-        "name": "Name", "type": "string", "format": "name",
-        "description": "Name must be unique within a namespace.", "priority": 0
-    })];
+    let complete = super::events::is_event_table(columns);
+    let mut definitions = Vec::new();
+    if !complete {
+        definitions.push(json!({
+            "name": "Name", "type": "string", "format": "name",
+            "description": "Name must be unique within a namespace.", "priority": 0
+        }));
+    }
     for c in columns {
         definitions.push(json!({
             "name": c.name, "type": c.column_type, "format": c.format,
             "description": c.description, "priority": c.priority
         }));
     }
-    if !columns.iter().any(|c| c.name.eq_ignore_ascii_case("age")) {
+    if !complete && !columns.iter().any(|c| c.name.eq_ignore_ascii_case("age")) {
         definitions.push(json!({
             "name": "Age", "type": "string", "format": "",
             "description": "CreationTimestamp is a timestamp representing the server time when this object was created.",
