@@ -197,10 +197,13 @@ impl ApiServer {
             }
             Authorization::AllowAll => options.token.clone().or(options.secrets_token.clone()),
         };
-        for token in [&admin_token, &options.token, &options.secrets_token]
-            .into_iter()
-            .flatten()
-        {
+        // Without RBAC both static tokens name the admin (for the per-identity records); with RBAC only the admin
+        // token does, and `secrets_token` is not used.
+        let static_tokens = match options.authorization {
+            Authorization::Rbac => vec![&admin_token],
+            Authorization::AllowAll => vec![&options.token, &options.secrets_token],
+        };
+        for token in static_tokens.into_iter().flatten() {
             tokens.add_admin(token);
         }
         let certificates = if options.tls { Some(tls::generate()?) } else { None };

@@ -350,8 +350,8 @@ fn visit_rules(
         let subjects = binding
             .get("subjects")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let Some(subject) = subjects
             .iter()
             .find(|s| subject_applies(s, identity, binding_namespace))
