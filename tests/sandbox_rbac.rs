@@ -961,3 +961,138 @@ async fn kubectl_auth_can_i_and_create_token() {
         short.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_and_bindings_grant_only_what_their_writer_holds() {
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let server = start(false).await;
+    seed(&server);
+    // The agent may write roles and bindings in ns1, and holds `get pods` there; nothing more.
+    cluster_role(
+        &server,
+        "writer",
+        json!([
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+             "verbs": ["create", "patch", "get"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        ]),
+    );
+    let agent = json!([{"kind": "ServiceAccount", "name": "agent", "namespace": "ns1"}]);
+    role_binding(&server, "ns1", "writer", "ClusterRole", "writer", agent.clone());
+    let client = agent_client(&server);
+    let roles: Api<Role> = Api::namespaced(client.clone(), "ns1");
+    let role = |name: &str, verbs: Value| -> Role {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns1"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs}],
+        }))
+        .expect("role")
+    };
+    // What it holds, it may grant (create, and server-side apply).
+    roles
+        .create(&PostParams::default(), &role("pods-reader", json!(["get"])))
+        .await
+        .expect("a Role within the writer's rights");
+    let status = api_error(
+        roles
+            .create(&PostParams::default(), &role("pods-lister", json!(["get", "list"])))
+            .await,
+    );
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "roles.rbac.authorization.k8s.io \"pods-lister\" is forbidden: user \"system:serviceaccount:ns1:agent\" \
+         (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:ns1\" \"system:authenticated\"]) is attempting \
+         to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"list\"]}"
+    );
+    // A patch that would widen a role is refused the same way, and leaves it as it was.
+    let apply = PatchParams::apply("agent").force();
+    let status = api_error(
+        roles
+            .patch(
+                "pods-reader",
+                &apply,
+                &Patch::Apply(json!({
+                    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                    "metadata": {"name": "pods-reader", "namespace": "ns1"},
+                    "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+                })),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 403, "{}", status.message);
+    assert!(status.message.contains("Resources:[\"secrets\"]"), "{}", status.message);
+    let kept = roles.get("pods-reader").await.expect("the role");
+    assert_eq!(kept.rules.expect("rules")[0].resources, Some(vec!["pods".to_string()]));
+
+    // A binding: only to a role whose rules the writer holds, unless it may `bind` that role.
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "ns1");
+    let binding = |name: &str, kind: &str, role: &str| -> RoleBinding {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns1"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "ns1"}],
+        }))
+        .expect("binding")
+    };
+    bindings
+        .create(&PostParams::default(), &binding("readers", "Role", "pods-reader"))
+        .await
+        .expect("binding a role the writer holds");
+    let status = api_error(
+        bindings
+            .create(
+                &PostParams::default(),
+                &binding("admins", "ClusterRole", "cluster-admin"),
+            )
+            .await,
+    );
+    assert_eq!(status.code, 403);
+    assert!(
+        status.message.starts_with(
+            "rolebindings.rbac.authorization.k8s.io \"admins\" is forbidden: user \"system:serviceaccount:ns1:agent\""
+        ),
+        "{}",
+        status.message
+    );
+    let status = api_error(
+        bindings
+            .create(&PostParams::default(), &binding("ghost", "Role", "missing"))
+            .await,
+    );
+    assert!(
+        status
+            .message
+            .ends_with("role.rbac.authorization.k8s.io \"missing\" not found"),
+        "{}",
+        status.message
+    );
+
+    // `escalate` and `bind` lift the checks, as in Kubernetes.
+    cluster_role(
+        &server,
+        "escalator",
+        json!([
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["escalate"]},
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+             "resourceNames": ["cluster-admin"]},
+        ]),
+    );
+    role_binding(&server, "ns1", "escalator", "ClusterRole", "escalator", agent);
+    roles
+        .create(&PostParams::default(), &role("pods-lister", json!(["get", "list"])))
+        .await
+        .expect("escalate allows it");
+    bindings
+        .create(
+            &PostParams::default(),
+            &binding("admins", "ClusterRole", "cluster-admin"),
+        )
+        .await
+        .expect("bind allows it");
+    // The admin (system:masters) is never checked.
+    Api::<Role>::namespaced(admin_client(&server), "ns1")
+        .create(&PostParams::default(), &role("admin-made", json!(["*"])))
+        .await
+        .expect("the admin writes any role");
+}

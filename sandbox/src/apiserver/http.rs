@@ -18,6 +18,7 @@ use super::Authorization;
 use super::auth::{self, Identity, Impersonation, TokenOwner, Tokens};
 use super::discovery;
 use super::error::ApiError;
+use super::escalation;
 use super::faults::Faults;
 use super::openapi;
 use super::patch::PatchKind;
@@ -368,11 +369,11 @@ async fn route(
             .ok_or_else(|| ApiError::UnknownPath { path: path.into() }),
         ["api", version, rest @ ..] => {
             let target = parse_target(app, "", version, rest, path)?;
-            resource_request(app, method, target, query, headers, body).await
+            resource_request(app, identity, method, target, query, headers, body).await
         }
         ["apis", group, version, rest @ ..] => {
             let target = parse_target(app, group, version, rest, path)?;
-            resource_request(app, method, target, query, headers, body).await
+            resource_request(app, identity, method, target, query, headers, body).await
         }
         _ => Err(ApiError::UnknownPath { path: path.into() }),
     }
@@ -723,6 +724,31 @@ fn scale_request(
     Ok(json_response(StatusCode::OK, &scale_of(&outcome.object, paths), &[]))
 }
 
+/// Whether writes of this resource go through the RBAC escalation check (roles and bindings, with RBAC on).
+fn guards_escalation(app: &AppState, info: &ResourceInfo) -> bool {
+    app.authorization == Authorization::Rbac
+        && info.group == escalation::RBAC_GROUP
+        && matches!(
+            info.plural.as_str(),
+            "roles" | "clusterroles" | "rolebindings" | "clusterrolebindings"
+        )
+}
+
+/// Refuses a role or binding that would grant more than the writer holds ([`escalation::check`]).
+fn no_escalation(
+    app: &AppState,
+    state: &super::store::State,
+    identity: &Identity,
+    info: &ResourceInfo,
+    namespace: Option<&str>,
+    object: &Value,
+) -> Result<(), ApiError> {
+    if !guards_escalation(app, info) {
+        return Ok(());
+    }
+    escalation::check(state, identity, &info.plural, namespace.unwrap_or(""), object)
+}
+
 fn accept(headers: &HeaderMap) -> String {
     headers
         .get(header::ACCEPT)
@@ -731,8 +757,10 @@ fn accept(headers: &HeaderMap) -> String {
         .to_string()
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn resource_request(
     app: &Arc<AppState>,
+    identity: &Identity,
     method: &Method,
     target: Target,
     query: &HashMap<String, String>,
@@ -797,17 +825,18 @@ async fn resource_request(
         (Method::POST, None) => {
             let object = decode_body(&body, headers, false)?;
             let options = write_options(query, headers)?;
-            let outcome = app.store.lock().create(&info, version, namespace, object, &options)?;
+            let mut state = app.store.lock();
+            no_escalation(app, &state, identity, &info, namespace, &object)?;
+            let outcome = state.create(&info, version, namespace, object, &options)?;
             Ok(json_response(StatusCode::CREATED, &outcome.object, &outcome.warnings))
         }
         (Method::PUT, Some(name)) => {
             let subresource = subresource_of(&target)?;
             let object = decode_body(&body, headers, false)?;
             let options = write_options(query, headers)?;
-            let outcome = app
-                .store
-                .lock()
-                .update(&info, version, namespace, name, object, subresource, &options)?;
+            let mut state = app.store.lock();
+            no_escalation(app, &state, identity, &info, namespace, &object)?;
+            let outcome = state.update(&info, version, namespace, name, object, subresource, &options)?;
             let code = if outcome.created {
                 StatusCode::CREATED
             } else {
@@ -832,10 +861,26 @@ async fn resource_request(
             if kind != PatchKind::Apply && options.force {
                 return Err(ApiError::bad_request("force is only allowed for apply patches"));
             }
-            let outcome =
-                app.store
-                    .lock()
-                    .patch(&info, version, namespace, name, kind, patch_body, subresource, &options)?;
+            let mut state = app.store.lock();
+            if guards_escalation(app, &info) {
+                // The role or binding as the patch would leave it decides, so compute it first without storing.
+                let preview = WriteOptions {
+                    dry_run: true,
+                    ..options.clone()
+                };
+                let would_be = state.patch(
+                    &info,
+                    version,
+                    namespace,
+                    name,
+                    kind,
+                    patch_body.clone(),
+                    subresource,
+                    &preview,
+                )?;
+                no_escalation(app, &state, identity, &info, namespace, &would_be.object)?;
+            }
+            let outcome = state.patch(&info, version, namespace, name, kind, patch_body, subresource, &options)?;
             let code = if outcome.created {
                 StatusCode::CREATED
             } else {

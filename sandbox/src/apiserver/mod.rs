@@ -16,8 +16,7 @@
 //!   ServiceAccount, TokenRequest and the access reviews), e.g. `kubectl run`, `kubectl create deployment`: 415;
 //!   protobuf responses (every answer is JSON, which kubectl accepts);
 //! - OpenAPI v2 and admission; with `AllowAll` (the default) every request is allowed (an optional static bearer
-//!   token); with RBAC: no aggregated ClusterRoles (`aggregationRule`), no escalation check on role and binding
-//!   writes, no client certificates, OIDC or webhook authentication, tokens are opaque (not JWTs) and live in memory;
+//!   token); with RBAC: no aggregated ClusterRoles (`aggregationRule`), no client certificates, OIDC or webhook authentication, tokens are opaque (not JWTs) and live in memory;
 //! - subresources other than `status`, `scale` and `serviceaccounts/token` (`pods/log`, `exec`, `eviction`, …): 501;
 //! - strategic merge keys beyond containers, initContainers, env, ports, volumes, volumeMounts,
 //!   imagePullSecrets, conditions, ownerReferences (merge) and finalizers (set); other lists are replaced;
@@ -27,6 +26,7 @@
 pub mod auth;
 pub mod discovery;
 pub mod error;
+pub mod escalation;
 pub mod events;
 pub mod faults;
 pub mod fields;

@@ -3,8 +3,8 @@
 //! evaluation_helpers.go, the 403 `Status` of a denial, and the bootstrap policy a real cluster starts with.
 //!
 //! It only reads the store; it never writes an object (the bootstrap policy is returned for the caller to create).
-//! Not done: aggregated ClusterRoles (`aggregationRule`; their `rules` are used as stored) and the escalation check
-//! on writes of roles and bindings (`escalate`, `bind`).
+//! Not done: aggregated ClusterRoles (`aggregationRule`; their `rules` are used as stored). The escalation check on
+//! writes of roles and bindings is in `escalation`.
 
 use std::collections::HashMap;
 
