@@ -507,7 +507,7 @@ fn persistence_name(persistence: Persistence) -> String {
 fn bytes(value: u64) -> String {
     const UNITS: [(&str, u64); 4] = [("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)];
     for (unit, size) in UNITS {
-        if value >= size && value % size == 0 {
+        if value >= size && value.is_multiple_of(size) {
             return format!("{}{unit}", value / size);
         }
     }
