@@ -4,6 +4,9 @@
 # Stage 1 builds the release binary with the toolchain the project is tested with (Rust 1.95); libgit2 and libssh2
 # are vendored, OpenSSL and zlib are Debian's (bookworm, the same release as the runtime image).
 FROM rust:1.95-bookworm AS build
+# Build tools of this stage only (nothing of it reaches the image); Debian supersedes exact versions within a
+# release, so pinning them would break the build, not make it reproducible.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends cmake pkg-config libssl-dev \
     && rm -rf /var/lib/apt/lists/*

