@@ -70,6 +70,21 @@ pub struct Metrics {
         ControllerCategoryLabels,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Push-webhook deliveries by forge and result.
+    pub webhook_deliveries:
+        prometheus_client::metrics::family::Family<WebhookLabels, prometheus_client::metrics::counter::Counter>,
+    /// From a push webhook that triggered a sync to the end of that sync, when it applied the revision.
+    pub webhook_to_applied: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Labels of [`Metrics::webhook_deliveries`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `github`, `gitea`, `forgejo`, `gitlab`, `bitbucket`, `generic`, or `unknown` before the sender is known.
+    pub forge: &'static str,
+    /// What the receiver did: `triggered`, `deferred`, `ignored_ref`, `ignored_path`, `ignored_event`, `ping`,
+    /// `duplicate`, `unauthorized`, `not_found`, `too_large`, `bad_request`, `unavailable`.
+    pub result: &'static str,
 }
 
 /// Labels of [`Metrics::reconciles`].
@@ -126,6 +141,8 @@ impl Default for Metrics {
             last_applied: Default::default(),
             reconciles: Default::default(),
             reconcile_failures: Default::default(),
+            webhook_deliveries: Default::default(),
+            webhook_to_applied: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
         };
         registry.register("gitsync_syncs", "GitSync syncs by result", metrics.syncs.clone());
         registry.register(
@@ -159,6 +176,17 @@ impl Default for Metrics {
             "controller_reconcile_failures",
             "Failed reconciles of the cluster and database controllers by error category",
             metrics.reconcile_failures.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Push-webhook deliveries by forge and result",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_to_applied",
+            "From a push webhook to the end of the sync that applied it",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.webhook_to_applied.clone(),
         );
         Self { registry, ..metrics }
     }

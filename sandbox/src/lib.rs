@@ -10,6 +10,7 @@
 
 pub mod apiserver;
 pub mod enterprise;
+pub mod forge;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -41,6 +41,8 @@ pub struct SandboxCommand {
     pub source: Option<SandboxSource>,
     /// Where the agent serves /healthz, /readyz and /metrics (port 0: a free one).
     pub metrics_address: String,
+    /// Where the agent serves push webhooks (port 0: a free one).
+    pub webhook_address: String,
     /// With `--once`: how long to wait for every object to settle.
     pub once: Option<Duration>,
 }
@@ -132,6 +134,7 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
         port,
         source,
         metrics_address,
+        webhook_address,
         once,
     } = command;
     init_logging(LogFormat::Text);
@@ -164,6 +167,16 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
         },
         None => None,
     };
+    let webhook = match &source {
+        Some(_) => match std::net::TcpListener::bind(&webhook_address) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("sandbox: unable to listen on {webhook_address} for push webhooks: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let hosts = path.with_extension("hosts");
     let hosts_writer = sandbox.keep_hosts_file(hosts.clone(), redis_gitops::enterprise::hosts::render_hosts);
     if once.is_none() {
@@ -176,6 +189,9 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
     if let Some(address) = health.as_ref().and_then(|listener| listener.local_addr().ok()) {
         println!("  agent endpoints        http://{address}/readyz (and /healthz, /metrics)");
     }
+    if let Some(address) = webhook.as_ref().and_then(|listener| listener.local_addr().ok()) {
+        println!("  push webhooks          http://{address} (POST to status.webhookPath of a GitSync)");
+    }
     if once.is_none() {
         println!();
         println!("Try:");
@@ -186,7 +202,7 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
     }
     let mut agent = None;
     if let (Some(source), Some(health)) = (source, health) {
-        match start_agent(&sandbox, &source, health) {
+        match start_agent(&sandbox, &source, health, webhook) {
             Ok(running) => {
                 println!();
                 println!(
@@ -286,6 +302,7 @@ fn start_agent(
     sandbox: &Sandbox,
     source: &SandboxSource,
     health: std::net::TcpListener,
+    webhook: Option<std::net::TcpListener>,
 ) -> Result<RunningAgent, String> {
     let objects = sandbox.apiserver.objects();
     if let Some(checkout) = &source.checkout {
@@ -300,6 +317,7 @@ fn start_agent(
         // The one difference to a cluster: in-cluster names resolve to the emulated nodes' loopback addresses.
         resolver: Some(Arc::new(sandbox.emulator.resolver())),
         rest_timeout: Duration::from_secs(10),
+        webhook: webhook.map(HealthEndpoint::Listener),
         ..AgentConfig::new(std::env::temp_dir().join(format!("redis-gitops-sandbox-cache-{}", std::process::id())))
     };
     let (stop, stopped) = oneshot::channel::<()>();

@@ -1,0 +1,147 @@
+//! Syncs asked for from outside the watch: the push-webhook receiver hands a GitSync to the running controller
+//! (through `Controller::reconcile_on`) and finds GitSyncs by their webhook path in the controller's own cache. It
+//! keeps when each trigger was asked for, so the controller can measure webhook → applied. No I/O here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use futures::Stream;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use crate::api::GitSync;
+
+/// How many triggers may wait for the controller before the oldest are dropped (polling still catches up).
+const QUEUE: usize = 1024;
+
+/// The controller's object reference type.
+pub type GitSyncRef = ObjectRef<DeserializeGuard<GitSync>>;
+
+/// The link between the webhook receiver and the GitSync controller; cheap to clone, one per agent.
+#[derive(Clone)]
+pub struct SyncTriggers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sender: tokio::sync::broadcast::Sender<GitSyncRef>,
+    store: RwLock<Option<Store<DeserializeGuard<GitSync>>>>,
+    requested: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Default for SyncTriggers {
+    fn default() -> Self {
+        let (sender, _) = tokio::sync::broadcast::channel(QUEUE);
+        Self {
+            inner: Arc::new(Inner {
+                sender,
+                store: RwLock::new(None),
+                requested: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl SyncTriggers {
+    /// Asks the running controller to sync GitSync `namespace/name` now. False when no controller runs (a
+    /// standby replica, or before the CRDs are established).
+    pub fn trigger(&self, namespace: &str, name: &str) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        if let Ok(mut requested) = self.inner.requested.lock() {
+            requested.entry(key).or_insert_with(Instant::now);
+        }
+        self.inner.sender.send(ObjectRef::new(name).within(namespace)).is_ok()
+    }
+
+    /// The GitSyncs of the controller's cache, or `None` while no controller runs.
+    pub fn gitsyncs(&self) -> Option<Vec<Arc<GitSync>>> {
+        let store = self.inner.store.read().ok()?;
+        let store = store.as_ref()?;
+        Some(
+            store
+                .state()
+                .into_iter()
+                .filter_map(|guarded| guarded.0.as_ref().ok().map(|gitsync| Arc::new(gitsync.clone())))
+                .collect(),
+        )
+    }
+
+    /// The GitSync whose `status.webhookPath` is `path`: `Err(())` while no controller runs, `Ok(None)` when none has
+    /// it.
+    #[allow(clippy::result_unit_err)]
+    pub fn find_by_webhook_path(&self, path: &str) -> Result<Option<Arc<GitSync>>, ()> {
+        let store = self.inner.store.read().map_err(|_| ())?;
+        let store = store.as_ref().ok_or(())?;
+        Ok(store
+            .find(|guarded| {
+                guarded
+                    .0
+                    .as_ref()
+                    .ok()
+                    .and_then(|gitsync| gitsync.status.as_ref()?.webhook_path.as_deref())
+                    == Some(path)
+            })
+            .and_then(|guarded| guarded.0.as_ref().ok().map(|gitsync| Arc::new(gitsync.clone()))))
+    }
+
+    /// Called by the controller when it starts: its cache and the stream of triggers it reconciles on.
+    pub fn attach(&self, store: Store<DeserializeGuard<GitSync>>) -> impl Stream<Item = GitSyncRef> + Send + 'static {
+        if let Ok(mut slot) = self.inner.store.write() {
+            *slot = Some(store);
+        }
+        let receiver = self.inner.sender.subscribe();
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(reference) => return Some((reference, receiver)),
+                    // Dropped triggers are caught up by the next poll.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// Called by the controller when it stops: no more triggers are accepted.
+    pub fn detach(&self) {
+        if let Ok(mut slot) = self.inner.store.write() {
+            *slot = None;
+        }
+    }
+
+    /// When a trigger of `namespace/name` was asked for, if one was asked for no later than `started` (the start of
+    /// the sync that handles it); forgets it.
+    pub fn take_requested(&self, namespace: &str, name: &str, started: Instant) -> Option<Instant> {
+        let mut requested = self.inner.requested.lock().ok()?;
+        let key = (namespace.to_string(), name.to_string());
+        match requested.get(&key) {
+            Some(at) if *at <= started => requested.remove(&key),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_controller_means_no_trigger_and_no_lookup() {
+        let triggers = SyncTriggers::default();
+        assert!(!triggers.trigger("default", "config"));
+        assert!(triggers.find_by_webhook_path("/hook/00").is_err());
+        assert!(triggers.gitsyncs().is_none());
+    }
+
+    #[test]
+    fn a_request_is_taken_once_by_a_sync_that_started_after_it() {
+        let triggers = SyncTriggers::default();
+        let before = Instant::now();
+        triggers.trigger("default", "config");
+        assert_eq!(triggers.take_requested("default", "config", before), None);
+        let after = Instant::now();
+        assert!(triggers.take_requested("default", "config", after).is_some());
+        assert_eq!(triggers.take_requested("default", "config", after), None);
+    }
+}
