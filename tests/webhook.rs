@@ -322,7 +322,7 @@ async fn bad_signatures_other_refs_other_paths_and_big_bodies_trigger_nothing() 
     assert_eq!((status, answer["result"].as_str()), (200, Some("ignored_ref")));
     assert_eq!(
         answer["message"],
-        "the push moved refs/heads/dev; the GitSync follows branch main"
+        "the push moved refs/heads/dev; the GitSync follows branch 'main'"
     );
     assert!(!env.triggered("config"));
 
@@ -346,7 +346,7 @@ async fn gitlab_gitea_and_forgejo_deliveries_trigger_and_pushes_are_rate_limited
     env.create_secret("hook", SECRET).await;
     let root = tempfile::tempdir().expect("temp dir");
     let (repo, first) = repository(root.path());
-    let path = env.gitsync("config", &repo, None, &first).await;
+    let path = env.gitsync("config", &repo, Some("databases"), &first).await;
     let url = format!("{}{path}", env.base);
 
     repo.write("databases/cache.yaml", &database("cache", "3GB"));
