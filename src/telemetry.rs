@@ -82,7 +82,7 @@ pub struct Metrics {
 pub struct WebhookLabels {
     /// `github`, `gitea`, `forgejo`, `gitlab`, `bitbucket`, `generic`, or `unknown` before the sender is known.
     pub forge: &'static str,
-    /// What the receiver did: `triggered`, `deferred`, `ignored_ref`, `ignored_path`, `ignored_event`, `ping`,
+    /// What the receiver did: `triggered`, `deferred`, `ignored_ref`, `ignored_path`, `ignored_event`, `invalid_spec`, `ping`,
     /// `duplicate`, `unauthorized`, `not_found`, `too_large`, `bad_request`, `unavailable`.
     pub result: &'static str,
 }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod support;
 use support::Repo;
-use support::sync::{database, eventually};
+use support::sync::{database, eventually, eventually_within};
 
 const SECRET: &str = "It's a Secret to Everybody";
 
@@ -544,4 +544,104 @@ async fn a_push_to_the_forge_emulator_is_delivered_and_applied() {
         "{ignored:?}"
     );
     assert_eq!(env.applied("config").await, Some(format!("main@sha1:{pushed}")));
+}
+
+/// `redis-gitops sandbox --repo <checkout>`: a commit in the checkout is delivered by the forge emulator as a
+/// signed push webhook and applied without waiting for the 10 s poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_delivers_a_local_commit_as_a_push_webhook() {
+    use std::io::{BufRead, BufReader};
+    let temp = tempfile::tempdir().expect("temp dir");
+    let repo = Repo::new(temp.path());
+    repo.write("databases/cache.yaml", &database("cache", "1GB"));
+    repo.commit("init");
+    let kubeconfig = temp.path().join("kubeconfig");
+    let mut sandbox = std::process::Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--path", "databases", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--repo")
+        .arg(&repo.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the sandbox starts");
+    let mut lines = BufReader::new(sandbox.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let done = line.starts_with("A commit on that branch");
+        printed.push(line);
+        if done {
+            break;
+        }
+    }
+    let find = |prefix: &str| {
+        printed
+            .iter()
+            .find_map(|line| line.trim().strip_prefix(prefix).map(|rest| rest.trim().to_string()))
+            .unwrap_or_else(|| panic!("no line {prefix:?} in {printed:#?}"))
+    };
+    let webhooks = find("push webhooks");
+    assert!(webhooks.starts_with("http://127.0.0.1:"), "{webhooks}");
+    let metrics_url = find("agent endpoints").replace("/readyz (and /healthz, /metrics)", "/metrics");
+    let memory = |kubeconfig: &std::path::Path| {
+        let output = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["get", "redb", "cache", "-o", "jsonpath={.spec.memorySize}"])
+            .output()
+            .expect("kubectl runs (apt-get install kubernetes-client)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let kubeconfig_path = kubeconfig.clone();
+    eventually("the first commit to be applied", || {
+        let kubeconfig = kubeconfig_path.clone();
+        async move { (memory(&kubeconfig) == "1GB").then_some(()) }
+    })
+    .await;
+    // The first sync also sets the webhook path, which the emulator waits for before it watches the refs.
+    eventually("status.webhookPath", || {
+        let kubeconfig = kubeconfig_path.clone();
+        async move {
+            let output = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["get", "gitsync", "sandbox", "-o", "jsonpath={.status.webhookPath}"])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&output.stdout)
+                .starts_with("/hook/")
+                .then_some(())
+        }
+    })
+    .await;
+    repo.write("databases/cache.yaml", &database("cache", "2GB"));
+    repo.commit("cache: 2GB");
+    let started = Instant::now();
+    eventually_within("the commit to be applied", Duration::from_secs(8), || {
+        let kubeconfig = kubeconfig_path.clone();
+        async move { (memory(&kubeconfig) == "2GB").then_some(()) }
+    })
+    .await;
+    let waited = started.elapsed();
+    let metrics = http_get(&metrics_url).await;
+    assert!(
+        metrics.contains("redis_gitops_webhook_deliveries_total{forge=\"github\",result=\"triggered\"} 1"),
+        "applied after {waited:?} but not by the webhook: {metrics}"
+    );
+    // SAFETY: sending a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(sandbox.id() as i32, libc::SIGTERM) }, 0);
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(sandbox.wait().expect("exits").success());
+    assert_eq!(rest.last().map(String::as_str), Some("sandbox stopped"));
+}
+
+async fn http_get(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("an http url");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }

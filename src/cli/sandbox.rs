@@ -104,12 +104,17 @@ pub fn sandbox_source(repo: &str, path: String, git_ref: Option<String>) -> Resu
 struct RunningAgent {
     task: tokio::task::JoinHandle<Result<AgentExit, redis_gitops::agent::AgentError>>,
     stop: oneshot::Sender<()>,
+    /// The forge emulator's watch of a local checkout, which posts a signed push webhook when a ref moves.
+    hooks: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningAgent {
     /// Asks the agent to stop and waits a bounded time for it (a reconcile in flight may hold it up); then aborts.
     async fn stop(self) {
-        let Self { mut task, stop } = self;
+        let Self { mut task, stop, hooks } = self;
+        if let Some(hooks) = hooks {
+            hooks.abort();
+        }
         let _ = stop.send(());
         if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
             task.abort();
@@ -210,6 +215,11 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
                     source.url, source.branch, source.path
                 );
                 println!("  kubectl get gitsync,rec,redb -A");
+                if running.hooks.is_some() {
+                    println!(
+                        "A commit on that branch is delivered as a signed push webhook and applied within a second."
+                    );
+                }
                 agent = Some(running);
             }
             Err(message) => {
@@ -309,6 +319,7 @@ fn start_agent(
         create_prerequisites(objects, checkout)?;
     }
     let kube = sandbox.apiserver.kube_config().map_err(|error| error.to_string())?;
+    let webhook_address = webhook.as_ref().and_then(|listener| listener.local_addr().ok());
     let config = AgentConfig {
         kube: KubeSource::Config(Box::new(kube)),
         allow_namespaces: vec![redis_gitops::sync::plan::ANY_NAMESPACE.to_string()],
@@ -325,17 +336,98 @@ fn start_agent(
         // A dropped sender stops the agent too.
         let _ = stopped.await;
     }));
-    let gitsync = serde_json::json!({
+    let mut gitsync = serde_json::json!({
         "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
         "metadata": {"name": "sandbox", "namespace": "default"},
         "spec": {"url": source.url, "ref": {"branch": source.branch}, "path": source.path, "interval": "10s", "prune": true}
     });
-    let running = RunningAgent { task, stop };
+    // A local checkout gets push webhooks: the forge emulator watches its refs and posts a signed GitHub push to
+    // the agent's receiver when a commit lands, so it is applied within a second instead of at the next poll.
+    let mut hooks = None;
+    if let (Some(address), Some(repository)) = (webhook_address, source.url.strip_prefix("file://")) {
+        let token = random_token();
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": WEBHOOK_SECRET, "namespace": "default"},
+            "stringData": {"token": token}
+        });
+        match objects.create("v1", "Secret", secret) {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {
+                gitsync["spec"]["webhook"] = serde_json::json!({"secretRef": {"name": WEBHOOK_SECRET}});
+                hooks = Some(tokio::spawn(watch_checkout(
+                    objects.clone(),
+                    std::path::PathBuf::from(repository),
+                    format!("http://{address}"),
+                    token.into_bytes(),
+                )));
+            }
+            Err(error) => eprintln!("sandbox: no push webhooks, polling only ({error})"),
+        }
+    }
+    let running = RunningAgent { task, stop, hooks };
     if let Err(error) = objects.create("redisgitops.dev/v1alpha1", "GitSync", gitsync) {
         running.task.abort();
         return Err(format!("failed to create the GitSync: {error}"));
     }
     Ok(running)
+}
+
+/// The Secret of the sandbox GitSync's webhook.
+const WEBHOOK_SECRET: &str = "sandbox-webhook";
+
+/// How often the forge emulator looks at the refs of a local checkout.
+const CHECKOUT_POLL: Duration = Duration::from_millis(200);
+
+/// A webhook secret for this run: 32 random bytes in hex (from the kernel; the clock and pid if unavailable).
+fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
+    if random.is_err() {
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        for (index, byte) in seed.bytes().enumerate() {
+            bytes[index % 32] ^= byte;
+        }
+    }
+    redis_gitops::webhook::to_hex(&bytes)
+}
+
+/// Waits for the sandbox GitSync's `status.webhookPath`, then lets the forge emulator deliver a signed push
+/// webhook to `receiver` whenever a ref of the checkout moves.
+async fn watch_checkout(objects: Objects, repository: std::path::PathBuf, receiver: String, secret: Vec<u8>) {
+    use redis_gitops_sandbox::forge::hooks::{HookFormat, Hooks, Subscription};
+    let hooks = Hooks::new();
+    // Commits made from now on are delivered, even those before the GitSync has its webhook path.
+    if let Err(error) = hooks.track(&repository).await {
+        eprintln!("sandbox: no push webhooks, polling only ({error})");
+        return;
+    }
+    let path = loop {
+        let path = objects
+            .get("redisgitops.dev/v1alpha1", "GitSync", Some("default"), "sandbox")
+            .ok()
+            .and_then(|gitsync| gitsync.pointer("/status/webhookPath")?.as_str().map(str::to_string));
+        if let Some(path) = path {
+            break path;
+        }
+        tokio::time::sleep(CHECKOUT_POLL).await;
+    };
+    let subscription = Subscription {
+        url: format!("{receiver}{path}"),
+        secret,
+        format: HookFormat::GitHub,
+    };
+    if let Err(error) = hooks.subscribe(&repository, subscription).await {
+        eprintln!("sandbox: no push webhooks, polling only ({error})");
+        return;
+    }
+    // Runs until the sandbox stops (this task is aborted with the agent).
+    loop {
+        tokio::time::sleep(CHECKOUT_POLL).await;
+        if let Err(error) = hooks.refs_changed(&repository).await {
+            tracing::warn!(%error, "forge emulator: unable to read the checkout's refs");
+        }
+    }
 }
 
 /// What a platform team creates outside Git: the namespaces of a local checkout's objects, and the license Secrets

@@ -48,10 +48,22 @@ impl SyncTriggers {
     /// standby replica, or before the CRDs are established).
     pub fn trigger(&self, namespace: &str, name: &str) -> bool {
         let key = (namespace.to_string(), name.to_string());
-        if let Ok(mut requested) = self.inner.requested.lock() {
-            requested.entry(key).or_insert_with(Instant::now);
+        // Noted before sending, so that the sync it starts finds it.
+        let noted = match self.inner.requested.lock() {
+            Ok(mut requested) if !requested.contains_key(&key) => {
+                requested.insert(key.clone(), Instant::now());
+                true
+            }
+            _ => false,
+        };
+        let sent = self.inner.sender.send(ObjectRef::new(name).within(namespace)).is_ok();
+        if !sent
+            && noted
+            && let Ok(mut requested) = self.inner.requested.lock()
+        {
+            requested.remove(&key);
         }
-        self.inner.sender.send(ObjectRef::new(name).within(namespace)).is_ok()
+        sent
     }
 
     /// The GitSyncs of the controller's cache, or `None` while no controller runs.
@@ -137,6 +149,8 @@ mod tests {
     #[test]
     fn a_request_is_taken_once_by_a_sync_that_started_after_it() {
         let triggers = SyncTriggers::default();
+        // A controller listening (the channel keeps the trigger until its stream is polled).
+        let _listening = triggers.inner.sender.subscribe();
         let before = Instant::now();
         triggers.trigger("default", "config");
         assert_eq!(triggers.take_requested("default", "config", before), None);

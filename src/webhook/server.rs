@@ -280,7 +280,7 @@ fn decide_and_trigger(
         Ok(settings) => settings,
         Err(error) => {
             let message = format!("the GitSync's spec is not usable ({error}); the push is ignored");
-            return ("ignored_ref", StatusCode::OK, message);
+            return ("invalid_spec", StatusCode::OK, message);
         }
     };
     match super::push::decide(&push, &settings.reference, &settings.path) {

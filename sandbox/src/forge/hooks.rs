@@ -101,8 +101,20 @@ impl Hooks {
         Arc::new(Self::default())
     }
 
+    /// Takes the current refs of `repository` as the starting point, if it has none yet: moves after this are
+    /// delivered to the subscriptions made later.
+    pub async fn track(&self, repository: &Path) -> Result<(), HookError> {
+        let current = read_refs(repository).await?;
+        self.refs
+            .lock()
+            .await
+            .entry(repository.to_path_buf())
+            .or_insert(current);
+        Ok(())
+    }
+
     /// Adds a subscription to the pushes of `repository` (a bare repository or a checkout); its current refs are
-    /// the starting point.
+    /// the starting point unless [`Hooks::track`] took one before.
     pub async fn subscribe(&self, repository: &Path, subscription: Subscription) -> Result<(), HookError> {
         let current = read_refs(repository).await?;
         self.refs
