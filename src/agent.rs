@@ -1,5 +1,5 @@
 //! The agent as one runtime (design.md §6): what `redis-gitops agent` runs in a cluster and `redis-gitops sandbox`
-//! runs locally, the same way. It serves the health and metrics endpoints, waits for the CRDs, holds the leader
+//! runs locally, the same way. It serves the health and metrics endpoints (and push webhooks), waits for the CRDs, holds the leader
 //! Lease with its write fence, and runs the GitSync, cluster and database controllers until shutdown or until the
 //! Lease is lost. It may do I/O (files, sockets, the API server); it reads no command line and no environment
 //! besides what [`AgentConfig`] says.
@@ -19,7 +19,9 @@ use crate::enterprise::RetryPolicy;
 use crate::runtime::WatchScope;
 use crate::sync::controller::SyncContext;
 use crate::sync::lease::{FenceLayer, LeaderLease, LeaseTimings, LeaseTimingsError, WriteFence, install_process_fence};
+use crate::sync::trigger::SyncTriggers;
 use crate::telemetry::{Metrics, serve_health};
+use crate::webhook::WebhookReceiver;
 
 /// The name of the leader Lease every replica competes for.
 pub const LEASE_NAME: &str = "redis-gitops-agent";
@@ -68,11 +70,14 @@ pub struct AgentConfig {
     /// The pod name of this replica: the Lease holder and the events' reporting instance. Without it the holder is
     /// `<hostname>-<pid>`.
     pub instance: Option<String>,
+    /// Where to serve push webhooks (`POST /hook/<hex>`, its own port apart from metrics); `None`: not served.
+    /// An address may leave out the host (`:9292`: every interface).
+    pub webhook: Option<HealthEndpoint>,
 }
 
 impl AgentConfig {
     /// The defaults of `redis-gitops agent` (in-cluster or kubeconfig, port 8080, Lease in `default`, 15s Lease,
-    /// 30s REST timeout, no CA file, the system's resolver).
+    /// 30s REST timeout, no CA file, the system's resolver), without the webhook port (the command line sets it).
     pub fn new(cache_dir: PathBuf) -> Self {
         Self {
             kube: KubeSource::Infer,
@@ -86,6 +91,7 @@ impl AgentConfig {
             resolver: None,
             rest_timeout: Duration::from_secs(30),
             instance: None,
+            webhook: None,
         }
     }
 }
@@ -121,6 +127,15 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The webhook address could not be listened on.
+    #[error("unable to listen on {address} for push webhooks: {source}")]
+    ListenWebhook {
+        /// The address.
+        address: String,
+        /// What binding said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The Lease duration is out of range.
     #[error("invalid lease duration: {0}")]
     LeaseDuration(#[source] LeaseTimingsError),
@@ -147,6 +162,7 @@ impl AgentError {
         match self {
             Self::ReadCaFile { .. } => "ReadCaFile",
             Self::Listen { .. } => "Listen",
+            Self::ListenWebhook { .. } => "ListenWebhook",
             Self::LeaseDuration(_) => "LeaseDuration",
             Self::FindApiServer(_) => "FindApiServer",
             Self::BuildClient(_) => "BuildClient",
@@ -176,6 +192,7 @@ pub async fn run(
         resolver,
         rest_timeout,
         instance,
+        webhook,
     } = config;
     // Every stage below stops on the same shutdown; `Shared` lets each of them hold a copy.
     let shutdown = shutdown.boxed().shared();
@@ -205,6 +222,10 @@ pub async fn run(
         ready.clone(),
         shutdown.clone(),
     )));
+    let webhook_listener = match webhook {
+        Some(endpoint) => Some(bind_webhook(endpoint).await?),
+        None => None,
+    };
     let timings = LeaseTimings::for_lease(lease_duration).map_err(AgentError::LeaseDuration)?;
     // Two clients: the Lease's own, and the controllers', whose every write is refused unless this replica holds
     // the Lease within its renew deadline (the fence also guards the Redis Enterprise REST writes).
@@ -221,6 +242,23 @@ pub async fn run(
         .map_err(AgentError::BuildClient)?
         .with_layer(&FenceLayer::new(fence.clone()))
         .build();
+    // The receiver answers from the start (503 until this replica runs the GitSync controller) and hands pushes to
+    // the controller through `triggers`.
+    let triggers = SyncTriggers::default();
+    let _webhook = match webhook_listener {
+        Some(listener) => {
+            if let Ok(address) = listener.local_addr() {
+                tracing::info!(%address, "serving push webhooks on /hook/<status.webhookPath>");
+            }
+            let receiver = WebhookReceiver::new(client.clone(), triggers.clone(), metrics.clone());
+            Some(AbortOnDrop(tokio::spawn(crate::webhook::serve(
+                listener,
+                receiver,
+                shutdown.clone(),
+            ))))
+        }
+        None => None,
+    };
     std::fs::create_dir_all(&cache_dir).map_err(|source| AgentError::CacheDir {
         path: cache_dir.clone(),
         source,
@@ -247,7 +285,9 @@ pub async fn run(
         instance: instance.clone(),
         clients: Default::default(),
     };
-    let context = Arc::new(SyncContext::new(client, cache_dir, namespaces, instance, metrics));
+    let mut context = SyncContext::new(client, cache_dir, namespaces, instance, metrics);
+    context.triggers = triggers;
+    let context = Arc::new(context);
     tracing::info!(
         namespaces = %match &watch {
             WatchScope::Cluster => "*".to_string(),
@@ -328,6 +368,20 @@ async fn bind_health(health: HealthEndpoint) -> Result<tokio::net::TcpListener, 
                 .map_err(|source| AgentError::Listen { address, source })
         }
     }
+}
+
+/// Listens where `webhook` says; an address without a host (`:9292`) listens on every interface.
+async fn bind_webhook(webhook: HealthEndpoint) -> Result<tokio::net::TcpListener, AgentError> {
+    let endpoint = match webhook {
+        HealthEndpoint::Address(address) if address.starts_with(':') => {
+            HealthEndpoint::Address(format!("0.0.0.0{address}"))
+        }
+        other => other,
+    };
+    bind_health(endpoint).await.map_err(|error| match error {
+        AgentError::Listen { address, source } => AgentError::ListenWebhook { address, source },
+        other => other,
+    })
 }
 
 /// Aborts a task when dropped.

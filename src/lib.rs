@@ -17,3 +17,4 @@ pub mod runtime;
 pub mod source;
 pub mod sync;
 pub mod telemetry;
+pub mod webhook;

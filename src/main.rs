@@ -120,6 +120,10 @@ enum Command {
         /// Address of the /healthz, /readyz and /metrics endpoints.
         #[arg(long, default_value = "0.0.0.0:8080")]
         metrics_address: String,
+        /// Address of the push-webhook receiver (`POST <status.webhookPath>`), a port of its own apart from
+        /// metrics; `:9292` listens on every interface.
+        #[arg(long, default_value = redis_gitops::webhook::DEFAULT_ADDRESS)]
+        webhook_address: String,
         /// Namespace of the leader Lease `redis-gitops-agent` (one replica writes; the others wait).
         #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
         lease_namespace: String,
@@ -178,6 +182,10 @@ enum Command {
         /// 127.0.0.1, printed at start, so that two sandboxes never collide).
         #[arg(long, default_value = "127.0.0.1:0", requires = "repo")]
         metrics_address: String,
+        /// With --repo: address of the agent's push-webhook receiver (default: a free port on 127.0.0.1); its base
+        /// URL is printed at start.
+        #[arg(long, default_value = "127.0.0.1:0", requires = "repo")]
+        webhook_address: String,
     },
     /// Install the agent in the cluster of the current kubeconfig: the CRDs, namespace redis-gitops-system, its
     /// ServiceAccount, RBAC, Service, PodDisruptionBudget and Deployment (the objects of `deploy/`, applied with
@@ -333,6 +341,7 @@ fn main() -> ExitCode {
             watch_namespaces,
             log_format,
             metrics_address,
+            webhook_address,
             lease_namespace,
             lease_duration,
             enterprise_ca_file,
@@ -359,6 +368,7 @@ fn main() -> ExitCode {
                     .map(|path| Arc::new(HostsFileResolver::new(path)) as Arc<dyn reqwest::dns::Resolve>),
                 rest_timeout,
                 instance: std::env::var("POD_NAME").ok(),
+                webhook: Some(HealthEndpoint::Address(webhook_address)),
                 ..AgentConfig::new(cache_dir)
             };
             init_logging(format);
@@ -373,6 +383,7 @@ fn main() -> ExitCode {
             once,
             timeout,
             metrics_address,
+            webhook_address,
         } => {
             let source = match repo
                 .map(|repo| cli::sandbox::sandbox_source(&repo, path, git_ref))
@@ -392,6 +403,7 @@ fn main() -> ExitCode {
                 port,
                 source,
                 metrics_address,
+                webhook_address,
                 once,
             }))
         }

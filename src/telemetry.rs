@@ -73,6 +73,11 @@ pub struct Metrics {
     /// Commit statuses by forge provider and result (`posted`, `failed`).
     pub commit_statuses:
         prometheus_client::metrics::family::Family<ProviderResultLabels, prometheus_client::metrics::counter::Counter>,
+    /// Push-webhook deliveries by forge and result.
+    pub webhook_deliveries:
+        prometheus_client::metrics::family::Family<WebhookLabels, prometheus_client::metrics::counter::Counter>,
+    /// From a push webhook that triggered a sync to the end of that sync, when it applied the revision.
+    pub webhook_to_applied: prometheus_client::metrics::histogram::Histogram,
 }
 
 /// Labels of [`Metrics::commit_statuses`].
@@ -81,6 +86,16 @@ pub struct ProviderResultLabels {
     /// `github`, `gitlab`, `gitea` or `bitbucket`.
     pub provider: &'static str,
     /// `posted` or `failed`.
+    pub result: &'static str,
+}
+
+/// Labels of [`Metrics::webhook_deliveries`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `github`, `gitea`, `forgejo`, `gitlab`, `bitbucket`, `generic`, or `unknown` before the sender is known.
+    pub forge: &'static str,
+    /// What the receiver did: `triggered`, `deferred`, `ignored_ref`, `ignored_path`, `ignored_event`, `invalid_spec`, `ping`,
+    /// `duplicate`, `unauthorized`, `not_found`, `too_large`, `bad_request`, `unavailable`.
     pub result: &'static str,
 }
 
@@ -139,6 +154,8 @@ impl Default for Metrics {
             reconciles: Default::default(),
             reconcile_failures: Default::default(),
             commit_statuses: Default::default(),
+            webhook_deliveries: Default::default(),
+            webhook_to_applied: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
         };
         registry.register("gitsync_syncs", "GitSync syncs by result", metrics.syncs.clone());
         registry.register(
@@ -177,6 +194,17 @@ impl Default for Metrics {
             "commit_statuses",
             "Commit statuses posted to and failed on the forge, by provider",
             metrics.commit_statuses.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Push-webhook deliveries by forge and result",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register_with_unit(
+            "webhook_to_applied",
+            "From a push webhook to the end of the sync that applied it",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.webhook_to_applied.clone(),
         );
         Self { registry, ..metrics }
     }

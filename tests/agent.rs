@@ -53,6 +53,8 @@ async fn the_agent_serves_health_and_metrics_syncs_and_stops_on_sigterm() {
         .args([
             "agent",
             "--allow-file-urls",
+            "--webhook-address",
+            "127.0.0.1:0",
             "--metrics-address",
             &address,
             "--cache-dir",
@@ -132,6 +134,8 @@ fn start_agent_with(
             "--allow-file-urls",
             "--lease-duration",
             "2s",
+            "--webhook-address",
+            "127.0.0.1:0",
             "--metrics-address",
             &format!("127.0.0.1:{port}"),
             "--cache-dir",

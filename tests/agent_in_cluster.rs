@@ -195,6 +195,8 @@ fn start_in_cluster_agent(temp: &Path, pod: &Pod) -> (Child, Arc<Mutex<String>>)
             "3s",
             "--metrics-address",
             "127.0.0.1:0",
+            "--webhook-address",
+            "127.0.0.1:0",
             "--cache-dir",
         ])
         .arg(temp.join("cache"))

@@ -83,6 +83,7 @@ fn start_agent(
     let mut child = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
         .arg("agent")
         .args(extra)
+        .args(["--webhook-address", "127.0.0.1:0"])
         .args(["--metrics-address", &format!("127.0.0.1:{port}"), "--cache-dir"])
         .arg(cache)
         .env("KUBECONFIG", kubeconfig)

@@ -131,6 +131,8 @@ fn start_agent(kubeconfig: &std::path::Path, cache: &std::path::Path, pod: &str)
             "--allow-file-urls",
             "--lease-duration",
             "3s",
+            "--webhook-address",
+            "127.0.0.1:0",
             "--metrics-address",
             &format!("127.0.0.1:{port}"),
             "--cache-dir",

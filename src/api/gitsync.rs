@@ -87,6 +87,12 @@ pub struct GitSyncSpec {
     /// `CommitStatusReported` condition shows the last delivery error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit_status: Option<CommitStatusSpec>,
+
+    /// Push webhooks: a forge (GitHub, GitLab, Gitea, Forgejo, Bitbucket or a generic HMAC sender) posts to
+    /// `status.webhookPath` on the agent's webhook port, and a push to the followed ref is applied at once instead
+    /// of at the next poll. Polling goes on as the fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookSpec>,
 }
 
 /// Where and how to post commit statuses.
@@ -137,6 +143,15 @@ impl ForgeProvider {
             Self::Bitbucket => "bitbucket",
         }
     }
+}
+
+/// Push webhooks of a GitSync.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSpec {
+    /// Secret in the GitSync's namespace whose key `token` holds the webhook secret: the HMAC key of GitHub,
+    /// Gitea, Forgejo, Bitbucket and generic senders, or GitLab's secret token. It also keys `status.webhookPath`.
+    pub secret_ref: SecretReference,
 }
 
 /// A Git revision to follow. Set exactly one field; `commit` may be combined with `branch` to name the branch
@@ -210,6 +225,11 @@ pub struct GitSyncStatus {
     /// The value of the `redisgitops.dev/reconcile-requested-at` annotation that the last sync handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// Where the forge posts push webhooks on the agent's webhook port: `/hook/<64 hex>`, an HMAC-SHA256 of the
+    /// namespace and name keyed by the webhook secret, so it cannot be guessed and changes with the secret. Set
+    /// only with `spec.webhook`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_path: Option<String>,
     /// Errors of the last attempted revision, at most 50 (the Ready condition counts the rest), each with its file
     /// and line; messages are cut at 300 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]

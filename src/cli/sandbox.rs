@@ -47,6 +47,8 @@ pub struct SandboxCommand {
     pub source: Option<SandboxSource>,
     /// Where the agent serves /healthz, /readyz and /metrics (port 0: a free one).
     pub metrics_address: String,
+    /// Where the agent serves push webhooks (port 0: a free one).
+    pub webhook_address: String,
     /// With `--once`: how long to wait for every object to settle.
     pub once: Option<Duration>,
 }
@@ -108,12 +110,17 @@ pub fn sandbox_source(repo: &str, path: String, git_ref: Option<String>) -> Resu
 struct RunningAgent {
     task: tokio::task::JoinHandle<Result<AgentExit, redis_gitops::agent::AgentError>>,
     stop: oneshot::Sender<()>,
+    /// The forge emulator's watch of a local checkout, which posts a signed push webhook when a ref moves.
+    hooks: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningAgent {
     /// Asks the agent to stop and waits a bounded time for it (a reconcile in flight may hold it up); then aborts.
     async fn stop(self) {
-        let Self { mut task, stop } = self;
+        let Self { mut task, stop, hooks } = self;
+        if let Some(hooks) = hooks {
+            hooks.abort();
+        }
         let _ = stop.send(());
         if tokio::time::timeout(Duration::from_secs(10), &mut task).await.is_err() {
             task.abort();
@@ -138,6 +145,7 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
         port,
         source,
         metrics_address,
+        webhook_address,
         once,
     } = command;
     init_logging(LogFormat::Text);
@@ -170,6 +178,16 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
         },
         None => None,
     };
+    let webhook = match &source {
+        Some(_) => match std::net::TcpListener::bind(&webhook_address) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                eprintln!("sandbox: unable to listen on {webhook_address} for push webhooks: {error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let hosts = path.with_extension("hosts");
     let hosts_writer = sandbox.keep_hosts_file(hosts.clone(), redis_gitops::enterprise::hosts::render_hosts);
     if once.is_none() {
@@ -181,6 +199,9 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
     println!("  in-cluster names       {} (for agent --hosts-file)", hosts.display());
     if let Some(address) = health.as_ref().and_then(|listener| listener.local_addr().ok()) {
         println!("  agent endpoints        http://{address}/readyz (and /healthz, /metrics)");
+    }
+    if let Some(address) = webhook.as_ref().and_then(|listener| listener.local_addr().ok()) {
+        println!("  push webhooks          http://{address} (POST to status.webhookPath of a GitSync)");
     }
     if once.is_none() {
         println!();
@@ -206,7 +227,7 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match start_agent(&sandbox, &source, health, &forge.url()) {
+        match start_agent(&sandbox, &source, health, &forge.url(), webhook) {
             Ok(running) => {
                 println!();
                 println!(
@@ -219,6 +240,11 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
                     "  curl -s -H 'Authorization: Bearer {SANDBOX_FORGE_TOKEN}' {}/repos/{SANDBOX_FORGE_REPOSITORY}/commits/$(git rev-parse HEAD)/statuses",
                     forge.url()
                 );
+                if running.hooks.is_some() {
+                    println!(
+                        "A commit on that branch is delivered as a signed push webhook and applied within a second."
+                    );
+                }
                 agent = Some(running);
                 forge_emulator = Some(forge);
             }
@@ -314,12 +340,14 @@ fn start_agent(
     source: &SandboxSource,
     health: std::net::TcpListener,
     forge_url: &str,
+    webhook: Option<std::net::TcpListener>,
 ) -> Result<RunningAgent, String> {
     let objects = sandbox.apiserver.objects();
     if let Some(checkout) = &source.checkout {
         create_prerequisites(objects, checkout)?;
     }
     let kube = sandbox.apiserver.kube_config().map_err(|error| error.to_string())?;
+    let webhook_address = webhook.as_ref().and_then(|listener| listener.local_addr().ok());
     let config = AgentConfig {
         kube: KubeSource::Config(Box::new(kube)),
         allow_namespaces: vec![redis_gitops::sync::plan::ANY_NAMESPACE.to_string()],
@@ -328,6 +356,7 @@ fn start_agent(
         // The one difference to a cluster: in-cluster names resolve to the emulated nodes' loopback addresses.
         resolver: Some(Arc::new(sandbox.emulator.resolver())),
         rest_timeout: Duration::from_secs(10),
+        webhook: webhook.map(HealthEndpoint::Listener),
         ..AgentConfig::new(std::env::temp_dir().join(format!("redis-gitops-sandbox-cache-{}", std::process::id())))
     };
     let (stop, stopped) = oneshot::channel::<()>();
@@ -335,7 +364,7 @@ fn start_agent(
         // A dropped sender stops the agent too.
         let _ = stopped.await;
     }));
-    let gitsync = serde_json::json!({
+    let mut gitsync = serde_json::json!({
         "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
         "metadata": {"name": "sandbox", "namespace": "default"},
         "spec": {"url": source.url, "ref": {"branch": source.branch}, "path": source.path, "interval": "10s", "prune": true,
@@ -355,12 +384,93 @@ fn start_agent(
             ));
         }
     }
-    let running = RunningAgent { task, stop };
+    // A local checkout gets push webhooks: the forge emulator watches its refs and posts a signed GitHub push to
+    // the agent's receiver when a commit lands, so it is applied within a second instead of at the next poll.
+    let mut hooks = None;
+    if let (Some(address), Some(repository)) = (webhook_address, source.url.strip_prefix("file://")) {
+        let token = random_token();
+        let secret = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": WEBHOOK_SECRET, "namespace": "default"},
+            "stringData": {"token": token}
+        });
+        match objects.create("v1", "Secret", secret) {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {
+                gitsync["spec"]["webhook"] = serde_json::json!({"secretRef": {"name": WEBHOOK_SECRET}});
+                hooks = Some(tokio::spawn(watch_checkout(
+                    objects.clone(),
+                    std::path::PathBuf::from(repository),
+                    format!("http://{address}"),
+                    token.into_bytes(),
+                )));
+            }
+            Err(error) => eprintln!("sandbox: no push webhooks, polling only ({error})"),
+        }
+    }
+    let running = RunningAgent { task, stop, hooks };
     if let Err(error) = objects.create("redisgitops.dev/v1alpha1", "GitSync", gitsync) {
         running.task.abort();
         return Err(format!("failed to create the GitSync: {error}"));
     }
     Ok(running)
+}
+
+/// The Secret of the sandbox GitSync's webhook.
+const WEBHOOK_SECRET: &str = "sandbox-webhook";
+
+/// How often the forge emulator looks at the refs of a local checkout.
+const CHECKOUT_POLL: Duration = Duration::from_millis(200);
+
+/// A webhook secret for this run: 32 random bytes in hex (from the kernel; the clock and pid if unavailable).
+fn random_token() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut file| file.read_exact(&mut bytes));
+    if random.is_err() {
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        for (index, byte) in seed.bytes().enumerate() {
+            bytes[index % 32] ^= byte;
+        }
+    }
+    redis_gitops::webhook::to_hex(&bytes)
+}
+
+/// Waits for the sandbox GitSync's `status.webhookPath`, then lets the forge emulator deliver a signed push
+/// webhook to `receiver` whenever a ref of the checkout moves.
+async fn watch_checkout(objects: Objects, repository: std::path::PathBuf, receiver: String, secret: Vec<u8>) {
+    use redis_gitops_sandbox::forge::hooks::{HookFormat, Hooks, Subscription};
+    let hooks = Hooks::new();
+    // Commits made from now on are delivered, even those before the GitSync has its webhook path.
+    if let Err(error) = hooks.track(&repository).await {
+        eprintln!("sandbox: no push webhooks, polling only ({error})");
+        return;
+    }
+    let path = loop {
+        let path = objects
+            .get("redisgitops.dev/v1alpha1", "GitSync", Some("default"), "sandbox")
+            .ok()
+            .and_then(|gitsync| gitsync.pointer("/status/webhookPath")?.as_str().map(str::to_string));
+        if let Some(path) = path {
+            break path;
+        }
+        tokio::time::sleep(CHECKOUT_POLL).await;
+    };
+    let subscription = Subscription {
+        url: format!("{receiver}{path}"),
+        secret,
+        format: HookFormat::GitHub,
+    };
+    if let Err(error) = hooks.subscribe(&repository, subscription).await {
+        eprintln!("sandbox: no push webhooks, polling only ({error})");
+        return;
+    }
+    // Runs until the sandbox stops (this task is aborted with the agent).
+    loop {
+        tokio::time::sleep(CHECKOUT_POLL).await;
+        if let Err(error) = hooks.refs_changed(&repository).await {
+            tracing::warn!(%error, "forge emulator: unable to read the checkout's refs");
+        }
+    }
 }
 
 /// What a platform team creates outside Git: the namespaces of a local checkout's objects, and the license Secrets

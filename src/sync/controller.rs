@@ -27,6 +27,7 @@ use super::outcome::{Applied, Fetched, SyncOutcome};
 use super::plan::{DesiredObject, MAX_MESSAGE_CHARS, PrunePolicy, SyncTarget, cap_message};
 use super::prune::{PruneInput, prune};
 use super::settings::{Settings, settings};
+use super::trigger::SyncTriggers;
 use super::{deletion, fetch, load, status};
 use crate::api::GitSync;
 use crate::runtime::{Backoff, Clock, ErrorCategory, Publisher, ShutdownSignal, SystemClock, guard, object_key};
@@ -58,6 +59,8 @@ pub struct SyncContext {
     pub backoff: Backoff,
     /// Posts commit statuses beside the syncs (`spec.commitStatus`).
     pub commit_status: CommitStatusReporter,
+    /// Syncs asked for by push webhooks, and the cache the webhook receiver finds GitSyncs in.
+    pub triggers: SyncTriggers,
 }
 
 impl SyncContext {
@@ -78,6 +81,7 @@ impl SyncContext {
             metrics,
             clock: Arc::new(SystemClock),
             backoff: Backoff::with_base(Duration::from_secs(5), Duration::from_secs(300)),
+            triggers: SyncTriggers::default(),
         }
     }
 
@@ -111,7 +115,12 @@ pub async fn run_in(
 ) {
     // One GitSync that does not decode is reported on its own and does not stop the watch of the others.
     let api: Api<DeserializeGuard<GitSync>> = crate::runtime::api_in(&context.client, namespace.as_deref());
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    // Push webhooks reach the controller as extra triggers, and find GitSyncs in its cache (no second watch).
+    let triggers = context.triggers.clone();
+    let webhook_triggers = triggers.attach(controller.store());
+    controller
+        .reconcile_on(webhook_triggers)
         .graceful_shutdown_on(ShutdownSignal::relay(shutdown).stopped())
         .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
@@ -120,6 +129,7 @@ pub async fn run_in(
             }
         })
         .await;
+    triggers.detach();
 }
 
 /// Reconciles a GitSync that decoded; one that did not gets a Warning event and waits for a change.
@@ -146,6 +156,17 @@ pub async fn reconcile(gitsync: Arc<GitSync>, context: Arc<SyncContext>) -> Resu
         Ok((_, handled_failure)) => context.record(*handled_failure, started),
         Err(error) => context.record(Some(error.category()), started),
     }
+    let namespace = gitsync.namespace().unwrap_or_default();
+    if let Some(requested) = context
+        .triggers
+        .take_requested(&namespace, &gitsync.name_any(), started)
+        && matches!(result, Ok((_, None)))
+    {
+        context
+            .metrics
+            .webhook_to_applied
+            .observe(requested.elapsed().as_secs_f64());
+    }
     if result.is_ok() {
         context.backoff.succeeded(&object_key(gitsync.as_ref()));
     }
@@ -168,6 +189,8 @@ pub struct Report {
     pub requeue: Action,
     /// The failure to retry with backoff once the status is written.
     pub retry: Option<SyncError>,
+    /// `status.webhookPath`: derived from the webhook Secret, `None` without `spec.webhook`.
+    pub webhook_path: Option<String>,
 }
 
 /// Why the stages stopped early.
@@ -203,10 +226,16 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
             },
             requeue: Action::await_change(),
             retry: None,
+            // An unusable spec keeps the path it had: the receiver still answers, and the next sync reports.
+            webhook_path: gitsync.status.as_ref().and_then(|status| status.webhook_path.clone()),
         },
         Ok(settings) => {
             let requeue = Action::requeue(settings.interval);
-            let (outcome, retry) = match stages(gitsync, context, &settings).await {
+            let (webhook_path, staged) = match fetch::read_webhook_path(gitsync, context).await {
+                Ok(path) => (path, stages(gitsync, context, &settings).await),
+                Err(halt) => (None, Err(halt)),
+            };
+            let (outcome, retry) = match staged {
                 Ok(outcome) => (outcome, None),
                 Err(Halt::Outcome(outcome)) => (*outcome, None),
                 Err(Halt::Retry(outcome, error)) => (*outcome, Some(error)),
@@ -216,6 +245,7 @@ async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Optio
                 outcome,
                 requeue,
                 retry,
+                webhook_path,
             }
         }
     };

@@ -38,6 +38,36 @@ pub async fn read_credentials(gitsync: &GitSync, context: &SyncContext) -> Resul
     }
 }
 
+/// `status.webhookPath` of a GitSync with `spec.webhook` (`None` without): read from its Secret's key `token`. A
+/// missing Secret or key stops the sync as [`SyncOutcome::SecretNotFound`], like a missing credentials Secret.
+pub async fn read_webhook_path(gitsync: &GitSync, context: &SyncContext) -> Result<Option<String>, Halt> {
+    let Some(webhook) = &gitsync.spec.webhook else {
+        return Ok(None);
+    };
+    let namespace = gitsync.namespace().unwrap_or_else(|| "default".to_string());
+    let name = &webhook.secret_ref.name;
+    let secrets: Api<Secret> = Api::namespaced(context.client.clone(), &namespace);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(kubernetes(format!("read Secret {name}")))?;
+    let token = secret.and_then(|secret| secret.data?.remove(crate::webhook::SECRET_KEY));
+    match token {
+        Some(token) if !token.0.is_empty() => Ok(Some(crate::webhook::webhook_path(
+            &token.0,
+            &namespace,
+            &gitsync.name_any(),
+        ))),
+        _ => Err(Halt::outcome(SyncOutcome::SecretNotFound {
+            message: format!(
+                "Secret {namespace}/{name} (spec.webhook.secretRef) does not exist or has no key `{}`; create it \
+                 with the webhook secret or fix spec.webhook.secretRef",
+                crate::webhook::SECRET_KEY
+            ),
+        })),
+    }
+}
+
 /// Polls the source and reads the tree at its revision; a source failure stops the sync as
 /// [`SyncOutcome::FetchFailed`], retried with backoff. Publishes `NewRevision` for a revision not attempted before.
 pub async fn fetch(

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod prune;
 pub mod settings;
 pub mod status;
+pub mod trigger;
 
 use std::time::Duration;
 

@@ -94,6 +94,12 @@ pub fn settings(spec: &GitSyncSpec) -> Result<Settings, SpecError> {
     }
     let interval = bounded_duration("interval", spec.interval.as_deref(), DEFAULT_INTERVAL, MAX_INTERVAL)?;
     let timeout = bounded_duration("timeout", spec.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_TIMEOUT)?;
+    if let Some(webhook) = &spec.webhook {
+        crate::webhook::validate_secret_name(&webhook.secret_ref.name).map_err(|message| SpecError {
+            field: "webhook.secretRef.name".into(),
+            message,
+        })?;
+    }
     Ok(Settings {
         reference,
         path: if path == "." { String::new() } else { path },

@@ -28,7 +28,8 @@ pub async fn report(
         reconcile_requested_at: gitsync.annotations().get(keys::RECONCILE_REQUESTED_AT).cloned(),
     };
     let now = context.clock.now();
-    let new = next_status(&old, &observed, &report.outcome, now);
+    let mut new = next_status(&old, &observed, &report.outcome, now);
+    new.webhook_path = report.webhook_path.clone();
     if let Some(event) = event_for(&old, &report.outcome) {
         context
             .publish(gitsync, event.type_(), event.reason, event.action, &event.note)

@@ -3,6 +3,8 @@
 //! an in-process handle to read what was posted. Its [`router`] is composable so that other forge parts (smart HTTP,
 //! webhooks) can be merged into the same server. It knows nothing of the agent.
 
+pub mod git;
+pub mod hooks;
 pub mod statuses;
 
 use std::collections::{BTreeMap, HashMap};
