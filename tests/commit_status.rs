@@ -606,7 +606,9 @@ async fn gitlab_same_state_400_counts_as_delivered_and_a_rate_limit_is_waited_ou
         .await
         .expect("the forge answers");
     assert_eq!(answer.status().as_u16(), 201);
-    env.forge.state().throttle_next(2, Duration::from_secs(1));
+    // Five seconds of rate limit: long enough for the RateLimited condition to be seen on a loaded machine
+    // before the agent, having waited it out, reports Delivered.
+    env.forge.state().throttle_next(2, Duration::from_secs(5));
     env.gitsync("gitlab", "team/config").await;
     let message = env.wait_condition("False", "RateLimited").await;
     assert!(
