@@ -73,6 +73,10 @@ pub struct AgentConfig {
     /// Where to serve push webhooks (`POST /hook/<hex>`, its own port apart from metrics); `None`: not served.
     /// An address may leave out the host (`:9292`: every interface).
     pub webhook: Option<HealthEndpoint>,
+    /// This replica's push-webhook base URL as the other replicas reach it (`http://<pod IP>:9292`): published on
+    /// the leader Lease while it leads, so that a standby forwards the deliveries it receives. `None`: not
+    /// published, and a standby answers 503.
+    pub webhook_advertise: Option<String>,
 }
 
 impl AgentConfig {
@@ -92,6 +96,7 @@ impl AgentConfig {
             rest_timeout: Duration::from_secs(30),
             instance: None,
             webhook: None,
+            webhook_advertise: None,
         }
     }
 }
@@ -193,6 +198,7 @@ pub async fn run(
         rest_timeout,
         instance,
         webhook,
+        webhook_advertise,
     } = config;
     // Every stage below stops on the same shutdown; `Shared` lets each of them hold a copy.
     let shutdown = shutdown.boxed().shared();
@@ -250,7 +256,14 @@ pub async fn run(
             if let Ok(address) = listener.local_addr() {
                 tracing::info!(%address, "serving push webhooks on /hook/<status.webhookPath>");
             }
-            let receiver = WebhookReceiver::new(client.clone(), triggers.clone(), metrics.clone());
+            let receiver = WebhookReceiver::with_leader_forwarding(
+                client.clone(),
+                triggers.clone(),
+                metrics.clone(),
+                lease_client.clone(),
+                &lease_namespace,
+                LEASE_NAME,
+            );
             Some(AbortOnDrop(tokio::spawn(crate::webhook::serve(
                 listener,
                 receiver,
@@ -269,7 +282,8 @@ pub async fn run(
     }
     ready.store(true, Ordering::Relaxed);
     let holder = instance.clone().unwrap_or_else(default_holder);
-    let lease = LeaderLease::new(lease_client, &lease_namespace, LEASE_NAME, &holder, timings, fence);
+    let lease = LeaderLease::new(lease_client, &lease_namespace, LEASE_NAME, &holder, timings, fence)
+        .with_webhook_endpoint(webhook_advertise);
     tokio::select! {
         () = lease.acquire() => {}
         () = shutdown.clone() => {

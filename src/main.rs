@@ -124,6 +124,11 @@ enum Command {
         /// metrics; `:9292` listens on every interface.
         #[arg(long, default_value = redis_gitops::webhook::DEFAULT_ADDRESS)]
         webhook_address: String,
+        /// This replica's webhook base URL as the other replicas reach it (deploy/ sets `http://$(POD_IP):9292`).
+        /// The leader publishes it on its Lease, and a standby forwards the deliveries it receives there instead of
+        /// answering 503.
+        #[arg(long, env = "REDIS_GITOPS_WEBHOOK_ADVERTISE_URL")]
+        webhook_advertise_url: Option<String>,
         /// Namespace of the leader Lease `redis-gitops-agent` (one replica writes; the others wait).
         #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
         lease_namespace: String,
@@ -342,6 +347,7 @@ fn main() -> ExitCode {
             log_format,
             metrics_address,
             webhook_address,
+            webhook_advertise_url,
             lease_namespace,
             lease_duration,
             enterprise_ca_file,
@@ -369,6 +375,7 @@ fn main() -> ExitCode {
                 rest_timeout,
                 instance: std::env::var("POD_NAME").ok(),
                 webhook: Some(HealthEndpoint::Address(webhook_address)),
+                webhook_advertise: webhook_advertise_url,
                 ..AgentConfig::new(cache_dir)
             };
             init_logging(format);

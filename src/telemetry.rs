@@ -95,7 +95,7 @@ pub struct WebhookLabels {
     /// `github`, `gitea`, `forgejo`, `gitlab`, `bitbucket`, `generic`, or `unknown` before the sender is known.
     pub forge: &'static str,
     /// What the receiver did: `triggered`, `deferred`, `ignored_ref`, `ignored_path`, `ignored_event`, `invalid_spec`, `ping`,
-    /// `duplicate`, `unauthorized`, `not_found`, `too_large`, `bad_request`, `unavailable`.
+    /// `duplicate`, `unauthorized`, `not_found`, `too_large`, `bad_request`, `unavailable`, `forwarded` (a standby passed it to the leader).
     pub result: &'static str,
 }
 

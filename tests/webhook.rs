@@ -645,3 +645,138 @@ async fn http_get(url: &str) -> String {
     let _ = stream.read_to_end(&mut answer).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// Starts `redis-gitops agent` against `kubeconfig`, its webhook receiver on `webhook_port` and published as
+/// `http://127.0.0.1:<webhook_port>`; its logs are collected as it runs.
+fn start_replica(
+    kubeconfig: &std::path::Path,
+    cache: &std::path::Path,
+    pod: &str,
+    webhook_port: u16,
+) -> (std::process::Child, Arc<std::sync::Mutex<String>>) {
+    use std::io::BufRead;
+    let webhook = format!("127.0.0.1:{webhook_port}");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args([
+            "agent",
+            "--allow-file-urls",
+            "--lease-duration",
+            "3s",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--webhook-address",
+            &webhook,
+            "--webhook-advertise-url",
+            &format!("http://{webhook}"),
+        ])
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("KUBECONFIG", kubeconfig)
+        .env("POD_NAME", pod)
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the agent starts");
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = logs.clone();
+    let stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(mut logs) = sink.lock() {
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        }
+    });
+    (child, logs)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("address")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_to_the_standby_replica_is_forwarded_to_the_leader_and_applied() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let apiserver = ApiServer::start(ApiServerOptions {
+        crds: redis_gitops::api::crds(),
+        ..ApiServerOptions::default()
+    })
+    .await
+    .expect("the API server starts");
+    let kubeconfig = temp.path().join("kubeconfig");
+    apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    let client = apiserver.kube_client().expect("client");
+    let repo = Repo::new(&temp.path().join("config"));
+    repo.write("cache.yaml", &database("cache", "1GB"));
+    repo.commit("first");
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": "hook", "namespace": "default"}, "stringData": {"token": SECRET}
+    }))
+    .expect("secret");
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("the webhook Secret");
+
+    let wait_log = |logs: Arc<std::sync::Mutex<String>>, text: &'static str| async move {
+        eventually(text, || {
+            let found = logs.lock().map(|l| l.contains(text)).unwrap_or(false);
+            async move { found.then_some(()) }
+        })
+        .await;
+    };
+    let (leader_port, standby_port) = (free_port(), free_port());
+    let (mut leader, leader_logs) = start_replica(&kubeconfig, &temp.path().join("a"), "agent-a", leader_port);
+    wait_log(leader_logs.clone(), "leading: this replica holds the lease").await;
+    let (mut standby, standby_logs) = start_replica(&kubeconfig, &temp.path().join("b"), "agent-b", standby_port);
+    wait_log(standby_logs.clone(), "waiting: another replica holds the lease").await;
+
+    // The GitSync polls once an hour: only the webhook can bring the second commit in time.
+    let gitsync: GitSync = serde_json::from_value(json!({
+        "apiVersion": "redisgitops.dev/v1alpha1", "kind": "GitSync",
+        "metadata": {"name": "config", "namespace": "default"},
+        "spec": {"url": repo.url(), "interval": "1h", "webhook": {"secretRef": {"name": "hook"}}}
+    }))
+    .expect("gitsync");
+    let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), "default");
+    gitsyncs.create(&PostParams::default(), &gitsync).await.expect("create");
+    let path = eventually("the first sync and the webhook path", || async {
+        let status = gitsyncs.get("config").await.ok()?.status?;
+        status.last_applied_revision.as_ref()?;
+        status.webhook_path
+    })
+    .await;
+    repo.write("cache.yaml", &database("cache", "2GB"));
+    let second = repo.commit("more memory");
+    let body = push_body("refs/heads/main", &second, &["cache.yaml"]);
+    let (status, answer) = post(
+        &format!("http://127.0.0.1:{standby_port}{path}"),
+        &github_headers(&body, "forwarded-1", SECRET),
+        &body,
+    )
+    .await;
+    assert_eq!(status, 202, "the leader's answer, through the standby: {answer}");
+    assert_eq!(answer["result"], "triggered", "{answer}");
+    let databases: Api<RedisEnterpriseDatabase> = Api::namespaced(client, "default");
+    eventually("the pushed commit applied by the leader", || async {
+        (databases.get("cache").await.ok()?.spec.memory_size.as_deref() == Some("2GB")).then_some(())
+    })
+    .await;
+    assert!(
+        !standby_logs.lock().expect("logs").contains("leading"),
+        "the standby stayed a standby"
+    );
+    for child in [&mut leader, &mut standby] {
+        // SAFETY: sending a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        assert!(child.wait().expect("exits").success());
+    }
+}

@@ -222,6 +222,18 @@ pub struct LeaderLease {
     timings: LeaseTimings,
     fence: WriteFence,
     observed: Mutex<Option<Observed>>,
+    /// Where this replica receives push webhooks, published on the Lease while it leads.
+    webhook_endpoint: Option<String>,
+}
+
+/// The Lease annotation with the leader's push-webhook base URL (`http://<pod IP>:9292`): a standby forwards the
+/// deliveries it receives there, since only the leader syncs.
+pub const WEBHOOK_ENDPOINT_ANNOTATION: &str = "redisgitops.dev/webhook-endpoint";
+
+/// The push-webhook base URL the holder of Lease `name` published, if it did.
+pub async fn leader_webhook_endpoint(leases: &Api<Lease>, name: &str) -> Option<String> {
+    let lease = leases.get_opt(name).await.ok()??;
+    lease.metadata.annotations?.remove(WEBHOOK_ENDPOINT_ANNOTATION)
 }
 
 /// The last version of the Lease record this replica saw, and when (on the local monotonic clock) it changed.
@@ -291,6 +303,30 @@ impl LeaderLease {
             timings,
             fence,
             observed: Mutex::new(None),
+            webhook_endpoint: None,
+        }
+    }
+
+    /// Publishes `endpoint` (this replica's push-webhook base URL) on the Lease while this replica holds it.
+    pub fn with_webhook_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.webhook_endpoint = endpoint;
+        self
+    }
+
+    /// The Lease's annotations with this replica's webhook endpoint (or without any, when it publishes none).
+    fn publish_endpoint(&self, metadata: &mut ObjectMeta) {
+        match &self.webhook_endpoint {
+            Some(endpoint) => {
+                metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(WEBHOOK_ENDPOINT_ANNOTATION.to_string(), endpoint.clone());
+            }
+            None => {
+                if let Some(annotations) = metadata.annotations.as_mut() {
+                    annotations.remove(WEBHOOK_ENDPOINT_ANNOTATION);
+                }
+            }
         }
     }
 
@@ -345,7 +381,7 @@ impl LeaderLease {
         let seconds = self.timings.lease_seconds();
         let read = self.within("read", timeout, self.api.get_opt(&self.name)).await?;
         let Some(mut lease) = read else {
-            let lease = Lease {
+            let mut lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
                     ..ObjectMeta::default()
@@ -359,6 +395,7 @@ impl LeaderLease {
                     ..LeaseSpec::default()
                 }),
             };
+            self.publish_endpoint(&mut lease.metadata);
             let remaining = timeout.saturating_sub(started.elapsed());
             return match self
                 .within("create", remaining, self.api.create(&PostParams::default(), &lease))
@@ -397,6 +434,7 @@ impl LeaderLease {
         spec.holder_identity = Some(self.holder.clone());
         spec.lease_duration_seconds = Some(seconds);
         spec.renew_time = Some(MicroTime(now));
+        self.publish_endpoint(&mut lease.metadata);
         // The replace carries the resourceVersion just read: of two replicas racing, one gets 409 Conflict.
         let remaining = timeout.saturating_sub(started.elapsed());
         match self
@@ -570,6 +608,7 @@ mod tests {
             timings: LeaseTimings::for_lease(Duration::from_secs(15)).unwrap(),
             fence: WriteFence::new(),
             observed: Mutex::new(None),
+            webhook_endpoint: None,
         };
         let record = |rv: &str, renew: Timestamp| Record {
             holder: "a".into(),

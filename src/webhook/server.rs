@@ -1,8 +1,10 @@
 //! The push-webhook receiver: `POST /hook/<hex>` on the agent's webhook port. It finds the GitSync whose
 //! `status.webhookPath` is the path (in the GitSync controller's cache), reads its webhook Secret, verifies the
 //! delivery, drops replays, decides from the payload, and hands the GitSync to the controller, at most once per
-//! [`MIN_TRIGGER_INTERVAL`] per GitSync (later pushes within it are coalesced into one deferred trigger). It reads
-//! Secrets and writes nothing; answers and logs never carry a secret.
+//! [`MIN_TRIGGER_INTERVAL`] per GitSync (later pushes within it are coalesced into one deferred trigger). On a
+//! standby (no controller), it forwards the delivery unchanged to the leader's receiver, whose address the leader
+//! publishes on the leader Lease. It reads Secrets and the Lease and writes nothing; answers and logs never carry a
+//! secret.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -41,7 +43,19 @@ pub struct WebhookReceiver {
     metrics: Arc<Metrics>,
     seen: Mutex<SeenDeliveries>,
     limits: Mutex<HashMap<(String, String), Limit>>,
+    forward: Option<LeaderForward>,
 }
+
+/// How a replica that runs no controller (a standby) passes deliveries to the leader: the leader publishes its
+/// webhook base URL on the leader Lease, and the delivery is sent on unchanged (the leader verifies it).
+struct LeaderForward {
+    leases: Api<k8s_openapi::api::coordination::v1::Lease>,
+    lease: String,
+    http: reqwest::Client,
+}
+
+/// The header a forwarded delivery carries, so that it is never forwarded twice.
+pub const FORWARDED_HEADER: &str = "x-redis-gitops-forwarded";
 
 #[derive(Default)]
 struct SeenDeliveries {
@@ -87,6 +101,36 @@ impl WebhookReceiver {
             metrics,
             seen: Mutex::new(SeenDeliveries::default()),
             limits: Mutex::new(HashMap::new()),
+            forward: None,
+        })
+    }
+
+    /// A receiver that, while this replica runs no controller, forwards deliveries to the holder of Lease `lease`
+    /// in `namespace` (its `redisgitops.dev/webhook-endpoint` annotation), instead of answering 503.
+    pub fn with_leader_forwarding(
+        client: Client,
+        triggers: SyncTriggers,
+        metrics: Arc<Metrics>,
+        lease_client: Client,
+        namespace: &str,
+        lease: &str,
+    ) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok();
+        Arc::new(Self {
+            client,
+            triggers,
+            metrics,
+            seen: Mutex::new(SeenDeliveries::default()),
+            limits: Mutex::new(HashMap::new()),
+            forward: http.map(|http| LeaderForward {
+                leases: Api::namespaced(lease_client, namespace),
+                lease: lease.to_string(),
+                http,
+            }),
         })
     }
 
@@ -186,6 +230,9 @@ async fn handle(
 ) -> (Option<Forge>, &'static str, Response) {
     let path = format!("{PATH_PREFIX}{id}");
     let gitsync = match receiver.triggers.find_by_webhook_path(&path) {
+        Err(()) if receiver.forward.is_some() && !headers.contains_key(FORWARDED_HEADER) => {
+            return forward_to_leader(receiver, &path, headers, body).await;
+        }
         Err(()) => {
             let message = "the GitSync controller is not running on this replica (not the leader, or starting)";
             return (
@@ -318,6 +365,66 @@ fn decide_and_trigger(
                 "a sync is already due shortly; this push is part of it".to_string(),
             ),
         },
+    }
+}
+
+/// Sends a delivery on to the leader's receiver as it came (headers and body), and answers with the leader's answer;
+/// 503 when no leader published an endpoint or it cannot be reached.
+async fn forward_to_leader(
+    receiver: &Arc<WebhookReceiver>,
+    path: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Option<Forge>, &'static str, Response) {
+    let unavailable = |message: &str| {
+        (
+            None,
+            "unavailable",
+            answer(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+        )
+    };
+    let Some(forward) = &receiver.forward else {
+        return unavailable("this replica does not forward deliveries");
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return (None, "too_large", too_large());
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return (None, "too_large", too_large());
+    };
+    let Some(endpoint) = crate::sync::lease::leader_webhook_endpoint(&forward.leases, &forward.lease).await else {
+        return unavailable("this replica is a standby and no leader has published its webhook endpoint yet");
+    };
+    let mut request = forward
+        .http
+        .post(format!("{}{path}", endpoint.trim_end_matches('/')))
+        .header(FORWARDED_HEADER, "1")
+        .body(body);
+    for (name, value) in headers {
+        let skip = [
+            axum::http::header::HOST,
+            axum::http::header::CONTENT_LENGTH,
+            axum::http::header::CONNECTION,
+            axum::http::header::TRANSFER_ENCODING,
+        ];
+        if !skip.contains(name) {
+            request = request.header(name.as_str(), value.as_bytes());
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let text = answer.text().await.unwrap_or_default();
+            let response = (status, [(axum::http::header::CONTENT_TYPE, "application/json")], text).into_response();
+            (None, "forwarded", response)
+        }
+        Err(error) => {
+            tracing::warn!(error = %error.without_url(), "unable to forward a push webhook to the leader");
+            unavailable("this replica is a standby and the leader's webhook endpoint did not answer")
+        }
     }
 }
 
