@@ -122,7 +122,6 @@ fn start_agent_with(
     pod: &str,
     extra: &[&str],
 ) -> (std::process::Child, std::sync::Arc<std::sync::Mutex<String>>) {
-    use std::io::BufRead;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("free port")
         .local_addr()
@@ -148,17 +147,7 @@ fn start_agent_with(
         .stderr(Stdio::piped())
         .spawn()
         .expect("the agent starts");
-    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = logs.clone();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut logs) = sink.lock() {
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        }
-    });
+    let logs = support::collect_stderr(&mut child);
     (child, logs)
 }
 

@@ -21,7 +21,7 @@ use redis_gitops::api::{GitSync, RedisEnterpriseCluster, RedisEnterpriseDatabase
 use redis_gitops_sandbox::apiserver::Authorization;
 use redis_gitops_sandbox::{Sandbox, SandboxOptions};
 use serde_json::{Value, json};
-use support::Repo;
+use support::{Repo, kubectl};
 
 const AGENT_NAMESPACE: &str = "redis-gitops-system";
 const AGENT_USER: &str = "system:serviceaccount:redis-gitops-system:redis-gitops";
@@ -114,21 +114,6 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
-    let output = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Copies examples-repo into a fresh Git repository and commits it.
 fn examples_repository(directory: &Path) -> Repo {
     let repo = Repo::new(directory);
@@ -172,7 +157,6 @@ struct Pod<'a> {
 /// `/var/run/secrets/kubernetes.io/serviceaccount/` (a tmpfs over /run in a mount namespace of its own, so nothing on
 /// this machine changes), no kubeconfig and an empty home.
 fn start_in_cluster_agent(temp: &Path, pod: &Pod) -> (Child, Arc<Mutex<String>>) {
-    use std::io::BufRead;
     let account = temp.join("serviceaccount");
     std::fs::create_dir_all(&account).expect("account dir");
     // Written as the kubelet writes them: no trailing newline (kube-rs sends the token file as is).
@@ -219,17 +203,7 @@ fn start_in_cluster_agent(temp: &Path, pod: &Pod) -> (Child, Arc<Mutex<String>>)
         .stderr(Stdio::piped())
         .spawn()
         .expect("unshare runs (util-linux; needs user and mount namespaces)");
-    let logs = Arc::new(Mutex::new(String::new()));
-    let sink = logs.clone();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut logs) = sink.lock() {
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        }
-    });
+    let logs = support::collect_stderr(&mut child);
     (child, logs)
 }
 

@@ -654,7 +654,6 @@ fn start_replica(
     pod: &str,
     webhook_port: u16,
 ) -> (std::process::Child, Arc<std::sync::Mutex<String>>) {
-    use std::io::BufRead;
     let webhook = format!("127.0.0.1:{webhook_port}");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
         .args([
@@ -680,17 +679,7 @@ fn start_replica(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("the agent starts");
-    let logs = Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = logs.clone();
-    let stderr = child.stderr.take().expect("stderr");
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(mut logs) = sink.lock() {
-                logs.push_str(&line);
-                logs.push('\n');
-            }
-        }
-    });
+    let logs = support::collect_stderr(&mut child);
     (child, logs)
 }
 
