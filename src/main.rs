@@ -98,6 +98,31 @@ enum Command {
         /// The GitSync's spec.allowDatabaseDeletion (overrides --gitsync); unknown when neither is given.
         #[arg(long, value_name = "BOOL")]
         allow_database_deletion: Option<bool>,
+        /// Also post the plan as one comment on the pull request, updated in place on every later run (GitHub,
+        /// GitLab, Gitea). The token comes from $REDIS_GITOPS_FORGE_TOKEN, else $GITHUB_TOKEN, $GITLAB_TOKEN or
+        /// $GITEA_TOKEN. A comment that cannot be posted makes the exit code 2.
+        #[arg(long)]
+        comment: bool,
+        /// The forge of --comment (default: detected inside GitHub Actions, GitLab CI and Gitea Actions).
+        #[arg(long, value_enum, env = "REDIS_GITOPS_FORGE")]
+        forge: Option<ForgeArg>,
+        /// The forge's API URL (default: $GITHUB_API_URL or $CI_API_V4_URL, else derived from the origin remote).
+        #[arg(long, value_name = "URL", env = "REDIS_GITOPS_FORGE_API_URL")]
+        forge_api_url: Option<String>,
+        /// The repository on the forge, owner/name or GitLab's project path (default: $GITHUB_REPOSITORY or
+        /// $CI_PROJECT_PATH, else derived from the origin remote).
+        #[arg(long, value_name = "PATH", env = "REDIS_GITOPS_FORGE_REPOSITORY")]
+        forge_repository: Option<String>,
+        /// The pull (merge) request (default: $CI_MERGE_REQUEST_IID, or the pull request of the GitHub/Gitea
+        /// Actions event).
+        #[arg(long, value_name = "N", env = "REDIS_GITOPS_PULL_REQUEST")]
+        pull_request: Option<u64>,
+        /// Keeps the comments of several plans on one pull request apart (for example one per --path).
+        #[arg(long, value_name = "KEY", requires = "comment")]
+        comment_key: Option<String>,
+        /// PEM file of CA certificates to trust besides the system's, for a self-hosted forge.
+        #[arg(long, value_name = "FILE", requires = "comment")]
+        forge_ca_file: Option<PathBuf>,
     },
     /// Run the agent in a Kubernetes cluster: the GitSync controller keeps RECs and REDBs as Git says.
     ///
@@ -257,6 +282,13 @@ enum PlanFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ForgeArg {
+    Github,
+    Gitlab,
+    Gitea,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum FailOnArg {
     /// Any data-loss risk.
     DataLoss,
@@ -305,6 +337,13 @@ fn main() -> ExitCode {
             gitsync,
             prune,
             allow_database_deletion,
+            comment,
+            forge,
+            forge_api_url,
+            forge_repository,
+            pull_request,
+            comment_key,
+            forge_ca_file,
         } => cli::plan::run(cli::plan::PlanCommand {
             base,
             head,
@@ -323,6 +362,18 @@ fn main() -> ExitCode {
             gitsync,
             prune,
             allow_database_deletion,
+            comment: comment.then(|| cli::plan_comment::CommentFlags {
+                forge: forge.map(|forge| match forge {
+                    ForgeArg::Github => redis_gitops::api::gitsync::ForgeProvider::Github,
+                    ForgeArg::Gitlab => redis_gitops::api::gitsync::ForgeProvider::Gitlab,
+                    ForgeArg::Gitea => redis_gitops::api::gitsync::ForgeProvider::Gitea,
+                }),
+                api_url: forge_api_url,
+                repository: forge_repository,
+                pull_request,
+                key: comment_key,
+                ca_file: forge_ca_file,
+            }),
         }),
         Command::Crds { output_dir } => crds(output_dir),
         Command::Install { export: true, .. } => match redis_gitops::install::export_yaml() {

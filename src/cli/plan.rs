@@ -11,6 +11,8 @@ use redis_gitops::manifests::LoadOptions;
 use redis_gitops::review::input::{InputError, Side, load_side};
 use redis_gitops::review::{self, FailOn, PruneSettings, output};
 
+use super::plan_comment::{self, CommentFlags, CommentTarget};
+
 /// Exit code: nothing changes.
 const NO_CHANGE: u8 = 0;
 /// Exit code: something changes.
@@ -53,6 +55,8 @@ pub struct PlanCommand {
     pub prune: Option<bool>,
     /// `--allow-database-deletion`.
     pub allow_database_deletion: Option<bool>,
+    /// `--comment` with its flags: post the plan on the pull request.
+    pub comment: Option<CommentFlags>,
 }
 
 fn read_gitsync(path: &Path) -> Result<GitSync, String> {
@@ -62,6 +66,40 @@ fn read_gitsync(path: &Path) -> Result<GitSync, String> {
 
 /// Runs `plan` and returns its exit code.
 pub fn run(command: PlanCommand) -> ExitCode {
+    // Where the comment goes is settled first: a CI job missing a variable fails before any work.
+    let comment = match command
+        .comment
+        .as_ref()
+        .map(|flags| plan_comment::resolve(flags, &command.repo, &|name| std::env::var(name).ok()))
+        .transpose()
+    {
+        Ok(comment) => comment,
+        Err(message) => {
+            eprintln!("plan: {message}");
+            return ExitCode::from(ERROR);
+        }
+    };
+    plan_and_print(&command, comment.as_ref())
+}
+
+/// Posts `markdown` when `--comment` was given; an error there makes the exit code 2.
+fn commented(comment: Option<&CommentTarget>, markdown: impl FnOnce() -> String, code: u8) -> ExitCode {
+    let Some(target) = comment else {
+        return ExitCode::from(code);
+    };
+    match plan_comment::post(target, &markdown()) {
+        Ok(done) => {
+            eprintln!("plan: {done}");
+            ExitCode::from(code)
+        }
+        Err(message) => {
+            eprintln!("plan: the plan was made but not posted: {message}");
+            ExitCode::from(ERROR)
+        }
+    }
+}
+
+fn plan_and_print(command: &PlanCommand, comment: Option<&CommentTarget>) -> ExitCode {
     let gitsync = match command.gitsync.as_deref().map(read_gitsync).transpose() {
         Ok(gitsync) => gitsync,
         Err(message) => {
@@ -98,11 +136,11 @@ pub fn run(command: PlanCommand) -> ExitCode {
     // The head first: its errors are what the pull request must fix.
     let head = match load_side(&head_side, &path, &options) {
         Ok(head) => head,
-        Err(error) => return failed("head", error, command.format),
+        Err(error) => return failed("head", error, command.format, comment),
     };
     let base = match load_side(&base_side, &path, &options) {
         Ok(base) => base,
-        Err(error) => return failed("base", error, command.format),
+        Err(error) => return failed("base", error, command.format, comment),
     };
     let plan = review::plan(&base.repository, &head.repository, &settings);
     match command.format {
@@ -116,13 +154,17 @@ pub fn run(command: PlanCommand) -> ExitCode {
             }
         },
     }
-    if command.fail_on.is_some_and(|fail_on| plan.fails(fail_on)) {
-        return ExitCode::from(FAILED_ON);
-    }
-    ExitCode::from(if plan.has_changes() { CHANGES } else { NO_CHANGE })
+    let code = if command.fail_on.is_some_and(|fail_on| plan.fails(fail_on)) {
+        FAILED_ON
+    } else if plan.has_changes() {
+        CHANGES
+    } else {
+        NO_CHANGE
+    };
+    commented(comment, || output::markdown(&plan), code)
 }
 
-fn failed(which: &str, error: InputError, format: Format) -> ExitCode {
+fn failed(which: &str, error: InputError, format: Format, comment: Option<&CommentTarget>) -> ExitCode {
     match error {
         InputError::Invalid { side, diagnostics } => {
             let side = format!("the {which} ({side})");
@@ -137,6 +179,8 @@ fn failed(which: &str, error: InputError, format: Format) -> ExitCode {
             eprintln!(
                 "plan: the {which} does not validate; fix the errors above (`redis-gitops validate` lists them too)"
             );
+            // The reviewers see the errors in the comment too.
+            return commented(comment, || output::invalid_markdown(&side, &diagnostics), ERROR);
         }
         other => eprintln!("plan: {which}: {other}"),
     }

@@ -10,6 +10,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::comments::{self, CommentOutcome};
 use super::{
     Delivery, ExistingStatus, ForgeError, ForgeProvider, ForgeRequest, ForgeTarget, StatusPost, already_shown,
     create_request, github, gitlab, list_request, newest_status,
@@ -137,6 +138,61 @@ impl ForgeClient {
                 status: 404,
                 message: "repository or commit not found".to_string(),
             }),
+        }
+    }
+
+    /// Posts `body` as the pull request's one comment marked by `marker` (its first line): updates the oldest
+    /// comment that starts with the marker, or creates one. A comment that already says `body` is left alone.
+    pub async fn upsert_comment(&self, number: u64, marker: &str, body: &str) -> Result<CommentOutcome, ForgeError> {
+        let provider = self.target.provider.as_str();
+        if !comments::supported(self.target.provider) {
+            return Err(ForgeError::Configuration {
+                provider,
+                reason: "pull-request comments are supported on github, gitlab and gitea".to_string(),
+            });
+        }
+        let body = comments::fit(self.target.provider, body);
+        let mut found = None;
+        for page in 1..=comments::MAX_PAGES {
+            let request = comments::list(&self.target, number, page);
+            let listed = match self.send(&request).await? {
+                Answer::Ok(value) => comments::listed(&value),
+                Answer::NotFound | Answer::SameState => return Err(self.no_pull_request(&request, number)),
+            };
+            let full = listed.len() >= comments::PAGE_SIZE;
+            if let Some(comment) = comments::find_marked(&listed, marker) {
+                found = Some(comment.clone());
+                break;
+            }
+            if !full {
+                break;
+            }
+        }
+        let request = match &found {
+            Some(comment) if comment.body == body => return Ok(CommentOutcome::Unchanged { id: comment.id }),
+            Some(comment) => comments::update(&self.target, number, comment.id, &body),
+            None => comments::create(&self.target, number, &body),
+        };
+        match self.send(&request).await? {
+            Answer::Ok(value) => Ok(match found {
+                Some(comment) => CommentOutcome::Updated { id: comment.id },
+                None => CommentOutcome::Created {
+                    id: value.get("id").and_then(Value::as_u64).unwrap_or_default(),
+                },
+            }),
+            Answer::NotFound | Answer::SameState => Err(self.no_pull_request(&request, number)),
+        }
+    }
+
+    fn no_pull_request(&self, request: &ForgeRequest, number: u64) -> ForgeError {
+        ForgeError::Unauthorized {
+            provider: self.target.provider.as_str(),
+            endpoint: endpoint(request),
+            status: 404,
+            message: format!(
+                "pull request {number} of {} not found, or not visible to the token",
+                self.target.repository
+            ),
         }
     }
 

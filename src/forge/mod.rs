@@ -1,9 +1,11 @@
 //! Forge commit-status clients: GitHub, GitLab, Gitea/Forgejo and Bitbucket Cloud, each in its own file with the
 //! documented request (path, auth header, body, description limit, state names), and the shared part here and in
 //! [`http`] (the HTTP client with a custom CA, dedup against the commit's existing statuses, rate limits, errors
-//! without the token). It talks only to the forge; it never touches the Kubernetes API.
+//! without the token), and the pull-request comment of `plan --comment` ([`comments`]). It talks only to the forge;
+//! it never touches the Kubernetes API.
 
 pub mod bitbucket;
+pub mod comments;
 pub mod gitea;
 pub mod github;
 pub mod gitlab;

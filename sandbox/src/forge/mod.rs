@@ -1,8 +1,9 @@
-//! The forge emulator: the commit-status subsets of GitHub, GitLab, Gitea and Bitbucket Cloud on loopback, with
-//! each forge's documented validation, limits and auth (see [`statuses`]), fault injection (down, rate limited), and
-//! an in-process handle to read what was posted. Its [`router`] is composable so that other forge parts (smart HTTP,
+//! The forge emulator: the commit-status subsets of GitHub, GitLab, Gitea and Bitbucket Cloud on loopback (see
+//! [`statuses`]) and the pull-request comments of the first three (see [`comments`]), with each forge's documented
+//! validation, limits and auth, fault injection (down, rate limited), and an in-process handle to read what was posted. Its [`router`] is composable so that other forge parts (smart HTTP,
 //! webhooks) can be merged into the same server. It knows nothing of the agent.
 
+pub mod comments;
 pub mod git;
 pub mod hooks;
 pub mod statuses;
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use serde_json::Value;
 
+pub use comments::PostedComment;
 pub use statuses::{Forge, PostedStatus};
 
 /// How to start the emulator.
@@ -78,6 +80,8 @@ struct Inner {
     next_id: i64,
     /// (forge, repository, sha) → statuses, oldest first.
     statuses: HashMap<(Forge, String, String), Vec<PostedStatus>>,
+    /// (forge, repository, pull request number) → comments, oldest first; a pull request exists once opened.
+    comments: HashMap<(Forge, String, u64), Vec<PostedComment>>,
     requests: Vec<RecordedRequest>,
     down: bool,
     /// The next this many requests are answered 429 with `Retry-After`.
@@ -128,6 +132,29 @@ impl ForgeState {
             .collect()
     }
 
+    /// Opens pull request `number` of `repository` on `forge` (GitLab: merge request iid), so comments can be
+    /// posted on it; comments on a pull request that was not opened are 404.
+    pub fn open_pull_request(&self, forge: Forge, repository: &str, number: u64) {
+        self.lock()
+            .comments
+            .entry((forge, repository.to_string(), number))
+            .or_default();
+    }
+
+    /// The comments of pull request `number`, oldest first.
+    pub fn comments(&self, forge: Forge, repository: &str, number: u64) -> Vec<PostedComment> {
+        self.lock()
+            .comments
+            .get(&(forge, repository.to_string(), number))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Adds a comment as another user would (opening the pull request if needed) and returns its id.
+    pub fn add_comment(&self, forge: Forge, repository: &str, number: u64, body: &str) -> u64 {
+        comments::store(self, forge, repository, number, body).id
+    }
+
     /// Makes the forge answer 503 to everything (`true`) or serve again (`false`).
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
@@ -148,7 +175,7 @@ impl ForgeState {
 
 /// The emulator's routes on `state`, to serve alone or merged with other forge routes.
 pub fn router(state: ForgeState) -> Router {
-    statuses::routes().with_state(state)
+    statuses::routes().merge(comments::routes()).with_state(state)
 }
 
 /// Starts forge emulators.

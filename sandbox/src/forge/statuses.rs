@@ -76,7 +76,7 @@ pub fn routes() -> Router<ForgeState> {
 }
 
 /// What every request goes through: recorded, then faults, auth and the rate limit. `Err` is the answer.
-fn admit(
+pub(super) fn admit(
     state: &ForgeState,
     forge: Forge,
     method: &Method,
@@ -128,7 +128,7 @@ fn admit(
     *used += 1;
     let remaining = limit - *used;
     drop(inner);
-    if method == Method::POST {
+    if [Method::POST, Method::PATCH, Method::PUT].contains(method) {
         serde_json::from_slice(body)
             .map_err(|_| Box::new(error(forge, StatusCode::BAD_REQUEST, "Problems parsing JSON")))
             .map(|value: Value| json!({"body": value, "remaining": remaining}))
@@ -166,7 +166,7 @@ fn token(forge: Forge, headers: &HeaderMap) -> Option<String> {
 }
 
 /// An error answer in the forge's shape.
-fn error(forge: Forge, status: StatusCode, message: &str) -> Response {
+pub(super) fn error(forge: Forge, status: StatusCode, message: &str) -> Response {
     let body = match forge {
         Forge::Github | Forge::Gitea | Forge::Gitlab => json!({"message": message}),
         Forge::Bitbucket => json!({"type": "error", "error": {"message": message}}),
@@ -210,7 +210,7 @@ fn github_json(status: &PostedStatus) -> Value {
     })
 }
 
-fn with_rate(mut response: Response, admitted: &Value) -> Response {
+pub(super) fn with_rate(mut response: Response, admitted: &Value) -> Response {
     rate_headers(&mut response, admitted["remaining"].as_u64().unwrap_or(0));
     response
 }
