@@ -68,8 +68,15 @@ enum Command {
     /// errors as `validate` prints them), 3 when --fail-on matches.
     Plan {
         /// The revision before the change: a directory, or a revision of --repo (`main`, `origin/main`, a commit).
+        #[arg(long, required_unless_present = "live", conflicts_with = "live")]
+        base: Option<String>,
+        /// Compare the head with what the cluster of the current kubeconfig holds now instead of --base (read-only:
+        /// lists RECs and REDBs), so live drift shows too. With --gitsync, every object that GitSync applied.
         #[arg(long)]
-        base: String,
+        live: bool,
+        /// The kubeconfig context of --live (default: the current context).
+        #[arg(long, value_name = "NAME", requires = "live")]
+        context: Option<String>,
         /// The revision after the change: a directory, or a revision of --repo.
         #[arg(long)]
         head: String,
@@ -328,6 +335,8 @@ fn main() -> ExitCode {
         } => render_command(&path, namespace, output, only),
         Command::Plan {
             base,
+            live,
+            context,
             head,
             repo,
             path,
@@ -345,7 +354,10 @@ fn main() -> ExitCode {
             comment_key,
             forge_ca_file,
         } => cli::plan::run(cli::plan::PlanCommand {
-            base,
+            base: match base {
+                Some(base) if !live => cli::plan::Base::Revision(base),
+                _ => cli::plan::Base::Live { context },
+            },
             head,
             repo,
             path,

@@ -3,5 +3,6 @@
 
 pub mod plan;
 pub mod plan_comment;
+pub mod plan_live;
 pub mod sandbox;
 pub mod settle;

@@ -12,6 +12,7 @@ use redis_gitops::review::input::{InputError, Side, load_side};
 use redis_gitops::review::{self, FailOn, PruneSettings, output};
 
 use super::plan_comment::{self, CommentFlags, CommentTarget};
+use super::plan_live::{self, LiveScope};
 
 /// Exit code: nothing changes.
 const NO_CHANGE: u8 = 0;
@@ -33,10 +34,21 @@ pub enum Format {
     Json,
 }
 
+/// What the head is compared with.
+pub enum Base {
+    /// `--base`: a directory or a revision.
+    Revision(String),
+    /// `--live [--context NAME]`: the objects in the cluster now.
+    Live {
+        /// The kubeconfig context (default: the current one).
+        context: Option<String>,
+    },
+}
+
 /// The parsed command line of `plan`.
 pub struct PlanCommand {
-    /// `--base`.
-    pub base: String,
+    /// `--base`, or `--live` (the live cluster as the base, through the kubeconfig).
+    pub base: Base,
     /// `--head`.
     pub head: String,
     /// `--repo`.
@@ -131,18 +143,42 @@ fn plan_and_print(command: &PlanCommand, comment: Option<&CommentTarget>) -> Exi
         default_namespace: namespace,
         ..LoadOptions::default()
     };
-    let base_side = Side::parse(&command.base, &command.repo);
     let head_side = Side::parse(&command.head, &command.repo);
     // The head first: its errors are what the pull request must fix.
     let head = match load_side(&head_side, &path, &options) {
         Ok(head) => head,
         Err(error) => return failed("head", error, command.format, comment),
     };
-    let base = match load_side(&base_side, &path, &options) {
-        Ok(base) => base,
-        Err(error) => return failed("base", error, command.format, comment),
+    let base = match &command.base {
+        Base::Revision(base) => match load_side(&Side::parse(base, &command.repo), &path, &options) {
+            Ok(base) => base.repository,
+            Err(error) => return failed("base", error, command.format, comment),
+        },
+        Base::Live { context } => {
+            let scope = match &gitsync {
+                Some(gitsync) => LiveScope::GitSync {
+                    namespace: gitsync
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".to_string()),
+                    name: gitsync.metadata.name.clone().unwrap_or_default(),
+                },
+                None => LiveScope::of_head(&head.repository),
+            };
+            match plan_live::read(&scope, context.as_deref(), &options) {
+                Ok(live) => {
+                    eprintln!("plan: comparing the head with {}", live.description);
+                    live.repository
+                }
+                Err(message) => {
+                    eprintln!("plan: --live: {message}");
+                    return ExitCode::from(ERROR);
+                }
+            }
+        }
     };
-    let plan = review::plan(&base.repository, &head.repository, &settings);
+    let plan = review::plan(&base, &head.repository, &settings);
     match command.format {
         Format::Text => print!("{}", output::text(&plan)),
         Format::Markdown => print!("{}", output::markdown(&plan)),
