@@ -218,11 +218,11 @@ fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everyth
     let table: Vec<&str> = text.lines().skip_while(|line| !line.starts_with("KIND")).collect();
     assert_eq!(
         table.len(),
-        12,
-        "header, GitSync, 2 RECs, 6 REDBs, summary, stopped: {text}"
+        14,
+        "header, GitSync, 2 RECs, 8 REDBs, summary, stopped: {text}"
     );
     assert!(table[1].starts_with("gitsync  default/sandbox"), "{text}");
-    for row in &table[1..10] {
+    for row in &table[1..12] {
         assert!(row.contains(" Ready "), "every object is Ready: {row}");
     }
     assert!(
@@ -231,7 +231,7 @@ fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everyth
             .any(|row| row.contains("redis-production/prod") && row.contains("all 5 nodes are active")),
         "{text}"
     );
-    assert!(table[10].starts_with("8/8 objects Ready, revision "), "{text}");
+    assert!(table[12].starts_with("10/10 objects Ready, revision "), "{text}");
     assert!(
         text.contains("Created the license Secret redis-production/redis-enterprise-license"),
         "{text}"
