@@ -246,10 +246,11 @@ fn sandbox_once_exits_one_and_says_why_when_an_object_fails() {
         "rec.yaml",
         "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata:\n  name: rec\n  namespace: team-b\nspec:\n  nodes: 3\n",
     );
-    // The database asks for TLS, which the sandbox's emulator refuses (501): the REDB fails, it does not hang.
+    // The database asks for a module the sandbox's cluster does not have (RedisTimeSeries does not load on Debian
+    // 12), which it refuses as a real cluster does (406 missing_module): the REDB fails, it does not hang.
     repo.write(
         "cache.yaml",
-        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-b\nspec:\n  memorySize: 100MB\n  tlsMode: enabled\n",
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-b\nspec:\n  memorySize: 100MB\n  modulesList:\n    - name: timeseries\n",
     );
     repo.commit("init");
     let output = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
@@ -268,8 +269,8 @@ fn sandbox_once_exits_one_and_says_why_when_an_object_fails() {
         .unwrap_or_else(|| panic!("a row for the database: {text}"));
     assert!(row.contains("Failed"), "{row}");
     assert!(
-        row.contains("not_implemented"),
-        "the cluster's error_code is shown: {row}"
+        row.contains("missing_module") && row.contains("timeseries"),
+        "the cluster's error_code and the module are shown: {row}"
     );
     assert!(text.contains("1/2 objects Ready"), "{text}");
     assert!(

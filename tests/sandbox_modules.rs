@@ -99,13 +99,14 @@ async fn search_json_and_bloom_run_in_a_database_through_its_secret_and_service(
         .expect("the bdb exists");
     let uid = bdb.uid;
     let live = rest_get(&environment, &format!("/v1/bdbs/{uid}")).await;
-    let loaded: Vec<&str> = live["module_list"]
+    let mut loaded: Vec<&str> = live["module_list"]
         .as_array()
         .expect("module_list")
         .iter()
         .filter_map(|module| module["module_name"].as_str())
         .collect();
-    assert_eq!(loaded, ["search", "ReJSON", "bf"]);
+    loaded.sort_unstable();
+    assert_eq!(loaded, ["ReJSON", "bf", "search"]);
 
     let mut connection = connect_like_an_application(&environment, "redb-catalog").await;
     // RediSearch 1.2: an index, a document, a full-text query.
@@ -115,7 +116,16 @@ async fn search_json_and_bloom_run_in_a_database_through_its_secret_and_service(
         .expect("FT.CREATE");
     assert_eq!(created, "OK");
     let added: String = redis::cmd("FT.ADD")
-        .arg(&["products", "p1", "1.0", "FIELDS", "title", "red running shoes", "price", "80"])
+        .arg(&[
+            "products",
+            "p1",
+            "1.0",
+            "FIELDS",
+            "title",
+            "red running shoes",
+            "price",
+            "80",
+        ])
         .query(&mut connection)
         .expect("FT.ADD");
     assert_eq!(added, "OK");
@@ -160,7 +170,9 @@ async fn search_json_and_bloom_run_in_a_database_through_its_secret_and_service(
     let mut plain = connect_like_an_application(&environment, "redb-plain").await;
     let refused = redis::cmd("JSON.GET").arg("x").query::<String>(&mut plain);
     assert!(
-        refused.as_ref().is_err_and(|error| error.to_string().contains("unknown command")),
+        refused
+            .as_ref()
+            .is_err_and(|error| error.to_string().contains("unknown command")),
         "{refused:?}"
     );
     environment.stop().await;
@@ -205,4 +217,27 @@ async fn a_module_the_cluster_does_not_have_is_refused_naming_it() {
         "no database without its module"
     );
     environment.stop().await;
+}
+
+#[test]
+fn a_module_dir_without_modules_stops_the_sandbox_command_naming_it() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let empty = temp.path().join("modules");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
+        .args(["sandbox", "--kubeconfig"])
+        .arg(temp.path().join("kubeconfig"))
+        .arg("--module-dir")
+        .arg(&empty)
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "sandbox: --module-dir {}: no module files (*.so) in it",
+            empty.display()
+        )),
+        "{stderr}"
+    );
 }

@@ -45,10 +45,21 @@ async fn target(environment: &Environment, secret_name: &str) -> Target {
     }
 }
 
-/// Runs redis-cli against the target with `tls` arguments; returns (success, stdout + stderr).
+/// Runs redis-cli against the target with `tls` arguments; returns (success, stdout + stderr). Bounded by
+/// coreutils' `timeout`: a TLS client talking to a plain server waits forever for a handshake answer.
 fn redis_cli(target: &Target, tls: &[&str], command: &[&str]) -> (bool, String) {
-    let output = Command::new("redis-cli")
-        .args(["-h", &target.host, "-p", &target.port, "--user", "default", "--pass", &target.password])
+    let output = Command::new("timeout")
+        .args(["10", "redis-cli"])
+        .args([
+            "-h",
+            &target.host,
+            "-p",
+            &target.port,
+            "--user",
+            "default",
+            "--pass",
+            &target.password,
+        ])
         .arg("--no-auth-warning")
         .args(tls)
         .args(command)
@@ -65,7 +76,12 @@ fn redis_cli(target: &Target, tls: &[&str], command: &[&str]) -> (bool, String) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_database_serves_tls_with_the_cluster_ca_from_its_secret() {
     let environment = start().await;
-    create_database(&environment, "payments", json!({"memorySize": "100MB", "tlsMode": "enabled"})).await;
+    create_database(
+        &environment,
+        "payments",
+        json!({"memorySize": "100MB", "tlsMode": "enabled"}),
+    )
+    .await;
     wait_ready(&environment, "payments").await;
 
     // The Secret carries the CA, which is the cluster's proxy certificate (GET /v1/cluster/certificates).
@@ -88,13 +104,7 @@ async fn a_tls_database_serves_tls_with_the_cluster_ca_from_its_secret() {
     };
     assert_eq!(secret_ca, proxy_ca);
     let payments = target(&environment, "redb-payments").await;
-    let ca_path = payments
-        .ca_file
-        .as_ref()
-        .expect("ca.crt")
-        .path()
-        .display()
-        .to_string();
+    let ca_path = payments.ca_file.as_ref().expect("ca.crt").path().display().to_string();
 
     let tls = ["--tls", "--cacert", ca_path.as_str()];
     let (ok, out) = redis_cli(&payments, &tls, &["SET", "token", "t-1"]);
@@ -108,7 +118,10 @@ async fn a_tls_database_serves_tls_with_the_cluster_ca_from_its_secret() {
     // Trusting another CA (the REST API's) fails the handshake.
     let wrong_ca = environment.sandbox.ca_path().display().to_string();
     let (_, out) = redis_cli(&payments, &["--tls", "--cacert", wrong_ca.as_str()], &["PING"]);
-    assert!(!out.contains("PONG") && out.contains("certificate verify failed"), "{out}");
+    assert!(
+        !out.contains("PONG") && out.contains("certificate verify failed"),
+        "{out}"
+    );
 
     // A database without TLS has no CA in its Secret and serves plain connections.
     create_database(&environment, "plain", json!({"memorySize": "100MB"})).await;
@@ -127,7 +140,10 @@ async fn a_tls_database_serves_tls_with_the_cluster_ca_from_its_secret() {
         if ok && out == "t-1" {
             break;
         }
-        assert!(Instant::now() < deadline, "plain connections never worked after tlsMode: disabled: {out}");
+        assert!(
+            Instant::now() < deadline,
+            "plain connections never worked after tlsMode: disabled: {out}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (_, out) = redis_cli(&payments, &tls, &["PING"]);

@@ -179,8 +179,15 @@ fn apt_install(packages: &[&str], say: &mut dyn FnMut(&str)) -> Result<(), Insta
             return Ok(());
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
-        Err(failed(format!("apt-get {} exited with {}: {last}", args[0], output.status)))
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or_default();
+        Err(failed(format!(
+            "apt-get {} exited with {}: {last}",
+            args[0], output.status
+        )))
     };
     run(&["update", "-qq"])?;
     let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
@@ -198,7 +205,8 @@ fn install_wheel(venv: &Path, say: &mut dyn FnMut(&str)) -> Result<(), String> {
     let pip = venv.join("bin/pip");
     if !pip.is_file() {
         if let Some(parent) = venv.parent() {
-            std::fs::create_dir_all(parent).map_err(|error| format!("failed to create {}: {error}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("failed to create {}: {error}", parent.display()))?;
         }
         let output = Command::new(&python)
             .args(["-m", "venv"])
@@ -221,7 +229,11 @@ fn install_wheel(venv: &Path, say: &mut dyn FnMut(&str)) -> Result<(), String> {
         .map_err(|error| format!("failed to run {}: {error}", pip.display()))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or_default();
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or_default();
         return Err(format!("pip install {STACK_WHEEL} failed: {last}"));
     }
     Ok(())

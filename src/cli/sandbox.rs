@@ -208,7 +208,10 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
     println!("  Kubernetes API server  {}", sandbox.apiserver.url());
     println!("  kubeconfig             {}", path.display());
     println!("  Redis Enterprise CA    {}", sandbox.ca_path().display());
-    println!("  Redis modules          {}", module_summary(sandbox.emulator.modules()));
+    println!(
+        "  Redis modules          {}",
+        module_summary(sandbox.emulator.modules())
+    );
     for error in sandbox.emulator.module_errors() {
         eprintln!("sandbox: warning: {error}");
     }

@@ -642,7 +642,9 @@ mod tests {
     fn official_module_and_tls_shapes_map_to_the_bdb_fields() {
         // The shapes of the official docs: `{name: search}` and `{name: ReJSON, version: …}`.
         let body = build_bdb(
-            &database("{tlsMode: enabled, modulesList: [{name: search}, {name: ReJSON, version: 2.8.3}, {name: bf, config: 'ERROR_RATE 0.01'}]}"),
+            &database(
+                "{tlsMode: enabled, modulesList: [{name: search}, {name: ReJSON, version: 2.8.3}, {name: bf, config: 'ERROR_RATE 0.01'}]}",
+            ),
             &RuntimeValues::default(),
         );
         assert_eq!(body["tls_mode"], json!("enabled"));
@@ -662,7 +664,12 @@ mod tests {
         let secret = build_applied_database_secret(&validated, None, Some(12000), Some("pw"), true, None)
             .expect("default user has a Secret");
         let without = with_ca_certificate(secret.clone(), None);
-        assert!(!without.data.as_ref().is_some_and(|data| data.contains_key(CA_CERTIFICATE_KEY)));
+        assert!(
+            !without
+                .data
+                .as_ref()
+                .is_some_and(|data| data.contains_key(CA_CERTIFICATE_KEY))
+        );
         let with = with_ca_certificate(secret, Some("-----BEGIN CERTIFICATE-----\n"));
         assert_eq!(
             with.data.as_ref().and_then(|data| data.get(CA_CERTIFICATE_KEY)),

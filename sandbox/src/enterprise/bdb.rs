@@ -720,7 +720,9 @@ mod tests {
         let view = config.to_json();
         assert_eq!(view["tls_mode"], "enabled");
         assert_eq!(view["module_list"][1]["module_name"], "ReJSON");
-        let replica_only = config.updated(&body(json!({"tls_mode": "replica_ssl"})), THREE).expect("valid");
+        let replica_only = config
+            .updated(&body(json!({"tls_mode": "replica_ssl"})), THREE)
+            .expect("valid");
         assert!(!replica_only.client_tls());
     }
 

@@ -107,12 +107,10 @@ impl ProxyCa {
         let cert = params.self_signed(&key).map_err(cert_error(&what))?;
         let cert_der = cert.der().clone();
         let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(cert_der.clone())
-            .map_err(|source| EmulatorError::TlsConfig {
-                what: what.clone(),
-                source,
-            })?;
+        roots.add(cert_der.clone()).map_err(|source| EmulatorError::TlsConfig {
+            what: what.clone(),
+            source,
+        })?;
         let client = rustls::ClientConfig::builder_with_provider(super::tls::crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(|source| EmulatorError::TlsConfig {
@@ -217,16 +215,26 @@ mod tests {
     fn a_database_certificate_is_signed_by_the_proxy_ca_and_its_key_is_private() {
         let ca = ProxyCa::generate("default/rec").expect("CA");
         let dir = std::env::temp_dir().join(format!("dbtls-test-{}", std::process::id()));
-        let names = database_cert_names(&["db.default.svc".to_string()], 12000, Some("rec.default.svc.cluster.local"));
+        let names = database_cert_names(
+            &["db.default.svc".to_string()],
+            12000,
+            Some("rec.default.svc.cluster.local"),
+        );
         assert!(names.contains(&"redis-12000.rec.default.svc.cluster.local".to_string()));
         let tls = ca
             .issue(&dir, &names, &["127.0.0.1".parse().expect("ip")])
             .expect("issued");
         let cert = std::fs::read_to_string(&tls.cert_file).expect("cert written");
         assert!(cert.ends_with(ca.cert_pem()), "the chain ends with the CA");
-        assert_eq!(std::fs::read_to_string(&tls.ca_file).expect("ca written"), ca.cert_pem());
+        assert_eq!(
+            std::fs::read_to_string(&tls.ca_file).expect("ca written"),
+            ca.cert_pem()
+        );
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&tls.key_file).expect("key written").permissions().mode();
+        let mode = std::fs::metadata(&tls.key_file)
+            .expect("key written")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "the key is readable by its owner only");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -260,7 +260,16 @@ fn probe(redis_server: &Path, file: &Path) -> Result<ModuleInfo, ModuleProbeErro
         .port();
     let mut child = Command::new(redis_server)
         .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "no"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+        ])
         .arg("--dir")
         .arg(std::env::temp_dir())
         .arg("--loadmodule")
@@ -301,7 +310,9 @@ fn probe(redis_server: &Path, file: &Path) -> Result<ModuleInfo, ModuleProbeErro
         .into_iter()
         .next()
         .ok_or_else(|| failed("redis-server loaded it but lists no module".to_string()))?;
-    let known = KNOWN_MODULES.iter().find(|(registered, _, _)| *registered == redis_name);
+    let known = KNOWN_MODULES
+        .iter()
+        .find(|(registered, _, _)| *registered == redis_name);
     Ok(ModuleInfo {
         module_name: known.map_or(redis_name.clone(), |(_, rs_name, _)| rs_name.to_string()),
         display_name: known.map_or(redis_name.clone(), |(_, _, display)| display.to_string()),
@@ -403,7 +414,10 @@ mod tests {
                 json!({"module_name": "timeseries", "semantic_version": "1.12.5"}),
             ])
             .expect_err("timeseries is missing");
-        assert_eq!((error.status.as_u16(), error.error_code.as_str()), (406, "missing_module"));
+        assert_eq!(
+            (error.status.as_u16(), error.error_code.as_str()),
+            (406, "missing_module")
+        );
         assert_eq!(
             error.description,
             "Modules missing from the cluster: timeseries version 1.12.5 (the cluster has: search, ReJSON)"
@@ -422,9 +436,13 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_there_is_reported() {
-        let (catalogue, errors) = ModuleCatalogue::probe(Path::new("redis-server"), &[PathBuf::from("/nonexistent.so")]);
+        let (catalogue, errors) =
+            ModuleCatalogue::probe(Path::new("redis-server"), &[PathBuf::from("/nonexistent.so")]);
         assert!(catalogue.modules().is_empty());
-        assert_eq!(errors[0].to_string(), "unable to load the module /nonexistent.so: no such file");
+        assert_eq!(
+            errors[0].to_string(),
+            "unable to load the module /nonexistent.so: no such file"
+        );
     }
 
     #[test]

@@ -503,7 +503,10 @@ async fn apply_tls(old: &RedisSettings, new: &RedisSettings) -> Result<(), Proce
                 connection
                     .command(&args)
                     .await
-                    .map_err(|source| ProcessError::Command { addr: old.addr(), source })?;
+                    .map_err(|source| ProcessError::Command {
+                        addr: old.addr(),
+                        source,
+                    })?;
             }
         }
         None => {
@@ -511,11 +514,17 @@ async fn apply_tls(old: &RedisSettings, new: &RedisSettings) -> Result<(), Proce
                 addr: old.addr(),
                 source,
             })?;
-            for args in [["CONFIG", "SET", "tls-port", "0"], ["CONFIG", "SET", "port", port.as_str()]] {
+            for args in [
+                ["CONFIG", "SET", "tls-port", "0"],
+                ["CONFIG", "SET", "port", port.as_str()],
+            ] {
                 connection
                     .command(&args)
                     .await
-                    .map_err(|source| ProcessError::Command { addr: old.addr(), source })?;
+                    .map_err(|source| ProcessError::Command {
+                        addr: old.addr(),
+                        source,
+                    })?;
             }
         }
     }
