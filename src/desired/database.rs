@@ -650,10 +650,11 @@ mod tests {
         assert_eq!(body["tls_mode"], json!("enabled"));
         assert_eq!(
             body["module_list"],
+            // Sorted by name, as validation keeps them.
             json!([
-                {"module_name": "search"},
                 {"module_name": "ReJSON", "semantic_version": "2.8.3"},
                 {"module_name": "bf", "module_args": "ERROR_RATE 0.01"},
+                {"module_name": "search"},
             ])
         );
     }
