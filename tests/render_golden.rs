@@ -51,8 +51,8 @@ fn yaml_stream_matches_the_golden_file() {
 fn json_output_matches_the_golden_file_and_parses() {
     let json = redis_gitops(&["render", "examples-repo", "-o", "json"]);
     let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
-    assert_eq!(value["kubernetes"].as_array().map(Vec::len), Some(36));
-    assert_eq!(value["rest"].as_array().map(Vec::len), Some(7));
+    assert_eq!(value["kubernetes"].as_array().map(Vec::len), Some(42));
+    assert_eq!(value["rest"].as_array().map(Vec::len), Some(9));
     check_golden("examples-repo.json", &json);
 }
 
@@ -79,7 +79,7 @@ fn rendered_objects_pass_the_official_kubernetes_schemas() {
     );
     assert_eq!(
         stdout.lines().last(),
-        Some("36 objects checked against Kubernetes 1.33, 0 invalid"),
+        Some("42 objects checked against Kubernetes 1.33, 0 invalid"),
         "{stdout}"
     );
     fs::remove_file(&file).ok();
@@ -93,7 +93,7 @@ fn no_secret_value_is_rendered() {
     let secrets: Vec<&serde_json::Value> = documents.iter().filter(|d| d["kind"] == "Secret").collect();
     assert_eq!(
         secrets.len(),
-        8,
+        10,
         "an admin Secret per cluster and a credentials Secret per database"
     );
     for secret in secrets {

@@ -218,11 +218,11 @@ fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everyth
     let table: Vec<&str> = text.lines().skip_while(|line| !line.starts_with("KIND")).collect();
     assert_eq!(
         table.len(),
-        12,
-        "header, GitSync, 2 RECs, 6 REDBs, summary, stopped: {text}"
+        14,
+        "header, GitSync, 2 RECs, 8 REDBs, summary, stopped: {text}"
     );
     assert!(table[1].starts_with("gitsync  default/sandbox"), "{text}");
-    for row in &table[1..10] {
+    for row in &table[1..12] {
         assert!(row.contains(" Ready "), "every object is Ready: {row}");
     }
     assert!(
@@ -231,7 +231,7 @@ fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everyth
             .any(|row| row.contains("redis-production/prod") && row.contains("all 5 nodes are active")),
         "{text}"
     );
-    assert!(table[10].starts_with("8/8 objects Ready, revision "), "{text}");
+    assert!(table[12].starts_with("10/10 objects Ready, revision "), "{text}");
     assert!(
         text.contains("Created the license Secret redis-production/redis-enterprise-license"),
         "{text}"
@@ -246,10 +246,11 @@ fn sandbox_once_exits_one_and_says_why_when_an_object_fails() {
         "rec.yaml",
         "apiVersion: app.redislabs.com/v1\nkind: RedisEnterpriseCluster\nmetadata:\n  name: rec\n  namespace: team-b\nspec:\n  nodes: 3\n",
     );
-    // The database asks for TLS, which the sandbox's emulator refuses (501): the REDB fails, it does not hang.
+    // The database asks for a module the sandbox's cluster does not have (RedisTimeSeries does not load on Debian
+    // 12), which it refuses as a real cluster does (406 missing_module): the REDB fails, it does not hang.
     repo.write(
         "cache.yaml",
-        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-b\nspec:\n  memorySize: 100MB\n  tlsMode: enabled\n",
+        "apiVersion: app.redislabs.com/v1alpha1\nkind: RedisEnterpriseDatabase\nmetadata:\n  name: cache\n  namespace: team-b\nspec:\n  memorySize: 100MB\n  modulesList:\n    - name: timeseries\n",
     );
     repo.commit("init");
     let output = Command::new(env!("CARGO_BIN_EXE_redis-gitops"))
@@ -268,8 +269,8 @@ fn sandbox_once_exits_one_and_says_why_when_an_object_fails() {
         .unwrap_or_else(|| panic!("a row for the database: {text}"));
     assert!(row.contains("Failed"), "{row}");
     assert!(
-        row.contains("not_implemented"),
-        "the cluster's error_code is shown: {row}"
+        row.contains("missing_module") && row.contains("timeseries"),
+        "the cluster's error_code and the module are shown: {row}"
     );
     assert!(text.contains("1/2 objects Ready"), "{text}");
     assert!(

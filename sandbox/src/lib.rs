@@ -11,6 +11,7 @@
 pub mod apiserver;
 pub mod enterprise;
 pub mod forge;
+pub mod install;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -4,5 +4,6 @@
 pub mod plan;
 pub mod plan_comment;
 pub mod plan_live;
+pub mod prerequisites;
 pub mod sandbox;
 pub mod settle;

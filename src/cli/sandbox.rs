@@ -51,6 +51,8 @@ pub struct SandboxCommand {
     pub webhook_address: String,
     /// With `--once`: how long to wait for every object to settle.
     pub once: Option<Duration>,
+    /// Directories of the user's Redis module builds (`--module-dir`), loaded besides the installed modules.
+    pub module_dirs: Vec<PathBuf>,
 }
 
 /// Reads `--repo`: a URL as it is, or a directory that must be a Git checkout (its current branch is the default).
@@ -147,12 +149,22 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
         metrics_address,
         webhook_address,
         once,
+        module_dirs,
     } = command;
     init_logging(LogFormat::Text);
-    let options = SandboxOptions {
+    let programs = match super::prerequisites::prepare(&module_dirs) {
+        Ok(programs) => programs,
+        Err(message) => {
+            eprintln!("sandbox: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut options = SandboxOptions {
         port,
         ..SandboxOptions::with_crds(redis_gitops::api::crds())
     };
+    options.emulator.redis_server = programs.redis_server;
+    options.emulator.module_files = programs.module_files;
     let sandbox = match Sandbox::start(options).await {
         Ok(sandbox) => sandbox,
         Err(error) => {
@@ -196,6 +208,13 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
     println!("  Kubernetes API server  {}", sandbox.apiserver.url());
     println!("  kubeconfig             {}", path.display());
     println!("  Redis Enterprise CA    {}", sandbox.ca_path().display());
+    println!(
+        "  Redis modules          {}",
+        module_summary(sandbox.emulator.modules())
+    );
+    for error in sandbox.emulator.module_errors() {
+        eprintln!("sandbox: warning: {error}");
+    }
     println!("  in-cluster names       {} (for agent --hosts-file)", hosts.display());
     if let Some(address) = health.as_ref().and_then(|listener| listener.local_addr().ok()) {
         println!("  agent endpoints        http://{address}/readyz (and /healthz, /metrics)");
@@ -417,6 +436,20 @@ fn start_agent(
 
 /// The Secret of the sandbox GitSync's webhook.
 const WEBHOOK_SECRET: &str = "sandbox-webhook";
+
+/// `search 1.2.0, ReJSON 2.8.3, bf 2.8.2` (or `none`): the modules databases can load.
+fn module_summary(modules: &redis_gitops_sandbox::enterprise::ModuleCatalogue) -> String {
+    let names: Vec<String> = modules
+        .modules()
+        .iter()
+        .map(|module| format!("{} {}", module.module_name, module.semantic_version))
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
 
 /// How often the forge emulator looks at the refs of a local checkout.
 const CHECKOUT_POLL: Duration = Duration::from_millis(200);

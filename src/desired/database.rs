@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -484,6 +485,21 @@ pub fn build_applied_database_secret(
     Some(secret)
 }
 
+/// The key of the database Secret that holds the CA certificate (PEM) TLS clients trust (`tlsMode: enabled`):
+/// the cluster's proxy certificate, as `kubernetes.io/tls` and cert-manager Secrets name it.
+pub const CA_CERTIFICATE_KEY: &str = "ca.crt";
+
+/// `secret` (in stored form) with [`CA_CERTIFICATE_KEY`] set to `ca` when a CA is given.
+pub fn with_ca_certificate(mut secret: Secret, ca: Option<&str>) -> Secret {
+    if let Some(ca) = ca {
+        secret
+            .data
+            .get_or_insert_with(BTreeMap::new)
+            .insert(CA_CERTIFICATE_KEY.to_string(), ByteString(ca.as_bytes().to_vec()));
+    }
+    secret
+}
+
 /// Where a database answers, as its EndpointSlices list it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatabaseEndpoints {
@@ -620,6 +636,46 @@ mod tests {
         assert_eq!(update.immutable, ["port"]);
         assert_eq!(update.upgrade_to.as_deref(), Some("8.0"));
         assert!(update.changes.is_empty());
+    }
+
+    #[test]
+    fn official_module_and_tls_shapes_map_to_the_bdb_fields() {
+        // The shapes of the official docs: `{name: search}` and `{name: ReJSON, version: …}`.
+        let body = build_bdb(
+            &database(
+                "{tlsMode: enabled, modulesList: [{name: search}, {name: ReJSON, version: 2.8.3}, {name: bf, config: 'ERROR_RATE 0.01'}]}",
+            ),
+            &RuntimeValues::default(),
+        );
+        assert_eq!(body["tls_mode"], json!("enabled"));
+        assert_eq!(
+            body["module_list"],
+            // Sorted by name, as validation keeps them.
+            json!([
+                {"module_name": "ReJSON", "semantic_version": "2.8.3"},
+                {"module_name": "bf", "module_args": "ERROR_RATE 0.01"},
+                {"module_name": "search"},
+            ])
+        );
+    }
+
+    #[test]
+    fn the_ca_certificate_goes_into_the_secret_only_when_given() {
+        let validated = database("{tlsMode: enabled}");
+        let secret = build_applied_database_secret(&validated, None, Some(12000), Some("pw"), true, None)
+            .expect("default user has a Secret");
+        let without = with_ca_certificate(secret.clone(), None);
+        assert!(
+            !without
+                .data
+                .as_ref()
+                .is_some_and(|data| data.contains_key(CA_CERTIFICATE_KEY))
+        );
+        let with = with_ca_certificate(secret, Some("-----BEGIN CERTIFICATE-----\n"));
+        assert_eq!(
+            with.data.as_ref().and_then(|data| data.get(CA_CERTIFICATE_KEY)),
+            Some(&ByteString(b"-----BEGIN CERTIFICATE-----\n".to_vec()))
+        );
     }
 
     #[test]

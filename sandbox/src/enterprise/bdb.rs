@@ -7,7 +7,10 @@
 //! port, ...), those it records and echoes without behaviour (placement, proxy policy, connection
 //! settings, ...: they have no observable effect on a single-process database), and those whose
 //! behaviour it does not implement, which are refused with 501 `not_implemented` naming the field
-//! (TLS, memcached, modules, replica-of, scheduled backups, disabling the default user).
+//! (memcached, replica-of, scheduled backups, disabling the default user). `module_list` is checked for shape
+//! here and resolved against the cluster's modules by the operations (`missing_module` names what is missing);
+//! `tls_mode` is `disabled`, `enabled` (the database's redis-server serves TLS) or `replica_ssl` (TLS only between
+//! databases: clients connect in plain text, as in RS).
 
 use serde_json::{Map, Value, json};
 
@@ -32,13 +35,8 @@ pub const REDIS_VERSIONS: [&str; 6] = ["6.2", "7.0", "7.2", "7.4", "8.0", "8.2"]
 /// The default `redis_version` of a new database.
 pub const DEFAULT_REDIS_VERSION: &str = "7.4";
 
-/// The module catalogue of `GET /v1/modules`: (module_name, display name, semantic_version).
-pub const MODULES: [(&str, &str, &str); 4] = [
-    ("search", "RediSearch 2", "2.10.10"),
-    ("ReJSON", "RedisJSON", "2.8.8"),
-    ("timeseries", "RedisTimeSeries", "1.12.5"),
-    ("bf", "RedisBloom", "2.8.5"),
-];
+/// The `tls_mode` values of a bdb.
+pub const TLS_MODES: [&str; 3] = ["disabled", "enabled", "replica_ssl"];
 
 /// Ports RS reserves for its own services (a database may not use them).
 const RESERVED_PORTS: [u16; 11] = [8001, 8002, 8004, 8006, 8070, 8071, 8080, 8443, 9081, 9091, 9443];
@@ -66,7 +64,9 @@ const READ_ONLY_FIELDS: [&str; 18] = [
 ];
 
 /// Fields accepted, stored and returned as given, without behaviour in the emulator.
-const RECORDED_FIELDS: [&str; 18] = [
+const RECORDED_FIELDS: [&str; 20] = [
+    "enforce_client_authentication",
+    "ssl",
     "proxy_policy",
     "shards_placement",
     "oss_cluster",
@@ -116,6 +116,11 @@ pub struct BdbConfig {
     pub passwords: Vec<String>,
     /// `redis_version`.
     pub redis_version: String,
+    /// `module_list`: objects with `module_name` (string) and optionally `module_args`, `semantic_version`,
+    /// `module_id`.
+    pub module_list: Vec<Value>,
+    /// `tls_mode`: one of [`TLS_MODES`].
+    pub tls_mode: String,
     /// Recorded fields (see the module doc).
     pub recorded: Map<String, Value>,
 }
@@ -182,6 +187,8 @@ impl BdbConfig {
             "eviction_policy": "volatile-lru",
             "redis_version": DEFAULT_REDIS_VERSION,
             "default_user": true,
+            "module_list": [],
+            "tls_mode": "disabled",
         });
         match defaults {
             Value::Object(map) => map,
@@ -213,9 +220,9 @@ impl BdbConfig {
             "authentication_redis_pass": self.passwords.first().cloned().unwrap_or_default(),
             "default_user": true,
             "redis_version": self.redis_version,
-            "module_list": [],
+            "module_list": self.module_list,
             "roles_permissions": [],
-            "tls_mode": "disabled",
+            "tls_mode": self.tls_mode,
             "backup": false,
             "rack_aware": false,
             "bigstore": false,
@@ -397,6 +404,14 @@ impl BdbConfig {
         }
 
         check_unimplemented(fields)?;
+        let module_list = parse_module_list(get("module_list"))?;
+        let tls_mode = as_str("tls_mode", get("tls_mode"))?.to_string();
+        if !TLS_MODES.contains(&tls_mode.as_str()) {
+            return Err(ApiError::invalid_schema(format!(
+                "field 'tls_mode' must be one of {}, got {tls_mode:?}",
+                TLS_MODES.join(", ")
+            )));
+        }
 
         let recorded = fields
             .iter()
@@ -417,8 +432,23 @@ impl BdbConfig {
             eviction_policy,
             passwords,
             redis_version,
+            module_list,
+            tls_mode,
             recorded,
         })
+    }
+
+    /// Whether the database's clients connect over TLS (`tls_mode: enabled`).
+    pub fn client_tls(&self) -> bool {
+        self.tls_mode == "enabled"
+    }
+
+    /// The `module_name`s of `module_list`, in order.
+    pub fn module_names(&self) -> Vec<&str> {
+        self.module_list
+            .iter()
+            .filter_map(|module| module.get("module_name").and_then(Value::as_str))
+            .collect()
     }
 
     /// The persistence mode redis-server runs with.
@@ -433,24 +463,31 @@ impl BdbConfig {
     }
 }
 
-/// Fields with values whose behaviour the emulator does not implement.
-fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
-    if let Some(modules) = fields.get("module_list").and_then(Value::as_array) {
-        for module in modules {
-            let name = module.get("module_name").and_then(Value::as_str).unwrap_or("");
-            if !MODULES.iter().any(|(known, _, _)| *known == name) {
-                return Err(ApiError::not_acceptable(
-                    "missing_module",
-                    format!("module {name:?} is not installed on the cluster"),
-                ));
-            }
-        }
-        if !modules.is_empty() {
-            return Err(ApiError::not_implemented(
-                "modules in databases (module_list): its redis-server processes load no modules",
-            ));
+/// `module_list`: a list of objects, each with a string `module_name` and, if given, a string `module_args`.
+fn parse_module_list(value: &Value) -> Result<Vec<Value>, ApiError> {
+    let expected = "a list of {\"module_name\": string, \"module_args\": string}";
+    let modules = match value {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(modules) => modules,
+        other => return Err(schema_error("module_list", expected, other)),
+    };
+    for module in modules {
+        let name_ok = module
+            .get("module_name")
+            .and_then(Value::as_str)
+            .is_some_and(|name| !name.is_empty());
+        let args_ok = module
+            .get("module_args")
+            .is_none_or(|args| args.is_string() || args.is_null());
+        if !module.is_object() || !name_ok || !args_ok {
+            return Err(schema_error("module_list", expected, module));
         }
     }
+    Ok(modules.clone())
+}
+
+/// Fields with values whose behaviour the emulator does not implement.
+fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
     if fields
         .get("roles_permissions")
         .and_then(Value::as_array)
@@ -459,9 +496,6 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
         return Err(ApiError::not_implemented(
             "role-based database access (roles_permissions)",
         ));
-    }
-    if fields.get("tls_mode").is_some_and(|mode| mode != "disabled") {
-        return Err(ApiError::not_implemented("TLS for databases (tls_mode)"));
     }
     if fields.get("backup").is_some_and(|backup| backup == true) {
         if !fields.contains_key("backup_interval") {
@@ -614,9 +648,9 @@ mod tests {
                 "invalid_version",
             ),
             (
-                json!({"name": "a", "memory_size": 1, "module_list": [{"module_name": "nope"}]}),
-                406,
-                "missing_module",
+                json!({"name": "a", "memory_size": 1, "module_list": [{"name": "search"}]}),
+                400,
+                "invalid_schema",
             ),
             (json!({"name": "a", "memory_size": "big"}), 400, "invalid_schema"),
             (json!({"name": "-a", "memory_size": 1}), 400, "invalid_schema"),
@@ -631,9 +665,9 @@ mod tests {
                 "invalid_schema",
             ),
             (
-                json!({"name": "a", "memory_size": 1, "tls_mode": "enabled"}),
-                501,
-                "not_implemented",
+                json!({"name": "a", "memory_size": 1, "tls_mode": "on"}),
+                400,
+                "invalid_schema",
             ),
         ];
         for (input, status, error_code) in cases {
@@ -671,6 +705,25 @@ mod tests {
         assert_eq!(updated.recorded.get("proxy_policy"), Some(&json!("single")));
         let (status, error_code) = code(config.updated(&body(json!({"uid": 7})), THREE));
         assert_eq!((status, error_code.as_str()), (400, "invalid_schema"));
+    }
+
+    #[test]
+    fn modules_and_tls_mode_are_kept_and_echoed() {
+        let config = BdbConfig::from_create(
+            &body(json!({"name": "a", "memory_size": 1, "tls_mode": "enabled",
+                         "module_list": [{"module_name": "search", "module_args": ""}, {"module_name": "ReJSON"}]})),
+            THREE,
+        )
+        .expect("valid body");
+        assert!(config.client_tls());
+        assert_eq!(config.module_names(), ["search", "ReJSON"]);
+        let view = config.to_json();
+        assert_eq!(view["tls_mode"], "enabled");
+        assert_eq!(view["module_list"][1]["module_name"], "ReJSON");
+        let replica_only = config
+            .updated(&body(json!({"tls_mode": "replica_ssl"})), THREE)
+            .expect("valid");
+        assert!(!replica_only.client_tls());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -15,7 +15,9 @@ use tokio::task::AbortHandle;
 
 use super::actions::{Action, ActionKind, iso8601};
 use super::bdb::{BdbConfig, ClusterFacts};
+use super::dbtls::{DatabaseTls, ProxyCa};
 use super::faults::Faults;
+use super::modules::{LoadedModule, ModuleCatalogue};
 use super::network::{AddressAllocator, NameTable};
 use super::process::{RedisProcess, RedisSettings};
 use super::requests::RequestLog;
@@ -34,12 +36,21 @@ pub(crate) struct Shared {
     pub requests: RequestLog,
     /// The installed redis-server's version (bdb `version`).
     pub redis_version: String,
+    /// The modules databases can load (`GET /v1/modules`).
+    pub modules: ModuleCatalogue,
     next_action: AtomicU64,
 }
 
 impl Shared {
-    pub fn new(config: EmulatorConfig, work_dir: PathBuf, ca: CertificateAuthority, redis_version: String) -> Self {
+    pub fn new(
+        config: EmulatorConfig,
+        work_dir: PathBuf,
+        ca: CertificateAuthority,
+        redis_version: String,
+        modules: ModuleCatalogue,
+    ) -> Self {
         Self {
+            modules,
             config,
             work_dir,
             ca,
@@ -186,6 +197,10 @@ pub(crate) struct Bdb {
     pub import: TransferStatus,
     /// The alert settings (`/v1/bdbs/alerts/{uid}`), recorded: the sandbox sends no alerts.
     pub alerts: Map<String, Value>,
+    /// The module files its process loads (resolved from `config.module_list` at creation).
+    pub modules: Vec<LoadedModule>,
+    /// Its TLS certificate files while `config.tls_mode` is `enabled`.
+    pub tls: Option<DatabaseTls>,
 }
 
 impl Bdb {
@@ -199,6 +214,8 @@ impl Bdb {
             eviction_policy: self.config.eviction_policy.clone(),
             persistence: self.config.persistence(),
             dir: self.dir.clone(),
+            modules: self.modules.clone(),
+            tls: self.tls.clone(),
         }
     }
 }
@@ -242,6 +259,8 @@ pub(crate) struct Cluster {
     pub dir: PathBuf,
     state: Mutex<ClusterState>,
     pub tasks: Mutex<Vec<AbortHandle>>,
+    /// The proxy CA that signs the TLS databases' certificates, made on first use (dbtls.rs).
+    pub proxy_ca: OnceLock<Arc<ProxyCa>>,
 }
 
 /// How many finished actions are kept for `GET /v1/actions`.
@@ -267,6 +286,7 @@ impl Cluster {
                 actions: BTreeMap::new(),
             }),
             tasks: Mutex::new(Vec::new()),
+            proxy_ca: OnceLock::new(),
         }
     }
 

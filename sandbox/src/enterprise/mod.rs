@@ -25,8 +25,20 @@
 //! - quorum is not emulated: nodes report `down`, but the API keeps answering, and pods that all
 //!   come back rejoin without `recover_cluster`.
 //!
-//! Not implemented (answered with 501 `not_implemented` naming what was asked): database TLS,
-//! memcached, modules in databases, Replica Of, scheduled backups, `roles_permissions`,
+//! Modules: the emulator loads real module files into the databases' redis-server processes
+//! ([`EmulatorConfig::module_files`], probed at start: `GET /v1/modules` lists what they report, under
+//! RS's names `search`, `ReJSON`, `bf`, `timeseries`); a bdb asking for a module it does not have gets
+//! 406 `missing_module` naming it, as a real cluster answers. `module_list` cannot change after creation.
+//!
+//! Database TLS: `tls_mode: enabled` runs the database's redis-server on `tls-port` only, with a
+//! certificate signed by the cluster's proxy CA (generated per cluster on first use), which
+//! `GET /v1/cluster/certificates` returns as `proxy_cert` and `GET /v1/cluster` as
+//! `proxy_certificate`; `replica_ssl` (TLS between databases only) is recorded, clients stay plain.
+//! Client certificate authentication (`enforce_client_authentication`,
+//! `authentication_ssl_client_certs`) is recorded, not enforced.
+//!
+//! Not implemented (answered with 501 `not_implemented` naming what was asked):
+//! memcached, Replica Of, scheduled backups, `roles_permissions`,
 //! `default_user: false`, port changes, gzip RDB imports, export/import locations other than
 //! `mount_point` and `file://` URLs, `recover_cluster`, `/v2/bdbs` recovery plans, and every path
 //! not routed (roles, ACLs, users other than `/v1/users/password`, CRDBs, stats, ...).
@@ -37,8 +49,10 @@ mod actions;
 mod bdb;
 mod bootstrap;
 mod cluster;
+mod dbtls;
 mod error;
 mod faults;
+mod modules;
 mod network;
 mod operations;
 mod process;
@@ -56,9 +70,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use actions::{Action, ActionKind, ActionStatus};
-pub use bdb::{EVICTION_POLICIES, MODULES, REDIS_VERSIONS};
+pub use bdb::{EVICTION_POLICIES, REDIS_VERSIONS, TLS_MODES};
+pub use dbtls::ProxyCa;
 pub use error::{ApiError, EmulatorError};
 pub use faults::{FaultAction, Faults};
+pub use modules::{ModuleCatalogue, ModuleInfo, ModuleProbeError};
 pub use network::NameTable;
 pub use process::ProcessError;
 pub use requests::{RecordedRequest, RequestLog};
@@ -114,6 +130,10 @@ pub struct EmulatorConfig {
     pub software_version: String,
     /// The memory each node reports (`total_memory`, bytes).
     pub node_memory: u64,
+    /// Redis module files (`.so`) databases may load; probed at start, those that do not load are left out
+    /// (see [`EnterpriseEmulator::module_errors`]). Default: the module files already installed where
+    /// [`crate::install`] puts them (none installed: no modules).
+    pub module_files: Vec<PathBuf>,
 }
 
 impl Default for EmulatorConfig {
@@ -125,6 +145,7 @@ impl Default for EmulatorConfig {
             restart_dead_databases_after: Some(Duration::from_secs(1)),
             software_version: "7.22.2-43".to_string(),
             node_memory: 16 * 1024 * 1024 * 1024,
+            module_files: crate::install::installed_module_files(),
         }
     }
 }
@@ -161,6 +182,7 @@ pub struct EnterpriseEmulator {
     shared: Arc<Shared>,
     clusters: Mutex<BTreeMap<ClusterKey, ClusterHandle>>,
     owns_work_dir: bool,
+    module_errors: Vec<ModuleProbeError>,
 }
 
 impl std::fmt::Debug for EnterpriseEmulator {
@@ -206,10 +228,15 @@ impl EnterpriseEmulator {
             source,
         })?;
         let ca = CertificateAuthority::generate(&work_dir)?;
+        let (modules, module_errors) = ModuleCatalogue::probe(&config.redis_server, &config.module_files);
+        for error in &module_errors {
+            tracing::warn!(%error, "module left out of the emulator");
+        }
         Ok(Self {
-            shared: Arc::new(Shared::new(config, work_dir, ca, redis_version)),
+            shared: Arc::new(Shared::new(config, work_dir, ca, redis_version, modules)),
             clusters: Mutex::new(BTreeMap::new()),
             owns_work_dir,
+            module_errors,
         })
     }
 
@@ -565,6 +592,23 @@ impl EnterpriseEmulator {
     /// The emulator's work directory.
     pub fn work_dir(&self) -> &Path {
         &self.shared.work_dir
+    }
+
+    /// The modules databases can load (`GET /v1/modules`).
+    pub fn modules(&self) -> &ModuleCatalogue {
+        &self.shared.modules
+    }
+
+    /// The module files of [`EmulatorConfig::module_files`] that did not load, with why.
+    pub fn module_errors(&self) -> &[ModuleProbeError] {
+        &self.module_errors
+    }
+
+    /// The proxy CA certificate (PEM) of cluster `key`: what its TLS databases' certificates chain to, and what
+    /// `GET /v1/cluster/certificates` returns as `proxy_cert`.
+    pub fn proxy_ca_pem(&self, key: &ClusterKey) -> Result<String, EmulatorError> {
+        let (cluster, _) = self.handle(key)?;
+        Ok(cluster.proxy_ca()?.cert_pem().to_string())
     }
 
     /// The version of the installed redis-server that runs the databases.

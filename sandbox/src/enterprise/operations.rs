@@ -139,11 +139,26 @@ impl Ops {
         }
     }
 
+    /// The TLS certificate files of database `name` (signed by the cluster's proxy CA) in `dir`.
+    fn database_tls(
+        &self,
+        state: &ClusterState,
+        name: &str,
+        port: u16,
+        dir: &Path,
+    ) -> Result<super::dbtls::DatabaseTls, ApiError> {
+        let internal = |error: super::error::EmulatorError| ApiError::internal(error.to_string());
+        let ca = self.cluster.proxy_ca().map_err(internal)?;
+        let names = super::dbtls::database_cert_names(&self.cluster.database_names(name), port, state.fqdn.as_deref());
+        ca.issue(dir, &names, &[self.cluster.service_ip]).map_err(internal)
+    }
+
     /// `POST /v1/bdbs[?dry_run]`.
     pub fn create(&self, body: &Value, dry_run: bool) -> Result<Value, ApiError> {
         let body = body_object(body)?;
         let mut state = self.cluster.lock();
         let config = BdbConfig::from_create(body, state.facts())?;
+        let modules = self.shared.modules.resolve(&config.module_list)?;
         let uid = match body.get("uid") {
             None => {
                 let mut uid = state.next_bdb_uid;
@@ -199,13 +214,19 @@ impl Ops {
         }
         let time = now();
         let name = config.name.clone();
+        let dir = self.cluster.dir.join(format!("bdb-{uid}"));
+        let tls = if config.client_tls() {
+            Some(self.database_tls(&state, &name, port, &dir)?)
+        } else {
+            None
+        };
         state.bdbs.insert(
             uid,
             Bdb {
                 uid,
                 config,
                 port,
-                dir: self.cluster.dir.join(format!("bdb-{uid}")),
+                dir,
                 status: "pending",
                 created_time: time.clone(),
                 last_changed_time: time,
@@ -216,6 +237,8 @@ impl Ops {
                 export: TransferStatus::default(),
                 import: TransferStatus::default(),
                 alerts: Map::new(),
+                modules,
+                tls,
             },
         );
         state.next_bdb_uid = state.next_bdb_uid.max(uid + 1);
@@ -277,6 +300,11 @@ impl Ops {
                 "changing the port of an existing database (port)",
             ));
         }
+        if updated.module_names() != bdb.config.module_names() {
+            return Err(ApiError::invalid_schema(
+                "field 'module_list' cannot be changed after the database is created",
+            ));
+        }
         if updated.name != bdb.config.name
             && names_in_use
                 .iter()
@@ -295,8 +323,18 @@ impl Ops {
             return Ok(Value::Object(view));
         }
         let ip = self.cluster.service_ip;
+        let (existing_tls, port, dir) = (bdb.tls.clone(), bdb.port, bdb.dir.clone());
+        let tls = match (updated.client_tls(), existing_tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(tls),
+            (true, None) => Some(self.database_tls(&state, &updated.name, port, &dir)?),
+        };
+        let Some(bdb) = state.bdbs.get_mut(&uid) else {
+            return Err(ApiError::not_found(format!("database {uid} does not exist")));
+        };
         let old_settings = bdb.settings(ip);
         let old_config = std::mem::replace(&mut bdb.config, updated);
+        let old_tls = std::mem::replace(&mut bdb.tls, tls);
         let new_settings = bdb.settings(ip);
         let (old_name, new_name, port) = (old_config.name.clone(), bdb.config.name.clone(), bdb.port);
         bdb.status = "active-change-pending";
@@ -330,6 +368,7 @@ impl Ops {
                 }
                 Err(error) => {
                     bdb.config = old_config;
+                    bdb.tls = old_tls;
                     Err(error.to_string())
                 }
             };

@@ -1,7 +1,9 @@
 //! The redis-server process manager: renders a database's settings into a `redis.conf` (mode 0600,
 //! so the password is not on any command line), starts `redis-server` on the cluster's loopback IP
 //! and the database port, waits until it answers, applies live changes (password, maxmemory,
-//! eviction, persistence) with ACL SETUSER / CONFIG SET, and kills it when asked or dropped.
+//! eviction, persistence, TLS) with ACL SETUSER / CONFIG SET, and kills it when asked or dropped. A database with
+//! modules gets a `loadmodule` line per module (the files the module catalogue resolved); a TLS database listens
+//! only on `tls-port` with the certificate dbtls.rs issued, and the emulator talks to it over TLS too.
 //!
 //! Processes never outlive the emulator: every child is killed when its [`RedisProcess`] is dropped,
 //! and every child is spawned from one long-lived thread with `PR_SET_PDEATHSIG = SIGKILL`, so the
@@ -16,6 +18,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+use super::dbtls::DatabaseTls;
+use super::modules::LoadedModule;
 use super::resp::{RespConnection, RespError, RespValue};
 
 /// How long a starting redis-server may take to answer PING.
@@ -52,6 +56,10 @@ pub struct RedisSettings {
     pub persistence: Persistence,
     /// The working directory (RDB, AOF, log).
     pub dir: PathBuf,
+    /// The modules to load at start (`loadmodule`); they cannot change while the process runs.
+    pub modules: Vec<LoadedModule>,
+    /// TLS for clients (`tls_mode: enabled`): the database listens on `tls-port` only.
+    pub tls: Option<DatabaseTls>,
 }
 
 impl RedisSettings {
@@ -63,6 +71,16 @@ impl RedisSettings {
     /// The first password, used by the emulator to talk to the process.
     pub fn admin_password(&self) -> Option<&str> {
         self.passwords.first().map(String::as_str)
+    }
+
+    /// An authenticated connection (over TLS for a TLS database).
+    pub async fn connect(&self) -> Result<RespConnection, RespError> {
+        RespConnection::connect_with(
+            self.addr(),
+            self.admin_password(),
+            self.tls.as_ref().map(|tls| tls.client.clone()),
+        )
+        .await
     }
 }
 
@@ -186,9 +204,27 @@ pub fn render_config(settings: &RedisSettings, load_aof: bool) -> String {
         .map(|rule| quote(rule))
         .collect::<Vec<_>>()
         .join(" ");
-    [
-        format!("bind {}", settings.ip),
-        format!("port {}", settings.port),
+    let mut lines = vec![format!("bind {}", settings.ip)];
+    match &settings.tls {
+        None => lines.push(format!("port {}", settings.port)),
+        Some(tls) => lines.extend([
+            "port 0".to_string(),
+            format!("tls-port {}", settings.port),
+            format!("tls-cert-file {}", quote(&tls.cert_file.display().to_string())),
+            format!("tls-key-file {}", quote(&tls.key_file.display().to_string())),
+            format!("tls-ca-cert-file {}", quote(&tls.ca_file.display().to_string())),
+            "tls-auth-clients no".to_string(),
+        ]),
+    }
+    for module in &settings.modules {
+        let mut line = format!("loadmodule {}", quote(&module.file.display().to_string()));
+        for arg in &module.args {
+            line.push(' ');
+            line.push_str(&quote(arg));
+        }
+        lines.push(line);
+    }
+    lines.extend([
         "protected-mode no".to_string(),
         "daemonize no".to_string(),
         format!("dir {}", quote(&dir)),
@@ -200,9 +236,8 @@ pub fn render_config(settings: &RedisSettings, load_aof: bool) -> String {
         format!("appendonly {appendonly}"),
         format!("appendfsync {appendfsync}"),
         format!("save {}", quote(&save_rules(&settings.persistence))),
-    ]
-    .join("\n")
-        + "\n"
+    ]);
+    lines.join("\n") + "\n"
 }
 
 /// A request to the spawner thread.
@@ -355,7 +390,7 @@ impl RedisProcess {
 
     /// An authenticated connection to the process.
     pub async fn connect(&self) -> Result<RespConnection, RespError> {
-        RespConnection::connect(self.settings.addr(), self.settings.admin_password()).await
+        self.settings.connect().await
     }
 
     /// Records the settings the process now runs with (after [`apply_settings`]).
@@ -396,7 +431,8 @@ impl Drop for RedisProcess {
 /// Runs one command on the database at `settings` (authenticating with its first password).
 async fn run(settings: &RedisSettings, args: &[&str]) -> Result<RespValue, ProcessError> {
     let addr = settings.addr();
-    let mut connection = RespConnection::connect(addr, settings.admin_password())
+    let mut connection = settings
+        .connect()
         .await
         .map_err(|source| ProcessError::Command { addr, source })?;
     connection
@@ -424,12 +460,73 @@ pub async fn apply_settings(old: &RedisSettings, new: &RedisSettings) -> Result<
         run(old, &["CONFIG", "SET", "appendonly", appendonly]).await?;
         run(old, &["CONFIG", "SET", "save", &save_rules(&new.persistence)]).await?;
     }
+    if new.tls != old.tls {
+        apply_tls(old, new).await?;
+    }
     if new.passwords != old.passwords {
         // Last: the commands above authenticate with the old password.
+        let old = &RedisSettings {
+            tls: new.tls.clone(),
+            ..old.clone()
+        };
         let rules = default_user_rules(&new.passwords);
         let mut args = vec!["ACL", "SETUSER", "default", "resetpass"];
         args.extend(rules.iter().map(String::as_str));
         run(old, &args).await?;
+    }
+    Ok(())
+}
+
+/// Turns TLS on or off in a running process (as RS applies `tls_mode` to new connections): the certificate files,
+/// then the listener (the plain port closes before the TLS port opens on the same number, and back).
+async fn apply_tls(old: &RedisSettings, new: &RedisSettings) -> Result<(), ProcessError> {
+    let port = new.port.to_string();
+    match &new.tls {
+        Some(tls) => {
+            let (cert, key, ca) = (
+                tls.cert_file.display().to_string(),
+                tls.key_file.display().to_string(),
+                tls.ca_file.display().to_string(),
+            );
+            let mut connection = old.connect().await.map_err(|source| ProcessError::Command {
+                addr: old.addr(),
+                source,
+            })?;
+            for args in [
+                ["CONFIG", "SET", "tls-cert-file", cert.as_str()],
+                ["CONFIG", "SET", "tls-key-file", key.as_str()],
+                ["CONFIG", "SET", "tls-ca-cert-file", ca.as_str()],
+                ["CONFIG", "SET", "tls-auth-clients", "no"],
+                ["CONFIG", "SET", "port", "0"],
+                ["CONFIG", "SET", "tls-port", port.as_str()],
+            ] {
+                connection
+                    .command(&args)
+                    .await
+                    .map_err(|source| ProcessError::Command {
+                        addr: old.addr(),
+                        source,
+                    })?;
+            }
+        }
+        None => {
+            let mut connection = old.connect().await.map_err(|source| ProcessError::Command {
+                addr: old.addr(),
+                source,
+            })?;
+            for args in [
+                ["CONFIG", "SET", "tls-port", "0"],
+                ["CONFIG", "SET", "port", port.as_str()],
+            ] {
+                connection
+                    .command(&args)
+                    .await
+                    .map_err(|source| ProcessError::Command {
+                        addr: old.addr(),
+                        source,
+                    })?;
+            }
+        }
     }
     Ok(())
 }
@@ -471,7 +568,34 @@ mod tests {
             eviction_policy: "volatile-lru".to_string(),
             persistence,
             dir: PathBuf::from("/tmp/db 1"),
+            modules: Vec::new(),
+            tls: None,
         }
+    }
+
+    #[test]
+    fn config_loads_modules_with_their_arguments() {
+        let mut with_modules = settings(Persistence::Disabled, &["x"]);
+        with_modules.modules = vec![LoadedModule {
+            file: PathBuf::from("/usr/lib/redis/modules/redisearch.so"),
+            args: vec!["MAXDOCTABLESIZE".to_string(), "1000".to_string()],
+        }];
+        let config = render_config(&with_modules, true);
+        assert!(config.contains("loadmodule \"/usr/lib/redis/modules/redisearch.so\" \"MAXDOCTABLESIZE\" \"1000\"\n"));
+        assert!(config.contains("port 12000\n"));
+    }
+
+    #[test]
+    fn a_tls_database_listens_on_the_tls_port_only() {
+        let ca = super::super::dbtls::ProxyCa::generate("test").expect("CA");
+        let dir = std::env::temp_dir().join(format!("process-tls-test-{}", std::process::id()));
+        let mut with_tls = settings(Persistence::Disabled, &["x"]);
+        with_tls.tls = Some(ca.issue(&dir, &["db.default.svc".to_string()], &[]).expect("issued"));
+        let config = render_config(&with_tls, true);
+        assert!(config.contains("port 0\ntls-port 12000\n"), "{config}");
+        assert!(config.contains("tls-auth-clients no\n"));
+        assert!(config.contains(&format!("tls-key-file \"{}\"", dir.join("tls-key.pem").display())));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// How long one connect or one command may take.
@@ -89,22 +91,50 @@ impl RespError {
     }
 }
 
+/// A plain or TLS byte stream to a redis-server.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One connection to a redis-server.
 pub struct RespConnection {
     addr: SocketAddr,
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Stream>>,
 }
 
 impl RespConnection {
     /// Connects and, if a password is given, authenticates as the default user.
     pub async fn connect(addr: SocketAddr, password: Option<&str>) -> Result<Self, RespError> {
-        let stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
+        Self::connect_with(addr, password, None).await
+    }
+
+    /// Connects (over TLS, verifying the server against `tls`'s roots, when given) and, if a password is given,
+    /// authenticates as the default user.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        password: Option<&str>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, RespError> {
+        let timeout = || RespError::Timeout {
+            addr,
+            command: "connect".to_string(),
+        };
+        let tcp = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(addr))
             .await
-            .map_err(|_| RespError::Timeout {
-                addr,
-                command: "connect".to_string(),
-            })?
+            .map_err(|_| timeout())?
             .map_err(|source| RespError::Connect { addr, source })?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let server_name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let connector = tokio_rustls::TlsConnector::from(config);
+                let tls = tokio::time::timeout(IO_TIMEOUT, connector.connect(server_name, tcp))
+                    .await
+                    .map_err(|_| timeout())?
+                    .map_err(|source| RespError::Connect { addr, source })?;
+                Box::new(tls)
+            }
+        };
         let mut connection = Self {
             addr,
             stream: BufReader::new(stream),

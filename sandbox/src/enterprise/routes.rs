@@ -15,7 +15,6 @@ use axum::routing::{get, post, put};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::bdb::MODULES;
 use super::bootstrap;
 use super::cluster::{Credentials, now};
 use super::error::ApiError;
@@ -94,6 +93,8 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         .route("/v1/shards", get(get_shards))
         .route("/v1/shards/{uid}", get(get_shard))
         .route("/v1/modules", get(get_modules))
+        .route("/v1/modules/{uid}", get(get_module))
+        .route("/v1/cluster/certificates", get(get_certificates))
         .route("/v1/license", get(get_license).put(put_license))
         .fallback(not_implemented)
         .method_not_allowed_fallback(not_implemented)
@@ -227,7 +228,12 @@ async fn post_bootstrap(
 }
 
 async fn get_cluster(State(endpoint): Ep) -> ApiResult {
-    ok(endpoint.ops.cluster.lock().cluster_json())
+    let mut cluster = endpoint.ops.cluster.lock().cluster_json();
+    // The cluster object carries the proxy certificate (API/objects/cluster `proxy_certificate`).
+    if let (Some(fields), Ok(ca)) = (cluster.as_object_mut(), endpoint.ops.cluster.proxy_ca()) {
+        fields.insert("proxy_certificate".to_string(), json!(ca.cert_pem()));
+    }
+    ok(cluster)
 }
 
 /// Cluster settings `PUT /v1/cluster` records (no behaviour in the emulator).
@@ -586,22 +592,29 @@ async fn get_shard(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
     ok(state.shard_json(bdb))
 }
 
-async fn get_modules() -> ApiResult {
-    let modules: Vec<Value> = MODULES
-        .iter()
-        .enumerate()
-        .map(|(index, (name, display, version))| {
-            json!({
-                "uid": format!("{:032x}", index + 1),
-                "module_name": name,
-                "display_name": display,
-                "semantic_version": version,
-                "min_redis_version": "7.2",
-                "capabilities": ["types", "replica_of", "backup_restore", "clustering"],
-            })
-        })
-        .collect();
-    ok(Value::Array(modules))
+async fn get_modules(State(endpoint): Ep) -> ApiResult {
+    let shared = &endpoint.ops.shared;
+    ok(shared.modules.to_json(&shared.redis_version))
+}
+
+async fn get_module(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
+    let shared = &endpoint.ops.shared;
+    shared
+        .modules
+        .by_uid(&uid, &shared.redis_version)
+        .map(ok)
+        .unwrap_or_else(|| Err(ApiError::not_found(format!("module {uid} does not exist"))))
+}
+
+/// `GET /v1/cluster/certificates`: the cluster's certificates as `<name>_cert`/`<name>_key` (private keys
+/// included, as documented); here the proxy certificate that TLS databases chain to.
+async fn get_certificates(State(endpoint): Ep) -> ApiResult {
+    let ca = endpoint
+        .ops
+        .cluster
+        .proxy_ca()
+        .map_err(|error| ApiError::internal(error.to_string()))?;
+    ok(json!({"proxy_cert": ca.cert_pem(), "proxy_key": ca.key_pem()}))
 }
 
 fn license_json(state: &super::cluster::ClusterState) -> Value {

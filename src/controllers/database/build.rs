@@ -24,7 +24,7 @@ use super::validate::ValidatedState;
 pub use crate::desired::database::PASSWORD_DIGEST_ANNOTATION;
 use crate::desired::database::{
     DatabaseEndpoints, RuntimeValues, build_alert_settings, build_applied_database_secret, build_bdb,
-    build_database_services, build_endpoint_slices, diff_bdb,
+    build_database_services, build_endpoint_slices, diff_bdb, with_ca_certificate,
 };
 use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
@@ -332,7 +332,8 @@ pub fn build(validated: &ValidatedState, references: &References) -> DesiredData
         validated.password.value(),
         secret_owned(validated, &state),
         digest.as_deref(),
-    );
+    )
+    .map(|secret| with_ca_certificate(secret, references.proxy_certificate.as_deref()));
     let (services, endpoint_slices, children_complete) = match live.filter(|bdb| bdb.port != 0) {
         Some(bdb) => {
             let services = build_database_services(database, cluster, bdb.port);

@@ -63,6 +63,9 @@ pub struct References {
     pub services: Vec<Service>,
     /// The live EndpointSlices carrying this database's labels (read once the bdb has a port, else empty).
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// The cluster's proxy certificate (PEM, `GET /v1/cluster` → `proxy_certificate`), read only for a database
+    /// with `tlsMode: enabled`: the CA its clients trust, published in the database Secret as `ca.crt`.
+    pub proxy_certificate: Option<String>,
 }
 
 impl std::fmt::Debug for References {
@@ -671,6 +674,7 @@ pub async fn dereference(
         None => (Vec::new(), Vec::new()),
     };
     let action = read_last_action(&rest, redb, &key).await?;
+    let proxy_certificate = read_proxy_certificate(&rest, redb, &key).await?;
     Ok(Dereferenced::Found(Box::new(References {
         cluster,
         cluster_key: key,
@@ -684,7 +688,29 @@ pub async fn dereference(
         recorded_uid: recorded_uid(redb),
         services,
         endpoint_slices,
+        proxy_certificate,
     })))
+}
+
+/// The cluster's proxy certificate, for a database whose clients use TLS (`tlsMode: enabled`); None otherwise
+/// or when the cluster does not show one.
+async fn read_proxy_certificate(
+    rest: &EnterpriseClient,
+    redb: &RedisEnterpriseDatabase,
+    cluster: &str,
+) -> Result<Option<String>, DatabaseError> {
+    if redb.spec.tls_mode != Some(crate::api::database::TlsMode::Enabled) {
+        return Ok(None);
+    }
+    let object = rest
+        .cluster()
+        .await
+        .map_err(rest_failed("read the cluster's proxy certificate".to_string(), cluster))?;
+    Ok(object
+        .get("proxy_certificate")
+        .and_then(Value::as_str)
+        .filter(|pem| !pem.trim().is_empty())
+        .map(str::to_string))
 }
 
 #[cfg(test)]
