@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use redis_gitops::api::GitSync;
 use redis_gitops::api::conditions::{Condition, types};
+use redis_gitops::runtime::errors::kube_error_text;
 
 /// Where an object stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,7 +249,7 @@ async fn snapshot(client: &kube::Client, gitsyncs: &Api<GitSync>, namespace: &st
             };
         }
         Err(error) => {
-            let verdict = (Outcome::InProgress, "ReadFailed".to_string(), error.to_string());
+            let verdict = (Outcome::InProgress, "ReadFailed".to_string(), kube_error_text(&error));
             return Summary {
                 gitsync: line("GitSync", namespace, name, verdict),
                 revision: None,
@@ -282,7 +283,7 @@ async fn snapshot(client: &kube::Client, gitsyncs: &Api<GitSync>, namespace: &st
                 "NotFound".to_string(),
                 "not created yet".to_string(),
             ),
-            Err(error) => (Outcome::InProgress, "ReadFailed".to_string(), error.to_string()),
+            Err(error) => (Outcome::InProgress, "ReadFailed".to_string(), kube_error_text(&error)),
         };
         objects.push(line(&entry.kind, &entry.namespace, &entry.name, verdict));
     }

@@ -116,6 +116,17 @@ pub fn kube_error_text(error: &kube::Error) -> String {
     }
 }
 
+/// An error of kube's finalizer helper for people: the API server's message when adding or removing the finalizer
+/// failed (kube's own text appends the Rust structure of the answer), the inner error's text otherwise.
+pub fn finalizer_error_text<E: std::error::Error + 'static>(error: &kube::runtime::finalizer::Error<E>) -> String {
+    use kube::runtime::finalizer::Error;
+    match error {
+        Error::AddFinalizer(source) => format!("failed to add the finalizer: {}", kube_error_text(source)),
+        Error::RemoveFinalizer(source) => format!("failed to remove the finalizer: {}", kube_error_text(source)),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +191,24 @@ mod tests {
         let odd = forbidden("forbidden: User \"u\" cannot get path \"/metrics\"");
         assert_eq!(missing_permission(&odd), None);
         assert!(kube_error_text(&odd).starts_with("forbidden: User"));
+    }
+
+    #[test]
+    fn no_error_text_carries_the_rust_structure() {
+        let error = kube::Error::Api(
+            kube::core::Status::failure("namespaces \"redis-production\" not found", "NotFound")
+                .with_code(404)
+                .boxed(),
+        );
+        // kube's own Display appends the Debug form of the Status; ours never does.
+        assert!(error.to_string().contains("Status {"));
+        let finalizer: kube::runtime::finalizer::Error<std::io::Error> =
+            kube::runtime::finalizer::Error::AddFinalizer(error);
+        let text = finalizer_error_text(&finalizer);
+        assert_eq!(
+            text,
+            "failed to add the finalizer: namespaces \"redis-production\" not found (HTTP 404 NotFound)"
+        );
+        assert!(!text.contains("Status {") && !text.contains("Some("));
     }
 }

@@ -183,7 +183,7 @@ async fn wait_for_crd(client: &kube::Client, namespace: Option<&str>, mut shutdo
         match api.list(&kube::api::ListParams::default().limit(1)).await {
             Ok(_) => return true,
             Err(error) => {
-                warn!(%error, ?delay, "unable to list RedisEnterpriseClusters (is the CRD installed?); retrying");
+                warn!(error = %crate::runtime::errors::kube_error_text(&error), ?delay, "unable to list RedisEnterpriseClusters (is the CRD installed?); retrying");
             }
         }
         tokio::select! {
