@@ -69,7 +69,10 @@ pub enum InstallError {
         source: Box<kube::Error>,
     },
     /// A request failed.
-    #[error("failed to {action} {kind} {name}: {}", crate::runtime::errors::kube_error_text(source))]
+    #[error(
+        "failed to {action} {kind} {name}: {}",
+        crate::runtime::errors::kube_error_text(source)
+    )]
     Request {
         /// What was being done (apply, delete).
         action: &'static str,

@@ -2,5 +2,7 @@
 //! `--once` summary, and `plan`. Binary-private; they wire the agent library and the sandbox crate together and print.
 
 pub mod plan;
+pub mod progress;
 pub mod sandbox;
 pub mod settle;
+pub mod verbs;

@@ -52,7 +52,9 @@ pub async fn apply_objects(
         let new_namespaces = desired
             .iter()
             .map(|object| &object.entry)
-            .filter(|entry| !live_objects.contains_key(&(entry.kind.clone(), entry.namespace.clone(), entry.name.clone())))
+            .filter(|entry| {
+                !live_objects.contains_key(&(entry.kind.clone(), entry.namespace.clone(), entry.name.clone()))
+            })
             .map(|entry| entry.namespace.clone())
             .filter(|namespace| !namespace.is_empty())
             .collect();

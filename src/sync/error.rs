@@ -22,7 +22,9 @@ pub enum SyncError {
         source: kube::Error,
     },
     /// An object's namespace does not exist and `spec.createNamespace` is off.
-    #[error("unable to apply {object}: namespace \"{namespace}\" does not exist: create it or set spec.createNamespace")]
+    #[error(
+        "unable to apply {object}: namespace \"{namespace}\" does not exist: create it or set spec.createNamespace"
+    )]
     NamespaceMissing {
         /// `Kind namespace/name` of the object.
         object: String,

@@ -46,8 +46,7 @@ pub fn namespace_body(name: &str, gitsync: &str) -> Namespace {
     let mut namespace = Namespace::default();
     namespace.metadata.name = Some(name.to_string());
     namespace.metadata.labels = Some([(CREATED_BY_LABEL.to_string(), CREATED_BY.to_string())].into());
-    namespace.metadata.annotations =
-        Some([(CREATED_BY_GITSYNC_ANNOTATION.to_string(), gitsync.to_string())].into());
+    namespace.metadata.annotations = Some([(CREATED_BY_GITSYNC_ANNOTATION.to_string(), gitsync.to_string())].into());
     namespace
 }
 
@@ -69,7 +68,8 @@ pub async fn create_missing(
     for name in namespaces {
         match api.create(&params, &namespace_body(name, &owner)).await {
             Ok(_) => {
-                let note = format!("created namespace {name} for the objects of GitSync {owner} (spec.createNamespace)");
+                let note =
+                    format!("created namespace {name} for the objects of GitSync {owner} (spec.createNamespace)");
                 tracing::info!(gitsync = %owner, namespace = %name, "namespace created");
                 context
                     .publish(gitsync, EventType::Normal, "NamespaceCreated", "Apply", &note)
@@ -78,7 +78,9 @@ pub async fn create_missing(
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(error) => {
-                return Err(kubernetes(format!("create namespace {name} (spec.createNamespace)"))(error));
+                return Err(kubernetes(format!("create namespace {name} (spec.createNamespace)"))(
+                    error,
+                ));
             }
         }
     }
@@ -101,7 +103,10 @@ mod tests {
 
     #[test]
     fn a_missing_namespace_is_recognised_from_the_status() {
-        let error = not_found("namespaces \"redis-production\" not found", Some(("namespaces", "redis-production")));
+        let error = not_found(
+            "namespaces \"redis-production\" not found",
+            Some(("namespaces", "redis-production")),
+        );
         assert_eq!(missing_namespace(&error).as_deref(), Some("redis-production"));
         let without_details = not_found("namespaces \"prod\" not found", None);
         assert_eq!(missing_namespace(&without_details).as_deref(), Some("prod"));
@@ -122,7 +127,9 @@ mod tests {
             Some(CREATED_BY)
         );
         assert_eq!(
-            body.annotations().get(CREATED_BY_GITSYNC_ANNOTATION).map(String::as_str),
+            body.annotations()
+                .get(CREATED_BY_GITSYNC_ANNOTATION)
+                .map(String::as_str),
             Some("default/sandbox")
         );
     }
