@@ -66,7 +66,10 @@ async fn reconcile_suspend_resume_and_get_drive_a_gitsync_from_the_command_line(
     // A new commit is applied at once on request, and its revision printed.
     repo.write("databases/cache.yaml", &database("cache", "2GB"));
     let second = repo.commit("2GB");
-    let reconciled = cli(&kubeconfig, &["reconcile", "gitsync", "team", "--wait", "--timeout", "60s"]);
+    let reconciled = cli(
+        &kubeconfig,
+        &["reconcile", "gitsync", "team", "--wait", "--timeout", "60s"],
+    );
     assert_eq!(reconciled.status.code(), Some(0), "{}", err(&reconciled));
     assert_eq!(
         out(&reconciled),
@@ -95,7 +98,10 @@ async fn reconcile_suspend_resume_and_get_drive_a_gitsync_from_the_command_line(
     // Resumed: the commit made meanwhile is applied at once.
     repo.write("databases/cache.yaml", &database("cache", "3GB"));
     let third = repo.commit("3GB");
-    let resumed = cli(&kubeconfig, &["resume", "gitsync", "team", "--wait", "--timeout", "60s"]);
+    let resumed = cli(
+        &kubeconfig,
+        &["resume", "gitsync", "team", "--wait", "--timeout", "60s"],
+    );
     assert_eq!(resumed.status.code(), Some(0), "{}", err(&resumed));
     assert!(
         out(&resumed).ends_with(&format!("applied revision main@sha1:{third}\n")),
@@ -150,7 +156,10 @@ async fn reconcile_wait_without_an_agent_times_out_with_exit_code_two() {
         .create(&PostParams::default(), &gitsync)
         .await
         .expect("create");
-    let output = cli(&kubeconfig, &["reconcile", "gitsync", "idle", "--wait", "--timeout", "2s"]);
+    let output = cli(
+        &kubeconfig,
+        &["reconcile", "gitsync", "idle", "--wait", "--timeout", "2s"],
+    );
     assert_eq!(output.status.code(), Some(2), "{}", err(&output));
     assert_eq!(
         err(&output),

@@ -96,7 +96,10 @@ mod tests {
         status.details = details.map(|(kind, name)| kube::core::response::StatusDetails {
             kind: kind.to_string(),
             name: name.to_string(),
-            ..Default::default()
+            group: String::new(),
+            uid: String::new(),
+            causes: Vec::new(),
+            retry_after_seconds: 0,
         });
         kube::Error::Api(status.boxed())
     }
