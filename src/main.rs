@@ -177,7 +177,8 @@ enum Command {
         #[arg(long = "ref")]
         git_ref: Option<String>,
         /// With --repo: sync once, wait until every object is Ready or has failed, print a summary table and exit
-        /// 0 when all are Ready, 1 otherwise (for CI and pull-request previews).
+        /// 0 when all are Ready, 1 otherwise (for CI and pull-request previews). Progress goes to standard error
+        /// while it waits; beyond 25 objects the table lists only those that are not Ready.
         #[arg(long, requires = "repo")]
         once: bool,
         /// With --once: how long to wait for every object to settle.
