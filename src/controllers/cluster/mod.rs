@@ -168,7 +168,10 @@ pub async fn run_in(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
-                Err(error) => debug!(%error, "cluster reconcile failed"),
+                Err(error) => debug!(
+                    error = %crate::runtime::errors::controller_error_text(&error, ToString::to_string),
+                    "cluster reconcile failed"
+                ),
             }
         })
         .await;

@@ -301,23 +301,13 @@ pub async fn run_in(
         .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(error = %database_error_text(&error), "database reconcile ended with an error");
+                tracing::debug!(
+                    error = %crate::runtime::errors::controller_error_text(&error, crate::runtime::errors::finalizer_error_text),
+                    "database reconcile ended with an error"
+                );
             }
         })
         .await;
-}
-
-/// A controller error for the log: the reconcile failure without the Rust structure of an API answer.
-fn database_error_text(
-    error: &kube::runtime::controller::Error<ReconcileError, kube::runtime::watcher::Error>,
-) -> String {
-    match error {
-        kube::runtime::controller::Error::ReconcilerFailed(error, object) => format!(
-            "reconcile of {object} failed: {}",
-            crate::runtime::errors::finalizer_error_text(error)
-        ),
-        other => other.to_string(),
-    }
 }
 
 /// Reconciles a REDB that decoded; one that did not gets a Warning event and waits for a change.
