@@ -44,7 +44,7 @@ pub enum InstallError {
     #[error("failed to build the CRDs: {0}")]
     Crds(String),
     /// The API server's resource list could not be read.
-    #[error("unable to read the API server's resource types: {0}")]
+    #[error("unable to read the API server's resource types: {}", crate::runtime::errors::kube_error_text(.0))]
     Discovery(#[source] Box<kube::Error>),
     /// The API server does not serve a kind the install needs.
     #[error("the API server does not serve {api_version} {kind}; install needs a Kubernetes 1.29 or newer API server")]
@@ -56,8 +56,9 @@ pub enum InstallError {
     },
     /// Fields of an object are managed by another writer with other values.
     #[error(
-        "failed to apply {kind} {name}: its fields are set differently by another manager ({source}); check who \
-         installed it, and run install --force-conflicts to take the fields over"
+        "failed to apply {kind} {name}: its fields are set differently by another manager ({}); check who \
+         installed it, and run install --force-conflicts to take the fields over",
+        crate::runtime::errors::kube_error_text(source)
     )]
     Conflict {
         /// The object's kind.
@@ -68,7 +69,10 @@ pub enum InstallError {
         source: Box<kube::Error>,
     },
     /// A request failed.
-    #[error("failed to {action} {kind} {name}: {source}")]
+    #[error(
+        "failed to {action} {kind} {name}: {}",
+        crate::runtime::errors::kube_error_text(source)
+    )]
     Request {
         /// What was being done (apply, delete).
         action: &'static str,

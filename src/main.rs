@@ -211,7 +211,8 @@ enum Command {
         #[arg(long = "ref")]
         git_ref: Option<String>,
         /// With --repo: sync once, wait until every object is Ready or has failed, print a summary table and exit
-        /// 0 when all are Ready, 1 otherwise (for CI and pull-request previews).
+        /// 0 when all are Ready, 1 otherwise (for CI and pull-request previews). Progress goes to standard error
+        /// while it waits; beyond 25 objects the table lists only those that are not Ready.
         #[arg(long, requires = "repo")]
         once: bool,
         /// With --once: how long to wait for every object to settle.
@@ -246,12 +247,84 @@ enum Command {
     /// namespace and every REC, REDB and GitSync with their databases: deleting the CRDs would delete every REDB, and
     /// the REDB finalizer would delete every database.
     Uninstall,
+    /// Ask the agent to sync a GitSync now (sets the redisgitops.dev/reconcile-requested-at annotation).
+    ///
+    /// With --wait, waits until the agent handled the request and prints the revision it applied. Exit codes: 0 the
+    /// request was recorded (with --wait: the sync ran and the GitSync is Ready), 1 it failed (no such GitSync, no
+    /// permission, suspended; with --wait: the sync ran and the GitSync is not Ready, its message is printed), 2
+    /// --wait and no answer within --timeout (is the agent running?).
+    Reconcile {
+        #[command(subcommand)]
+        kind: GitSyncVerb,
+    },
+    /// Stop a GitSync from applying and pruning (sets spec.suspend: true); its status is still reported.
+    Suspend {
+        #[command(subcommand)]
+        kind: GitSyncVerb,
+    },
+    /// Let a suspended GitSync apply again (sets spec.suspend: false) and ask for a sync at once; exit codes as
+    /// `reconcile`.
+    Resume {
+        #[command(subcommand)]
+        kind: GitSyncVerb,
+    },
+    /// List GitSyncs, RECs and REDBs with their revision, whether they are Ready, and the message, like `flux get`.
+    Get {
+        /// What to list.
+        #[arg(value_enum, default_value_t = GetKind::All)]
+        what: GetKind,
+        /// Namespace (default: the kubeconfig context's, else default).
+        #[arg(long, short = 'n', conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Every namespace (adds a NAMESPACE column).
+        #[arg(long, short = 'A')]
+        all_namespaces: bool,
+    },
     /// Print the CustomResourceDefinitions (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync) as YAML.
     Crds {
         /// Write one file per CRD into this directory instead of printing them.
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+}
+
+/// The object of `reconcile`, `suspend` and `resume`.
+#[derive(Subcommand)]
+enum GitSyncVerb {
+    /// A GitSync.
+    #[command(visible_alias = "gitsyncs", visible_alias = "gsync")]
+    Gitsync(GitSyncArgs),
+}
+
+/// Which GitSync, and whether to wait for the sync.
+#[derive(clap::Args)]
+struct GitSyncArgs {
+    /// Name of the GitSync.
+    name: String,
+    /// Namespace of the GitSync (default: the kubeconfig context's, else default).
+    #[arg(long, short = 'n')]
+    namespace: Option<String>,
+    /// Wait until the agent ran the sync, and print the revision it applied (reconcile and resume).
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: how long to wait.
+    #[arg(long, default_value = "2m", value_parser = parse_duration_arg)]
+    timeout: std::time::Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GetKind {
+    /// GitSyncs.
+    #[value(alias = "gitsync")]
+    Gitsyncs,
+    /// RedisEnterpriseClusters.
+    #[value(alias = "rec")]
+    Recs,
+    /// RedisEnterpriseDatabases.
+    #[value(alias = "redb")]
+    Redbs,
+    /// All three.
+    All,
 }
 
 /// The budget of one revision across all its files (defaults: 16Mi, 1000000 nodes, 10000 objects).
@@ -394,6 +467,20 @@ fn main() -> ExitCode {
             }),
         }),
         Command::Crds { output_dir } => crds(output_dir),
+        Command::Reconcile {
+            kind: GitSyncVerb::Gitsync(args),
+        } => runtime().block_on(reconcile_command("reconcile", args)),
+        Command::Resume {
+            kind: GitSyncVerb::Gitsync(args),
+        } => runtime().block_on(reconcile_command("resume", args)),
+        Command::Suspend {
+            kind: GitSyncVerb::Gitsync(args),
+        } => runtime().block_on(suspend_command(args)),
+        Command::Get {
+            what,
+            namespace,
+            all_namespaces,
+        } => runtime().block_on(get_command(what, namespace, all_namespaces)),
         Command::Install { export: true, .. } => match redis_gitops::install::export_yaml() {
             Ok(text) => {
                 print!("{text}");
@@ -527,6 +614,126 @@ async fn install_command(install: Option<bool>) -> ExitCode {
         }
         Err(error) => {
             eprintln!("{command}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `reconcile gitsync` and `resume gitsync`: the request, then with `--wait` the outcome of the sync (exit codes in
+/// `cli::verbs`).
+async fn reconcile_command(verb: &str, args: GitSyncArgs) -> ExitCode {
+    use cli::verbs;
+    let client = match verbs::client().await {
+        Ok(client) => client,
+        Err(error) => {
+            eprintln!("{verb}: {error}");
+            return ExitCode::from(verbs::EXIT_FAILED);
+        }
+    };
+    let namespace = verbs::namespace_or_default(&client, args.namespace);
+    let name = args.name;
+    let requested = if verb == "resume" {
+        verbs::set_suspended(&client, &namespace, &name, false)
+            .await
+            .map(|requested| requested.unwrap_or_default())
+    } else {
+        verbs::request_reconcile(&client, &namespace, &name).await
+    };
+    let requested = match requested {
+        Ok(requested) => requested,
+        Err(error) => {
+            eprintln!("{verb}: {error}");
+            return ExitCode::from(verbs::EXIT_FAILED);
+        }
+    };
+    if verb == "resume" {
+        println!("GitSync {namespace}/{name} resumed; a sync was requested");
+    } else {
+        println!("GitSync {namespace}/{name}: a sync was requested");
+    }
+    if !args.wait {
+        return ExitCode::from(verbs::EXIT_READY);
+    }
+    let poll = std::time::Duration::from_millis(500);
+    match verbs::wait_for_reconcile(&client, &namespace, &name, &requested, args.timeout, poll).await {
+        Ok(Some(done)) if done.ready => {
+            println!("applied revision {}", done.revision.as_deref().unwrap_or("(none)"));
+            ExitCode::from(verbs::EXIT_READY)
+        }
+        Ok(Some(done)) => {
+            eprintln!(
+                "{verb}: GitSync {namespace}/{name} is not Ready after the sync: {}",
+                done.message
+            );
+            if let Some(revision) = done.revision {
+                println!("last applied revision {revision}");
+            }
+            ExitCode::from(verbs::EXIT_FAILED)
+        }
+        Ok(None) => {
+            eprintln!(
+                "{verb}: GitSync {namespace}/{name} did not handle the request within {}s; is the agent running? \
+                 (kubectl get pods -n {})",
+                args.timeout.as_secs(),
+                redis_gitops::install::NAMESPACE
+            );
+            ExitCode::from(verbs::EXIT_TIMED_OUT)
+        }
+        Err(error) => {
+            eprintln!("{verb}: {error}");
+            ExitCode::from(verbs::EXIT_FAILED)
+        }
+    }
+}
+
+/// `suspend gitsync`.
+async fn suspend_command(args: GitSyncArgs) -> ExitCode {
+    use cli::verbs;
+    let result = async {
+        let client = verbs::client().await?;
+        let namespace = verbs::namespace_or_default(&client, args.namespace);
+        verbs::set_suspended(&client, &namespace, &args.name, true).await?;
+        Ok::<_, verbs::VerbError>(namespace)
+    }
+    .await;
+    match result {
+        Ok(namespace) => {
+            println!(
+                "GitSync {namespace}/{} suspended: nothing is applied or pruned until `redis-gitops resume gitsync {} -n \
+                 {namespace}`",
+                args.name, args.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("suspend: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `get`: `flux get`-style tables.
+async fn get_command(what: GetKind, namespace: Option<String>, all_namespaces: bool) -> ExitCode {
+    use cli::verbs;
+    let listing = match what {
+        GetKind::Gitsyncs => verbs::Listing::GitSyncs,
+        GetKind::Recs => verbs::Listing::Clusters,
+        GetKind::Redbs => verbs::Listing::Databases,
+        GetKind::All => verbs::Listing::All,
+    };
+    let result = async {
+        let client = verbs::client().await?;
+        let namespace = (!all_namespaces).then(|| verbs::namespace_or_default(&client, namespace));
+        verbs::get(&client, listing, namespace.as_deref()).await
+    }
+    .await;
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("get: {error}");
             ExitCode::FAILURE
         }
     }

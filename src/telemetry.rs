@@ -9,18 +9,30 @@ pub enum LogFormat {
     Json,
 }
 
-/// Sets up logging to standard error. The level comes from `RUST_LOG` (default `info`).
+/// Sets up logging to standard error. The level comes from `RUST_LOG` (default `info`). Text logs are coloured only
+/// when standard error is a terminal and `NO_COLOR` is unset (<https://no-color.org>): a redirected log carries no
+/// escape sequences.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,kube_client=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour_logs(
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            std::env::var_os("NO_COLOR").as_deref(),
+        ))
         .with_writer(std::io::stderr);
     // A second initialisation (tests, embedding) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Whether logs may carry ANSI colour codes: only on a terminal, and not when `NO_COLOR` is set to a non-empty value
+/// (the no-color.org convention).
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// Resolves on Ctrl-C or SIGTERM, whichever comes first.
@@ -274,4 +286,18 @@ pub async fn serve_health(
             }),
         );
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+#[cfg(test)]
+mod colour_tests {
+    use super::colour_logs;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(!colour_logs(false, None));
+        assert!(!colour_logs(true, Some(std::ffi::OsStr::new("1"))));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(colour_logs(true, Some(std::ffi::OsStr::new(""))));
+    }
 }

@@ -108,6 +108,12 @@ const USED_ELSEWHERE: &[(&str, &str, &str, &str)] = &[
         "gitsyncs",
         "deletionPolicy Delete: the GitSync's finalizer",
     ),
+    (
+        "create",
+        "",
+        "namespaces",
+        "spec.createNamespace: the namespaces of new objects",
+    ),
 ];
 
 fn root() -> PathBuf {

@@ -65,6 +65,14 @@ pub struct GitSyncSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 
+    /// Create the namespaces its objects need before applying them (like Argo CD's `CreateNamespace=true`). A
+    /// namespace it creates is labelled `app.kubernetes.io/created-by: redis-gitops` and
+    /// `redisgitops.dev/created-by-gitsync: <namespace>.<name>`, and is never deleted, not even by pruning. Needs
+    /// `create` on namespaces (the ClusterRole of `deploy/` grants it; a namespaced install cannot). Default: false,
+    /// and an object whose namespace does not exist is not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_namespace: Option<bool>,
+
     /// Delete objects this GitSync applied that are no longer in the repository. Databases and clusters also need
     /// `allowDatabaseDeletion`, and a cluster is never deleted while a database lives on it. Default: false (removed objects are reported as orphaned).
     #[serde(default, skip_serializing_if = "Option::is_none")]

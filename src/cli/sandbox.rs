@@ -303,7 +303,7 @@ pub async fn run(command: SandboxCommand) -> ExitCode {
             println!();
             match outcome {
                 Some(summary) => {
-                    print!("{}", summary.table());
+                    print!("{}", summary.report(settle::FULL_TABLE_UP_TO));
                     if !summary.all_ready() {
                         code = ExitCode::FAILURE;
                     }
@@ -339,11 +339,23 @@ fn agent_outcome(joined: Result<Result<AgentExit, redis_gitops::agent::AgentErro
     }
 }
 
-/// `--once`: waits until the GitSync and everything it applied settled; `None` when no client could be made.
+/// `--once`: waits until the GitSync and everything it applied settled, showing progress on standard error;
+/// `None` when no client could be made.
 async fn settle_once(sandbox: &Sandbox, timeout: Duration) -> Option<settle::Summary> {
     match sandbox.apiserver.kube_client() {
         Ok(client) => {
-            Some(settle::wait_until_settled(&client, "default", "sandbox", timeout, Duration::from_secs(1)).await)
+            let mut progress = super::progress::Reporter::for_stderr();
+            let summary = settle::wait_until_settled(
+                &client,
+                "default",
+                "sandbox",
+                timeout,
+                Duration::from_secs(1),
+                |summary| progress.report(summary),
+            )
+            .await;
+            progress.finish();
+            Some(summary)
         }
         Err(error) => {
             eprintln!("sandbox: {error}");

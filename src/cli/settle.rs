@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use redis_gitops::api::GitSync;
 use redis_gitops::api::conditions::{Condition, types};
+use redis_gitops::runtime::errors::kube_error_text;
 
 /// Where an object stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,8 +64,29 @@ impl Summary {
 
     /// A table for people: one row per object, the GitSync first.
     pub fn table(&self) -> String {
+        self.render(|_| true, "")
+    }
+
+    /// What `sandbox --once` prints: the whole [`Summary::table`] for up to `full_up_to` objects; beyond, the
+    /// GitSync and only the objects that are not Ready, then the same last line (so scripts that read it keep
+    /// working) preceded by how many Ready objects were left out.
+    pub fn report(&self, full_up_to: usize) -> String {
+        if self.objects.len() <= full_up_to {
+            return self.table();
+        }
+        let ready = self.objects.iter().filter(|o| o.outcome == Outcome::Ready).count();
+        let note = format!("({ready} Ready objects not listed)\n");
+        self.render(
+            |object| object.kind == "GitSync" || object.outcome != Outcome::Ready,
+            &note,
+        )
+    }
+
+    /// The table of the GitSync and the objects `keep` keeps, `note` before the last line.
+    fn render(&self, keep: impl Fn(&ObjectSummary) -> bool, note: &str) -> String {
         let rows: Vec<[String; 4]> = std::iter::once(&self.gitsync)
             .chain(&self.objects)
+            .filter(|object| keep(object))
             .map(|object| {
                 let status = match (object.outcome, self.timed_out) {
                     (Outcome::Ready, _) => "Ready",
@@ -110,6 +132,7 @@ impl Summary {
             text.push_str(line.trim_end());
             text.push('\n');
         }
+        text.push_str(note);
         let ready = self.objects.iter().filter(|o| o.outcome == Outcome::Ready).count();
         text.push_str(&format!(
             "{ready}/{} objects Ready{}{}\n",
@@ -193,19 +216,25 @@ fn classify_gitsync(gitsync: &GitSync) -> (Outcome, String, String) {
     }
 }
 
+/// How many objects `sandbox --once` lists in full; beyond, only those that are not Ready ([`Summary::report`]).
+pub const FULL_TABLE_UP_TO: usize = 25;
+
 /// Polls until the GitSync `namespace/name` applied a revision and every object of its inventory is Ready or
-/// Failed, or until `timeout`. Failures to read are retried until the deadline.
+/// Failed, or until `timeout`, handing every snapshot to `on_poll` (the progress display). Failures to read are
+/// retried until the deadline.
 pub async fn wait_until_settled(
     client: &kube::Client,
     namespace: &str,
     name: &str,
     timeout: Duration,
     poll: Duration,
+    mut on_poll: impl FnMut(&Summary),
 ) -> Summary {
     let deadline = Instant::now() + timeout;
     let gitsyncs: Api<GitSync> = Api::namespaced(client.clone(), namespace);
     loop {
         let summary = snapshot(client, &gitsyncs, namespace, name).await;
+        on_poll(&summary);
         let settled = summary.gitsync.outcome == Outcome::Failed
             || (summary.gitsync.outcome == Outcome::Ready
                 && summary.objects.iter().all(|o| o.outcome != Outcome::InProgress));
@@ -248,7 +277,7 @@ async fn snapshot(client: &kube::Client, gitsyncs: &Api<GitSync>, namespace: &st
             };
         }
         Err(error) => {
-            let verdict = (Outcome::InProgress, "ReadFailed".to_string(), error.to_string());
+            let verdict = (Outcome::InProgress, "ReadFailed".to_string(), kube_error_text(&error));
             return Summary {
                 gitsync: line("GitSync", namespace, name, verdict),
                 revision: None,
@@ -282,7 +311,7 @@ async fn snapshot(client: &kube::Client, gitsyncs: &Api<GitSync>, namespace: &st
                 "NotFound".to_string(),
                 "not created yet".to_string(),
             ),
-            Err(error) => (Outcome::InProgress, "ReadFailed".to_string(), error.to_string()),
+            Err(error) => (Outcome::InProgress, "ReadFailed".to_string(), kube_error_text(&error)),
         };
         objects.push(line(&entry.kind, &entry.namespace, &entry.name, verdict));
     }
@@ -352,6 +381,16 @@ mod tests {
              gitsync  prod/sandbox        Ready     Reason\n\
              redb     prod/cache          Ready     Reason\n\
              redb     prod/sessions-long  TimedOut  Reason\n\
+             1/2 objects Ready, revision main@sha1:abc (timed out waiting)\n"
+        );
+        // Small repositories get the whole table; large ones only what is not Ready.
+        assert_eq!(summary.report(2), summary.table());
+        assert_eq!(
+            summary.report(1),
+            "KIND     NAME                STATUS    DETAIL\n\
+             gitsync  prod/sandbox        Ready     Reason\n\
+             redb     prod/sessions-long  TimedOut  Reason\n\
+             (1 Ready objects not listed)\n\
              1/2 objects Ready, revision main@sha1:abc (timed out waiting)\n"
         );
     }

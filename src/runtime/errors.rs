@@ -116,6 +116,48 @@ pub fn kube_error_text(error: &kube::Error) -> String {
     }
 }
 
+/// An error of kube's finalizer helper for people: the API server's message when adding or removing the finalizer
+/// failed (kube's own text appends the Rust structure of the answer), the inner error's text otherwise.
+pub fn finalizer_error_text<E: std::error::Error + 'static>(error: &kube::runtime::finalizer::Error<E>) -> String {
+    use kube::runtime::finalizer::Error;
+    match error {
+        Error::AddFinalizer(source) => format!("failed to add the finalizer: {}", kube_error_text(source)),
+        Error::RemoveFinalizer(source) => format!("failed to remove the finalizer: {}", kube_error_text(source)),
+        other => other.to_string(),
+    }
+}
+
+/// A watch failure for people: the API server's message (kube's own text of a failed request appends the Rust
+/// structure of the answer).
+pub fn watcher_error_text(error: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error;
+    match error {
+        Error::InitialListFailed(source) => format!("failed to list the objects to watch: {}", kube_error_text(source)),
+        Error::WatchStartFailed(source) => format!("failed to start watching: {}", kube_error_text(source)),
+        Error::WatchFailed(source) => format!("the watch failed: {}", kube_error_text(source)),
+        Error::WatchError(status) => format!(
+            "the API server ended the watch: {} (HTTP {} {})",
+            status.message, status.code, status.reason
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// A controller's error for the log: `reconcile` says how to read a reconcile failure, watch failures read as
+/// [`watcher_error_text`], never with the Rust structure of an API answer.
+pub fn controller_error_text<E>(
+    error: &kube::runtime::controller::Error<E, kube::runtime::watcher::Error>,
+    reconcile: impl Fn(&E) -> String,
+) -> String {
+    use kube::runtime::controller::Error;
+    match error {
+        Error::ReconcilerFailed(inner, object) => format!("reconcile of {object} failed: {}", reconcile(inner)),
+        Error::QueueError(watch) => watcher_error_text(watch),
+        Error::ObjectNotFound(object) => format!("{object} is no longer in the watch cache"),
+        Error::RunnerError(runner) => format!("the controller's runner failed: {runner}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +222,34 @@ mod tests {
         let odd = forbidden("forbidden: User \"u\" cannot get path \"/metrics\"");
         assert_eq!(missing_permission(&odd), None);
         assert!(kube_error_text(&odd).starts_with("forbidden: User"));
+    }
+
+    #[test]
+    fn no_error_text_carries_the_rust_structure() {
+        let error = kube::Error::Api(
+            kube::core::Status::failure("namespaces \"redis-production\" not found", "NotFound")
+                .with_code(404)
+                .boxed(),
+        );
+        // kube's own Display appends the Debug form of the Status; ours never does.
+        assert!(error.to_string().contains("Status {"));
+        let finalizer: kube::runtime::finalizer::Error<std::io::Error> =
+            kube::runtime::finalizer::Error::AddFinalizer(error);
+        let text = finalizer_error_text(&finalizer);
+        assert_eq!(
+            text,
+            "failed to add the finalizer: namespaces \"redis-production\" not found (HTTP 404 NotFound)"
+        );
+        assert!(!text.contains("Status {") && !text.contains("Some("));
+        let forbidden = forbidden(
+            "redisenterpriseclusters.app.redislabs.com is forbidden: User \"u\" cannot list resource \
+             \"redisenterpriseclusters\" in API group \"app.redislabs.com\" at the cluster scope",
+        );
+        let watch = watcher_error_text(&kube::runtime::watcher::Error::InitialListFailed(forbidden));
+        assert!(
+            watch.starts_with("failed to list the objects to watch: the agent may not list redisenterpriseclusters"),
+            "{watch}"
+        );
+        assert!(!watch.contains("Status {"), "{watch}");
     }
 }

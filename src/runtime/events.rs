@@ -59,7 +59,7 @@ impl Publisher {
             secondary: None,
         };
         if let Err(error) = self.recorder.publish(&event, reference).await {
-            warn!(%error, reason, "failed to publish an event");
+            warn!(error = %crate::runtime::errors::kube_error_text(&error), reason, "failed to publish an event");
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Apply stage: server-side applies the objects of a revision whose content differs from the live ones (RECs
 //! first), never over an object another existing GitSync owns, and marks each applied object `Synced`. It may read
 //! and write RECs and REDBs (spec with the sync's field manager, and their `Synced` condition and
-//! `sourceRevision`), read GitSyncs, and publish `Adopted` and `DriftCorrected` events.
+//! `sourceRevision`), read GitSyncs, create missing namespaces with `spec.createNamespace` (through
+//! [`super::namespaces`]), and publish `Adopted` and `DriftCorrected` events.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use tracing::info;
 
 use super::controller::SyncContext;
 use super::error::{SyncError, kubernetes};
+use super::namespaces;
 use super::objects::{annotation_pointer, api_for, apply_params};
 use super::outcome::Conflict;
 use super::plan::{DesiredObject, REVISION_ANNOTATION, SyncTarget, drifted_fields, foreign_owner, labels_of};
@@ -45,6 +47,19 @@ pub async fn apply_objects(
     progress: &mut ApplyProgress,
 ) -> Result<(), SyncError> {
     let mut live_objects = live_objects(desired, &context.client).await?;
+    if gitsync.spec.create_namespace == Some(true) {
+        // Only objects that do not exist yet can be missing their namespace: a sync with nothing new asks nothing.
+        let new_namespaces = desired
+            .iter()
+            .map(|object| &object.entry)
+            .filter(|entry| {
+                !live_objects.contains_key(&(entry.kind.clone(), entry.namespace.clone(), entry.name.clone()))
+            })
+            .map(|entry| entry.namespace.clone())
+            .filter(|namespace| !namespace.is_empty())
+            .collect();
+        namespaces::create_missing(&context.client, &new_namespaces, gitsync, context).await?;
+    }
     let mut owners = OwnerCache::default();
     for object in desired {
         let entry = &object.entry;
@@ -99,10 +114,13 @@ async fn apply_one(
     let applied = api
         .patch(&entry.name, &apply_params(), &Patch::Apply(&object.body))
         .await
-        .map_err(kubernetes(format!(
-            "apply {} {}/{}",
-            entry.kind, entry.namespace, entry.name
-        )))?;
+        .map_err(|source| {
+            let object = format!("{} {}/{}", entry.kind, entry.namespace, entry.name);
+            match namespaces::missing_namespace(&source) {
+                Some(namespace) => SyncError::NamespaceMissing { object, namespace },
+                None => kubernetes(format!("apply {object}"))(source),
+            }
+        })?;
     progress.written += 1;
     let same_revision = live
         .and_then(|live| live.pointer(&annotation_pointer(REVISION_ANNOTATION)))

@@ -29,6 +29,7 @@ use crate::forge::{
     already_shown, resolve_target,
 };
 use crate::runtime::conditions::{carry_transition_time, find, new_condition, same_ignoring_time};
+use crate::runtime::errors::kube_error_text;
 use crate::runtime::{Backoff, Clock, SystemClock, api_resource};
 use crate::telemetry::{Metrics, ProviderResultLabels};
 
@@ -84,7 +85,7 @@ pub enum CommitStatusError {
         name: String,
     },
     /// The API server failed while reading a Secret.
-    #[error("failed to read Secret {namespace}/{name}: {source}")]
+    #[error("failed to read Secret {namespace}/{name}: {}", kube_error_text(source))]
     ReadSecret {
         /// Its namespace.
         namespace: String,
@@ -692,7 +693,7 @@ impl Worker {
             let listed = match api.list(&ListParams::default()).await {
                 Ok(listed) => listed,
                 Err(error) => {
-                    tracing::debug!(%error, kind, namespace, "unable to read the revision's objects");
+                    tracing::debug!(error = %kube_error_text(&error), kind, namespace, "unable to read the revision's objects");
                     return None;
                 }
             };
@@ -749,7 +750,7 @@ impl Worker {
                 self.shared.wanted.lock().unwrap_or_else(|p| p.into_inner()).condition = Some(condition);
             }
             Err(error) => {
-                tracing::warn!(gitsync = %format!("{}/{}", wanted.namespace, wanted.name), %error,
+                tracing::warn!(gitsync = %format!("{}/{}", wanted.namespace, wanted.name), error = %kube_error_text(&error),
                     "unable to write the CommitStatusReported condition");
             }
         }
@@ -762,7 +763,7 @@ async fn release_condition(client: Client, namespace: String, name: String) {
     let body = json!({ "apiVersion": GitSync::api_version(&()), "kind": GitSync::kind(&()), "status": {} });
     let params = PatchParams::apply(FIELD_MANAGER).force();
     if let Err(error) = api.patch_status(&name, &params, &Patch::Apply(&body)).await {
-        tracing::warn!(gitsync = %format!("{namespace}/{name}"), %error, "unable to remove the CommitStatusReported condition");
+        tracing::warn!(gitsync = %format!("{namespace}/{name}"), error = %kube_error_text(&error), "unable to remove the CommitStatusReported condition");
     }
 }
 

@@ -125,7 +125,10 @@ pub async fn run_in(
         .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                warn!(%error, "gitsync reconcile failed");
+                warn!(
+                    error = %crate::runtime::errors::controller_error_text(&error, ToString::to_string),
+                    "gitsync reconcile failed"
+                );
             }
         })
         .await;

@@ -21,6 +21,16 @@ pub enum SyncError {
         #[source]
         source: kube::Error,
     },
+    /// An object's namespace does not exist and `spec.createNamespace` is off.
+    #[error(
+        "unable to apply {object}: namespace \"{namespace}\" does not exist: create it or set spec.createNamespace"
+    )]
+    NamespaceMissing {
+        /// `Kind namespace/name` of the object.
+        object: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// A blocking task did not finish.
     #[error("failed to run the Git operation: {0}")]
     Task(String),
@@ -40,6 +50,7 @@ impl ErrorCategory for SyncError {
         match self {
             Self::Source(error) => error.category(),
             Self::Kubernetes { source, .. } => kube_category(source, "KubernetesError"),
+            Self::NamespaceMissing { .. } => "NamespaceMissing",
             Self::Task(_) => "TaskFailed",
             Self::UnknownKind { .. } => "UnknownKind",
         }

@@ -262,7 +262,10 @@ pub enum LeaseState {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     /// The API server refused or failed a request.
-    #[error("failed to {action} the lease {name}: {source}")]
+    #[error(
+        "failed to {action} the lease {name}: {}",
+        crate::runtime::errors::kube_error_text(source)
+    )]
     Api {
         /// What was being done: `read`, `create` or `update`.
         action: &'static str,

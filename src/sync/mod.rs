@@ -9,6 +9,7 @@ pub mod error;
 pub mod fetch;
 pub mod lease;
 pub mod load;
+pub mod namespaces;
 pub mod objects;
 pub mod outcome;
 pub mod plan;

@@ -440,10 +440,12 @@ async fn read_secret(client: &Client, gitsync: &GitSync, namespace: &str) -> Res
     };
     let name = &webhook.secret_ref.name;
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = api
-        .get_opt(name)
-        .await
-        .map_err(|error| format!("unable to read the webhook Secret {namespace}/{name}: {error}"))?;
+    let secret = api.get_opt(name).await.map_err(|error| {
+        format!(
+            "unable to read the webhook Secret {namespace}/{name}: {}",
+            crate::runtime::errors::kube_error_text(&error)
+        )
+    })?;
     secret
         .and_then(|secret| secret.data?.remove(SECRET_KEY))
         .map(|token| token.0)

@@ -168,7 +168,10 @@ pub async fn run_in(
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => debug!(cluster = %object, "cluster reconciled"),
-                Err(error) => debug!(%error, "cluster reconcile failed"),
+                Err(error) => debug!(
+                    error = %crate::runtime::errors::controller_error_text(&error, ToString::to_string),
+                    "cluster reconcile failed"
+                ),
             }
         })
         .await;
@@ -183,7 +186,7 @@ async fn wait_for_crd(client: &kube::Client, namespace: Option<&str>, mut shutdo
         match api.list(&kube::api::ListParams::default().limit(1)).await {
             Ok(_) => return true,
             Err(error) => {
-                warn!(%error, ?delay, "unable to list RedisEnterpriseClusters (is the CRD installed?); retrying");
+                warn!(error = %crate::runtime::errors::kube_error_text(&error), ?delay, "unable to list RedisEnterpriseClusters (is the CRD installed?); retrying");
             }
         }
         tokio::select! {

@@ -301,7 +301,10 @@ pub async fn run_in(
         .run(reconcile_guarded, error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "database reconcile ended with an error");
+                tracing::debug!(
+                    error = %crate::runtime::errors::controller_error_text(&error, crate::runtime::errors::finalizer_error_text),
+                    "database reconcile ended with an error"
+                );
             }
         })
         .await;
@@ -374,11 +377,11 @@ pub fn error_policy(
         return Action::requeue(context.settings.pending_poll);
     }
     if is_stale_cache(error) {
-        tracing::debug!(database = %key, %error, "finalizer update raced the watch cache; retrying");
+        tracing::debug!(database = %key, error = %crate::runtime::errors::finalizer_error_text(error), "finalizer update raced the watch cache; retrying");
         return Action::requeue(std::time::Duration::from_millis(200));
     }
     let delay = context.backoff.failed(&key, error.is_rate_limited());
-    warn!(database = %key, category = error.category(), %error, ?delay, "database reconcile failed; retrying");
+    warn!(database = %key, category = error.category(), error = %crate::runtime::errors::finalizer_error_text(error), ?delay, "database reconcile failed; retrying");
     Action::requeue(delay)
 }
 
