@@ -326,10 +326,10 @@ impl Location {
             }
             Location::S3 { .. } => {
                 let (store, path) = self.s3_store(s3, prefix)?;
-                let subdir = match path.as_ref().rsplit_once('/') {
-                    Some((subdir, _)) => Some(ObjectPath::from(subdir)),
-                    None => None,
-                };
+                let subdir = path
+                    .as_ref()
+                    .rsplit_once('/')
+                    .map(|(subdir, _)| ObjectPath::from(subdir));
                 let listed: Vec<_> = store
                     .list(subdir.as_ref())
                     .try_collect()
