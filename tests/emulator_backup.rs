@@ -273,9 +273,11 @@ async fn mount_point_export_import_and_failure_reasons() {
             .arg(value.repeat(2))
             .query(&mut big)
             .expect("SET");
-        let noise: Vec<u8> = (0..400_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        // Random bytes do not compress: the gzip file cannot fit.
+        let mut noise = vec![0u8; 400_000];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut random| random.read_exact(&mut noise))
+            .expect("read /dev/urandom");
         let _: () = redis::cmd("SET")
             .arg("big:noise")
             .arg(noise)
@@ -293,12 +295,17 @@ async fn mount_point_export_import_and_failure_reasons() {
 }
 
 /// A minimal HTTP/1.1 GET against the moto server (unsigned; moto does not check signatures).
-fn http_get(endpoint: &str, path: &str) -> (u16, Vec<u8>) {
+fn http_get(endpoint: &str, access_key_id: &str, path: &str) -> (u16, Vec<u8>) {
     let address = endpoint.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).expect("connect to moto");
+    // An Authorization header names the access key (moto reads it, never checks the signature); objects are not
+    // readable anonymously.
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential={access_key_id}/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0"
+    );
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
     )
     .expect("send");
     let mut answer = Vec::new();
@@ -356,7 +363,7 @@ async fn s3_export_and_import_through_moto() {
     assert_eq!(status, "completed", "{view}");
     assert_eq!(view["export_status"], "succeeded");
 
-    let (listed, body) = http_get(&s3.endpoint, "/backups?prefix=runs/slot-1/");
+    let (listed, body) = http_get(&s3.endpoint, &s3.access_key_id, "/backups?prefix=runs/slot-1/");
     assert_eq!(listed, 200);
     let listing = String::from_utf8_lossy(&body).to_string();
     let keys: Vec<&str> = listing
@@ -370,7 +377,7 @@ async fn s3_export_and_import_through_moto() {
         key.starts_with(&format!("runs/slot-1/carts_{uid}_")) && key.ends_with(".rdb.gz"),
         "{key}"
     );
-    let (fetched, gz) = http_get(&s3.endpoint, &format!("/backups/{key}"));
+    let (fetched, gz) = http_get(&s3.endpoint, &s3.access_key_id, &format!("/backups/{key}"));
     assert_eq!(fetched, 200);
     check_rdb(&gz, harness.emulator.work_dir());
 

@@ -7,7 +7,7 @@
 //! port, ...), those it records and echoes without behaviour (placement, proxy policy, connection
 //! settings, ...: they have no observable effect on a single-process database), and those whose
 //! behaviour it does not implement, which are refused with 501 `not_implemented` naming the field
-//! (TLS, memcached, modules, replica-of, scheduled backups, disabling the default user).
+//! (TLS, memcached, modules, replica-of, disabling the default user).
 
 use serde_json::{Map, Value, json};
 

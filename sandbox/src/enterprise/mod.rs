@@ -25,11 +25,18 @@
 //! - quorum is not emulated: nodes report `down`, but the API keeps answering, and pods that all
 //!   come back rejoin without `recover_cluster`.
 //!
+//! Backups (`backup/`): export writes one gzip-compressed RDB per shard (one shard per emulated
+//! database) to a `mount_point` directory, S3 (the cluster's `s3_url`, e.g. a loopback moto server,
+//! [`crate::s3::S3Server`]), SFTP or a `file://` URL; import reads RDB or `.rdb.gz` files from the same
+//! places (several sources are merged); the periodic backup (`backup: true`) runs from a trigger that
+//! wakes every [`EmulatorConfig::backup_trigger_interval`]; `/v1/bdbs/stats/last[/{uid}]` reads INFO
+//! from the database. A directory is writable as the (unprivileged) `redislabs` user would find it.
+//!
 //! Not implemented (answered with 501 `not_implemented` naming what was asked): database TLS,
-//! memcached, modules in databases, Replica Of, scheduled backups, `roles_permissions`,
-//! `default_user: false`, port changes, gzip RDB imports, export/import locations other than
-//! `mount_point` and `file://` URLs, `recover_cluster`, `/v2/bdbs` recovery plans, and every path
-//! not routed (roles, ACLs, users other than `/v1/users/password`, CRDBs, stats, ...).
+//! memcached, modules in databases, Replica Of, `roles_permissions`, `default_user: false`, port
+//! changes, `gs`/`abs`/`swift` and `ftp://`/`http://` backup locations, `recover_cluster`,
+//! `/v2/bdbs` recovery plans, and every path not routed (roles, ACLs, users other than
+//! `/v1/users/password`, CRDBs, stats other than `/v1/bdbs/stats/last`, ...).
 
 #![warn(missing_docs)]
 
