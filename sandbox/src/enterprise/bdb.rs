@@ -7,10 +7,10 @@
 //! port, ...), those it records and echoes without behaviour (placement, proxy policy, connection
 //! settings, ...: they have no observable effect on a single-process database), and those whose
 //! behaviour it does not implement, which are refused with 501 `not_implemented` naming the field
-//! (memcached, replica-of, scheduled backups, disabling the default user). `module_list` is checked for shape
+//! (memcached, replica-of, disabling the default user). `module_list` is checked for shape
 //! here and resolved against the cluster's modules by the operations (`missing_module` names what is missing);
 //! `tls_mode` is `disabled`, `enabled` (the database's redis-server serves TLS) or `replica_ssl` (TLS only between
-//! databases: clients connect in plain text, as in RS).
+//! databases: clients connect in plain text, as in RS). The periodic-backup fields are checked by `backup/`.
 
 use serde_json::{Map, Value, json};
 
@@ -64,7 +64,7 @@ const READ_ONLY_FIELDS: [&str; 18] = [
 ];
 
 /// Fields accepted, stored and returned as given, without behaviour in the emulator.
-const RECORDED_FIELDS: [&str; 20] = [
+const RECORDED_FIELDS: [&str; 21] = [
     "enforce_client_authentication",
     "ssl",
     "proxy_policy",
@@ -80,6 +80,7 @@ const RECORDED_FIELDS: [&str; 20] = [
     "sched_policy",
     "tags",
     "email_alerts",
+    "backup",
     "backup_interval",
     "backup_interval_offset",
     "backup_history",
@@ -189,6 +190,7 @@ impl BdbConfig {
             "default_user": true,
             "module_list": [],
             "tls_mode": "disabled",
+            "backup": false,
         });
         match defaults {
             Value::Object(map) => map,
@@ -223,7 +225,6 @@ impl BdbConfig {
             "module_list": self.module_list,
             "roles_permissions": [],
             "tls_mode": self.tls_mode,
-            "backup": false,
             "rack_aware": false,
             "bigstore": false,
         });
@@ -497,17 +498,7 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
             "role-based database access (roles_permissions)",
         ));
     }
-    if fields.get("backup").is_some_and(|backup| backup == true) {
-        if !fields.contains_key("backup_interval") {
-            return Err(ApiError::not_acceptable(
-                "missing_backup_interval",
-                "BDB backup is enabled but backup interval is missing",
-            ));
-        }
-        return Err(ApiError::not_implemented(
-            "scheduled backups (backup: true); use POST /v1/bdbs/{uid}/actions/export",
-        ));
-    }
+    super::backup::check_backup_fields(fields)?;
     if fields.get("rack_aware").is_some_and(|rack| rack == true) {
         return Err(ApiError::not_acceptable(
             "not_rack_aware",

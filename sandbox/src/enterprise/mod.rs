@@ -37,15 +37,23 @@
 //! Client certificate authentication (`enforce_client_authentication`,
 //! `authentication_ssl_client_certs`) is recorded, not enforced.
 //!
-//! Not implemented (answered with 501 `not_implemented` naming what was asked):
-//! memcached, Replica Of, scheduled backups, `roles_permissions`,
-//! `default_user: false`, port changes, gzip RDB imports, export/import locations other than
-//! `mount_point` and `file://` URLs, `recover_cluster`, `/v2/bdbs` recovery plans, and every path
-//! not routed (roles, ACLs, users other than `/v1/users/password`, CRDBs, stats, ...).
+//! Backups (`backup/`): export writes one gzip-compressed RDB per shard (one shard per emulated
+//! database) to a `mount_point` directory, S3 (the cluster's `s3_url`, e.g. a loopback moto server,
+//! [`crate::s3::S3Server`]), SFTP or a `file://` URL; import reads RDB or `.rdb.gz` files from the same
+//! places (several sources are merged); the periodic backup (`backup: true`) runs from a trigger that
+//! wakes every [`EmulatorConfig::backup_trigger_interval`]; `/v1/bdbs/stats/last[/{uid}]` reads INFO
+//! from the database. A directory is writable as the (unprivileged) `redislabs` user would find it.
+//!
+//! Not implemented (answered with 501 `not_implemented` naming what was asked): memcached, Replica
+//! Of, `roles_permissions`, `default_user: false`, port changes, `gs`/`abs`/`swift` and
+//! `ftp://`/`http://` backup locations, `recover_cluster`, `/v2/bdbs` recovery plans, and every path
+//! not routed (roles, ACLs, users other than `/v1/users/password`, CRDBs, stats other than
+//! `/v1/bdbs/stats/last`, ...).
 
 #![warn(missing_docs)]
 
 mod actions;
+mod backup;
 mod bdb;
 mod bootstrap;
 mod cluster;
@@ -134,6 +142,9 @@ pub struct EmulatorConfig {
     /// (see [`EnterpriseEmulator::module_errors`]). Default: the module files already installed where
     /// [`crate::install`] puts them (none installed: no modules).
     pub module_files: Vec<PathBuf>,
+    /// How often the periodic backup trigger wakes up to start the backups that are due (RS: every 5 minutes;
+    /// tests and the sandbox make it shorter).
+    pub backup_trigger_interval: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -146,6 +157,7 @@ impl Default for EmulatorConfig {
             software_version: "7.22.2-43".to_string(),
             node_memory: 16 * 1024 * 1024 * 1024,
             module_files: crate::install::installed_module_files(),
+            backup_trigger_interval: Duration::from_secs(300),
         }
     }
 }
@@ -328,10 +340,12 @@ impl EnterpriseEmulator {
         });
         let service_task = server::serve(listener, tls, routes::router(endpoint), &what)?;
         let monitor_task = tokio::spawn(ops.clone().monitor());
+        let backup_task = tokio::spawn(backup::trigger(ops.clone()));
         {
             let mut tasks = cluster.tasks.lock().unwrap_or_else(|p| p.into_inner());
             tasks.push(service_task.abort_handle());
             tasks.push(monitor_task.abort_handle());
+            tasks.push(backup_task.abort_handle());
         }
         for name in &names {
             self.shared.names.insert(name, service_ip)?;
