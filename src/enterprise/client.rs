@@ -386,13 +386,16 @@ impl EnterpriseClient {
             let Some(action) = self.action(action_uid).await? else {
                 return Ok(None);
             };
-            if action.status == ActionStatus::Failed {
+            if action.status.is_unsuccessful() {
                 let reason = action
                     .other
                     .get("error")
                     .or_else(|| action.other.get("additional_info").and_then(|info| info.get("error")))
                     .map_or_else(
-                        || "no reason given".to_string(),
+                        || match action.status {
+                            ActionStatus::Failed => "no reason given".to_string(),
+                            _ => format!("the action was {}", action.status),
+                        },
                         |error| error.as_str().map_or_else(|| error.to_string(), str::to_string),
                     );
                 return Err(EnterpriseError::ActionFailed {

@@ -157,7 +157,9 @@ pub fn password_digest(cluster: &str, uid: u64, password: &str) -> String {
 }
 
 /// The alert settings to send: the ones the spec sets (unset alerts are left as they are), when any of them
-/// differs from the live ones.
+/// differs from the live ones. A live alert is a full alert object (`enabled`, `threshold`, plus the read-only
+/// `state`, `severity`, `change_time`, `change_value`), so only the fields the spec sets are compared
+/// ([`alert_matches`]).
 pub fn alerts_to_send(desired: Option<Value>, live: Option<&Value>) -> Option<Value> {
     let fields: Map<String, Value> = desired?
         .as_object()?
@@ -167,8 +169,25 @@ pub fn alerts_to_send(desired: Option<Value>, live: Option<&Value>) -> Option<Va
         .collect();
     let differs = fields
         .iter()
-        .any(|(name, setting)| live.and_then(|live| live.get(name)) != Some(setting));
+        .any(|(name, setting)| !alert_matches(setting, live.and_then(|live| live.get(name))));
     differs.then_some(Value::Object(fields))
+}
+
+/// Whether a live alert object has every field the desired setting sets, with the same value. A threshold is a
+/// string in the documented object, but a cluster may report a number: `"80"` and `80` match.
+pub fn alert_matches(desired: &Value, live: Option<&Value>) -> bool {
+    let (Some(desired), Some(live)) = (desired.as_object(), live.and_then(Value::as_object)) else {
+        return false;
+    };
+    desired.iter().filter(|(_, value)| !value.is_null()).all(|(field, wanted)| {
+        match (live.get(field), wanted) {
+            (Some(current), wanted) if current == wanted => true,
+            (Some(Value::Number(current)), Value::String(wanted)) => {
+                wanted.trim().parse::<f64>().ok() == current.as_f64()
+            }
+            _ => false,
+        }
+    })
 }
 
 /// The bdb's endpoints (one address family, IPv4 preferred, from `endpoints[].addr`) on its port; `None` without
@@ -531,6 +550,30 @@ mod tests {
         assert_eq!(alerts_to_send(Some(with_unset), Some(&live)), None);
         let changed = json!({"bdb_size": {"enabled": true, "threshold": "90"}});
         assert_eq!(alerts_to_send(Some(desired.clone()), Some(&changed)), Some(desired));
+    }
+
+    #[test]
+    fn full_live_alert_objects_match_on_the_fields_the_spec_sets() {
+        let desired = json!({"bdb_size": {"enabled": true, "threshold": "80"}, "bdb_high_latency": {"enabled": false}});
+        // What a cluster answers: the documented alert object, with the read-only state fields.
+        let live = json!({
+            "bdb_size": {"enabled": true, "threshold": "80", "state": false, "severity": "WARNING",
+                         "change_time": "2026-12-01T10:00:00Z", "change_value": {}},
+            "bdb_high_latency": {"enabled": false, "threshold": "10000", "state": false, "severity": "WARNING"},
+            "bdb_low_throughput": {"enabled": false, "state": false, "severity": "WARNING"}
+        });
+        assert_eq!(alerts_to_send(Some(desired.clone()), Some(&live)), None);
+        let numeric = json!({"bdb_size": {"enabled": true, "threshold": 80}, "bdb_high_latency": {"enabled": false}});
+        assert_eq!(alerts_to_send(Some(desired.clone()), Some(&numeric)), None);
+        let triggered_and_changed = json!({
+            "bdb_size": {"enabled": false, "threshold": "80", "state": true, "severity": "WARNING"},
+            "bdb_high_latency": {"enabled": false}
+        });
+        assert_eq!(
+            alerts_to_send(Some(desired.clone()), Some(&triggered_and_changed)),
+            Some(desired)
+        );
+        assert!(!alert_matches(&json!({"enabled": true}), Some(&json!("on"))));
     }
 
     #[test]

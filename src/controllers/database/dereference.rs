@@ -581,7 +581,9 @@ async fn read_last_action(
                 .is_some_and(|recorded| ActionStatus::from(recorded).is_finished()) =>
         {
             let what = format!("read action {action_uid}");
-            rest.action(action_uid).await.map_err(rest_failed(what, cluster))
+            // A finished action is forgotten after a while (404): it counts as finished, not as still running.
+            let action = rest.action(action_uid).await.map_err(rest_failed(what, cluster))?;
+            Ok(Some(action.unwrap_or_else(|| Action::forgotten(action_uid))))
         }
         _ => Ok(None),
     }
