@@ -141,6 +141,7 @@ fn create_requests(
         bdb: None,
         secret: None,
         alerts: None,
+        backup_credentials: &std::collections::BTreeMap::new(),
     };
     if let Mutation::Create { body, .. } = decide_mutation(&state(database, cluster), &live, None) {
         requests.push(request(
@@ -203,6 +204,7 @@ fn update_requests(
             bdb: Some(&bdb),
             secret: None,
             alerts: alerts.as_ref(),
+            backup_credentials: &std::collections::BTreeMap::new(),
         };
         match decide_mutation(&wanted, &state, None) {
             Mutation::Update { changes, .. } => {

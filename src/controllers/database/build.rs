@@ -11,6 +11,7 @@
 //! The digest sits on the Secret itself, so whoever can read it can already read the password: it reveals nothing
 //! new, and nothing password-derived is kept anywhere else.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
@@ -236,6 +237,8 @@ pub struct Live<'a> {
     pub secret: Option<&'a Secret>,
     /// The live alert settings (read only when the spec sets alerts).
     pub alerts: Option<&'a Value>,
+    /// The credential fields of the backup location, from its Secret.
+    pub backup_credentials: &'a BTreeMap<String, String>,
 }
 
 impl<'a> Live<'a> {
@@ -246,6 +249,7 @@ impl<'a> Live<'a> {
             bdb: references.bdb.as_ref(),
             secret: references.secret.as_ref(),
             alerts: references.alerts.as_ref(),
+            backup_credentials: &references.backup_credentials,
         }
     }
 }
@@ -279,6 +283,7 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
                 database,
                 &RuntimeValues {
                     password,
+                    backup_credentials: state.backup_credentials.clone(),
                     ..RuntimeValues::default()
                 },
             ),
@@ -301,7 +306,12 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
             digest,
         };
     }
-    let update = diff_bdb(&build_bdb(database, &RuntimeValues::default()), &live.to_value());
+    // The credentials go along when the location changes (a location without them is refused).
+    let runtime = RuntimeValues {
+        backup_credentials: state.backup_credentials.clone(),
+        ..RuntimeValues::default()
+    };
+    let update = diff_bdb(&build_bdb(database, &runtime), &live.to_value());
     if !update.immutable.is_empty() {
         return Mutation::Nothing(Standing::Immutable(update.immutable));
     }
@@ -419,12 +429,15 @@ mod tests {
         }
     }
 
+    static NO_CREDENTIALS: BTreeMap<String, String> = BTreeMap::new();
+
     fn live<'a>(bdb: Option<&'a Bdb>, secret: Option<&'a Secret>, alerts: Option<&'a Value>) -> Live<'a> {
         Live {
             cluster_key: "ns/rec",
             bdb,
             secret,
             alerts,
+            backup_credentials: &NO_CREDENTIALS,
         }
     }
 
@@ -550,6 +563,51 @@ mod tests {
         assert_eq!(alerts_to_send(Some(with_unset), Some(&live)), None);
         let changed = json!({"bdb_size": {"enabled": true, "threshold": "90"}});
         assert_eq!(alerts_to_send(Some(desired.clone()), Some(&changed)), Some(desired));
+    }
+
+    #[test]
+    fn backup_credentials_go_out_at_creation_and_with_a_changed_location_only() {
+        let state = validated(
+            "{backup: {interval: 3600, s3: {awsSecretName: keys, bucketName: b}}}",
+            Password::FromSecret("p".into()),
+        );
+        let credentials = BTreeMap::from([
+            ("access_key_id".to_string(), "AKIA-ID".to_string()),
+            ("secret_access_key".to_string(), "s3-secret".to_string()),
+        ]);
+        let with = |bdb: Option<&'static Bdb>, secret: Option<&'static Secret>| Live {
+            backup_credentials: Box::leak(Box::new(credentials.clone())),
+            ..live(bdb, secret, None)
+        };
+        let Mutation::Create { body, .. } = decide_mutation(&state, &with(None, None), None) else {
+            panic!("expected a create");
+        };
+        assert_eq!(body["backup"], json!(true));
+        assert_eq!(body["backup_interval"], json!(3600));
+        assert_eq!(
+            body["backup_location"],
+            json!({"type": "s3", "bucket_name": "b", "access_key_id": "AKIA-ID", "secret_access_key": "s3-secret"})
+        );
+        let debug = format!("{:?}", decide_mutation(&state, &with(None, None), None));
+        assert!(!debug.contains("s3-secret") && !debug.contains("AKIA-ID"), "{debug}");
+
+        // The live location does not show the keys: the same bucket is no change.
+        let mut active = live_bdb(&state, "active");
+        active.other.insert("backup_location".into(), json!({"type": "s3", "bucket_name": "b"}));
+        let active: &'static Bdb = Box::leak(Box::new(active));
+        let digest = password_digest("ns/rec", 7, "p");
+        let secret: &'static Secret = Box::leak(Box::new(secret_with_digest(Some(digest))));
+        assert_eq!(
+            decide_mutation(&state, &with(Some(active), Some(secret)), None),
+            Mutation::Nothing(Standing::Ready)
+        );
+        let mut moved = active.clone();
+        moved.other.insert("backup_location".into(), json!({"type": "s3", "bucket_name": "old"}));
+        let moved: &'static Bdb = Box::leak(Box::new(moved));
+        let Mutation::Update { changes, .. } = decide_mutation(&state, &with(Some(moved), Some(secret)), None) else {
+            panic!("expected an update");
+        };
+        assert_eq!(changes["backup_location"]["secret_access_key"], json!("s3-secret"));
     }
 
     #[test]

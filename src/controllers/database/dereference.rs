@@ -63,6 +63,8 @@ pub struct References {
     pub services: Vec<Service>,
     /// The live EndpointSlices carrying this database's labels (read once the bdb has a port, else empty).
     pub endpoint_slices: Vec<EndpointSlice>,
+    /// The credential fields of the backup location, from its Secret (empty without a backup). Never shown.
+    pub backup_credentials: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for References {
@@ -659,6 +661,16 @@ pub async fn dereference(
             source: Box::new(source),
         })?;
 
+    let location = crate::manifests::validate::validate_database(redb)
+        .ok()
+        .and_then(|(database, _)| database.backup)
+        .map(|backup| backup.location);
+    let backup_credentials =
+        match super::backup::read_backup_credentials(client, &namespace, location.as_ref()).await? {
+            Ok(credentials) => credentials,
+            Err(blocked) => return Ok(Dereferenced::Blocked(blocked)),
+        };
+
     let (bdb, ownership) = match find_bdb(context, &rest, redb, &cluster).await? {
         BdbLookup::Found(bdb, ownership) => (Some(bdb), ownership),
         BdbLookup::Missing => (None, Ownership::None),
@@ -686,6 +698,7 @@ pub async fn dereference(
         recorded_uid: recorded_uid(redb),
         services,
         endpoint_slices,
+        backup_credentials,
     })))
 }
 

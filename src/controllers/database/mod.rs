@@ -15,6 +15,7 @@
 //! `sourceRevision`, which belong to the GitSync controller.
 
 pub mod apply;
+pub mod backup;
 pub mod build;
 pub mod cleanup;
 pub mod creation;

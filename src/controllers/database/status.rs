@@ -179,6 +179,7 @@ pub fn next_status(
         if !endpoints.is_empty() {
             status.internal_endpoints = Some(endpoints);
         }
+        status.backup_info = super::backup::backup_info(bdb);
     }
     if let Some(shards) = &references.shard_statuses {
         status.shard_statuses = Some(shards.clone());
