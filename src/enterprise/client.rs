@@ -274,6 +274,11 @@ impl EnterpriseClient {
         self.call(Method::GET, "/v1/cluster", None).await
     }
 
+    /// `GET /v1/cluster/policy`: the cluster's defaults for new databases (`default_redis_version`, ...).
+    pub async fn cluster_policy(&self) -> Result<Value, EnterpriseError> {
+        self.call(Method::GET, "/v1/cluster/policy", None).await
+    }
+
     /// `GET /v1/nodes`.
     pub async fn nodes(&self) -> Result<Vec<Node>, EnterpriseError> {
         self.call_typed(Method::GET, "/v1/nodes", None).await

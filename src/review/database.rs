@@ -142,6 +142,7 @@ fn create_requests(
         secret: None,
         alerts: None,
         backup_credentials: &std::collections::BTreeMap::new(),
+        redis_versions: None,
     };
     if let Mutation::Create { body, .. } = decide_mutation(&state(database, cluster), &live, None) {
         requests.push(request(
@@ -205,6 +206,7 @@ fn update_requests(
             secret: None,
             alerts: alerts.as_ref(),
             backup_credentials: &std::collections::BTreeMap::new(),
+            redis_versions: None,
         };
         match decide_mutation(&wanted, &state, None) {
             Mutation::Update { changes, .. } => {

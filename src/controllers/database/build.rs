@@ -22,6 +22,8 @@ use sha2::Sha256;
 
 use super::dereference::References;
 use super::validate::ValidatedState;
+use super::versions::{RedisVersions, is_channel};
+use crate::model::ValidatedDatabase;
 pub use crate::desired::database::PASSWORD_DIGEST_ANNOTATION;
 use crate::desired::database::{
     DatabaseEndpoints, RuntimeValues, build_alert_settings, build_applied_database_secret, build_bdb,
@@ -239,6 +241,8 @@ pub struct Live<'a> {
     pub alerts: Option<&'a Value>,
     /// The credential fields of the backup location, from its Secret.
     pub backup_credentials: &'a BTreeMap<String, String>,
+    /// What the cluster offers, to resolve a `redisVersion` channel (`None`: not read, or no channel).
+    pub redis_versions: Option<&'a RedisVersions>,
 }
 
 impl<'a> Live<'a> {
@@ -250,6 +254,7 @@ impl<'a> Live<'a> {
             secret: references.secret.as_ref(),
             alerts: references.alerts.as_ref(),
             backup_credentials: &references.backup_credentials,
+            redis_versions: references.redis_versions.as_ref(),
         }
     }
 }
@@ -275,7 +280,8 @@ fn recorded_digest<'a>(live: &Live<'a>) -> Option<&'a str> {
 /// records, gone when the bdb is missing); a bdb that is not active waits; then, in order, a new password, a
 /// refused immutable change, the fields that differ, a version upgrade, the alert settings; else nothing.
 pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_uid: Option<u64>) -> Mutation {
-    let database = &validated.database;
+    let resolved = resolve_redis_version(&validated.database, state);
+    let database = resolved.as_ref().unwrap_or(&validated.database);
     let password = validated.password.value();
     let Some(live) = state.bdb else {
         return Mutation::Create {
@@ -328,6 +334,20 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
         Some(alerts) => Mutation::SetAlerts { uid, alerts },
         None => Mutation::Nothing(Standing::Ready),
     }
+}
+
+/// The database with a `redisVersion` channel (`major`, `latest`) replaced by the version it stands for on this
+/// cluster (or left out, so the cluster's default applies, when the cluster does not say); `None` without a
+/// channel.
+fn resolve_redis_version(database: &ValidatedDatabase, state: &Live<'_>) -> Option<ValidatedDatabase> {
+    let channel = database.redis_version.as_deref().filter(|version| is_channel(version))?;
+    let live = state
+        .bdb
+        .and_then(|bdb| bdb.other.get("redis_version"))
+        .and_then(Value::as_str);
+    let mut resolved = database.clone();
+    resolved.redis_version = state.redis_versions.and_then(|versions| versions.resolve(channel, live));
+    Some(resolved)
 }
 
 /// Whether the live database Secret is this REDB's (no Secret yet, or one it owns): a Secret the user created stays
@@ -438,6 +458,7 @@ mod tests {
             secret,
             alerts,
             backup_credentials: &NO_CREDENTIALS,
+            redis_versions: None,
         }
     }
 
@@ -608,6 +629,48 @@ mod tests {
             panic!("expected an update");
         };
         assert_eq!(changes["backup_location"]["secret_access_key"], json!("s3-secret"));
+    }
+
+    #[test]
+    fn a_redis_version_channel_is_sent_as_the_version_it_stands_for() {
+        let versions = RedisVersions {
+            default: Some("7.4".into()),
+            supported: vec!["7.2".into(), "7.4".into(), "8.2".into()],
+        };
+        let state = validated("{redisVersion: latest}", Password::FromSecret("p".into()));
+        let with_versions = Live {
+            redis_versions: Some(&versions),
+            ..live(None, None, None)
+        };
+        let Mutation::Create { body, .. } = decide_mutation(&state, &with_versions, None) else {
+            panic!("expected a create");
+        };
+        assert_eq!(body["redis_version"], json!("8.2"));
+        let Mutation::Create { body, .. } = decide_mutation(&state, &live(None, None, None), None) else {
+            panic!("expected a create");
+        };
+        assert!(body.get("redis_version").is_none(), "unknown: the cluster's default applies");
+
+        let mut active = live_bdb(&state, "active");
+        active.other.insert("redis_version".into(), json!("7.4"));
+        let secret = secret_with_digest(Some(password_digest("ns/rec", 7, "p")));
+        let state_live = Live {
+            redis_versions: Some(&versions),
+            ..live(Some(&active), Some(&secret), None)
+        };
+        assert_eq!(
+            decide_mutation(&state, &state_live, None),
+            Mutation::Upgrade {
+                uid: 7,
+                version: "8.2".into()
+            }
+        );
+        let major = validated("{redisVersion: major}", Password::FromSecret("p".into()));
+        assert_eq!(
+            decide_mutation(&major, &state_live, None),
+            Mutation::Nothing(Standing::Ready),
+            "7.4 is the default"
+        );
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct References {
     pub endpoint_slices: Vec<EndpointSlice>,
     /// The credential fields of the backup location, from its Secret (empty without a backup). Never shown.
     pub backup_credentials: BTreeMap<String, String>,
+    /// What the cluster offers, read only when `redisVersion` is a channel (`major`, `latest`).
+    pub redis_versions: Option<super::versions::RedisVersions>,
 }
 
 impl std::fmt::Debug for References {
@@ -685,6 +687,14 @@ pub async fn dereference(
         None => (Vec::new(), Vec::new()),
     };
     let action = read_last_action(&rest, redb, &key).await?;
+    let redis_versions = match redb.spec.redis_version.as_deref() {
+        Some(channel) if super::versions::is_channel(channel) => Some(
+            super::versions::read_redis_versions(&rest)
+                .await
+                .map_err(rest_failed("read the Redis versions the cluster offers".to_string(), &key))?,
+        ),
+        _ => None,
+    };
     Ok(Dereferenced::Found(Box::new(References {
         cluster,
         cluster_key: key,
@@ -699,6 +709,7 @@ pub async fn dereference(
         services,
         endpoint_slices,
         backup_credentials,
+        redis_versions,
     })))
 }
 

@@ -23,6 +23,7 @@ pub mod dereference;
 pub mod report;
 pub mod status;
 pub mod validate;
+pub mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;
