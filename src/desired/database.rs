@@ -694,6 +694,18 @@ mod tests {
     }
 
     #[test]
+    fn memcached_gets_the_clusters_default_eviction_policy() {
+        let body = build_bdb(&database("{type: memcached}"), &RuntimeValues::default());
+        assert_eq!(body["eviction_policy"], json!("allkeys-lru"));
+        let body = build_bdb(&database("{type: memcached, evictionPolicy: noeviction}"), &RuntimeValues::default());
+        assert_eq!(body["eviction_policy"], json!("noeviction"));
+        assert_eq!(
+            build_bdb(&database("{}"), &RuntimeValues::default())["eviction_policy"],
+            json!("volatile-lru")
+        );
+    }
+
+    #[test]
     fn shard_counts_only_grow_to_a_multiple() {
         let desired = |count: u64| {
             let mut body = build_bdb(&database("{shardCount: 2}"), &RuntimeValues::default());
