@@ -61,11 +61,18 @@ fn api_error(error: EnterpriseError) -> (u16, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_is_trusted_by_the_certificate_pinned_on_first_contact() {
     let harness = Harness::new();
-    harness.emulator.add_node(&harness.key, &format!("{REC}-0")).expect("add a node");
+    harness
+        .emulator
+        .add_node(&harness.key, &format!("{REC}-0"))
+        .expect("add a node");
     let node = format!("https://{REC}-0.{REC}-headless.{NAMESPACE}.svc:9443");
-    let observed = observe_certificate(&node, Some(Arc::new(harness.emulator.resolver())), Duration::from_secs(10))
-        .await
-        .expect("first contact");
+    let observed = observe_certificate(
+        &node,
+        Some(Arc::new(harness.emulator.resolver())),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("first contact");
     assert!(observed.fingerprint.starts_with("sha256:"), "{observed:?}");
 
     // No CA at all: the pin alone is enough.
@@ -91,12 +98,8 @@ async fn the_cluster_answers_alerts_backups_shards_modules_and_ports_as_document
     let harness = Harness::new();
     harness.bootstrap_cluster(1).await;
     let service = format!("https://{REC}.{NAMESPACE}.svc:9443");
-    let rest = EnterpriseClient::new(config(
-        &harness,
-        service,
-        harness.emulator.ca_pem().as_bytes().to_vec(),
-    ))
-    .expect("client");
+    let rest = EnterpriseClient::new(config(&harness, service, harness.emulator.ca_pem().as_bytes().to_vec()))
+        .expect("client");
     let created = harness
         .create_database(json!({"name": "orders", "memory_size": MB100, "sharding": true, "shards_count": 2}))
         .await;
@@ -106,7 +109,14 @@ async fn the_cluster_answers_alerts_backups_shards_modules_and_ports_as_document
     let desired = json!({"bdb_size": {"enabled": true, "threshold": "80"}});
     rest.set_database_alerts(uid, &desired).await.expect("alerts set");
     let live = rest.database_alerts(uid).await.expect("alerts read");
-    for field in ["enabled", "threshold", "state", "severity", "change_time", "change_value"] {
+    for field in [
+        "enabled",
+        "threshold",
+        "state",
+        "severity",
+        "change_time",
+        "change_value",
+    ] {
         assert!(live["bdb_size"].get(field).is_some(), "{field} missing: {live}");
     }
     assert_eq!(alerts_to_send(Some(desired), Some(&live)), None);
@@ -124,7 +134,10 @@ async fn the_cluster_answers_alerts_backups_shards_modules_and_ports_as_document
             .expect_err("modules are set at creation"),
     );
     assert_eq!(status, 400);
-    assert!(description.contains("only be set when the database is created"), "{description}");
+    assert!(
+        description.contains("only be set when the database is created"),
+        "{description}"
+    );
 
     // Reserved ports and incomplete backup locations are refused with the documented 406s.
     let (status, code, _) = api_error(
@@ -145,8 +158,13 @@ async fn the_cluster_answers_alerts_backups_shards_modules_and_ports_as_document
     let complete = json!({"name": "backed", "memory_size": MB100, "backup": true, "backup_interval": 3600,
                           "backup_location": {"type": "s3", "bucket_name": "b", "access_key_id": "AKIA-ID",
                                               "secret_access_key": "s3-secret"}});
-    let backed = rest.create_database(&body(complete)).await.expect("a complete location is accepted");
-    let view = harness.call(Method::GET, &format!("/v1/bdbs/{}", backed.uid), None).await;
+    let backed = rest
+        .create_database(&body(complete))
+        .await
+        .expect("a complete location is accepted");
+    let view = harness
+        .call(Method::GET, &format!("/v1/bdbs/{}", backed.uid), None)
+        .await;
     assert_eq!(view.status, StatusCode::OK);
     assert_eq!(view.body["backup"], json!(true), "{:?}", view.body);
 

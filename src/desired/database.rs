@@ -281,8 +281,7 @@ pub fn diff_bdb(desired: &Map<String, Value>, live: &Value) -> BdbUpdate {
             }
             // The cluster only splits shards: a count may grow to a multiple of the current one, never shrink.
             "shards_count" => {
-                if let (Some(wanted_count), Some(current_count)) =
-                    (wanted.as_u64(), current.and_then(Value::as_u64))
+                if let (Some(wanted_count), Some(current_count)) = (wanted.as_u64(), current.and_then(Value::as_u64))
                     && wanted_count != current_count
                 {
                     if shard_change_allowed(current_count, wanted_count) {
@@ -340,7 +339,7 @@ pub const REDIS_8_BUNDLED_MODULES: [&str; 4] = ["search", "ReJSON", "timeseries"
 /// Whether a shard count may change from `current` to `wanted`: the cluster only splits every shard the same way,
 /// so the new count is a multiple of the current one (2 → 4 or 6, never 4 → 2 or 2 → 3).
 pub fn shard_change_allowed(current: u64, wanted: u64) -> bool {
-    wanted == current || (current > 0 && wanted > current && wanted % current == 0)
+    wanted == current || (current > 0 && wanted > current && wanted.is_multiple_of(current))
 }
 
 /// Whether the live `module_list` differs from the desired one by name, not counting the modules a Redis 8
@@ -690,14 +689,21 @@ mod tests {
         assert!(update.changes.is_empty(), "module_list is never PUT");
         live["redis_version"] = json!("7.4");
         live["module_list"] = json!([{"module_name": "search"}, {"module_name": "ReJSON"}]);
-        assert_eq!(diff_bdb(&desired, &live).immutable, ["module_list"], "7.4 bundles nothing");
+        assert_eq!(
+            diff_bdb(&desired, &live).immutable,
+            ["module_list"],
+            "7.4 bundles nothing"
+        );
     }
 
     #[test]
     fn memcached_gets_the_clusters_default_eviction_policy() {
         let body = build_bdb(&database("{type: memcached}"), &RuntimeValues::default());
         assert_eq!(body["eviction_policy"], json!("allkeys-lru"));
-        let body = build_bdb(&database("{type: memcached, evictionPolicy: noeviction}"), &RuntimeValues::default());
+        let body = build_bdb(
+            &database("{type: memcached, evictionPolicy: noeviction}"),
+            &RuntimeValues::default(),
+        );
         assert_eq!(body["eviction_policy"], json!("noeviction"));
         assert_eq!(
             build_bdb(&database("{}"), &RuntimeValues::default())["eviction_policy"],
@@ -717,8 +723,14 @@ mod tests {
             live["shards_count"] = json!(count);
             live
         };
-        assert_eq!(diff_bdb(&desired(4), &live(2)).changes.get("shards_count"), Some(&json!(4)));
-        assert_eq!(diff_bdb(&desired(6), &live(2)).changes.get("shards_count"), Some(&json!(6)));
+        assert_eq!(
+            diff_bdb(&desired(4), &live(2)).changes.get("shards_count"),
+            Some(&json!(4))
+        );
+        assert_eq!(
+            diff_bdb(&desired(6), &live(2)).changes.get("shards_count"),
+            Some(&json!(6))
+        );
         for (wanted, current) in [(2, 4), (3, 2), (1, 2)] {
             let update = diff_bdb(&desired(wanted), &live(current));
             assert_eq!(update.immutable, ["shards_count"], "{current} -> {wanted}");

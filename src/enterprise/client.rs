@@ -175,10 +175,7 @@ impl EnterpriseClient {
     /// holds private keys; only `api_cert` is kept, the rest is dropped here.
     pub async fn cluster_api_certificate(&self) -> Result<Option<String>, EnterpriseError> {
         let certificates = self.call(Method::GET, "/v1/cluster/certificates", None).await?;
-        Ok(certificates
-            .get("api_cert")
-            .and_then(Value::as_str)
-            .map(str::to_string))
+        Ok(certificates.get("api_cert").and_then(Value::as_str).map(str::to_string))
     }
 
     /// The base URL this client talks to.

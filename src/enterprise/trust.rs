@@ -269,7 +269,13 @@ mod tests {
     fn a_self_signed_node_certificate_is_trusted_only_when_pinned() {
         let (server, der) = node_certificate();
         let pin = fingerprint(der.as_ref());
-        assert!(handshake(TrustVerifier::new(b"", vec![pin.clone()]).expect("pinned"), server.clone()).is_ok());
+        assert!(
+            handshake(
+                TrustVerifier::new(b"", vec![pin.clone()]).expect("pinned"),
+                server.clone()
+            )
+            .is_ok()
+        );
 
         let (other, _) = node_certificate();
         let error = handshake(TrustVerifier::new(b"", vec![pin.clone()]).expect("pinned"), other).unwrap_err();
@@ -278,10 +284,19 @@ mod tests {
         // A CA that did not sign it does not help; the pin does, next to the CA.
         let dir = tempfile::tempdir().expect("dir");
         let ca = CertificateAuthority::generate(dir.path()).expect("ca");
-        let error = handshake(TrustVerifier::new(ca.pem().as_bytes(), Vec::new()).expect("ca"), server.clone())
-            .unwrap_err();
+        let error = handshake(
+            TrustVerifier::new(ca.pem().as_bytes(), Vec::new()).expect("ca"),
+            server.clone(),
+        )
+        .unwrap_err();
         assert!(error.to_lowercase().contains("certificate"), "{error}");
-        assert!(handshake(TrustVerifier::new(ca.pem().as_bytes(), vec![pin]).expect("both"), server).is_ok());
+        assert!(
+            handshake(
+                TrustVerifier::new(ca.pem().as_bytes(), vec![pin]).expect("both"),
+                server
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -296,7 +311,10 @@ mod tests {
     #[test]
     fn a_verifier_needs_a_ca_or_a_pin() {
         let error = TrustVerifier::new(b"", Vec::new()).expect_err("nothing to trust");
-        assert!(error.to_string().contains("neither a CA nor a pinned certificate"), "{error}");
+        assert!(
+            error.to_string().contains("neither a CA nor a pinned certificate"),
+            "{error}"
+        );
         assert!(TrustVerifier::new(b"", vec![fingerprint(b"x")]).is_ok());
     }
 }

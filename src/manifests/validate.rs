@@ -655,7 +655,11 @@ pub fn default_eviction_policy(database_type: DatabaseType) -> EvictionPolicy {
 
 /// REST-side rules of a REDB spec: what a real cluster refuses (reserved ports), and the fields the agent cannot
 /// send yet (refused here rather than accepted and silently dropped).
-fn check_rest_database_fields(spec: &crate::api::database::RedisEnterpriseDatabaseSpec, path: &FieldPath, issues: &mut Vec<Issue>) {
+fn check_rest_database_fields(
+    spec: &crate::api::database::RedisEnterpriseDatabaseSpec,
+    path: &FieldPath,
+    issues: &mut Vec<Issue>,
+) {
     if let Some(port) = spec.database_port.and_then(|port| u16::try_from(port).ok())
         && is_reserved_database_port(port)
     {
@@ -686,7 +690,11 @@ fn check_rest_database_fields(spec: &crate::api::database::RedisEnterpriseDataba
              sent to the cluster, so no client could authenticate with them; remove the field",
         ));
     }
-    if spec.memcached_sasl_secret_name.as_deref().is_some_and(|name| !name.is_empty()) {
+    if spec
+        .memcached_sasl_secret_name
+        .as_deref()
+        .is_some_and(|name| !name.is_empty())
+    {
         issues.push(Issue::error(
             path.key("memcachedSaslSecretName"),
             "memcachedSaslSecretName is not supported by redis-gitops yet: the SASL credentials would not be sent to \

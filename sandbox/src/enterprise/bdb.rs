@@ -454,7 +454,7 @@ fn check_update_rules(current: &Map<String, Value>, body: &Map<String, Value>) -
         current.get("shards_count").and_then(Value::as_u64),
         body.get("shards_count").and_then(Value::as_u64),
     ) && wanted != now
-        && (wanted < now || now == 0 || wanted % now != 0)
+        && (wanted < now || now == 0 || !wanted.is_multiple_of(now))
     {
         return Err(ApiError::not_acceptable(
             "invalid_sharding",
@@ -488,7 +488,13 @@ fn check_update_rules(current: &Map<String, Value>, body: &Map<String, Value>) -
 pub fn required_location_keys(location_type: &str) -> Option<&'static [&'static str]> {
     Some(match location_type {
         "s3" => &["bucket_name", "access_key_id", "secret_access_key"],
-        "gs" => &["bucket_name", "client_id", "client_email", "private_key_id", "private_key"],
+        "gs" => &[
+            "bucket_name",
+            "client_id",
+            "client_email",
+            "private_key_id",
+            "private_key",
+        ],
         "abs" => &["container", "account_name"],
         "sftp" => &["sftp_url"],
         "url" => &["url"],
@@ -559,13 +565,11 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
     if fields.get("tls_mode").is_some_and(|mode| mode != "disabled") {
         return Err(ApiError::not_implemented("TLS for databases (tls_mode)"));
     }
-    if fields.get("backup").is_some_and(|backup| backup == true) {
-        if !fields.contains_key("backup_interval") {
-            return Err(ApiError::not_acceptable(
-                "missing_backup_interval",
-                "BDB backup is enabled but backup interval is missing",
-            ));
-        }
+    if fields.get("backup").is_some_and(|backup| backup == true) && !fields.contains_key("backup_interval") {
+        return Err(ApiError::not_acceptable(
+            "missing_backup_interval",
+            "BDB backup is enabled but backup interval is missing",
+        ));
     }
     if fields.get("rack_aware").is_some_and(|rack| rack == true) {
         return Err(ApiError::not_acceptable(
@@ -754,23 +758,40 @@ mod tests {
     #[test]
     fn a_backup_location_needs_the_keys_of_its_type() {
         let with = |location: Value| {
-            body(json!({"name": "a", "memory_size": 1, "backup": true, "backup_interval": 3600,
-                        "backup_location": location}))
+            body(
+                json!({"name": "a", "memory_size": 1, "backup": true, "backup_interval": 3600,
+                        "backup_location": location}),
+            )
         };
         for (location, message) in [
             (json!({"type": "s3", "bucket_name": "b"}), "needs access_key_id"),
-            (json!({"type": "s3", "bucket_name": "b", "access_key_id": "id"}), "needs secret_access_key"),
-            (json!({"type": "gs", "bucket_name": "b", "client_id": "c"}), "needs client_email"),
-            (json!({"type": "abs", "container": "c", "account_name": "n"}), "exactly one of account_key and sas_token"),
+            (
+                json!({"type": "s3", "bucket_name": "b", "access_key_id": "id"}),
+                "needs secret_access_key",
+            ),
+            (
+                json!({"type": "gs", "bucket_name": "b", "client_id": "c"}),
+                "needs client_email",
+            ),
+            (
+                json!({"type": "abs", "container": "c", "account_name": "n"}),
+                "exactly one of account_key and sas_token",
+            ),
             (json!({"type": "sftp"}), "needs sftp_url"),
             (json!({"type": "swift", "container": "c"}), "type \"swift\" is unknown"),
         ] {
             let error = BdbConfig::from_create(&with(location.clone()), THREE).expect_err("refused");
-            assert_eq!((error.status.as_u16(), error.error_code.as_str()), (406, "invalid_backup_location"));
+            assert_eq!(
+                (error.status.as_u16(), error.error_code.as_str()),
+                (406, "invalid_backup_location")
+            );
             assert!(error.description.contains(message), "{location}: {error}");
         }
         let missing = body(json!({"name": "a", "memory_size": 1, "backup": true, "backup_interval": 3600}));
-        assert_eq!(code(BdbConfig::from_create(&missing, THREE)).1, "invalid_backup_location");
+        assert_eq!(
+            code(BdbConfig::from_create(&missing, THREE)).1,
+            "invalid_backup_location"
+        );
         let complete = json!({"type": "s3", "bucket_name": "b", "access_key_id": "id", "secret_access_key": "k"});
         let config = BdbConfig::from_create(&with(complete.clone()), THREE).expect("accepted");
         assert_eq!(config.to_json()["backup_location"], complete);
@@ -788,18 +809,30 @@ mod tests {
             let error = two
                 .updated(&body(json!({"shards_count": wanted})), THREE)
                 .expect_err("refused");
-            assert_eq!((error.status.as_u16(), error.error_code.as_str()), (406, "invalid_sharding"), "{wanted}");
+            assert_eq!(
+                (error.status.as_u16(), error.error_code.as_str()),
+                (406, "invalid_sharding"),
+                "{wanted}"
+            );
         }
         assert_eq!(
-            two.updated(&body(json!({"shards_count": 4})), THREE).expect("split").shards_count,
+            two.updated(&body(json!({"shards_count": 4})), THREE)
+                .expect("split")
+                .shards_count,
             4
         );
         let error = two
             .updated(&body(json!({"module_list": [{"module_name": "search"}]})), THREE)
             .expect_err("refused");
         assert_eq!(error.status.as_u16(), 400);
-        assert!(error.description.contains("only be set when the database is created"), "{error}");
-        assert!(two.updated(&body(json!({"module_list": []})), THREE).is_ok(), "unchanged list");
+        assert!(
+            error.description.contains("only be set when the database is created"),
+            "{error}"
+        );
+        assert!(
+            two.updated(&body(json!({"module_list": []})), THREE).is_ok(),
+            "unchanged list"
+        );
     }
 
     #[test]

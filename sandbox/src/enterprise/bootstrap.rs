@@ -263,7 +263,10 @@ mod tests {
         assert!(parse("create_cluster", &create(&at_limit)).is_ok());
         let over = format!("b{at_limit}");
         let error = parse("create_cluster", &create(&over)).expect_err("refused");
-        assert_eq!((error.status.as_u16(), error.error_code.as_str()), (400, "invalid_schema"));
+        assert_eq!(
+            (error.status.as_u16(), error.error_code.as_str()),
+            (400, "invalid_schema")
+        );
         assert!(error.description.contains("65 characters long"), "{error}");
     }
 }

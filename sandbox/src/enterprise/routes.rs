@@ -553,10 +553,7 @@ async fn post_alerts(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) 
         .get_mut(&uid)
         .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
     for (name, setting) in fields {
-        let stored = bdb
-            .alerts
-            .entry(name.clone())
-            .or_insert_with(|| json!({}));
+        let stored = bdb.alerts.entry(name.clone()).or_insert_with(|| json!({}));
         if let (Some(stored), Some(setting)) = (stored.as_object_mut(), setting.as_object()) {
             stored.extend(setting.iter().map(|(key, value)| (key.clone(), value.clone())));
         }
@@ -731,16 +728,31 @@ mod tests {
         );
         assert_eq!(alerts["bdb_high_latency"]["enabled"], json!(false));
         assert!(alerts["bdb_high_latency"].get("threshold").is_none());
-        assert_eq!(alerts.as_object().map(serde_json::Map::len), Some(DATABASE_ALERTS.len()));
+        assert_eq!(
+            alerts.as_object().map(serde_json::Map::len),
+            Some(DATABASE_ALERTS.len())
+        );
     }
 
     #[test]
     fn alert_settings_with_read_only_fields_or_unknown_names_are_refused() {
         for (body, message) in [
-            (json!({"bdb_size": {"enabled": true, "state": true}}), "field 'state' is not writable"),
-            (json!({"bdb_size": {"enabled": "yes"}}), "field 'enabled' must be a boolean"),
-            (json!({"bdb_size": {"threshold": 80}}), "field 'threshold' must be a string"),
-            (json!({"bdb_nope": {"enabled": true}}), "unknown database alert 'bdb_nope'"),
+            (
+                json!({"bdb_size": {"enabled": true, "state": true}}),
+                "field 'state' is not writable",
+            ),
+            (
+                json!({"bdb_size": {"enabled": "yes"}}),
+                "field 'enabled' must be a boolean",
+            ),
+            (
+                json!({"bdb_size": {"threshold": 80}}),
+                "field 'threshold' must be a string",
+            ),
+            (
+                json!({"bdb_nope": {"enabled": true}}),
+                "unknown database alert 'bdb_nope'",
+            ),
             (json!({"bdb_size": true}), "must be an object"),
         ] {
             let error = check_alert_settings(&body).expect_err("refused");

@@ -159,7 +159,11 @@ impl CertificateAuthority {
         let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
         let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
-            .and_then(|builder| builder.with_no_client_auth().with_single_cert(vec![der.clone()], private_key))
+            .and_then(|builder| {
+                builder
+                    .with_no_client_auth()
+                    .with_single_cert(vec![der.clone()], private_key)
+            })
             .map_err(|source| EmulatorError::TlsConfig {
                 what: what.to_string(),
                 source,

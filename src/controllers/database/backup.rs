@@ -144,7 +144,12 @@ pub fn backup_info(bdb: &Bdb) -> Option<BackupInfo> {
             value
                 .as_i64()
                 .or_else(|| value.as_f64().map(|f| f.round() as i64))
-                .or_else(|| value.as_str().and_then(|text| text.parse::<f64>().ok()).map(|f| f.round() as i64))
+                .or_else(|| {
+                    value
+                        .as_str()
+                        .and_then(|text| text.parse::<f64>().ok())
+                        .map(|f| f.round() as i64)
+                })
         })
     };
     Some(BackupInfo {
@@ -207,9 +212,17 @@ mod tests {
             secret_name: "sftp".into(),
             url: "sftp://host/".into(),
         };
-        assert!(credentials_from_secret(&sftp, "ns", Some(&secret(&[]))).expect("optional key").is_empty());
+        assert!(
+            credentials_from_secret(&sftp, "ns", Some(&secret(&[])))
+                .expect("optional key")
+                .is_empty()
+        );
         let mount = BackupLocation::Mount { path: "/b".into() };
-        assert!(credentials_from_secret(&mount, "ns", None).expect("no Secret").is_empty());
+        assert!(
+            credentials_from_secret(&mount, "ns", None)
+                .expect("no Secret")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -220,7 +233,10 @@ mod tests {
         );
         let partial = secret(&[("AWS_ACCESS_KEY_ID", "AKIA-ID")]);
         let error = credentials_from_secret(&s3(), "ns", Some(&partial)).unwrap_err();
-        assert_eq!(error, "the backup Secret ns/s3-keys has no `AWS_SECRET_ACCESS_KEY` key; add it");
+        assert_eq!(
+            error,
+            "the backup Secret ns/s3-keys has no `AWS_SECRET_ACCESS_KEY` key; add it"
+        );
         assert!(!error.contains("AKIA-ID"));
     }
 

@@ -23,7 +23,6 @@ use sha2::Sha256;
 use super::dereference::References;
 use super::validate::ValidatedState;
 use super::versions::{RedisVersions, is_channel};
-use crate::model::ValidatedDatabase;
 pub use crate::desired::database::PASSWORD_DIGEST_ANNOTATION;
 use crate::desired::database::{
     DatabaseEndpoints, RuntimeValues, build_alert_settings, build_applied_database_secret, build_bdb,
@@ -31,6 +30,7 @@ use crate::desired::database::{
 };
 use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
+use crate::model::ValidatedDatabase;
 
 /// Why no REST mutation is sent in this pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,15 +182,16 @@ pub fn alert_matches(desired: &Value, live: Option<&Value>) -> bool {
     let (Some(desired), Some(live)) = (desired.as_object(), live.and_then(Value::as_object)) else {
         return false;
     };
-    desired.iter().filter(|(_, value)| !value.is_null()).all(|(field, wanted)| {
-        match (live.get(field), wanted) {
+    desired
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .all(|(field, wanted)| match (live.get(field), wanted) {
             (Some(current), wanted) if current == wanted => true,
             (Some(Value::Number(current)), Value::String(wanted)) => {
                 wanted.trim().parse::<f64>().ok() == current.as_f64()
             }
             _ => false,
-        }
-    })
+        })
 }
 
 /// The bdb's endpoints (one address family, IPv4 preferred, from `endpoints[].addr`) on its port; `None` without
@@ -340,13 +341,18 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
 /// cluster (or left out, so the cluster's default applies, when the cluster does not say); `None` without a
 /// channel.
 fn resolve_redis_version(database: &ValidatedDatabase, state: &Live<'_>) -> Option<ValidatedDatabase> {
-    let channel = database.redis_version.as_deref().filter(|version| is_channel(version))?;
+    let channel = database
+        .redis_version
+        .as_deref()
+        .filter(|version| is_channel(version))?;
     let live = state
         .bdb
         .and_then(|bdb| bdb.other.get("redis_version"))
         .and_then(Value::as_str);
     let mut resolved = database.clone();
-    resolved.redis_version = state.redis_versions.and_then(|versions| versions.resolve(channel, live));
+    resolved.redis_version = state
+        .redis_versions
+        .and_then(|versions| versions.resolve(channel, live));
     Some(resolved)
 }
 
@@ -614,7 +620,9 @@ mod tests {
 
         // The live location does not show the keys: the same bucket is no change.
         let mut active = live_bdb(&state, "active");
-        active.other.insert("backup_location".into(), json!({"type": "s3", "bucket_name": "b"}));
+        active
+            .other
+            .insert("backup_location".into(), json!({"type": "s3", "bucket_name": "b"}));
         let active: &'static Bdb = Box::leak(Box::new(active));
         let digest = password_digest("ns/rec", 7, "p");
         let secret: &'static Secret = Box::leak(Box::new(secret_with_digest(Some(digest))));
@@ -623,7 +631,9 @@ mod tests {
             Mutation::Nothing(Standing::Ready)
         );
         let mut moved = active.clone();
-        moved.other.insert("backup_location".into(), json!({"type": "s3", "bucket_name": "old"}));
+        moved
+            .other
+            .insert("backup_location".into(), json!({"type": "s3", "bucket_name": "old"}));
         let moved: &'static Bdb = Box::leak(Box::new(moved));
         let Mutation::Update { changes, .. } = decide_mutation(&state, &with(Some(moved), Some(secret)), None) else {
             panic!("expected an update");
@@ -649,7 +659,10 @@ mod tests {
         let Mutation::Create { body, .. } = decide_mutation(&state, &live(None, None, None), None) else {
             panic!("expected a create");
         };
-        assert!(body.get("redis_version").is_none(), "unknown: the cluster's default applies");
+        assert!(
+            body.get("redis_version").is_none(),
+            "unknown: the cluster's default applies"
+        );
 
         let mut active = live_bdb(&state, "active");
         active.other.insert("redis_version".into(), json!("7.4"));

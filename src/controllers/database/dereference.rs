@@ -667,11 +667,11 @@ pub async fn dereference(
         .ok()
         .and_then(|(database, _)| database.backup)
         .map(|backup| backup.location);
-    let backup_credentials =
-        match super::backup::read_backup_credentials(client, &namespace, location.as_ref()).await? {
-            Ok(credentials) => credentials,
-            Err(blocked) => return Ok(Dereferenced::Blocked(blocked)),
-        };
+    let backup_credentials = match super::backup::read_backup_credentials(client, &namespace, location.as_ref()).await?
+    {
+        Ok(credentials) => credentials,
+        Err(blocked) => return Ok(Dereferenced::Blocked(blocked)),
+    };
 
     let (bdb, ownership) = match find_bdb(context, &rest, redb, &cluster).await? {
         BdbLookup::Found(bdb, ownership) => (Some(bdb), ownership),
@@ -688,11 +688,12 @@ pub async fn dereference(
     };
     let action = read_last_action(&rest, redb, &key).await?;
     let redis_versions = match redb.spec.redis_version.as_deref() {
-        Some(channel) if super::versions::is_channel(channel) => Some(
-            super::versions::read_redis_versions(&rest)
-                .await
-                .map_err(rest_failed("read the Redis versions the cluster offers".to_string(), &key))?,
-        ),
+        Some(channel) if super::versions::is_channel(channel) => {
+            Some(super::versions::read_redis_versions(&rest).await.map_err(rest_failed(
+                "read the Redis versions the cluster offers".to_string(),
+                &key,
+            ))?)
+        }
         _ => None,
     };
     Ok(Dereferenced::Found(Box::new(References {

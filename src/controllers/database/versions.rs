@@ -47,7 +47,12 @@ impl RedisVersions {
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
-                .filter(|entry| entry.get("db_type").and_then(Value::as_str).is_none_or(|t| t == "redis"))
+                .filter(|entry| {
+                    entry
+                        .get("db_type")
+                        .and_then(Value::as_str)
+                        .is_none_or(|t| t == "redis")
+                })
                 .filter_map(|entry| entry.get("version").and_then(Value::as_str).and_then(major_minor))
                 .collect();
             supported = Some(match supported {
@@ -114,7 +119,11 @@ mod tests {
         assert_eq!(versions.supported, ["7.2", "7.4"]);
         assert_eq!(versions.resolve("latest", None).as_deref(), Some("7.4"));
         assert_eq!(versions.resolve("major", None).as_deref(), Some("7.2"));
-        assert_eq!(versions.resolve("7.2", Some("7.4")).as_deref(), Some("7.2"), "a version is kept as given");
+        assert_eq!(
+            versions.resolve("7.2", Some("7.4")).as_deref(),
+            Some("7.2"),
+            "a version is kept as given"
+        );
         assert_eq!(
             versions.resolve("major", Some("7.4.2")).as_deref(),
             Some("7.4"),
