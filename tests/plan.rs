@@ -471,7 +471,14 @@ fn durability_modules_shards_and_eviction() {
     );
 
     let module = single_database_change("databases/orders.yaml", "    - name: ReJSON\n", "", "orders");
-    assert_eq!(risks(&module), [("ModuleRemoved".to_string(), "data-loss".to_string())]);
+    // Modules are create-only on the cluster: the change is also flagged as one the agent will not apply.
+    assert_eq!(
+        risks(&module),
+        [
+            ("ModuleRemoved".to_string(), "data-loss".to_string()),
+            ("ImmutableFieldChanged".to_string(), "warning".to_string())
+        ]
+    );
     assert!(risk_message(&module, "ModuleRemoved").starts_with("module rejson is removed"));
 
     let shards = single_database_change("databases/orders.yaml", "shardCount: 2", "shardCount: 4", "orders");

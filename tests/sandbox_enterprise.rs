@@ -240,7 +240,7 @@ async fn update_changes_memory_eviction_and_persistence_live() {
         .wait_action(updated.body["action_uid"].as_str().expect("action_uid"))
         .await;
     assert_eq!(action["status"], "completed", "{action}");
-    assert_eq!(action["progress"], 100.0);
+    assert_eq!(action["progress"], "100", "v1 reports progress as a string");
 
     let view = harness.call(Method::GET, &format!("/v1/bdbs/{uid}"), None).await;
     assert_eq!(view.body["status"], "active");

@@ -43,7 +43,8 @@ pub struct RedisEnterpriseDatabaseSpec {
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|TB)$"), length(max = 32))]
     pub memory_size: Option<String>,
 
-    /// Number of primary shards. More than one turns sharding on. Default: 1.
+    /// Number of primary shards. More than one turns sharding on. Default: 1. After creation it can only grow to a
+    /// multiple of the current count (the cluster splits shards, it never merges them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 512))]
     pub shard_count: Option<u16>,
@@ -57,7 +58,7 @@ pub struct RedisEnterpriseDatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub persistence: Option<Persistence>,
 
-    /// What happens when the database reaches its memory limit. Default: `volatile-lru`.
+    /// What happens when the database reaches its memory limit. Default: `volatile-lru`, `allkeys-lru` for memcached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction_policy: Option<EvictionPolicy>,
 
@@ -91,22 +92,26 @@ pub struct RedisEnterpriseDatabaseSpec {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub database_type: Option<DatabaseType>,
 
-    /// Name of a Secret with the `username` and `password` for memcached SASL authentication.
+    /// Name of a Secret with the `username` and `password` for memcached SASL authentication. Not supported by
+    /// redis-gitops yet: `validate` refuses it (the credentials would not be sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memcached_sasl_secret_name: Option<String>,
 
     /// Modules enabled on the database. Names as listed by the cluster (`search`, `ReJSON`, `timeseries`, `bf`).
-    /// Redis 8 and later enable the bundled modules without this list.
+    /// Redis 8 and later enable the bundled modules without this list. Set at creation only: a change is refused
+    /// (`ImmutableFieldChanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub modules_list: Option<Vec<DatabaseModule>>,
 
     /// Redis version of the database, for example `7.4` or `8.0`, or `major`/`latest`. Default: the cluster's
-    /// default. Raising it upgrades the database.
+    /// default. Raising it upgrades the database. `latest` is the newest version every node supports, `major` the
+    /// cluster's default version; a database is never moved back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_version: Option<String>,
 
-    /// Access-control roles and the Redis ACL each one gets on this database.
+    /// Access-control roles and the Redis ACL each one gets on this database. Not supported by redis-gitops yet:
+    /// `validate` refuses it (the permissions would not be sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles_permissions: Option<Vec<RolePermission>>,
 
@@ -130,7 +135,8 @@ pub struct RedisEnterpriseDatabaseSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resp3: Option<bool>,
 
-    /// Names of Secrets holding client certificates (key `cert`) that may connect when TLS is enabled.
+    /// Names of Secrets holding client certificates (key `cert`) that may connect when TLS is enabled. Not supported
+    /// by redis-gitops yet: `validate` refuses it (the certificates would not be sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_authentication_certificates: Option<Vec<String>>,
 

@@ -274,21 +274,23 @@ pub fn diff_bdb(desired: &Map<String, Value>, live: &Value) -> BdbUpdate {
                     update.upgrade_to = Some(wanted_version.to_string());
                 }
             }
+            // Modules are chosen at creation only; a Redis 8 database also carries the bundled modules unasked.
             "module_list" => {
-                let names = |modules: Option<&Value>| -> Vec<String> {
-                    let mut names: Vec<String> = modules
-                        .and_then(Value::as_array)
-                        .map(|list| {
-                            list.iter()
-                                .filter_map(|m| m.get("module_name").and_then(Value::as_str))
-                                .map(str::to_string)
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    names.sort();
-                    names
-                };
-                if names(Some(wanted)) != names(current) {
+                if modules_differ(wanted, current, live.get("redis_version")) {
+                    update.immutable.push(key.clone());
+                }
+            }
+            // The cluster only splits shards: a count may grow to a multiple of the current one, never shrink.
+            "shards_count" => {
+                if let (Some(wanted_count), Some(current_count)) = (wanted.as_u64(), current.and_then(Value::as_u64))
+                    && wanted_count != current_count
+                {
+                    if shard_change_allowed(current_count, wanted_count) {
+                        update.changes.insert(key.clone(), wanted.clone());
+                    } else {
+                        update.immutable.push(key.clone());
+                    }
+                } else if current != Some(wanted) {
                     update.changes.insert(key.clone(), wanted.clone());
                 }
             }
@@ -329,6 +331,42 @@ pub fn diff_bdb(desired: &Map<String, Value>, live: &Value) -> BdbUpdate {
         }
     }
     update
+}
+
+/// The modules Redis 8 databases load without being asked (redis/docs: Redis 8 includes search, JSON, time series
+/// and probabilistic data structures).
+pub const REDIS_8_BUNDLED_MODULES: [&str; 4] = ["search", "ReJSON", "timeseries", "bf"];
+
+/// Whether a shard count may change from `current` to `wanted`: the cluster only splits every shard the same way,
+/// so the new count is a multiple of the current one (2 → 4 or 6, never 4 → 2 or 2 → 3).
+pub fn shard_change_allowed(current: u64, wanted: u64) -> bool {
+    wanted == current || (current > 0 && wanted > current && wanted.is_multiple_of(current))
+}
+
+/// Whether the live `module_list` differs from the desired one by name, not counting the modules a Redis 8
+/// database carries bundled unless the spec names them.
+pub fn modules_differ(wanted: &Value, current: Option<&Value>, live_version: Option<&Value>) -> bool {
+    let names = |modules: Option<&Value>| -> std::collections::BTreeSet<String> {
+        modules
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|m| m.get("module_name").and_then(Value::as_str))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let wanted = names(Some(wanted));
+    let mut current = names(current);
+    let major = live_version
+        .and_then(Value::as_str)
+        .and_then(|version| version.split('.').next())
+        .and_then(|major| major.parse::<u64>().ok());
+    if major.is_some_and(|major| major >= 8) {
+        current.retain(|name| wanted.contains(name) || !REDIS_8_BUNDLED_MODULES.contains(&name.as_str()));
+    }
+    wanted != current
 }
 
 fn is_credential(key: &str) -> bool {
@@ -692,6 +730,69 @@ mod tests {
             Value::Object(update.changes),
             json!({"data_persistence": "aof", "aof_policy": "appendfsync-always"})
         );
+    }
+
+    #[test]
+    fn modules_are_create_only_and_redis_8_bundled_modules_are_no_difference() {
+        let desired = build_bdb(&database("{modulesList: [{name: search}]}"), &RuntimeValues::default());
+        let mut live = Value::Object(desired.clone());
+        live["redis_version"] = json!("8.0");
+        live["module_list"] = json!([{"module_name": "search"}, {"module_name": "ReJSON"}, {"module_name": "timeseries"}, {"module_name": "bf"}]);
+        assert_eq!(diff_bdb(&desired, &live), BdbUpdate::default());
+        live["module_list"] = json!([{"module_name": "ReJSON"}]);
+        let update = diff_bdb(&desired, &live);
+        assert_eq!(update.immutable, ["module_list"]);
+        assert!(update.changes.is_empty(), "module_list is never PUT");
+        live["redis_version"] = json!("7.4");
+        live["module_list"] = json!([{"module_name": "search"}, {"module_name": "ReJSON"}]);
+        assert_eq!(
+            diff_bdb(&desired, &live).immutable,
+            ["module_list"],
+            "7.4 bundles nothing"
+        );
+    }
+
+    #[test]
+    fn memcached_gets_the_clusters_default_eviction_policy() {
+        let body = build_bdb(&database("{type: memcached}"), &RuntimeValues::default());
+        assert_eq!(body["eviction_policy"], json!("allkeys-lru"));
+        let body = build_bdb(
+            &database("{type: memcached, evictionPolicy: noeviction}"),
+            &RuntimeValues::default(),
+        );
+        assert_eq!(body["eviction_policy"], json!("noeviction"));
+        assert_eq!(
+            build_bdb(&database("{}"), &RuntimeValues::default())["eviction_policy"],
+            json!("volatile-lru")
+        );
+    }
+
+    #[test]
+    fn shard_counts_only_grow_to_a_multiple() {
+        let desired = |count: u64| {
+            let mut body = build_bdb(&database("{shardCount: 2}"), &RuntimeValues::default());
+            body.insert("shards_count".into(), json!(count));
+            body
+        };
+        let live = |count: u64| {
+            let mut live = Value::Object(build_bdb(&database("{shardCount: 2}"), &RuntimeValues::default()));
+            live["shards_count"] = json!(count);
+            live
+        };
+        assert_eq!(
+            diff_bdb(&desired(4), &live(2)).changes.get("shards_count"),
+            Some(&json!(4))
+        );
+        assert_eq!(
+            diff_bdb(&desired(6), &live(2)).changes.get("shards_count"),
+            Some(&json!(6))
+        );
+        for (wanted, current) in [(2, 4), (3, 2), (1, 2)] {
+            let update = diff_bdb(&desired(wanted), &live(current));
+            assert_eq!(update.immutable, ["shards_count"], "{current} -> {wanted}");
+            assert!(!update.changes.contains_key("shards_count"));
+        }
+        assert!(shard_change_allowed(1, 3) && shard_change_allowed(3, 3) && !shard_change_allowed(0, 2));
     }
 
     #[test]

@@ -148,6 +148,36 @@ impl EnterpriseClient {
         })
     }
 
+    /// Builds a client that trusts the CA of `config` (may be empty) and the certificates pinned in `pins`
+    /// (see [`super::trust`]): how the agent reaches a cluster whose certificates are self-signed.
+    pub fn with_pins(config: ClientConfig, pins: Vec<String>) -> Result<Self, EnterpriseError> {
+        let tls = super::trust::TrustVerifier::new(&config.ca_pem, pins)?.into_client_config()?;
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)));
+        if let Some(resolver) = config.resolver {
+            builder = builder.dns_resolver(resolver);
+        }
+        let http = builder.build().map_err(|error| EnterpriseError::Configuration {
+            reason: format!("failed to build the HTTP client: {error}"),
+        })?;
+        Ok(Self {
+            http,
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            credentials: config.credentials,
+            timeout: config.timeout,
+            retry: config.retry,
+        })
+    }
+
+    /// `GET /v1/cluster/certificates`: the PEM of the cluster's REST API certificate (`api_cert`). The answer also
+    /// holds private keys; only `api_cert` is kept, the rest is dropped here.
+    pub async fn cluster_api_certificate(&self) -> Result<Option<String>, EnterpriseError> {
+        let certificates = self.call(Method::GET, "/v1/cluster/certificates", None).await?;
+        Ok(certificates.get("api_cert").and_then(Value::as_str).map(str::to_string))
+    }
+
     /// The base URL this client talks to.
     pub fn base_url(&self) -> &str {
         &self.base_url
@@ -274,6 +304,11 @@ impl EnterpriseClient {
         self.call(Method::GET, "/v1/cluster", None).await
     }
 
+    /// `GET /v1/cluster/policy`: the cluster's defaults for new databases (`default_redis_version`, ...).
+    pub async fn cluster_policy(&self) -> Result<Value, EnterpriseError> {
+        self.call(Method::GET, "/v1/cluster/policy", None).await
+    }
+
     /// `GET /v1/nodes`.
     pub async fn nodes(&self) -> Result<Vec<Node>, EnterpriseError> {
         self.call_typed(Method::GET, "/v1/nodes", None).await
@@ -386,13 +421,16 @@ impl EnterpriseClient {
             let Some(action) = self.action(action_uid).await? else {
                 return Ok(None);
             };
-            if action.status == ActionStatus::Failed {
+            if action.status.is_unsuccessful() {
                 let reason = action
                     .other
                     .get("error")
                     .or_else(|| action.other.get("additional_info").and_then(|info| info.get("error")))
                     .map_or_else(
-                        || "no reason given".to_string(),
+                        || match action.status {
+                            ActionStatus::Failed => "no reason given".to_string(),
+                            _ => format!("the action was {}", action.status),
+                        },
                         |error| error.as_str().map_or_else(|| error.to_string(), str::to_string),
                     );
                 return Err(EnterpriseError::ActionFailed {

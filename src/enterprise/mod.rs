@@ -1,5 +1,5 @@
 //! The Redis Enterprise REST API client (reference/redis-enterprise.md §4): typed requests and responses with
-//! the documented field names, HTTPS with the cluster's CA, basic auth, time limits, retries with backoff on
+//! the documented field names, HTTPS with the cluster's CA or a pinned certificate ([`trust`]), basic auth, time limits, retries with backoff on
 //! 409 busy and 5xx, errors that carry the endpoint and the cluster's `error_code`. Passwords never reach logs,
 //! errors or Debug output.
 //!
@@ -11,6 +11,7 @@ pub mod client;
 pub mod error;
 pub mod hosts;
 pub mod states;
+pub mod trust;
 pub mod types;
 
 pub use client::{ClientConfig, EnterpriseClient, RetryPolicy};

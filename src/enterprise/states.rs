@@ -197,7 +197,8 @@ state_enum! {
 }
 
 state_enum! {
-    /// An asynchronous action's `status` in `GET /v1/actions/{uid}` (reference §4.5); the REDB's
+    /// An asynchronous action's `status` in `GET /v1/actions/{uid}` (reference §4.5, plus the final `cancelled` and
+    /// `aborted` of redis/docs `objects/action`); the REDB's
     /// `status.lastActionStatus` carries the same values.
     pub enum ActionStatus {
         /// Waiting to run.
@@ -208,13 +209,22 @@ state_enum! {
         Completed = "completed",
         /// Finished with an error.
         Failed = "failed",
+        /// Stopped on request before it finished (final).
+        Cancelled = "cancelled",
+        /// Stopped by the cluster before it finished (final).
+        Aborted = "aborted",
     }
 }
 
 impl ActionStatus {
     /// Whether the action finished, well or not.
     pub fn is_finished(&self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Aborted)
+    }
+
+    /// Whether the action ended without doing its work (failed, cancelled or aborted).
+    pub fn is_unsuccessful(&self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled | Self::Aborted)
     }
 }
 
@@ -253,7 +263,7 @@ mod tests {
         assert_eq!(BootstrapState::KNOWN.len(), 7);
         assert_eq!(NodeStatus::KNOWN.len(), 4);
         assert_eq!(DatabaseStatus::KNOWN.len(), 7);
-        assert_eq!(ActionStatus::KNOWN.len(), 4);
+        assert_eq!(ActionStatus::KNOWN.len(), 6);
         assert_eq!(ClusterState::RunningRollingUpdate.as_str(), "RunningRollingUpdate");
         assert_eq!(BootstrapState::CreatingCluster.as_str(), "creating_cluster");
         assert_eq!(DatabaseStatus::ActiveChangePending.as_str(), "active-change-pending");
@@ -314,7 +324,7 @@ mod tests {
             .filter(|s| s.is_finished())
             .map(ActionStatus::as_str)
             .collect();
-        assert_eq!(finished, ["completed", "failed"]);
+        assert_eq!(finished, ["completed", "failed", "cancelled", "aborted"]);
         assert!(
             !ActionStatus::from("queued").is_finished(),
             "a v2 status is not taken for an end"

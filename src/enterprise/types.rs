@@ -141,15 +141,36 @@ pub struct Action {
     /// `pending`, `active`, `completed` or `failed`.
     #[serde(default)]
     pub status: ActionStatus,
-    /// Progress in percent.
-    #[serde(default)]
+    /// Progress in percent. v1 actions report a number or a string (`"45"`, `"45.5"`); both read as a number, and
+    /// a string that is no number reads as 0.
+    #[serde(default, deserialize_with = "progress_number")]
     pub progress: f64,
     /// Everything else (for example `error` on failure).
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
+/// Reads an action's `progress` given as a number, a string or null.
+fn progress_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(match Value::deserialize(deserializer)? {
+        Value::Number(number) => number.as_f64().unwrap_or_default(),
+        Value::String(text) => text.trim().trim_end_matches('%').parse().unwrap_or_default(),
+        _ => 0.0,
+    })
+}
+
 impl Action {
+    /// The stand-in for an action the cluster no longer knows (`GET /v1/actions/{uid}` answers 404): the cluster
+    /// forgets actions some time after they end, so it counts as finished.
+    pub fn forgotten(action_uid: &str) -> Self {
+        Self {
+            action_uid: action_uid.to_string(),
+            status: ActionStatus::Completed,
+            progress: 100.0,
+            ..Self::default()
+        }
+    }
+
     /// Whether the action finished, well or not.
     pub fn is_finished(&self) -> bool {
         self.status.is_finished()
@@ -250,6 +271,28 @@ mod tests {
         assert!(debug.contains("orders") && debug.contains("1073741824"), "{debug}");
         // Serialization (what is compared with the desired body) keeps the values.
         assert_eq!(bdb.to_value()["authentication_redis_pass"], "hunter2-db-password");
+    }
+
+    #[test]
+    fn action_progress_reads_as_a_number_from_a_number_or_a_string() {
+        for (progress, expected) in [
+            (serde_json::json!(45.5), 45.5),
+            (serde_json::json!("45"), 45.0),
+            (serde_json::json!("100.0"), 100.0),
+            (serde_json::json!("n/a"), 0.0),
+            (serde_json::json!(null), 0.0),
+        ] {
+            let action: Action = serde_json::from_value(
+                serde_json::json!({"action_uid": "a1", "status": "active", "progress": progress}),
+            )
+            .unwrap();
+            assert_eq!(action.progress, expected, "{progress}");
+        }
+        let cancelled: Action =
+            serde_json::from_value(serde_json::json!({"action_uid": "a2", "status": "cancelled"})).unwrap();
+        assert!(cancelled.is_finished() && cancelled.progress == 0.0);
+        let forgotten = Action::forgotten("a3");
+        assert!(forgotten.is_finished() && forgotten.status == ActionStatus::Completed);
     }
 
     #[test]

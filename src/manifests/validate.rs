@@ -82,6 +82,11 @@ pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCl
         54,
         "it names the StatefulSet and Services",
     );
+    check_bootstrap_cluster_name(
+        cluster.metadata.name.as_deref(),
+        cluster.metadata.namespace.as_deref(),
+        &mut issues,
+    );
     let path = FieldPath::of(&["spec"]);
 
     let nodes = spec.nodes.unwrap_or(3);
@@ -458,8 +463,10 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
         ));
     }
     let port = checked_port(spec.database_port, &path.key("databasePort"), &mut issues);
+    check_rest_database_fields(spec, &path, &mut issues);
     if let Some(port) = port
         && !(10_000..=19_999).contains(&port)
+        && !is_reserved_database_port(port)
     {
         issues.push(Issue::warning(
             path.key("databasePort"),
@@ -577,7 +584,9 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
         shard_count,
         replication,
         persistence: spec.persistence.unwrap_or(Persistence::Disabled),
-        eviction_policy: spec.eviction_policy.unwrap_or(EvictionPolicy::VolatileLru),
+        eviction_policy: spec
+            .eviction_policy
+            .unwrap_or_else(|| default_eviction_policy(database_type)),
         tls_mode: spec.tls_mode.unwrap_or(TlsMode::Disabled),
         port,
         service_port,
@@ -598,6 +607,100 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
         backup,
     };
     Ok((validated, issues))
+}
+
+/// The longest cluster name `POST /v1/bootstrap/create_cluster` accepts: the REC's FQDN
+/// `<rec>.<namespace>.svc.cluster.local`.
+pub const MAX_BOOTSTRAP_CLUSTER_NAME: usize = 64;
+
+/// The name the cluster is bootstrapped with (its FQDN inside Kubernetes).
+pub fn bootstrap_cluster_name(name: &str, namespace: &str) -> String {
+    format!("{name}.{namespace}.svc.cluster.local")
+}
+
+/// A REC whose FQDN is longer than the 64 characters a cluster name may have would never bootstrap.
+fn check_bootstrap_cluster_name(name: Option<&str>, namespace: Option<&str>, issues: &mut Vec<Issue>) {
+    let Some(name) = name.filter(|name| !name.is_empty()) else {
+        return;
+    };
+    let fqdn = bootstrap_cluster_name(name, namespace.unwrap_or("default"));
+    if fqdn.len() > MAX_BOOTSTRAP_CLUSTER_NAME {
+        issues.push(Issue::error(
+            FieldPath::of(&["metadata", "name"]),
+            format!(
+                "the cluster would be created as {} ({} characters), but a Redis Enterprise cluster name has at \
+                 most {MAX_BOOTSTRAP_CLUSTER_NAME}; shorten the REC name or its namespace by {}",
+                quote(&fqdn),
+                fqdn.len(),
+                fqdn.len() - MAX_BOOTSTRAP_CLUSTER_NAME
+            ),
+        ));
+    }
+}
+
+/// Whether Redis Enterprise keeps `port` for itself, so a database may not use it: 10050 (inside the database
+/// range) and the shard ports 20000-29999.
+pub fn is_reserved_database_port(port: u16) -> bool {
+    port == 10_050 || (20_000..=29_999).contains(&port)
+}
+
+/// The eviction policy a database gets when the spec sets none, as the cluster defaults it: `allkeys-lru` for
+/// memcached (which has no TTL-only keys), `volatile-lru` for Redis.
+pub fn default_eviction_policy(database_type: DatabaseType) -> EvictionPolicy {
+    match database_type {
+        DatabaseType::Memcached => EvictionPolicy::AllkeysLru,
+        DatabaseType::Redis => EvictionPolicy::VolatileLru,
+    }
+}
+
+/// REST-side rules of a REDB spec: what a real cluster refuses (reserved ports), and the fields the agent cannot
+/// send yet (refused here rather than accepted and silently dropped).
+fn check_rest_database_fields(
+    spec: &crate::api::database::RedisEnterpriseDatabaseSpec,
+    path: &FieldPath,
+    issues: &mut Vec<Issue>,
+) {
+    if let Some(port) = spec.database_port.and_then(|port| u16::try_from(port).ok())
+        && is_reserved_database_port(port)
+    {
+        issues.push(Issue::error(
+            path.key("databasePort"),
+            format!(
+                "port {port} is reserved by Redis Enterprise (10050 and the shard ports 20000-29999); use another port \
+                 from 10000-19999"
+            ),
+        ));
+    }
+    if spec.roles_permissions.as_ref().is_some_and(|roles| !roles.is_empty()) {
+        issues.push(Issue::error(
+            path.key("rolesPermissions"),
+            "rolesPermissions is not supported by redis-gitops yet: the role and ACL names would not be sent to the \
+             cluster, so the database would run without them; remove the field and grant access in the cluster's \
+             access control",
+        ));
+    }
+    if spec
+        .client_authentication_certificates
+        .as_ref()
+        .is_some_and(|certificates| !certificates.is_empty())
+    {
+        issues.push(Issue::error(
+            path.key("clientAuthenticationCertificates"),
+            "clientAuthenticationCertificates is not supported by redis-gitops yet: the certificates would not be \
+             sent to the cluster, so no client could authenticate with them; remove the field",
+        ));
+    }
+    if spec
+        .memcached_sasl_secret_name
+        .as_deref()
+        .is_some_and(|name| !name.is_empty())
+    {
+        issues.push(Issue::error(
+            path.key("memcachedSaslSecretName"),
+            "memcachedSaslSecretName is not supported by redis-gitops yet: the SASL credentials would not be sent to \
+             the cluster, so the memcached database would accept clients without them; remove the field",
+        ));
+    }
 }
 
 /// The message for a memory size that does not parse, shared with schema pattern errors.

@@ -141,6 +141,8 @@ fn create_requests(
         bdb: None,
         secret: None,
         alerts: None,
+        backup_credentials: &std::collections::BTreeMap::new(),
+        redis_versions: None,
     };
     if let Mutation::Create { body, .. } = decide_mutation(&state(database, cluster), &live, None) {
         requests.push(request(
@@ -203,6 +205,8 @@ fn update_requests(
             bdb: Some(&bdb),
             secret: None,
             alerts: alerts.as_ref(),
+            backup_credentials: &std::collections::BTreeMap::new(),
+            redis_versions: None,
         };
         match decide_mutation(&wanted, &state, None) {
             Mutation::Update { changes, .. } => {

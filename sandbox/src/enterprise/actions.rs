@@ -1,6 +1,8 @@
 //! Async actions (reference §4.5): every bdb change runs as an action with an `action_uid` that
-//! moves `pending` → `active` → `completed` | `failed`, with a progress percentage, readable through
-//! `GET /v1/actions/{uid}` and `GET /v1/actions`. Also the clock helpers for the API's timestamps.
+//! moves `pending` → `active` → `completed` | `failed` (or the other final states, `cancelled` and `aborted`),
+//! with a progress percentage, readable through `GET /v1/actions/{uid}` and `GET /v1/actions`. The v1 view
+//! reports `progress` as a string, as v1 clusters do; v2 as a number. Also the clock helpers for the API's
+//! timestamps.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +19,10 @@ pub enum ActionStatus {
     Completed,
     /// Finished with an error.
     Failed,
+    /// Stopped on request before it finished (final).
+    Cancelled,
+    /// Stopped by the cluster before it finished (final).
+    Aborted,
 }
 
 impl ActionStatus {
@@ -27,8 +33,20 @@ impl ActionStatus {
             Self::Active => "active",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Aborted => "aborted",
         }
     }
+
+    /// Whether the action ended (no state follows).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled | Self::Aborted)
+    }
+}
+
+/// A progress percentage as v1 clusters report it: a string of the number (`"100"`, `"45.5"`).
+pub fn progress_text(progress: f64) -> String {
+    format!("{progress}")
 }
 
 /// Whether an action is a bdb state machine (`state-machines` in `GET /v1/actions`) or a task
@@ -87,7 +105,7 @@ impl Action {
             "name": self.name,
             "object_name": self.object_name,
             "status": self.status.as_str(),
-            "progress": self.progress,
+            "progress": progress_text(self.progress),
             "creation_time": self.creation_time,
         });
         if let Some(node_uid) = self.node_uid {
@@ -112,6 +130,8 @@ impl Action {
             ActionStatus::Active => "running",
             ActionStatus::Completed => "completed",
             ActionStatus::Failed => "failed",
+            ActionStatus::Cancelled => "cancelled",
+            ActionStatus::Aborted => "aborted",
         };
         let mut info = json!({
             "description": format!("{} of {}", self.name, self.object_name),
@@ -174,6 +194,32 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn v1_progress_is_a_string_v2_a_number_and_every_end_is_final() {
+        let mut action = Action::new("a1".into(), "SMUpdateBDB", "bdb:1".into(), ActionKind::StateMachine);
+        action.progress = 100.0;
+        action.status = ActionStatus::Cancelled;
+        assert_eq!(action.to_json()["progress"], json!("100"));
+        assert_eq!(action.to_json()["status"], json!("cancelled"));
+        assert_eq!(action.to_json_v2()["progress"], json!(100.0));
+        assert_eq!(action.to_json_v2()["status"], json!("cancelled"));
+        action.progress = 45.5;
+        assert_eq!(action.to_json()["progress"], json!("45.5"));
+        let finals: Vec<&str> = [
+            ActionStatus::Pending,
+            ActionStatus::Active,
+            ActionStatus::Completed,
+            ActionStatus::Failed,
+            ActionStatus::Cancelled,
+            ActionStatus::Aborted,
+        ]
+        .into_iter()
+        .filter(|status| status.is_final())
+        .map(ActionStatus::as_str)
+        .collect();
+        assert_eq!(finals, ["completed", "failed", "cancelled", "aborted"]);
+    }
 
     #[test]
     fn formats_utc_timestamps() {

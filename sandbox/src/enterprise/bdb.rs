@@ -10,7 +10,8 @@
 //! (memcached, replica-of, disabling the default user). `module_list` is checked for shape
 //! here and resolved against the cluster's modules by the operations (`missing_module` names what is missing);
 //! `tls_mode` is `disabled`, `enabled` (the database's redis-server serves TLS) or `replica_ssl` (TLS only between
-//! databases: clients connect in plain text, as in RS). The periodic-backup fields are checked by `backup/`.
+//! databases: clients connect in plain text, as in RS). Scheduled backups are accepted with a complete
+//! `backup_location` (the keys its type requires, else 406 `invalid_backup_location`); `backup/` checks the rest.
 
 use serde_json::{Map, Value, json};
 
@@ -164,6 +165,13 @@ pub fn valid_db_name(name: &str) -> bool {
 
 /// Checks that a requested port may be used by a database at all (not in use: see the cluster).
 pub fn check_port_allowed(port: u16) -> Result<(), ApiError> {
+    // 10050 sits inside the database range but is the cluster's; 20000-29999 are the shards' own ports.
+    if port == 10_050 || (20_000..=29_999).contains(&port) {
+        return Err(ApiError::not_acceptable(
+            "port_unavailable",
+            format!("port {port} is reserved (10050 and the shard ports 20000-29999)"),
+        ));
+    }
     if port < 1024 || RESERVED_PORTS.contains(&port) || (3333..=3345).contains(&port) {
         return Err(ApiError::not_acceptable(
             "port_unavailable",
@@ -255,6 +263,7 @@ impl BdbConfig {
 
     /// Parses a PUT body: the body over the current configuration.
     pub fn updated(&self, body: &Map<String, Value>, facts: ClusterFacts) -> Result<Self, ApiError> {
+        check_update_rules(&self.to_json(), body)?;
         let mut fields = self.to_json();
         overlay(&mut fields, body, false)?;
         let mut updated = Self::from_fields(&fields, facts)?;
@@ -413,12 +422,17 @@ impl BdbConfig {
                 TLS_MODES.join(", ")
             )));
         }
+        check_backup_location(fields)?;
 
-        let recorded = fields
+        let mut recorded: Map<String, Value> = fields
             .iter()
             .filter(|(key, _)| RECORDED_FIELDS.contains(&key.as_str()))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
+        // Periodic backup is accepted (with a complete location) and shown as set.
+        if fields.get("backup").is_some_and(|backup| backup == true) {
+            recorded.insert("backup".to_string(), json!(true));
+        }
         Ok(Self {
             name,
             memory_size,
@@ -442,14 +456,6 @@ impl BdbConfig {
     /// Whether the database's clients connect over TLS (`tls_mode: enabled`).
     pub fn client_tls(&self) -> bool {
         self.tls_mode == "enabled"
-    }
-
-    /// The `module_name`s of `module_list`, in order.
-    pub fn module_names(&self) -> Vec<&str> {
-        self.module_list
-            .iter()
-            .filter_map(|module| module.get("module_name").and_then(Value::as_str))
-            .collect()
     }
 
     /// The persistence mode redis-server runs with.
@@ -486,6 +492,95 @@ fn parse_module_list(value: &Value) -> Result<Vec<Value>, ApiError> {
     }
     Ok(modules.clone())
 }
+
+/// What a PUT may not change, as the cluster refuses it: the shard count only grows to a multiple of the current
+/// one (shards are split, never merged), and the module list is set at creation only.
+fn check_update_rules(current: &Map<String, Value>, body: &Map<String, Value>) -> Result<(), ApiError> {
+    if let (Some(now), Some(wanted)) = (
+        current.get("shards_count").and_then(Value::as_u64),
+        body.get("shards_count").and_then(Value::as_u64),
+    ) && wanted != now
+        && (wanted < now || now == 0 || !wanted.is_multiple_of(now))
+    {
+        return Err(ApiError::not_acceptable(
+            "invalid_sharding",
+            format!(
+                "shards_count can only grow to a multiple of the current {now} shards (shards are split, not \
+                 merged), got {wanted}"
+            ),
+        ));
+    }
+    if let Some(wanted) = body.get("module_list") {
+        let names = |modules: Option<&Value>| -> std::collections::BTreeSet<String> {
+            modules
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|module| module.get("module_name").and_then(Value::as_str))
+                .map(str::to_string)
+                .collect()
+        };
+        if names(Some(wanted)) != names(current.get("module_list")) {
+            return Err(ApiError::invalid_schema(
+                "module_list can only be set when the database is created; use POST /v1/bdbs/{uid}/upgrade to \
+                 change the modules of an existing database",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The keys each `backup_location` type needs (redis/docs `objects/bdb/backup_location`), besides `type`.
+pub fn required_location_keys(location_type: &str) -> Option<&'static [&'static str]> {
+    Some(match location_type {
+        "s3" => &["bucket_name", "access_key_id", "secret_access_key"],
+        "gs" => &[
+            "bucket_name",
+            "client_id",
+            "client_email",
+            "private_key_id",
+            "private_key",
+        ],
+        "abs" => &["container", "account_name"],
+        "sftp" => &["sftp_url"],
+        "url" => &["url"],
+        "mount_point" => &["path"],
+        _ => return None,
+    })
+}
+
+/// A `backup: true` database needs a complete `backup_location`: its type, and every key that type requires
+/// (an Azure location also needs `account_key` or `sas_token`, not both). Refused with 406 `invalid_backup_location`
+/// naming the missing key; the docs list no code for this case, so the code is the emulator's choice.
+fn check_backup_location(fields: &Map<String, Value>) -> Result<(), ApiError> {
+    if !fields.get("backup").is_some_and(|backup| backup == true) {
+        return Ok(());
+    }
+    let refuse = |detail: String| ApiError::not_acceptable("invalid_backup_location", detail);
+    let location = fields
+        .get("backup_location")
+        .and_then(Value::as_object)
+        .ok_or_else(|| refuse("backup is enabled but backup_location is missing".to_string()))?;
+    let location_type = location.get("type").and_then(Value::as_str).unwrap_or_default();
+    let required = required_location_keys(location_type).ok_or_else(|| {
+        refuse(format!(
+            "backup_location type {location_type:?} is unknown; use url, sftp, s3, gs, abs or mount_point"
+        ))
+    })?;
+    let present = |key: &str| location.get(key).and_then(Value::as_str).is_some_and(|v| !v.is_empty());
+    if let Some(missing) = required.iter().find(|key| !present(key)) {
+        return Err(refuse(format!(
+            "backup_location of type {location_type} needs {missing}"
+        )));
+    }
+    if location_type == "abs" && present("account_key") == present("sas_token") {
+        return Err(refuse(
+            "backup_location of type abs needs exactly one of account_key and sas_token".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 
 /// Fields with values whose behaviour the emulator does not implement.
 fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
@@ -665,6 +760,102 @@ mod tests {
             let (got_status, got_code) = code(BdbConfig::from_create(&body(input.clone()), THREE));
             assert_eq!((got_status, got_code.as_str()), (status, error_code), "body {input}");
         }
+    }
+
+    #[test]
+    fn reserved_ports_are_refused() {
+        for port in [10_050, 20_000, 25_000, 29_999] {
+            let input = body(json!({"name": "a", "memory_size": 1, "port": port}));
+            assert_eq!(
+                code(BdbConfig::from_create(&input, THREE)),
+                (406, "port_unavailable".to_string()),
+                "port {port}"
+            );
+        }
+        for port in [10_049, 10_051, 19_999, 30_000] {
+            let input = body(json!({"name": "a", "memory_size": 1, "port": port}));
+            assert!(BdbConfig::from_create(&input, THREE).is_ok(), "port {port}");
+        }
+    }
+
+    #[test]
+    fn a_backup_location_needs_the_keys_of_its_type() {
+        let with = |location: Value| {
+            body(
+                json!({"name": "a", "memory_size": 1, "backup": true, "backup_interval": 3600,
+                        "backup_location": location}),
+            )
+        };
+        for (location, message) in [
+            (json!({"type": "s3", "bucket_name": "b"}), "needs access_key_id"),
+            (
+                json!({"type": "s3", "bucket_name": "b", "access_key_id": "id"}),
+                "needs secret_access_key",
+            ),
+            (
+                json!({"type": "gs", "bucket_name": "b", "client_id": "c"}),
+                "needs client_email",
+            ),
+            (
+                json!({"type": "abs", "container": "c", "account_name": "n"}),
+                "exactly one of account_key and sas_token",
+            ),
+            (json!({"type": "sftp"}), "needs sftp_url"),
+            (json!({"type": "swift", "container": "c"}), "type \"swift\" is unknown"),
+        ] {
+            let error = BdbConfig::from_create(&with(location.clone()), THREE).expect_err("refused");
+            assert_eq!(
+                (error.status.as_u16(), error.error_code.as_str()),
+                (406, "invalid_backup_location")
+            );
+            assert!(error.description.contains(message), "{location}: {error}");
+        }
+        let missing = body(json!({"name": "a", "memory_size": 1, "backup": true, "backup_interval": 3600}));
+        assert_eq!(
+            code(BdbConfig::from_create(&missing, THREE)).1,
+            "invalid_backup_location"
+        );
+        let complete = json!({"type": "s3", "bucket_name": "b", "access_key_id": "id", "secret_access_key": "k"});
+        let config = BdbConfig::from_create(&with(complete.clone()), THREE).expect("accepted");
+        assert_eq!(config.to_json()["backup_location"], complete);
+        assert!(BdbConfig::from_create(&with(json!({"type": "mount_point", "path": "/b"})), THREE).is_ok());
+    }
+
+    #[test]
+    fn shards_only_grow_to_a_multiple_and_modules_are_create_only() {
+        let two = BdbConfig::from_create(
+            &body(json!({"name": "a", "memory_size": 1, "sharding": true, "shards_count": 2})),
+            THREE,
+        )
+        .expect("created");
+        for wanted in [1, 3, 5] {
+            let error = two
+                .updated(&body(json!({"shards_count": wanted})), THREE)
+                .expect_err("refused");
+            assert_eq!(
+                (error.status.as_u16(), error.error_code.as_str()),
+                (406, "invalid_sharding"),
+                "{wanted}"
+            );
+        }
+        assert_eq!(
+            two.updated(&body(json!({"shards_count": 4})), THREE)
+                .expect("split")
+                .shards_count,
+            4
+        );
+        let error = two
+            .updated(&body(json!({"module_list": [{"module_name": "search"}]})), THREE)
+            .expect_err("refused");
+        assert_eq!(error.status.as_u16(), 400);
+        assert!(
+            error.description.contains("only be set when the database is created"),
+            "{error}"
+        );
+        assert!(
+            two.updated(&body(json!({"module_list": []})), THREE).is_ok(),
+            "unchanged list"
+        );
     }
 
     #[test]

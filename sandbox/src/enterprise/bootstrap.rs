@@ -12,6 +12,20 @@ use serde_json::{Value, json};
 use super::cluster::{BootstrapStatus, Cluster, Credentials, Shared, now, step};
 use super::error::ApiError;
 
+/// The longest cluster name (FQDN) a bootstrap accepts.
+pub const MAX_CLUSTER_NAME: usize = 64;
+
+/// A cluster name is an FQDN of at most [`MAX_CLUSTER_NAME`] characters.
+fn check_cluster_name(name: &str) -> Result<(), ApiError> {
+    if name.len() > MAX_CLUSTER_NAME {
+        return Err(ApiError::invalid_schema(format!(
+            "cluster.name {name:?} is {} characters long; a cluster name has at most {MAX_CLUSTER_NAME}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A parsed bootstrap request.
 #[derive(Debug, Clone)]
 struct BootstrapRequest {
@@ -57,6 +71,9 @@ fn parse(action: &str, body: &Value) -> Result<BootstrapRequest, ApiError> {
     let cluster_name = text("/cluster/name");
     if create && cluster_name.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::invalid_schema("missing cluster.name (the cluster FQDN)"));
+    }
+    if let Some(name) = cluster_name.as_deref() {
+        check_cluster_name(name)?;
     }
     let cluster_nodes: Vec<String> = match body.pointer("/cluster/nodes") {
         None | Some(Value::Null) => Vec::new(),
@@ -227,5 +244,29 @@ fn finish_join(shared: &Shared, cluster: &Cluster, request: &BootstrapRequest) -
     match &state.credentials {
         Some(credentials) if credentials.accepts(&request.username, &request.password) => Ok(()),
         _ => Err(("access_denied", "the cluster refused the given credentials".to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn create(name: &str) -> Value {
+        json!({"action": "create_cluster", "cluster": {"name": name},
+               "credentials": {"username": "admin@example.com", "password": "p"}})
+    }
+
+    #[test]
+    fn a_cluster_name_over_64_characters_is_refused() {
+        let at_limit = format!("{}.svc.cluster.local", "a".repeat(MAX_CLUSTER_NAME - 18));
+        assert_eq!(at_limit.len(), MAX_CLUSTER_NAME);
+        assert!(parse("create_cluster", &create(&at_limit)).is_ok());
+        let over = format!("b{at_limit}");
+        let error = parse("create_cluster", &create(&over)).expect_err("refused");
+        assert_eq!(
+            (error.status.as_u16(), error.error_code.as_str()),
+            (400, "invalid_schema")
+        );
+        assert!(error.description.contains("65 characters long"), "{error}");
     }
 }

@@ -415,6 +415,10 @@ impl ClusterState {
             "os_version": "sandbox emulator",
             "ephemeral_storage_path": "/var/opt/redislabs/tmp",
             "persistent_storage_path": "/var/opt/redislabs/persist",
+            "supported_database_versions": super::bdb::REDIS_VERSIONS
+                .iter()
+                .map(|version| json!({"db_type": "redis", "version": version}))
+                .collect::<Vec<_>>(),
         })
     }
 

@@ -303,11 +303,7 @@ impl Ops {
                 "changing the port of an existing database (port)",
             ));
         }
-        if updated.module_names() != bdb.config.module_names() {
-            return Err(ApiError::invalid_schema(
-                "field 'module_list' cannot be changed after the database is created",
-            ));
-        }
+        // A changed module_list is refused by `updated` (create-only, as in RS).
         if updated.name != bdb.config.name
             && names_in_use
                 .iter()

@@ -464,6 +464,85 @@ async fn passwords(State(endpoint): Ep, method: Method, Path(uid): Path<String>,
     ok(endpoint.ops.change_password(uid, &method, &body).await?)
 }
 
+/// The database alerts a cluster reports (redis/docs `objects/db_alerts_settings`).
+pub const DATABASE_ALERTS: [&str; 15] = [
+    "bdb_backup_delayed",
+    "bdb_crdt_src_high_syncer_lag",
+    "bdb_crdt_src_syncer_connection_error",
+    "bdb_crdt_src_syncer_general_error",
+    "bdb_high_latency",
+    "bdb_high_throughput",
+    "bdb_long_running_action",
+    "bdb_low_throughput",
+    "bdb_ram_dataset_overhead",
+    "bdb_ram_values",
+    "bdb_replica_src_high_syncer_lag",
+    "bdb_replica_src_syncer_connection_error",
+    "bdb_shard_num_ram_values",
+    "bdb_size",
+    "bdb_proxy_cert_expiring_soon",
+];
+
+/// Every database alert as the documented alert object (`objects/alert`): the writable `enabled` and
+/// `threshold` as set (an alert never set is disabled), plus the read-only `state` (never triggered: the sandbox
+/// evaluates no alerts), `severity`, `change_time` and `change_value`.
+pub fn alert_objects(settings: &serde_json::Map<String, Value>, change_time: &str) -> Value {
+    let alerts = DATABASE_ALERTS
+        .iter()
+        .map(|name| {
+            let setting = settings.get(*name);
+            let mut alert = json!({
+                "enabled": setting.and_then(|s| s.get("enabled")).cloned().unwrap_or(json!(false)),
+                "state": false,
+                "severity": "WARNING",
+                "change_time": change_time,
+                "change_value": {},
+            });
+            if let Some(threshold) = setting.and_then(|s| s.get("threshold")) {
+                alert["threshold"] = threshold.clone();
+            }
+            ((*name).to_string(), alert)
+        })
+        .collect();
+    Value::Object(alerts)
+}
+
+/// Checks a `POST /v1/bdbs/alerts/{uid}` body: known alert names, each a `bdb_alert_settings_with_threshold`
+/// object (`enabled` boolean, optional `threshold` string, nothing else: the other alert fields are read-only).
+pub fn check_alert_settings(body: &Value) -> Result<&serde_json::Map<String, Value>, ApiError> {
+    let fields = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_schema("alert settings must be a JSON object"))?;
+    for (name, setting) in fields {
+        if !DATABASE_ALERTS.contains(&name.as_str()) {
+            return Err(ApiError::invalid_schema(format!("unknown database alert '{name}'")));
+        }
+        let Some(setting) = setting.as_object() else {
+            return Err(ApiError::invalid_schema(format!(
+                "alert '{name}' must be an object like {{\"enabled\": true, \"threshold\": \"80\"}}"
+            )));
+        };
+        for (field, value) in setting {
+            let valid = match field.as_str() {
+                "enabled" => value.is_boolean(),
+                "threshold" => value.is_string(),
+                _ => {
+                    return Err(ApiError::invalid_schema(format!(
+                        "alert '{name}': field '{field}' is not writable (only enabled and threshold are)"
+                    )));
+                }
+            };
+            if !valid {
+                let expected = if field == "enabled" { "a boolean" } else { "a string" };
+                return Err(ApiError::invalid_schema(format!(
+                    "alert '{name}': field '{field}' must be {expected}, got {value}"
+                )));
+            }
+        }
+    }
+    Ok(fields)
+}
+
 async fn get_alerts(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     let state = endpoint.ops.cluster.lock();
@@ -471,29 +550,26 @@ async fn get_alerts(State(endpoint): Ep, Path(uid): Path<String>) -> ApiResult {
         .bdbs
         .get(&uid)
         .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
-    ok(Value::Object(bdb.alerts.clone()))
+    ok(alert_objects(&bdb.alerts, &bdb.created_time))
 }
 
-/// Alert settings are recorded (an object of `{enabled, threshold}` per alert name).
+/// Alert settings are recorded and answered as full alert objects.
 async fn post_alerts(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     let body = parse_body(&body)?;
-    let fields = body
-        .as_object()
-        .ok_or_else(|| ApiError::invalid_schema("alert settings must be a JSON object"))?;
-    if let Some((name, _)) = fields.iter().find(|(_, setting)| !setting.is_object()) {
-        return Err(ApiError::invalid_schema(format!(
-            "alert '{name}' must be an object like {{\"enabled\": true, \"threshold\": \"80\"}}"
-        )));
-    }
+    let fields = check_alert_settings(&body)?;
     let mut state = endpoint.ops.cluster.lock();
     let bdb = state
         .bdbs
         .get_mut(&uid)
         .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
-    bdb.alerts
-        .extend(fields.iter().map(|(key, value)| (key.clone(), value.clone())));
-    ok(Value::Object(bdb.alerts.clone()))
+    for (name, setting) in fields {
+        let stored = bdb.alerts.entry(name.clone()).or_insert_with(|| json!({}));
+        if let (Some(stored), Some(setting)) = (stored.as_object_mut(), setting.as_object()) {
+            stored.extend(setting.iter().map(|(key, value)| (key.clone(), value.clone())));
+        }
+    }
+    ok(alert_objects(&bdb.alerts, &bdb.created_time))
 }
 
 async fn upgrade(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) -> ApiResult {
@@ -667,4 +743,55 @@ async fn put_license(State(endpoint): Ep, body: Bytes) -> ApiResult {
     let mut state = endpoint.ops.cluster.lock();
     state.license = Some(license.to_string());
     ok(license_json(&state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_are_answered_as_full_alert_objects() {
+        let settings = check_alert_settings(&json!({"bdb_size": {"enabled": true, "threshold": "80"}}))
+            .expect("valid")
+            .clone();
+        let alerts = alert_objects(&settings, "2026-12-01T10:00:00Z");
+        assert_eq!(
+            alerts["bdb_size"],
+            json!({"enabled": true, "threshold": "80", "state": false, "severity": "WARNING",
+                   "change_time": "2026-12-01T10:00:00Z", "change_value": {}})
+        );
+        assert_eq!(alerts["bdb_high_latency"]["enabled"], json!(false));
+        assert!(alerts["bdb_high_latency"].get("threshold").is_none());
+        assert_eq!(
+            alerts.as_object().map(serde_json::Map::len),
+            Some(DATABASE_ALERTS.len())
+        );
+    }
+
+    #[test]
+    fn alert_settings_with_read_only_fields_or_unknown_names_are_refused() {
+        for (body, message) in [
+            (
+                json!({"bdb_size": {"enabled": true, "state": true}}),
+                "field 'state' is not writable",
+            ),
+            (
+                json!({"bdb_size": {"enabled": "yes"}}),
+                "field 'enabled' must be a boolean",
+            ),
+            (
+                json!({"bdb_size": {"threshold": 80}}),
+                "field 'threshold' must be a string",
+            ),
+            (
+                json!({"bdb_nope": {"enabled": true}}),
+                "unknown database alert 'bdb_nope'",
+            ),
+            (json!({"bdb_size": true}), "must be an object"),
+        ] {
+            let error = check_alert_settings(&body).expect_err("refused");
+            assert_eq!(error.status.as_u16(), 400, "{body}");
+            assert!(error.to_string().contains(message), "{body}: {error}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! TLS for the emulated REST API: a self-signed CA generated per emulator (written to a PEM file so
 //! the agent can trust it, like the cluster CA of a real REC) and one server certificate per
-//! listener, with the listener's DNS names and loopback IP as subject alternative names.
+//! listener, with the listener's DNS names and loopback IP as subject alternative names. Also
+//! [`CertificateAuthority::self_signed_server_config`]: a certificate signed by nobody but itself, as a real node
+//! generates at first start (what the agent's trust-on-first-use pinning is tested against).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -124,6 +126,50 @@ impl CertificateAuthority {
             })?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// A server certificate signed by its own key, as a real node generates before it joins a cluster, and the
+    /// rustls server config serving it; also returns the certificate (DER), which is what a client pins.
+    pub fn self_signed_server_config(
+        what: &str,
+        names: &[String],
+        ips: &[IpAddr],
+    ) -> Result<(Arc<rustls::ServerConfig>, CertificateDer<'static>), EmulatorError> {
+        let cert_error = |source| EmulatorError::Certificate {
+            what: what.to_string(),
+            source,
+        };
+        let key = KeyPair::generate().map_err(cert_error)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_else(|| what.to_string()),
+        );
+        for name in names {
+            let dns = name.clone().try_into().map_err(cert_error)?;
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.self_signed(&key).map_err(cert_error)?;
+        let der = cert.der().clone();
+        let private_key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .and_then(|builder| {
+                builder
+                    .with_no_client_auth()
+                    .with_single_cert(vec![der.clone()], private_key)
+            })
+            .map_err(|source| EmulatorError::TlsConfig {
+                what: what.to_string(),
+                source,
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok((Arc::new(config), der))
     }
 
     /// A rustls client config that trusts only this CA (for reqwest's `tls_backend_preconfigured`).

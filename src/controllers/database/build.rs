@@ -11,6 +11,7 @@
 //! The digest sits on the Secret itself, so whoever can read it can already read the password: it reveals nothing
 //! new, and nothing password-derived is kept anywhere else.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use hmac::{Hmac, Mac};
@@ -21,6 +22,7 @@ use sha2::Sha256;
 
 use super::dereference::References;
 use super::validate::ValidatedState;
+use super::versions::{RedisVersions, is_channel};
 pub use crate::desired::database::PASSWORD_DIGEST_ANNOTATION;
 use crate::desired::database::{
     DatabaseEndpoints, RuntimeValues, build_alert_settings, build_applied_database_secret, build_bdb,
@@ -28,6 +30,7 @@ use crate::desired::database::{
 };
 use crate::enterprise::states::DatabaseStatus;
 use crate::enterprise::types::Bdb;
+use crate::model::ValidatedDatabase;
 
 /// Why no REST mutation is sent in this pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +160,9 @@ pub fn password_digest(cluster: &str, uid: u64, password: &str) -> String {
 }
 
 /// The alert settings to send: the ones the spec sets (unset alerts are left as they are), when any of them
-/// differs from the live ones.
+/// differs from the live ones. A live alert is a full alert object (`enabled`, `threshold`, plus the read-only
+/// `state`, `severity`, `change_time`, `change_value`), so only the fields the spec sets are compared
+/// ([`alert_matches`]).
 pub fn alerts_to_send(desired: Option<Value>, live: Option<&Value>) -> Option<Value> {
     let fields: Map<String, Value> = desired?
         .as_object()?
@@ -167,8 +172,26 @@ pub fn alerts_to_send(desired: Option<Value>, live: Option<&Value>) -> Option<Va
         .collect();
     let differs = fields
         .iter()
-        .any(|(name, setting)| live.and_then(|live| live.get(name)) != Some(setting));
+        .any(|(name, setting)| !alert_matches(setting, live.and_then(|live| live.get(name))));
     differs.then_some(Value::Object(fields))
+}
+
+/// Whether a live alert object has every field the desired setting sets, with the same value. A threshold is a
+/// string in the documented object, but a cluster may report a number: `"80"` and `80` match.
+pub fn alert_matches(desired: &Value, live: Option<&Value>) -> bool {
+    let (Some(desired), Some(live)) = (desired.as_object(), live.and_then(Value::as_object)) else {
+        return false;
+    };
+    desired
+        .iter()
+        .filter(|(_, value)| !value.is_null())
+        .all(|(field, wanted)| match (live.get(field), wanted) {
+            (Some(current), wanted) if current == wanted => true,
+            (Some(Value::Number(current)), Value::String(wanted)) => {
+                wanted.trim().parse::<f64>().ok() == current.as_f64()
+            }
+            _ => false,
+        })
 }
 
 /// The bdb's endpoints (one address family, IPv4 preferred, from `endpoints[].addr`) on its port; `None` without
@@ -217,6 +240,10 @@ pub struct Live<'a> {
     pub secret: Option<&'a Secret>,
     /// The live alert settings (read only when the spec sets alerts).
     pub alerts: Option<&'a Value>,
+    /// The credential fields of the backup location, from its Secret.
+    pub backup_credentials: &'a BTreeMap<String, String>,
+    /// What the cluster offers, to resolve a `redisVersion` channel (`None`: not read, or no channel).
+    pub redis_versions: Option<&'a RedisVersions>,
 }
 
 impl<'a> Live<'a> {
@@ -227,6 +254,8 @@ impl<'a> Live<'a> {
             bdb: references.bdb.as_ref(),
             secret: references.secret.as_ref(),
             alerts: references.alerts.as_ref(),
+            backup_credentials: &references.backup_credentials,
+            redis_versions: references.redis_versions.as_ref(),
         }
     }
 }
@@ -252,7 +281,8 @@ fn recorded_digest<'a>(live: &Live<'a>) -> Option<&'a str> {
 /// records, gone when the bdb is missing); a bdb that is not active waits; then, in order, a new password, a
 /// refused immutable change, the fields that differ, a version upgrade, the alert settings; else nothing.
 pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_uid: Option<u64>) -> Mutation {
-    let database = &validated.database;
+    let resolved = resolve_redis_version(&validated.database, state);
+    let database = resolved.as_ref().unwrap_or(&validated.database);
     let password = validated.password.value();
     let Some(live) = state.bdb else {
         return Mutation::Create {
@@ -260,6 +290,7 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
                 database,
                 &RuntimeValues {
                     password,
+                    backup_credentials: state.backup_credentials.clone(),
                     ..RuntimeValues::default()
                 },
             ),
@@ -282,7 +313,12 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
             digest,
         };
     }
-    let update = diff_bdb(&build_bdb(database, &RuntimeValues::default()), &live.to_value());
+    // The credentials go along when the location changes (a location without them is refused).
+    let runtime = RuntimeValues {
+        backup_credentials: state.backup_credentials.clone(),
+        ..RuntimeValues::default()
+    };
+    let update = diff_bdb(&build_bdb(database, &runtime), &live.to_value());
     if !update.immutable.is_empty() {
         return Mutation::Nothing(Standing::Immutable(update.immutable));
     }
@@ -299,6 +335,25 @@ pub fn decide_mutation(validated: &ValidatedState, state: &Live<'_>, recorded_ui
         Some(alerts) => Mutation::SetAlerts { uid, alerts },
         None => Mutation::Nothing(Standing::Ready),
     }
+}
+
+/// The database with a `redisVersion` channel (`major`, `latest`) replaced by the version it stands for on this
+/// cluster (or left out, so the cluster's default applies, when the cluster does not say); `None` without a
+/// channel.
+fn resolve_redis_version(database: &ValidatedDatabase, state: &Live<'_>) -> Option<ValidatedDatabase> {
+    let channel = database
+        .redis_version
+        .as_deref()
+        .filter(|version| is_channel(version))?;
+    let live = state
+        .bdb
+        .and_then(|bdb| bdb.other.get("redis_version"))
+        .and_then(Value::as_str);
+    let mut resolved = database.clone();
+    resolved.redis_version = state
+        .redis_versions
+        .and_then(|versions| versions.resolve(channel, live));
+    Some(resolved)
 }
 
 /// Whether the live database Secret is this REDB's (no Secret yet, or one it owns): a Secret the user created stays
@@ -401,12 +456,16 @@ mod tests {
         }
     }
 
+    static NO_CREDENTIALS: BTreeMap<String, String> = BTreeMap::new();
+
     fn live<'a>(bdb: Option<&'a Bdb>, secret: Option<&'a Secret>, alerts: Option<&'a Value>) -> Live<'a> {
         Live {
             cluster_key: "ns/rec",
             bdb,
             secret,
             alerts,
+            backup_credentials: &NO_CREDENTIALS,
+            redis_versions: None,
         }
     }
 
@@ -532,6 +591,124 @@ mod tests {
         assert_eq!(alerts_to_send(Some(with_unset), Some(&live)), None);
         let changed = json!({"bdb_size": {"enabled": true, "threshold": "90"}});
         assert_eq!(alerts_to_send(Some(desired.clone()), Some(&changed)), Some(desired));
+    }
+
+    #[test]
+    fn backup_credentials_go_out_at_creation_and_with_a_changed_location_only() {
+        let state = validated(
+            "{backup: {interval: 3600, s3: {awsSecretName: keys, bucketName: b}}}",
+            Password::FromSecret("p".into()),
+        );
+        let credentials = BTreeMap::from([
+            ("access_key_id".to_string(), "AKIA-ID".to_string()),
+            ("secret_access_key".to_string(), "s3-secret".to_string()),
+        ]);
+        let with = |bdb: Option<&'static Bdb>, secret: Option<&'static Secret>| Live {
+            backup_credentials: Box::leak(Box::new(credentials.clone())),
+            ..live(bdb, secret, None)
+        };
+        let Mutation::Create { body, .. } = decide_mutation(&state, &with(None, None), None) else {
+            panic!("expected a create");
+        };
+        assert_eq!(body["backup"], json!(true));
+        assert_eq!(body["backup_interval"], json!(3600));
+        assert_eq!(
+            body["backup_location"],
+            json!({"type": "s3", "bucket_name": "b", "access_key_id": "AKIA-ID", "secret_access_key": "s3-secret"})
+        );
+        let debug = format!("{:?}", decide_mutation(&state, &with(None, None), None));
+        assert!(!debug.contains("s3-secret") && !debug.contains("AKIA-ID"), "{debug}");
+
+        // The live location does not show the keys: the same bucket is no change.
+        let mut active = live_bdb(&state, "active");
+        active
+            .other
+            .insert("backup_location".into(), json!({"type": "s3", "bucket_name": "b"}));
+        let active: &'static Bdb = Box::leak(Box::new(active));
+        let digest = password_digest("ns/rec", 7, "p");
+        let secret: &'static Secret = Box::leak(Box::new(secret_with_digest(Some(digest))));
+        assert_eq!(
+            decide_mutation(&state, &with(Some(active), Some(secret)), None),
+            Mutation::Nothing(Standing::Ready)
+        );
+        let mut moved = active.clone();
+        moved
+            .other
+            .insert("backup_location".into(), json!({"type": "s3", "bucket_name": "old"}));
+        let moved: &'static Bdb = Box::leak(Box::new(moved));
+        let Mutation::Update { changes, .. } = decide_mutation(&state, &with(Some(moved), Some(secret)), None) else {
+            panic!("expected an update");
+        };
+        assert_eq!(changes["backup_location"]["secret_access_key"], json!("s3-secret"));
+    }
+
+    #[test]
+    fn a_redis_version_channel_is_sent_as_the_version_it_stands_for() {
+        let versions = RedisVersions {
+            default: Some("7.4".into()),
+            supported: vec!["7.2".into(), "7.4".into(), "8.2".into()],
+        };
+        let state = validated("{redisVersion: latest}", Password::FromSecret("p".into()));
+        let with_versions = Live {
+            redis_versions: Some(&versions),
+            ..live(None, None, None)
+        };
+        let Mutation::Create { body, .. } = decide_mutation(&state, &with_versions, None) else {
+            panic!("expected a create");
+        };
+        assert_eq!(body["redis_version"], json!("8.2"));
+        let Mutation::Create { body, .. } = decide_mutation(&state, &live(None, None, None), None) else {
+            panic!("expected a create");
+        };
+        assert!(
+            body.get("redis_version").is_none(),
+            "unknown: the cluster's default applies"
+        );
+
+        let mut active = live_bdb(&state, "active");
+        active.other.insert("redis_version".into(), json!("7.4"));
+        let secret = secret_with_digest(Some(password_digest("ns/rec", 7, "p")));
+        let state_live = Live {
+            redis_versions: Some(&versions),
+            ..live(Some(&active), Some(&secret), None)
+        };
+        assert_eq!(
+            decide_mutation(&state, &state_live, None),
+            Mutation::Upgrade {
+                uid: 7,
+                version: "8.2".into()
+            }
+        );
+        let major = validated("{redisVersion: major}", Password::FromSecret("p".into()));
+        assert_eq!(
+            decide_mutation(&major, &state_live, None),
+            Mutation::Nothing(Standing::Ready),
+            "7.4 is the default"
+        );
+    }
+
+    #[test]
+    fn full_live_alert_objects_match_on_the_fields_the_spec_sets() {
+        let desired = json!({"bdb_size": {"enabled": true, "threshold": "80"}, "bdb_high_latency": {"enabled": false}});
+        // What a cluster answers: the documented alert object, with the read-only state fields.
+        let live = json!({
+            "bdb_size": {"enabled": true, "threshold": "80", "state": false, "severity": "WARNING",
+                         "change_time": "2026-12-01T10:00:00Z", "change_value": {}},
+            "bdb_high_latency": {"enabled": false, "threshold": "10000", "state": false, "severity": "WARNING"},
+            "bdb_low_throughput": {"enabled": false, "state": false, "severity": "WARNING"}
+        });
+        assert_eq!(alerts_to_send(Some(desired.clone()), Some(&live)), None);
+        let numeric = json!({"bdb_size": {"enabled": true, "threshold": 80}, "bdb_high_latency": {"enabled": false}});
+        assert_eq!(alerts_to_send(Some(desired.clone()), Some(&numeric)), None);
+        let triggered_and_changed = json!({
+            "bdb_size": {"enabled": false, "threshold": "80", "state": true, "severity": "WARNING"},
+            "bdb_high_latency": {"enabled": false}
+        });
+        assert_eq!(
+            alerts_to_send(Some(desired.clone()), Some(&triggered_and_changed)),
+            Some(desired)
+        );
+        assert!(!alert_matches(&json!({"enabled": true}), Some(&json!("on"))));
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct References {
     /// The cluster's proxy certificate (PEM, `GET /v1/cluster` → `proxy_certificate`), read only for a database
     /// with `tlsMode: enabled`: the CA its clients trust, published in the database Secret as `ca.crt`.
     pub proxy_certificate: Option<String>,
+    /// The credential fields of the backup location, from its Secret (empty without a backup). Never shown.
+    pub backup_credentials: BTreeMap<String, String>,
+    /// What the cluster offers, read only when `redisVersion` is a channel (`major`, `latest`).
+    pub redis_versions: Option<super::versions::RedisVersions>,
 }
 
 impl std::fmt::Debug for References {
@@ -584,7 +588,9 @@ async fn read_last_action(
                 .is_some_and(|recorded| ActionStatus::from(recorded).is_finished()) =>
         {
             let what = format!("read action {action_uid}");
-            rest.action(action_uid).await.map_err(rest_failed(what, cluster))
+            // A finished action is forgotten after a while (404): it counts as finished, not as still running.
+            let action = rest.action(action_uid).await.map_err(rest_failed(what, cluster))?;
+            Ok(Some(action.unwrap_or_else(|| Action::forgotten(action_uid))))
         }
         _ => Ok(None),
     }
@@ -660,6 +666,16 @@ pub async fn dereference(
             source: Box::new(source),
         })?;
 
+    let location = crate::manifests::validate::validate_database(redb)
+        .ok()
+        .and_then(|(database, _)| database.backup)
+        .map(|backup| backup.location);
+    let backup_credentials = match super::backup::read_backup_credentials(client, &namespace, location.as_ref()).await?
+    {
+        Ok(credentials) => credentials,
+        Err(blocked) => return Ok(Dereferenced::Blocked(blocked)),
+    };
+
     let (bdb, ownership) = match find_bdb(context, &rest, redb, &cluster).await? {
         BdbLookup::Found(bdb, ownership) => (Some(bdb), ownership),
         BdbLookup::Missing => (None, Ownership::None),
@@ -675,6 +691,15 @@ pub async fn dereference(
     };
     let action = read_last_action(&rest, redb, &key).await?;
     let proxy_certificate = read_proxy_certificate(&rest, redb, &key).await?;
+    let redis_versions = match redb.spec.redis_version.as_deref() {
+        Some(channel) if super::versions::is_channel(channel) => {
+            Some(super::versions::read_redis_versions(&rest).await.map_err(rest_failed(
+                "read the Redis versions the cluster offers".to_string(),
+                &key,
+            ))?)
+        }
+        _ => None,
+    };
     Ok(Dereferenced::Found(Box::new(References {
         cluster,
         cluster_key: key,
@@ -689,6 +714,8 @@ pub async fn dereference(
         services,
         endpoint_slices,
         proxy_certificate,
+        backup_credentials,
+        redis_versions,
     })))
 }
 

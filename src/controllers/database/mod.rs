@@ -15,6 +15,7 @@
 //! `sourceRevision`, which belong to the GitSync controller.
 
 pub mod apply;
+pub mod backup;
 pub mod build;
 pub mod cleanup;
 pub mod creation;
@@ -22,6 +23,7 @@ pub mod dereference;
 pub mod report;
 pub mod status;
 pub mod validate;
+pub mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;

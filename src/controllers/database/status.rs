@@ -75,13 +75,29 @@ fn spec_field(bdb_field: &str) -> &str {
         "port" => "databasePort",
         "type" => "type",
         "name" => "metadata.name",
+        "module_list" => "modulesList",
+        "shards_count" => "shardCount",
         other => other,
     }
 }
 
 fn immutable_message(fields: &[String], bdb: Option<&Bdb>, validated: &ValidatedState) -> String {
-    let parts: Vec<String> = fields
-        .iter()
+    let live_shards = bdb.and_then(|bdb| bdb.to_value().get("shards_count").and_then(Value::as_u64));
+    let shards = fields.iter().any(|field| field == "shards_count").then(|| {
+        let current = live_shards.map_or_else(|| "unknown".to_string(), |count| count.to_string());
+        format!(
+            "shardCount is {current} on the cluster and {} in the spec, but the cluster only splits shards: the count \
+             can grow to a multiple of {current}, never shrink; set it back or to a multiple, or delete and recreate \
+             the database (its data is lost); other changes wait until then",
+            validated.database.shard_count
+        )
+    });
+    let create_only: Vec<&String> = fields.iter().filter(|field| *field != "shards_count").collect();
+    if create_only.is_empty() {
+        return shards.unwrap_or_default();
+    }
+    let parts: Vec<String> = create_only
+        .into_iter()
         .map(|field| {
             let live = bdb
                 .and_then(|bdb| bdb.to_value().get(field).cloned())
@@ -90,6 +106,15 @@ fn immutable_message(fields: &[String], bdb: Option<&Bdb>, validated: &Validated
             let wanted = match field.as_str() {
                 "port" => validated.database.port.map(|p| p.to_string()),
                 "type" => Some(validated.database.database_type.as_str().to_string()),
+                "module_list" => Some(
+                    validated
+                        .database
+                        .modules
+                        .iter()
+                        .map(|module| module.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                ),
                 _ => None,
             }
             .unwrap_or_else(|| "unset".to_string());
@@ -99,11 +124,15 @@ fn immutable_message(fields: &[String], bdb: Option<&Bdb>, validated: &Validated
             )
         })
         .collect();
-    format!(
+    let message = format!(
         "{} cannot change after creation; set it back, or delete and recreate the database (its data is lost) to change it; \
          other changes wait until then",
         parts.join(", ")
-    )
+    );
+    match shards {
+        Some(shards) => format!("{message}; {shards}"),
+        None => message,
+    }
 }
 
 /// The status after a pass of the pipeline.
@@ -150,6 +179,7 @@ pub fn next_status(
         if !endpoints.is_empty() {
             status.internal_endpoints = Some(endpoints);
         }
+        status.backup_info = super::backup::backup_info(bdb);
     }
     if let Some(shards) = &references.shard_statuses {
         status.shard_statuses = Some(shards.clone());
