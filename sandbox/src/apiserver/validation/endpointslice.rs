@@ -29,28 +29,47 @@ pub fn validate(object: &Value, errors: &mut Vec<FieldError>) {
     } else if !ADDRESS_TYPES.contains(&address_type) {
         errors.push(FieldError::not_supported("addressType", address_type, &ADDRESS_TYPES));
     }
-    let endpoints = object.get("endpoints").and_then(Value::as_array).cloned().unwrap_or_default();
+    let endpoints = object
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if endpoints.len() > 1000 {
         errors.push(FieldError::too_many("endpoints", endpoints.len(), 1000));
     }
     for (i, endpoint) in endpoints.iter().enumerate() {
         let field = format!("endpoints[{i}]");
-        let addresses = endpoint.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default();
+        let addresses = endpoint
+            .get("addresses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         if addresses.is_empty() {
-            errors.push(FieldError::required(format!("{field}.addresses"), "must contain at least 1 address"));
+            errors.push(FieldError::required(
+                format!("{field}.addresses"),
+                "must contain at least 1 address",
+            ));
         } else if addresses.len() > 100 {
             errors.push(FieldError::too_many(format!("{field}.addresses"), addresses.len(), 100));
         }
         for (j, address) in addresses.iter().enumerate() {
             let address = address.as_str().unwrap_or_default();
             for message in address_errors(address_type, address) {
-                errors.push(FieldError::invalid(format!("{field}.addresses[{j}]"), quote(address), message));
+                errors.push(FieldError::invalid(
+                    format!("{field}.addresses[{j}]"),
+                    quote(address),
+                    message,
+                ));
             }
         }
         let hostname = text(endpoint, "/hostname");
         if !hostname.is_empty() {
             for message in is_dns1123_label(hostname) {
-                errors.push(FieldError::invalid(format!("{field}.hostname"), quote(hostname), message));
+                errors.push(FieldError::invalid(
+                    format!("{field}.hostname"),
+                    quote(hostname),
+                    message,
+                ));
             }
         }
         let node = text(endpoint, "/nodeName");
@@ -60,7 +79,11 @@ pub fn validate(object: &Value, errors: &mut Vec<FieldError>) {
             }
         }
     }
-    let ports = object.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    let ports = object
+        .get("ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if ports.len() > 100 {
         errors.push(FieldError::too_many("ports", ports.len(), 100));
     }
@@ -78,7 +101,11 @@ pub fn validate(object: &Value, errors: &mut Vec<FieldError>) {
         }
         let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
         if !PROTOCOLS.contains(&protocol) {
-            errors.push(FieldError::not_supported(format!("{field}.protocol"), protocol, &PROTOCOLS));
+            errors.push(FieldError::not_supported(
+                format!("{field}.protocol"),
+                protocol,
+                &PROTOCOLS,
+            ));
         }
         if let Some(number) = port.get("port").filter(|p| !p.is_null())
             && !number.as_i64().is_some_and(|n| (1..=65535).contains(&n))

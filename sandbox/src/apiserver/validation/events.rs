@@ -18,7 +18,11 @@ pub fn validate_create(object: &Value, events_api: bool, version: &str, errors: 
     let namespace = text(object, "/metadata/namespace");
     let involved_namespace = text(object, "/involvedObject/namespace");
     let event_time = text(object, "/eventTime");
-    let controller_field = if events_api { "reportingController" } else { "reportingComponent" };
+    let controller_field = if events_api {
+        "reportingController"
+    } else {
+        "reportingComponent"
+    };
     if event_time.is_empty() {
         let agrees = if involved_namespace.is_empty() {
             namespace.is_empty() || namespace == "default"
@@ -57,7 +61,11 @@ pub fn validate_create(object: &Value, events_api: bool, version: &str, errors: 
                 errors.push(FieldError::required(field, ""));
             }
             if value.len() > limit {
-                errors.push(FieldError::invalid(field, "\"\"", format!("can have at most {limit} characters")));
+                errors.push(FieldError::invalid(
+                    field,
+                    "\"\"",
+                    format!("can have at most {limit} characters"),
+                ));
             }
         }
         if text(object, "/message").len() > NOTE_LENGTH_LIMIT {
@@ -79,9 +87,17 @@ pub fn validate_create(object: &Value, events_api: bool, version: &str, errors: 
     }
     let kind = text(object, "/type");
     if kind != "Normal" && kind != "Warning" {
-        errors.push(FieldError::invalid("type", "\"\"", format!("has invalid value: {kind}")));
+        errors.push(FieldError::invalid(
+            "type",
+            "\"\"",
+            format!("has invalid value: {kind}"),
+        ));
     }
-    let set = |pointer: &str| object.pointer(pointer).is_some_and(|v| !v.is_null() && v != "" && v != 0);
+    let set = |pointer: &str| {
+        object
+            .pointer(pointer)
+            .is_some_and(|v| !v.is_null() && v != "" && v != 0)
+    };
     for (pointer, field) in [
         ("/firstTimestamp", "deprecatedFirstTimestamp"),
         ("/lastTimestamp", "deprecatedLastTimestamp"),
@@ -122,6 +138,9 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         validate_create(&event("é".repeat(513)), true, "v1", &mut errors);
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].message(), "Invalid value: \"\": can have at most 1024 characters");
+        assert_eq!(
+            errors[0].message(),
+            "Invalid value: \"\": can have at most 1024 characters"
+        );
     }
 }

@@ -58,7 +58,9 @@ fn matches_dns1123_label(label: &str) -> bool {
     !label.is_empty()
         && label.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
         && label.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// `IsQualifiedName`: an optional DNS-subdomain prefix and `/`, then a name part of at most 63 characters.
@@ -71,14 +73,22 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errors.push("prefix part must be non-empty".to_string());
             } else {
-                errors.extend(is_dns1123_subdomain(prefix).into_iter().map(|m| format!("prefix part {m}")));
+                errors.extend(
+                    is_dns1123_subdomain(prefix)
+                        .into_iter()
+                        .map(|m| format!("prefix part {m}")),
+                );
             }
             *name
         }
         _ => {
             errors.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+                regex_error(
+                    QUALIFIED_NAME_MSG,
+                    QUALIFIED_NAME_FMT,
+                    &["MyName", "my.name", "123-abc"]
+                )
             ));
             return errors;
         }
@@ -91,7 +101,11 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
     if !matches_qualified_name(name) {
         errors.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_MSG,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errors
@@ -120,7 +134,11 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
         errors.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
     }
     if !value.split('.').all(matches_dns1123_label) {
-        errors.push(regex_error(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errors.push(regex_error(
+            DNS1123_SUBDOMAIN_MSG,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errors
 }
@@ -132,7 +150,11 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
         errors.push(max_len_error(LABEL_VALUE_MAX));
     }
     if !matches_dns1123_label(value) {
-        errors.push(regex_error(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+        errors.push(regex_error(
+            DNS1123_LABEL_MSG,
+            DNS1123_LABEL_FMT,
+            &["my-name", "123-abc"],
+        ));
     }
     errors
 }
@@ -144,7 +166,11 @@ pub fn is_dns1035_label(value: &str) -> Vec<String> {
         errors.push(max_len_error(LABEL_VALUE_MAX));
     }
     if !(matches_dns1123_label(value) && value.starts_with(|c: char| c.is_ascii_lowercase())) {
-        errors.push(regex_error(DNS1035_LABEL_MSG, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
+        errors.push(regex_error(
+            DNS1035_LABEL_MSG,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errors
 }
@@ -178,7 +204,10 @@ pub fn is_valid_port_name(value: &str) -> Vec<String> {
     if value.len() > 15 {
         errors.push(max_len_error(15));
     }
-    if !value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
         errors.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
     }
     if !value.chars().any(|c| c.is_ascii_lowercase()) {
@@ -197,7 +226,11 @@ pub fn is_valid_port_name(value: &str) -> Vec<String> {
 /// Namespaces, path segments for RBAC objects, DNS-1123 subdomains for the rest. `prefix` is for `generateName`,
 /// whose trailing `-` is allowed.
 pub fn validate_object_name(group: &str, plural: &str, name: &str, prefix: bool) -> Vec<String> {
-    let name = if prefix { name.strip_suffix('-').unwrap_or(name) } else { name };
+    let name = if prefix {
+        name.strip_suffix('-').unwrap_or(name)
+    } else {
+        name
+    };
     match (group, plural) {
         ("", "services") => is_dns1035_label(name),
         ("", "namespaces") => is_dns1123_label(name),
@@ -236,7 +269,10 @@ mod tests {
                  '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
             ]
         );
-        assert_eq!(is_qualified_name(&"k".repeat(64)), vec!["name part must be no more than 63 characters"]);
+        assert_eq!(
+            is_qualified_name(&"k".repeat(64)),
+            vec!["name part must be no more than 63 characters"]
+        );
         assert_eq!(is_qualified_name("/x"), vec!["prefix part must be non-empty"]);
         assert_eq!(is_qualified_name("a/b/c").len(), 1);
         assert!(is_qualified_name("Example.com/x")[0].starts_with("prefix part a lowercase RFC 1123 subdomain"));
@@ -245,7 +281,10 @@ mod tests {
     #[test]
     fn label_values_and_dns_names() {
         assert!(is_valid_label_value("").is_empty());
-        assert_eq!(is_valid_label_value(&"v".repeat(64)), vec!["must be no more than 63 characters"]);
+        assert_eq!(
+            is_valid_label_value(&"v".repeat(64)),
+            vec!["must be no more than 63 characters"]
+        );
         assert_eq!(is_valid_label_value("a/b").len(), 1);
         assert!(is_dns1035_label("orders-headless").is_empty());
         assert_eq!(is_dns1035_label("1orders").len(), 1);

@@ -116,12 +116,19 @@ pub fn validate(info: &ResourceInfo, object: &Value, old: Option<&Value>, errors
         let generate_name = text("generateName");
         if !generate_name.is_empty() {
             for message in validate_object_name(group, plural, generate_name, true) {
-                errors.push(FieldError::invalid("metadata.generateName", quote(generate_name), message));
+                errors.push(FieldError::invalid(
+                    "metadata.generateName",
+                    quote(generate_name),
+                    message,
+                ));
             }
         }
     }
     if name.is_empty() {
-        errors.push(FieldError::required("metadata.name", "name or generateName is required"));
+        errors.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else if old.is_none() {
         for message in validate_object_name(group, plural, name, false) {
             errors.push(FieldError::invalid("metadata.name", quote(name), message));

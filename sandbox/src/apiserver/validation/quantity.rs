@@ -225,7 +225,9 @@ mod tests {
     use super::*;
 
     fn canonical(text: &str) -> String {
-        Quantity::parse(text).map(|q| q.canonical()).unwrap_or_else(|| "invalid".into())
+        Quantity::parse(text)
+            .map(|q| q.canonical())
+            .unwrap_or_else(|| "invalid".into())
     }
 
     #[test]

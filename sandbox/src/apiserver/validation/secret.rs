@@ -108,7 +108,10 @@ mod tests {
             Some(&old),
             &mut errors,
         );
-        let messages: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field(), e.message())).collect();
+        let messages: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field(), e.message()))
+            .collect();
         assert_eq!(
             messages,
             vec![
@@ -121,7 +124,11 @@ mod tests {
     #[test]
     fn tls_secrets_need_both_keys() {
         let mut errors = Vec::new();
-        validate_secret(&json!({"type": "kubernetes.io/tls", "data": {"tls.crt": ""}}), None, &mut errors);
+        validate_secret(
+            &json!({"type": "kubernetes.io/tls", "data": {"tls.crt": ""}}),
+            None,
+            &mut errors,
+        );
         assert_eq!(errors, vec![FieldError::required("data[tls.key]", "")]);
     }
 }

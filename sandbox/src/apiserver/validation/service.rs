@@ -36,7 +36,9 @@ pub fn keep_allocated(object: &mut Value, old: &Value) {
     {
         spec.insert("clusterIP".into(), ip.clone());
     }
-    if spec.get("clusterIPs").is_none_or(|v| v.as_array().is_none_or(Vec::is_empty))
+    if spec
+        .get("clusterIPs")
+        .is_none_or(|v| v.as_array().is_none_or(Vec::is_empty))
         && let Some(ips) = old.pointer("/spec/clusterIPs")
     {
         spec.insert("clusterIPs".into(), ips.clone());
@@ -83,7 +85,11 @@ fn validate_ports(object: &Value, kind: &str, errors: &mut Vec<FieldError>) {
         }
         let protocol = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
         if !PROTOCOLS.contains(&protocol) {
-            errors.push(FieldError::not_supported(format!("{field}.protocol"), protocol, &PROTOCOLS));
+            errors.push(FieldError::not_supported(
+                format!("{field}.protocol"),
+                protocol,
+                &PROTOCOLS,
+            ));
         }
         if !keys.insert((number, protocol.to_string())) {
             errors.push(FieldError::duplicate(format!("{field}"), port.to_string()));
@@ -92,7 +98,11 @@ fn validate_ports(object: &Value, kind: &str, errors: &mut Vec<FieldError>) {
             None | Some(Value::Null) => {}
             Some(Value::String(target)) => {
                 for message in is_valid_port_name(target) {
-                    errors.push(FieldError::invalid(format!("{field}.targetPort"), quote(target), message));
+                    errors.push(FieldError::invalid(
+                        format!("{field}.targetPort"),
+                        quote(target),
+                        message,
+                    ));
                 }
             }
             Some(target) => {
@@ -199,7 +209,10 @@ mod tests {
         let changed = json!({"spec": {"clusterIP": "None", "clusterIPs": ["None"], "ports": [{"port": 2}]}});
         validate(&changed, Some(&old), &mut errors);
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].message(), "Invalid value: [\"None\"]: may not change once set");
+        assert_eq!(
+            errors[0].message(),
+            "Invalid value: [\"None\"]: may not change once set"
+        );
     }
 
     #[test]
@@ -211,6 +224,9 @@ mod tests {
             &mut errors,
         );
         let fields: Vec<&str> = errors.iter().map(FieldError::field).collect();
-        assert_eq!(fields, vec!["spec.ports[0].name", "spec.ports[0].port", "spec.ports[1].nodePort"]);
+        assert_eq!(
+            fields,
+            vec!["spec.ports[0].name", "spec.ports[0].port", "spec.ports[1].nodePort"]
+        );
     }
 }

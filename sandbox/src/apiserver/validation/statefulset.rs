@@ -32,7 +32,8 @@ fn frozen_spec(object: &Value) -> Value {
         for field in MUTABLE_SPEC_FIELDS {
             map.remove(field);
         }
-        map.entry("podManagementPolicy").or_insert_with(|| json!("OrderedReady"));
+        map.entry("podManagementPolicy")
+            .or_insert_with(|| json!("OrderedReady"));
         if let Some(templates) = map.get_mut("volumeClaimTemplates").and_then(Value::as_array_mut) {
             for template in templates.iter_mut().filter_map(Value::as_object_mut) {
                 template.remove("status");
@@ -43,7 +44,10 @@ fn frozen_spec(object: &Value) -> Value {
                 }
             }
         }
-        if map.get("volumeClaimTemplates").is_some_and(|t| t.as_array().is_some_and(Vec::is_empty)) {
+        if map
+            .get("volumeClaimTemplates")
+            .is_some_and(|t| t.as_array().is_some_and(Vec::is_empty))
+        {
             map.remove("volumeClaimTemplates");
         }
     }
@@ -55,10 +59,10 @@ fn selector_matches(object: &Value) -> bool {
     let Some(selector) = object.pointer("/spec/selector/matchLabels").and_then(Value::as_object) else {
         return true;
     };
-    let labels = object.pointer("/spec/template/metadata/labels").and_then(Value::as_object);
-    selector
-        .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    let labels = object
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object);
+    selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
 /// Runs the StatefulSet rules for a create or an update of the main resource (status writes are not checked).
@@ -91,7 +95,10 @@ pub fn validate(object: &Value, write: Write<'_>, errors: &mut Vec<FieldError>) 
     );
     if let Some(templates) = object.pointer("/spec/volumeClaimTemplates").and_then(Value::as_array) {
         for (i, template) in templates.iter().enumerate() {
-            let name = template.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let name = template
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let field = format!("spec.volumeClaimTemplates[{i}].metadata.name");
             if name.is_empty() {
                 errors.push(FieldError::required(field, "name or generateName is required"));
