@@ -407,6 +407,7 @@ fn validated_persistence(
     Some(ValidatedPersistence {
         storage_class_name: persistent.storage_class_name.filter(|s| !s.is_empty()),
         volume_size,
+        resize_allowed: persistent.enable_persistent_volume_resize.unwrap_or(false),
     })
 }
 

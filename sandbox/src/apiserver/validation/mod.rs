@@ -206,6 +206,14 @@ pub fn admit(info: &ResourceInfo, version: &str, object: &mut Value, write: Writ
     let mut errors = Vec::new();
     if !info.custom {
         quantity::canonicalize_object(info, object).map_err(ApiError::bad_request)?;
+        if info.group.is_empty()
+            && info.plural == "secrets"
+            && let Some(map) = object.as_object_mut()
+            && map.get("type").is_none_or(|t| t.is_null() || t.as_str() == Some(""))
+        {
+            // SetDefaults_Secret runs on every decode, so an update without `type` keeps `Opaque`.
+            map.insert("type".into(), Value::from("Opaque"));
+        }
         if let (Write::Update(old), ("", "services")) = (write, (info.group.as_str(), info.plural.as_str())) {
             service::keep_allocated(object, old);
         }
@@ -240,4 +248,18 @@ pub fn admit(info: &ResourceInfo, version: &str, object: &mut Value, write: Writ
 /// The string at a JSON pointer, or "".
 fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
     object.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The `Status` a registry store without `ReturnDeletedObject` (custom resources) answers for an object deleted
+/// at once: Success, with the name, group, plural resource (in `kind`, as Kubernetes puts it) and uid.
+pub fn deleted_status(info: &ResourceInfo, object: &Value) -> Value {
+    let mut details = serde_json::Map::new();
+    details.insert("name".into(), Value::from(text(object, "/metadata/name")));
+    if !info.group.is_empty() {
+        details.insert("group".into(), Value::from(info.group.clone()));
+    }
+    details.insert("kind".into(), Value::from(info.plural.clone()));
+    details.insert("uid".into(), Value::from(text(object, "/metadata/uid")));
+    serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": Value::Object(details)})
 }
