@@ -487,7 +487,7 @@ impl Controller {
         let namespace = str_at(sts, "/metadata/namespace");
         let now = now_rfc3339();
         let event = json!({"apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+            "metadata": {"name": format!("{name}.{:x}", k8s_openapi::jiff::Timestamp::now().as_nanosecond()), "namespace": namespace},
             "involvedObject": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
                 "namespace": namespace, "uid": uid},
             "reason": "FailedCreate", "type": "Warning",
