@@ -92,7 +92,7 @@ fn validate_ports(object: &Value, kind: &str, errors: &mut Vec<FieldError>) {
             ));
         }
         if !keys.insert((number, protocol.to_string())) {
-            errors.push(FieldError::duplicate(format!("{field}"), port.to_string()));
+            errors.push(FieldError::duplicate(field.clone(), port.to_string()));
         }
         match port.get("targetPort") {
             None | Some(Value::Null) => {}
