@@ -991,7 +991,9 @@ async fn statefulset_pods_become_ready_roll_and_scale() {
         .patch("db", &PatchParams::apply("test"), &Patch::Apply(json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
             "spec": {"replicas": 3, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
-                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "main", "image": "redis:2"}]}}}
+                "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "main", "image": "redis:2"}]}},
+                // Claim templates cannot change (or be dropped) in an update: the same ones again.
+                "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}
         })))
         .await
         .expect("new template");

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::labels::{child_labels, child_metadata, owner_reference, stored_secret};
 use crate::api::cluster::DatabaseServicePortPolicy;
 use crate::api::database::Persistence;
-use crate::model::names;
+use crate::model::names::{self, DatabaseServiceKind};
 use crate::model::{BackupLocation, ValidatedCluster, ValidatedDatabase};
 
 const API_VERSION: &str = "app.redislabs.com/v1alpha1";
@@ -424,15 +424,13 @@ pub fn build_database_services(
 ) -> Vec<Service> {
     let exposed = service_port(database, cluster, port);
     let annotations = cluster.map(|c| c.services_annotations.clone()).unwrap_or_default();
-    names::database_service_names(database, cluster, Some(port))
+    names::database_services(database, cluster, Some(port))
         .into_iter()
-        .map(|name| {
-            let (type_, cluster_ip) = if name.ends_with("-headless") {
-                ("ClusterIP", Some("None".to_string()))
-            } else if name.ends_with("-load-balancer") {
-                ("LoadBalancer", None)
-            } else {
-                ("ClusterIP", None)
+        .map(|(name, kind)| {
+            let (type_, cluster_ip) = match kind {
+                DatabaseServiceKind::Headless => ("ClusterIP", Some("None".to_string())),
+                DatabaseServiceKind::LoadBalancer => ("LoadBalancer", None),
+                DatabaseServiceKind::ClusterIp => ("ClusterIP", None),
             };
             Service {
                 metadata: child_metadata(
@@ -511,7 +509,10 @@ pub fn build_applied_database_secret(
 ) -> Option<Secret> {
     let mut secret = stored_secret(build_database_secret(database, cluster, port, password)?);
     if !owned {
+        // The user's Secret outlives the REDB, and its `type` is theirs: it is immutable, so applying `Opaque`
+        // to a Secret of another type would be refused.
         secret.metadata.owner_references = None;
+        secret.type_ = None;
     }
     if let Some(digest) = password_digest {
         secret
@@ -551,7 +552,9 @@ pub struct DatabaseEndpoints {
     pub ready: bool,
 }
 
-/// One EndpointSlice per Service (same name, namespace, labels and owner), listing the database's endpoints.
+/// One EndpointSlice per Service (same name, namespace, labels and owner), listing the database's endpoints, one
+/// endpoint per address (the API gives no meaning to addresses after an endpoint's first, and kube-proxy uses only
+/// that one).
 pub fn build_endpoint_slices(services: &[Service], endpoints: &DatabaseEndpoints) -> Vec<EndpointSlice> {
     services
         .iter()
@@ -569,15 +572,19 @@ pub fn build_endpoint_slices(services: &[Service], endpoints: &DatabaseEndpoints
                     ..Default::default()
                 },
                 address_type: endpoints.address_type.to_string(),
-                endpoints: vec![Endpoint {
-                    addresses: endpoints.addresses.clone(),
-                    conditions: Some(EndpointConditions {
-                        ready: Some(endpoints.ready),
-                        serving: Some(endpoints.ready),
-                        terminating: Some(false),
-                    }),
-                    ..Default::default()
-                }],
+                endpoints: endpoints
+                    .addresses
+                    .iter()
+                    .map(|address| Endpoint {
+                        addresses: vec![address.clone()],
+                        conditions: Some(EndpointConditions {
+                            ready: Some(endpoints.ready),
+                            serving: Some(endpoints.ready),
+                            terminating: Some(false),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
                 ports: Some(vec![EndpointPort {
                     name: Some("redis".to_string()),
                     port: Some(i32::from(endpoints.port)),

@@ -821,13 +821,8 @@ impl Loader<'_> {
                         format!("Service {service} would also be a Service of {other} in namespace {namespace}; rename the database"),
                     ));
                 }
-                if service.len() > 63 {
-                    found.push(error_at(
-                        &database.source,
-                        &database.spans,
-                        &name_path,
-                        format!("Service name {service} is longer than 63 characters; use a shorter database name"),
-                    ));
+                if let Some(problem) = names::service_name_problem(&service) {
+                    found.push(error_at(&database.source, &database.spans, &name_path, problem));
                 }
             }
         }

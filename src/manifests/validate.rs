@@ -20,6 +20,7 @@ use crate::api::database::{DatabaseType, EvictionPolicy, Persistence, TlsMode};
 use crate::api::{RedisEnterpriseCluster, RedisEnterpriseDatabase};
 use crate::model::{
     BackupLocation, DatabaseServiceKinds, ValidatedBackup, ValidatedCluster, ValidatedDatabase, ValidatedPersistence,
+    names,
 };
 
 /// Redis Enterprise image repository used when the spec names none.
@@ -79,15 +80,32 @@ pub fn validate_cluster(cluster: &RedisEnterpriseCluster) -> Result<(ValidatedCl
     let mut issues = validate_metadata(
         cluster.metadata.name.as_deref(),
         cluster.metadata.namespace.as_deref(),
-        54,
-        "it names the StatefulSet and Services",
+        names::MAX_CLUSTER_NAME,
+        "it names the StatefulSet, whose pods carry the label controller-revision-hash=<name>-<10 characters>",
     );
     check_bootstrap_cluster_name(
         cluster.metadata.name.as_deref(),
         cluster.metadata.namespace.as_deref(),
         &mut issues,
     );
+    check_object_labels(&cluster.metadata, &mut issues);
     let path = FieldPath::of(&["spec"]);
+    for (field, map) in [
+        ("extraLabels", spec.extra_labels.as_ref()),
+        ("nodeSelector", spec.node_selector.as_ref()),
+    ] {
+        check_labels(map, &path.key(field), &mut issues);
+    }
+    for (field, map) in [
+        (path.key("podAnnotations"), spec.pod_annotations.as_ref()),
+        (path.key("uiAnnotations"), spec.ui_annotations.as_ref()),
+        (
+            path.key("services").key("servicesAnnotations"),
+            spec.services.as_ref().and_then(|s| s.services_annotations.as_ref()),
+        ),
+    ] {
+        check_annotations(map, &field, &mut issues);
+    }
 
     let nodes = spec.nodes.unwrap_or(3);
     if nodes > MAX_NODES {
@@ -394,6 +412,7 @@ fn validated_persistence(
     Some(ValidatedPersistence {
         storage_class_name: persistent.storage_class_name.filter(|s| !s.is_empty()),
         volume_size,
+        resize_allowed: persistent.enable_persistent_volume_resize.unwrap_or(false),
     })
 }
 
@@ -406,6 +425,7 @@ pub fn validate_database(database: &RedisEnterpriseDatabase) -> Result<(Validate
         63,
         "it names Services and the database",
     );
+    check_object_labels(&database.metadata, &mut issues);
     let path = FieldPath::of(&["spec"]);
 
     let memory_size_bytes = match spec.memory_size.as_deref() {
@@ -879,6 +899,56 @@ fn validate_metadata(name: Option<&str>, namespace: Option<&str>, max_name: usiz
         ));
     }
     issues
+}
+
+/// Checks a map that becomes labels (keys and values) of the objects the agent writes.
+fn check_labels(map: Option<&BTreeMap<String, String>>, path: &FieldPath, issues: &mut Vec<Issue>) {
+    for (key, value) in map.into_iter().flatten() {
+        if let Some(problem) = names::label_key_problem(key) {
+            issues.push(Issue::error(
+                path.key(key),
+                format!("{problem} (the API server refuses it)"),
+            ));
+        }
+        if let Some(problem) = names::label_value_problem(value) {
+            issues.push(Issue::error(
+                path.key(key),
+                format!("{problem} (the API server refuses it)"),
+            ));
+        }
+    }
+}
+
+/// Checks a map that becomes annotations: keys, and the 256 KiB of all keys and values.
+fn check_annotations(map: Option<&BTreeMap<String, String>>, path: &FieldPath, issues: &mut Vec<Issue>) {
+    let Some(map) = map else {
+        return;
+    };
+    for key in map.keys() {
+        if let Some(problem) = names::label_key_problem(&key.to_lowercase()) {
+            issues.push(Issue::error(
+                path.key(key),
+                format!("{problem} (the API server refuses it)"),
+            ));
+        }
+    }
+    let total: usize = map.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > names::MAX_ANNOTATIONS_BYTES {
+        issues.push(Issue::error(
+            path.clone(),
+            format!(
+                "the annotations take {total} bytes, above the {} bytes the API server accepts on one object",
+                names::MAX_ANNOTATIONS_BYTES
+            ),
+        ));
+    }
+}
+
+/// Checks the object's own labels and annotations (the API server refuses the object itself otherwise).
+fn check_object_labels(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, issues: &mut Vec<Issue>) {
+    let path = FieldPath::of(&["metadata"]);
+    check_labels(metadata.labels.as_ref(), &path.key("labels"), issues);
+    check_annotations(metadata.annotations.as_ref(), &path.key("annotations"), issues);
 }
 
 fn check_object_name(name: &str, path: &FieldPath, issues: &mut Vec<Issue>) {

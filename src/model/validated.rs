@@ -82,6 +82,9 @@ pub struct ValidatedPersistence {
     pub storage_class_name: Option<String>,
     /// Size of each claim.
     pub volume_size: Quantity,
+    /// `enablePersistentVolumeResize`: a larger size grows the existing claims (the StatefulSet is re-created
+    /// around its running pods, as its claim templates cannot change in place).
+    pub resize_allowed: bool,
 }
 
 /// Which Services each database gets.

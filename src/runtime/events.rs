@@ -1,13 +1,28 @@
 //! The event publisher every controller uses: one `Recorder` per controller, created once; a note is cut to the
-//! 1000 characters Kubernetes keeps; a failure to publish is logged, never fatal. It may write Events only.
+//! 1024 bytes the API server accepts (on a character boundary), reason and action to 128; a failure to publish
+//! is logged, never fatal. It may write Events only.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tracing::warn;
 
-/// The most characters of an event note (the API server refuses longer ones).
-pub const MAX_NOTE_CHARS: usize = 1000;
+/// The most bytes of an event note (`ValidateEventCreate` refuses longer ones).
+pub const MAX_NOTE_BYTES: usize = 1024;
+/// The most bytes of an event's reason and action.
+pub const MAX_REASON_BYTES: usize = 128;
+
+/// The longest prefix of `text` of at most `limit` bytes that ends on a character boundary.
+pub fn truncate_bytes(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
 
 /// Publishes the events of one controller.
 #[derive(Clone)]
@@ -53,13 +68,30 @@ impl Publisher {
     ) {
         let event = Event {
             type_,
-            reason: reason.to_string(),
-            note: Some(note.chars().take(MAX_NOTE_CHARS).collect()),
-            action: action.to_string(),
+            reason: truncate_bytes(reason, MAX_REASON_BYTES).to_string(),
+            note: Some(truncate_bytes(note, MAX_NOTE_BYTES).to_string()),
+            action: truncate_bytes(action, MAX_REASON_BYTES).to_string(),
             secondary: None,
         };
         if let Err(error) = self.recorder.publish(&event, reference).await {
             warn!(error = %crate::runtime::errors::kube_error_text(&error), reason, "failed to publish an event");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_at_1024_bytes_on_a_character_boundary() {
+        let ascii = "a".repeat(2000);
+        assert_eq!(truncate_bytes(&ascii, MAX_NOTE_BYTES).len(), 1024);
+        // 'é' is two bytes: 1024 bytes hold 512 of them; with one ASCII byte first, only 511 fit.
+        let accented = format!("x{}", "é".repeat(600));
+        let cut = truncate_bytes(&accented, MAX_NOTE_BYTES);
+        assert_eq!(cut.len(), 1023);
+        assert_eq!(cut.chars().count(), 512);
+        assert_eq!(truncate_bytes("short", MAX_NOTE_BYTES), "short");
     }
 }

@@ -222,11 +222,17 @@ impl From<SyncError> for Halt {
 /// One sync. The second value names the category of a failure that was handled (reported in status) rather than
 /// returned for a retry with backoff, such as an invalid revision.
 async fn sync(gitsync: &GitSync, context: &SyncContext) -> Result<(Action, Option<&'static str>), SyncError> {
-    let report = match settings(&gitsync.spec) {
-        Err(error) => Report {
-            outcome: SyncOutcome::InvalidSpec {
-                message: error.to_string(),
-            },
+    // The GitSync's name becomes a label value on every object it applies, so it must be a valid one.
+    let checked = match crate::model::names::label_value_problem(&gitsync.name_any()) {
+        Some(problem) => Err(format!(
+            "metadata.name: {problem}; it becomes the label {} of every object the GitSync applies",
+            super::plan::GITSYNC_NAME_LABEL
+        )),
+        None => settings(&gitsync.spec).map_err(|error| error.to_string()),
+    };
+    let report = match checked {
+        Err(message) => Report {
+            outcome: SyncOutcome::InvalidSpec { message },
             requeue: Action::await_change(),
             retry: None,
             // An unusable spec keeps the path it had: the receiver still answers, and the next sync reports.

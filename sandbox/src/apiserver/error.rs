@@ -60,7 +60,7 @@ pub enum ApiError {
         causes: Vec<Cause>,
     },
     /// The object violates its schema or metadata rules.
-    #[error("{kind}.{group} \"{name}\" is invalid: {summary}")]
+    #[error("{} \"{name}\" is invalid: {summary}", qualified_kind(kind, group))]
     Invalid {
         /// The object's kind.
         kind: String,
@@ -233,6 +233,15 @@ impl ApiError {
             map.insert("details".into(), Value::Object(details));
         }
         status
+    }
+}
+
+/// A kind with its group as kube-apiserver prints it (`Service`, `StatefulSet.apps`).
+fn qualified_kind(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}.{group}")
     }
 }
 

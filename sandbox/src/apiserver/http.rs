@@ -901,6 +901,13 @@ async fn resource_request(
             let options = delete_options(query, &body)?;
             let (object, gone) = app.store.lock().delete(&info, version, namespace, name, &options)?;
             let code = if gone { StatusCode::OK } else { StatusCode::ACCEPTED };
+            // A custom resource deleted at once answers a Status, as the CRD registry store (which does not set
+            // ReturnDeletedObject) does; one still terminating answers the object.
+            let object = if gone && info.custom {
+                crate::apiserver::validation::deleted_status(&info, &object)
+            } else {
+                object
+            };
             Ok(json_response(code, &object, &[]))
         }
         (Method::DELETE, None) => {

@@ -44,6 +44,7 @@ pub mod ssa;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod validation;
 pub mod workload;
 
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ use super::resources::{GroupResource, Registry, ResourceInfo, resource_from_crd}
 use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::ssa;
+use super::validation;
 
 /// The kind of a watch event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,16 +226,6 @@ fn owner_uids(object: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn valid_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 /// Whether two objects are equal on every top-level field but the skipped ones (compared in place: this runs
@@ -537,22 +528,6 @@ impl State {
                 causes,
             }
         };
-        // RBAC objects only need a valid path segment (`system:discovery`), as in Kubernetes' ValidateRBACName.
-        let rbac_name = info.group == "rbac.authorization.k8s.io"
-            && !name.is_empty()
-            && name != "."
-            && name != ".."
-            && !name.contains(['/', '%']);
-        if !rbac_name && !valid_dns_subdomain(&name) {
-            return Err(invalid(vec![Cause {
-                reason: "FieldValueInvalid".into(),
-                message: format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case \
-                     alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
-                ),
-                field: "metadata.name".into(),
-            }]));
-        }
         let mut warnings = Vec::new();
         if info.custom
             && let Some(schema) = info.version(version).and_then(|v| v.schema.as_ref())
@@ -753,6 +728,7 @@ impl State {
         options: &WriteOptions,
         warnings: Vec<String>,
     ) -> Result<WriteOutcome, ApiError> {
+        validation::admit(info, version, &mut object, validation::Write::Create)?;
         if let Some(map) = object.as_object_mut() {
             map.insert("apiVersion".into(), json!(info.api_version(info.storage_version())));
         }
@@ -1100,6 +1076,11 @@ impl State {
             m.remove("resourceVersion");
         }
         let warnings = self.admit(info, version, &mut object, options)?;
+        let write = match subresource {
+            Subresource::Status => validation::Write::Status(current),
+            _ => validation::Write::Update(current),
+        };
+        validation::admit(info, version, &mut object, write)?;
         if let Some(map) = object.as_object_mut() {
             map.insert("apiVersion".into(), json!(info.api_version(info.storage_version())));
         }
@@ -1604,7 +1585,8 @@ fn default_builtin(info: &ResourceInfo, object: &mut Value, uid: &str) {
             let spec = map.entry("spec").or_insert_with(|| json!({}));
             if let Some(spec) = spec.as_object_mut() {
                 spec.entry("type").or_insert_with(|| json!("ClusterIP"));
-                if !spec.contains_key("clusterIP") {
+                let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
+                if !external && !spec.contains_key("clusterIP") {
                     let bytes = uid.as_bytes();
                     let ip = format!("10.96.{}.{}", bytes[0] % 250 + 1, bytes[1] % 250 + 1);
                     spec.insert("clusterIP".into(), json!(ip));

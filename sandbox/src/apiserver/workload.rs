@@ -3,7 +3,7 @@
 //! one pod at a time from the highest ordinal (honouring `partition` and `OnDelete`), scales up and down, and
 //! keeps the StatefulSet status counts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,6 +166,8 @@ pub struct Controller {
     ready_delay: Duration,
     created: HashMap<String, Instant>,
     ips: HashMap<String, Value>,
+    /// The pod creations that failed and were reported (StatefulSet uid, pod, error), so each is reported once.
+    failures: HashSet<(String, String, String)>,
 }
 
 impl Controller {
@@ -177,6 +179,7 @@ impl Controller {
             ready_delay,
             created: HashMap::new(),
             ips: HashMap::new(),
+            failures: HashSet::new(),
         }
     }
 
@@ -274,6 +277,7 @@ impl Controller {
         let pods_resource = pods_info.group_resource();
         let pod_name = |i: usize| format!("{name}-{i}");
 
+        self.adopt_orphans(state, sts, &pods_info);
         // Our pods: owned by this StatefulSet, indexed by ordinal.
         let mut owned: Vec<(usize, Value)> = state
             .list(
@@ -466,6 +470,94 @@ impl Controller {
         }
     }
 
+    /// Records the `FailedCreate` Warning event the StatefulSet controller emits when the API server refuses a
+    /// pod (for example a `controller-revision-hash` label over 63 characters), once per error.
+    fn report_failed_create(&mut self, state: &mut State, sts: &Value, pod_name: &str, error: &str) {
+        let uid = str_at(sts, "/metadata/uid").to_string();
+        if !self
+            .failures
+            .insert((uid.clone(), pod_name.to_string(), error.to_string()))
+        {
+            return;
+        }
+        let Some(events_info) = state.registry.get(&GroupResource::new("", "events")) else {
+            return;
+        };
+        let name = str_at(sts, "/metadata/name");
+        let namespace = str_at(sts, "/metadata/namespace");
+        let now = now_rfc3339();
+        let event = json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.{:x}", k8s_openapi::jiff::Timestamp::now().as_nanosecond()), "namespace": namespace},
+            "involvedObject": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name,
+                "namespace": namespace, "uid": uid},
+            "reason": "FailedCreate", "type": "Warning",
+            "message": format!("create Pod {pod_name} in StatefulSet {name} failed error: {error}"),
+            "source": {"component": "statefulset-controller"},
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1});
+        let _ = state.create(&events_info, "v1", Some(namespace), event, &options());
+    }
+
+    /// Adopts the pods `<name>-<ordinal>` that have no controller and match the selector, as the StatefulSet
+    /// controller's `ClaimPods` does: a StatefulSet deleted with orphan propagation and created again takes its
+    /// running pods back instead of replacing them.
+    fn adopt_orphans(&self, state: &mut State, sts: &Value, pods_info: &super::resources::ResourceInfo) {
+        let namespace = str_at(sts, "/metadata/namespace").to_string();
+        let name = str_at(sts, "/metadata/name").to_string();
+        let selector = sts
+            .pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if selector.is_empty() {
+            return;
+        }
+        let orphans: Vec<Value> = state
+            .list(
+                &pods_info.group_resource(),
+                Some(&namespace),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
+            .into_iter()
+            .filter(|p| {
+                let controlled = p
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| refs.iter().any(|r| r.get("controller") == Some(&json!(true))));
+                let ordinal = str_at(p, "/metadata/name")
+                    .strip_prefix(&format!("{name}-"))
+                    .is_some_and(|rest| rest.parse::<usize>().is_ok());
+                let labels = p.pointer("/metadata/labels").and_then(Value::as_object);
+                let matches = selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+                !controlled && ordinal && matches && p.pointer("/metadata/deletionTimestamp").is_none()
+            })
+            .cloned()
+            .collect();
+        for mut pod in orphans {
+            let pod_name = str_at(&pod, "/metadata/name").to_string();
+            let reference = json!({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "name": name, "uid": str_at(sts, "/metadata/uid"),
+                "controller": true, "blockOwnerDeletion": true
+            });
+            if let Some(metadata) = pod.get_mut("metadata").and_then(Value::as_object_mut) {
+                let references = metadata.entry("ownerReferences").or_insert_with(|| json!([]));
+                if let Some(list) = references.as_array_mut() {
+                    list.push(reference);
+                }
+            }
+            let _ = state.update(
+                pods_info,
+                "v1",
+                Some(&namespace),
+                &pod_name,
+                pod,
+                Subresource::Main,
+                &options(),
+            );
+        }
+    }
+
     /// Creates the PersistentVolumeClaims `<template>-<pod>` of the volumeClaimTemplates (Bound at once, kept
     /// when the StatefulSet goes, as by default) and mounts them into the pod spec.
     fn ensure_claims(&self, state: &mut State, sts: &Value, namespace: &str, pod_name: &str, spec: &mut Value) {
@@ -571,8 +663,12 @@ impl Controller {
         self.ensure_claims(state, sts, namespace, pod_name, &mut spec);
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
         let ip = self.allocator.allocate(&pod);
-        let Ok(outcome) = state.create(pods_info, "v1", Some(namespace), pod, &options()) else {
-            return;
+        let outcome = match state.create(pods_info, "v1", Some(namespace), pod, &options()) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.report_failed_create(state, sts, pod_name, &error.to_string());
+                return;
+            }
         };
         let mut created = outcome.object;
         let uid = str_at(&created, "/metadata/uid").to_string();

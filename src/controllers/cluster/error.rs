@@ -116,6 +116,20 @@ pub enum ClusterError {
         #[source]
         source: EnterpriseError,
     },
+    /// The spec changes the StatefulSet's claim templates in a way the agent cannot carry out (the API server
+    /// refuses claim-template updates; only a growth with `enablePersistentVolumeResize` is done, by growing the
+    /// claims and re-creating the StatefulSet around its pods).
+    #[error("cannot change the volumes of StatefulSet {namespace}/{name}: {field} {reason}")]
+    ClaimTemplateChange {
+        /// Namespace of the StatefulSet.
+        namespace: String,
+        /// The StatefulSet (the REC's name).
+        name: String,
+        /// The REC field at the origin, e.g. `spec.persistentSpec.volumeSize`.
+        field: &'static str,
+        /// What changed and how to fix it.
+        reason: String,
+    },
     /// A node's bootstrap ended in `error`; it is retried with backoff.
     #[error("the bootstrap of pod {pod} failed: {error_code}: {details}; retrying")]
     BootstrapFailed {
@@ -148,6 +162,7 @@ impl ErrorCategory for ClusterError {
             Self::Rest { source, .. } if source.is_transient() => "RestApiUnavailable",
             Self::Rest { .. } => "RestApiError",
             Self::BootstrapFailed { .. } => "BootstrapFailed",
+            Self::ClaimTemplateChange { .. } => "VolumeChangeRefused",
         }
     }
 
@@ -171,6 +186,7 @@ impl ClusterError {
                 | Self::LicenseSecretInvalid { .. }
                 | Self::SecretNotText { .. }
                 | Self::RestClient { .. }
+                | Self::ClaimTemplateChange { .. }
         )
     }
 }

@@ -463,6 +463,7 @@ async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) ->
             (true, true) => apply::CredentialsSecretWrite::UpdateOnly,
             (true, false) => apply::CredentialsSecretWrite::Create,
         },
+        validated.cluster.persistence.as_ref().is_some_and(|p| p.resize_allowed),
     )
     .await?;
     if !applied.written.is_empty() {

@@ -12,7 +12,7 @@ use crate::api::RedisEnterpriseDatabase;
 use crate::controllers::password::{NotUtf8, RandomnessError, generate_password, random_hex, secret_text};
 use crate::manifests::Severity;
 use crate::manifests::validate::{validate_cluster, validate_database};
-use crate::model::{ValidatedCluster, ValidatedDatabase};
+use crate::model::{ValidatedCluster, ValidatedDatabase, names};
 
 /// Where the default user's password comes from.
 #[derive(Clone, PartialEq, Eq)]
@@ -167,6 +167,15 @@ pub fn validate_with(
         .map(|issue| format!("{}: {}", issue.path, issue.message))
         .collect();
     let cluster = validate_cluster(&references.cluster).ok().map(|(cluster, _)| cluster);
+    let service_problems = names::database_service_name_problems(&database, cluster.as_ref(), database.port);
+    if !service_problems.is_empty() {
+        return Err(Refused::Invalid(InvalidSpec {
+            errors: service_problems
+                .into_iter()
+                .map(|problem| format!("metadata.name: {problem}"))
+                .collect(),
+        }));
+    }
     let password = if !database.default_user {
         Password::None
     } else {
