@@ -327,6 +327,16 @@ where
     if current == Some(&status) {
         return Ok(());
     }
+    // Only the backup controllers' fields: the Synced condition and sourceRevision belong to the GitSync.
+    let mut status = status;
+    if let Some(fields) = status.as_object_mut() {
+        fields.remove("sourceRevision");
+        if let Some(serde_json::Value::Array(conditions)) = fields.get_mut("conditions") {
+            conditions.retain(|condition| {
+                condition.get("type").and_then(serde_json::Value::as_str) != Some(crate::api::conditions::types::SYNCED)
+            });
+        }
+    }
     let namespace = object.namespace().unwrap_or_default();
     let name = object.name_any();
     let api: Api<K> = Api::namespaced(client.clone(), &namespace);

@@ -175,27 +175,31 @@ pub fn decide(
     deadline: Option<Duration>,
     offset: Duration,
 ) -> SlotDecision {
-    let mut due = 0u64;
-    let mut latest = None;
-    let mut next_slot = None;
-    for slot in schedule.slots_after(since).take(MAX_SLOTS) {
-        if slot + offset > now {
-            next_slot = Some(slot);
-            break;
-        }
-        due += 1;
-        latest = Some(slot);
-    }
-    if next_slot.is_none() && due as usize >= MAX_SLOTS {
-        // So many slots passed that counting them all is not worth it: decide from the last day on.
-        let recent = now - offset - Duration::days(1);
-        for slot in schedule.slots_after(recent.max(since)).take(MAX_SLOTS) {
+    // Slots from `from` on: how many are due, the latest due one, the next one; `None` when there are too many.
+    let scan = |from: DateTime<Utc>| {
+        let mut due = 0u64;
+        let mut latest = None;
+        for slot in schedule.slots_after(from).take(MAX_SLOTS) {
             if slot + offset > now {
-                next_slot = Some(slot);
-                break;
+                return Some((due, latest, Some(slot)));
             }
             due += 1;
             latest = Some(slot);
+        }
+        (due < MAX_SLOTS as u64).then_some((due, latest, None))
+    };
+    let (mut due, mut latest, mut next_slot) = (0u64, None, None);
+    match scan(since) {
+        Some(found) => (due, latest, next_slot) = found,
+        None => {
+            // So many slots passed that counting them all is not worth it: at least MAX_SLOTS were missed, and the
+            // latest due one is found from a short window before `now`.
+            for window in [Duration::days(1), Duration::hours(1), Duration::minutes(1), Duration::seconds(2)] {
+                if let Some((_, found_latest, found_next)) = scan((now - offset - window).max(since)) {
+                    (due, latest, next_slot) = (MAX_SLOTS as u64 + 1, found_latest, found_next);
+                    break;
+                }
+            }
         }
     }
     let mut missed = due.saturating_sub(1);

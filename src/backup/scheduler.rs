@@ -479,13 +479,6 @@ async fn save(
     if *current == next && schedule.status.is_some() {
         return Ok(());
     }
-    // Only this controller's fields: the Synced condition and sourceRevision belong to the GitSync.
-    let mut value = serde_json::to_value(&next).unwrap_or(Value::Null);
-    if let Some(object) = value.as_object_mut() {
-        object.remove("sourceRevision");
-        if let Some(Value::Array(conditions)) = object.get_mut("conditions") {
-            conditions.retain(|condition| condition.get("type").and_then(Value::as_str) != Some(types::SYNCED));
-        }
-    }
+    let value = serde_json::to_value(&next).unwrap_or(Value::Null);
     write_status(&context.shared.client, schedule, None, value).await
 }
