@@ -292,6 +292,26 @@ async fn a_scheduled_backup_is_a_valid_rdb_and_restores_the_keys_after_a_flush()
     let value: String = redis::cmd("GET").arg("key-7").query(&mut connection).expect("GET");
     assert_eq!(value, "value-7");
 
+    // A database that holds keys is not overwritten without spec.overwrite.
+    create(
+        &restores(&environment),
+        json!({"apiVersion": "redisgitops.dev/v1alpha1", "kind": "RedisRestore",
+               "metadata": {"name": "refused", "namespace": NAMESPACE},
+               "spec": {"backupName": backup.name_any()}}),
+    )
+    .await;
+    let refused = eventually("the restore to be refused", Duration::from_secs(30), || async {
+        let status = restores(&environment).get("refused").await.ok()?.status?;
+        (status.phase.as_deref() == Some("Failed")).then_some(status)
+    })
+    .await;
+    assert_eq!(refused.failure_reason.as_deref(), Some("TargetNotEmpty"));
+    assert!(
+        refused.message.as_deref().is_some_and(|m| m.contains("set spec.overwrite: true")),
+        "{refused:?}"
+    );
+    assert_eq!(dbsize(&mut connection), 25);
+
     // One-shot: a restarted agent does not import again.
     let imports_before = count_requests(&environment, "/actions/import");
     controllers.kill().await;
@@ -476,9 +496,12 @@ async fn verify_proves_a_good_backup_and_catches_a_corrupted_file() {
     let (bad, bad_message) = verified("bad").await;
     assert!(!bad, "a corrupted file is caught: {bad_message}");
     assert!(bad_message.contains("import into a scratch database failed"), "{bad_message}");
-    // The scratch databases are gone.
-    let names: Vec<String> = environment.rest.databases().await.expect("bdbs").into_iter().map(|bdb| bdb.name).collect();
-    assert_eq!(names, ["cache"]);
+    // The scratch databases are deleted.
+    eventually("the scratch databases gone", Duration::from_secs(30), || async {
+        let names: Vec<String> = environment.rest.databases().await.ok()?.into_iter().map(|bdb| bdb.name).collect();
+        (names == ["cache"]).then_some(())
+    })
+    .await;
     controllers.kill().await;
     environment.stop().await;
 }
@@ -496,12 +519,12 @@ async fn kubectl_shows_the_printer_columns_of_schedules_backups_and_restores() {
         &restores(&environment),
         json!({"apiVersion": "redisgitops.dev/v1alpha1", "kind": "RedisRestore",
                "metadata": {"name": "shown", "namespace": NAMESPACE},
-               "spec": {"backupName": backup.name_any()}}),
+               "spec": {"backupName": backup.name_any(), "overwrite": true}}),
     )
     .await;
-    eventually("the restore to finish", Duration::from_secs(30), || async {
+    eventually("the restore to succeed", Duration::from_secs(30), || async {
         let restore = restores(&environment).get("shown").await.ok()?;
-        restore.status?.completion_time.map(drop)
+        (restore.status?.phase? == "Succeeded").then_some(())
     })
     .await;
     let kubeconfig = root.path().join("kubeconfig");
@@ -524,8 +547,7 @@ async fn kubectl_shows_the_printer_columns_of_schedules_backups_and_restores() {
     assert!(rbk.contains(&backup.name_any()) && rbk.contains("Succeeded"), "{rbk}");
     let rrs = get("rrs");
     assert_eq!(header(&rrs), "NAME BACKUP DATABASE PHASE COMPLETED MESSAGE AGE", "{rrs}");
-    // Without overwrite, and without a key count from the cluster, the restore refuses rather than erasing data.
-    assert!(rrs.contains("Failed") || rrs.contains("Succeeded"), "{rrs}");
+    assert!(rrs.contains(&backup.name_any()) && rrs.contains("Succeeded"), "{rrs}");
     controllers.kill().await;
     environment.stop().await;
 }

@@ -141,6 +141,17 @@ pub async fn reconcile(
     let client = &context.shared.client;
     let namespace = schedule.namespace().unwrap_or_else(|| "default".to_string());
     let name = schedule.name_any();
+    // Decide from the API server's copy: the watch cache can lag behind this controller's last status write, and
+    // deciding twice from an old one would count missed slots twice.
+    let api: Api<RedisBackupSchedule> = Api::namespaced(client.clone(), &namespace);
+    let Some(fresh) = api
+        .get_opt(&name)
+        .await
+        .map_err(|source| BackupError::kube(format!("read RedisBackupSchedule {namespace}/{name}"), source))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let schedule = &fresh;
     let current = schedule.status.clone().unwrap_or_default();
     let mut status = current.clone();
     status.observed_generation = schedule.metadata.generation;
