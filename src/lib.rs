@@ -4,8 +4,8 @@
 //! See `design.md` (shared with the team) for the layout; each module's `//!` says what it may do.
 
 pub mod agent;
-pub mod backup;
 pub mod api;
+pub mod backup;
 pub mod controllers;
 pub mod desired;
 pub mod enterprise;

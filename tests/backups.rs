@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use database_env::*;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use redis_gitops::api::backup::{RedisBackup, RedisBackupSchedule, RedisRestore};
 use redis_gitops::backup::{BackupSettings, run_in};
 use redis_gitops::controllers::{ControllerContext, EnterpriseAccess};
@@ -51,7 +51,12 @@ impl Controllers {
             max_backoff: Duration::from_secs(2),
             verify_timeout: Duration::from_secs(30),
         };
-        let task = tokio::spawn(run_in(context(environment), settings, None, std::future::pending::<()>()));
+        let task = tokio::spawn(run_in(
+            context(environment),
+            settings,
+            None,
+            std::future::pending::<()>(),
+        ));
         Self { task }
     }
 
@@ -103,7 +108,11 @@ fn phase(backup: &RedisBackup) -> Option<&str> {
 }
 
 async fn connect(environment: &Environment, database: &str) -> redis::Connection {
-    let secret = environment.secrets().get(&format!("redb-{database}")).await.expect("secret");
+    let secret = environment
+        .secrets()
+        .get(&format!("redb-{database}"))
+        .await
+        .expect("secret");
     let service = secret_text(&secret, "service_name");
     let port = secret_text(&secret, "port");
     let ip = environment
@@ -117,7 +126,10 @@ async fn connect(environment: &Environment, database: &str) -> redis::Connection
         .expect("client")
         .get_connection_with_timeout(Duration::from_secs(5))
         .expect("connects");
-    redis::cmd("AUTH").arg(password).query::<()>(&mut connection).expect("AUTH");
+    redis::cmd("AUTH")
+        .arg(password)
+        .query::<()>(&mut connection)
+        .expect("AUTH");
     connection
 }
 
@@ -156,7 +168,11 @@ fn check_rdb(path: &Path) {
         .output()
         .expect("redis-check-rdb runs");
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success() && text.contains("RDB looks OK"), "redis-check-rdb {}: {text}", plain.display());
+    assert!(
+        output.status.success() && text.contains("RDB looks OK"),
+        "redis-check-rdb {}: {text}",
+        plain.display()
+    );
     if plain != path {
         std::fs::remove_file(plain).expect("unpacked file removed");
     }
@@ -187,7 +203,11 @@ async fn create_schedule(environment: &Environment, name: &str, spec: Value) {
 
 async fn suspend(environment: &Environment, name: &str) {
     schedules(environment)
-        .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"suspend": true}})))
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
         .await
         .expect("suspended");
 }
@@ -247,14 +267,23 @@ async fn a_scheduled_backup_is_a_valid_rdb_and_restores_the_keys_after_a_flush()
     assert_eq!(backup.name_any(), format!("every-two-seconds-cache-{stamp}"));
     assert!(backup.owner_references().is_empty(), "a backup outlives its schedule");
     let status = backup.status.clone().expect("status");
-    assert_eq!(status.location.as_deref(), Some(root.path().join(backup.name_any()).to_str().expect("utf-8")));
+    assert_eq!(
+        status.location.as_deref(),
+        Some(root.path().join(backup.name_any()).to_str().expect("utf-8"))
+    );
     let files = files_of(root.path(), &backup);
     assert!(!files.is_empty(), "files recorded: {status:?}");
     for (file, recorded) in files.iter().zip(status.files.iter().flatten()) {
-        assert_eq!(std::fs::metadata(file).expect("file exists").len() as i64, recorded.size);
+        assert_eq!(
+            std::fs::metadata(file).expect("file exists").len() as i64,
+            recorded.size
+        );
         check_rdb(file);
     }
-    assert_eq!(status.total_bytes, Some(status.files.iter().flatten().map(|f| f.size).sum()));
+    assert_eq!(
+        status.total_bytes,
+        Some(status.files.iter().flatten().map(|f| f.size).sum())
+    );
 
     // The schedule shows the result.
     let schedule = eventually("the schedule's status", Duration::from_secs(20), || async {
@@ -307,7 +336,10 @@ async fn a_scheduled_backup_is_a_valid_rdb_and_restores_the_keys_after_a_flush()
     .await;
     assert_eq!(refused.failure_reason.as_deref(), Some("TargetNotEmpty"));
     assert!(
-        refused.message.as_deref().is_some_and(|m| m.contains("set spec.overwrite: true")),
+        refused
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("set spec.overwrite: true")),
         "{refused:?}"
     );
     assert_eq!(dbsize(&mut connection), 25);
@@ -317,7 +349,11 @@ async fn a_scheduled_backup_is_a_valid_rdb_and_restores_the_keys_after_a_flush()
     controllers.kill().await;
     let controllers = Controllers::start(&environment);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(count_requests(&environment, "/actions/import"), imports_before, "a finished restore never runs again");
+    assert_eq!(
+        count_requests(&environment, "/actions/import"),
+        imports_before,
+        "a finished restore never runs again"
+    );
     controllers.kill().await;
     environment.stop().await;
 }
@@ -342,7 +378,12 @@ async fn retention_keeps_the_last_good_backup_while_runs_fail() {
     std::fs::create_dir(&location).expect("location");
     ready_database(&environment, "cache").await;
     write_keys(&mut connect(&environment, "cache").await, 3);
-    create_schedule(&environment, "kept", schedule_spec(&location, json!({"retention": {"keepLast": 1}}))).await;
+    create_schedule(
+        &environment,
+        "kept",
+        schedule_spec(&location, json!({"retention": {"keepLast": 1}})),
+    )
+    .await;
     let good = first_success(&environment, "kept").await;
 
     // The location breaks: runs fail, and the only good backup stays with its files.
@@ -355,38 +396,65 @@ async fn retention_keeps_the_last_good_backup_while_runs_fail() {
         (failed.len() >= 2).then_some(failed)
     })
     .await;
-    assert!(failed.iter().all(|run| run.status.as_ref().and_then(|s| s.failure_reason.clone()).is_some()));
+    assert!(
+        failed
+            .iter()
+            .all(|run| run.status.as_ref().and_then(|s| s.failure_reason.clone()).is_some())
+    );
     let runs = runs_of(&environment, "kept").await;
     assert!(
         runs.iter().any(|run| run.name_any() == good.name_any()),
         "the last good backup is kept while runs fail: {:?}",
-        runs.iter().map(|r| (r.name_any(), phase(r).map(str::to_string))).collect::<Vec<_>>()
+        runs.iter()
+            .map(|r| (r.name_any(), phase(r).map(str::to_string)))
+            .collect::<Vec<_>>()
     );
 
     // The location is back: a new success prunes the older good one (files first, then the object).
     std::fs::remove_file(&location).expect("unblocked");
     std::fs::rename(&away, &location).expect("moved back");
-    let newer = eventually("a newer success and the older one pruned", Duration::from_secs(60), || async {
-        let runs = runs_of(&environment, "kept").await;
-        let newer = runs
-            .iter()
-            .find(|run| phase(run) == Some("Succeeded") && run.name_any() != good.name_any())?
-            .clone();
-        let pruned = !runs.iter().any(|run| run.name_any() == good.name_any());
-        pruned.then_some(newer)
-    })
+    let newer = eventually(
+        "a newer success and the older one pruned",
+        Duration::from_secs(60),
+        || async {
+            let runs = runs_of(&environment, "kept").await;
+            let newer = runs
+                .iter()
+                .find(|run| phase(run) == Some("Succeeded") && run.name_any() != good.name_any())?
+                .clone();
+            let pruned = !runs.iter().any(|run| run.name_any() == good.name_any());
+            pruned.then_some(newer)
+        },
+    )
     .await;
-    assert!(!location.join(good.name_any()).exists(), "the pruned run's files are deleted");
+    assert!(
+        !location.join(good.name_any()).exists(),
+        "the pruned run's files are deleted"
+    );
     assert!(location.join(newer.name_any()).is_dir(), "the new run's files stay");
     suspend(&environment, "kept").await;
 
     // Deleting the schedule deletes no backup.
-    schedules(&environment).delete("kept", &DeleteParams::default()).await.expect("deleted");
+    schedules(&environment)
+        .delete("kept", &DeleteParams::default())
+        .await
+        .expect("deleted");
     eventually("the schedule gone", Duration::from_secs(10), || async {
-        schedules(&environment).get_opt("kept").await.ok()?.is_none().then_some(())
+        schedules(&environment)
+            .get_opt("kept")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
-    assert!(backups(&environment).get_opt(&newer.name_any()).await.expect("read").is_some());
+    assert!(
+        backups(&environment)
+            .get_opt(&newer.name_any())
+            .await
+            .expect("read")
+            .is_some()
+    );
     assert!(location.join(newer.name_any()).is_dir());
     controllers.kill().await;
     environment.stop().await;
@@ -429,7 +497,10 @@ async fn a_restarted_agent_adopts_the_run_it_started_instead_of_starting_another
         .expect("uid");
     environment
         .rest
-        .export_database(uid, &json!({"type": "mount_point", "path": root.path().join(name).display().to_string()}))
+        .export_database(
+            uid,
+            &json!({"type": "mount_point", "path": root.path().join(name).display().to_string()}),
+        )
         .await
         .expect("export sent");
     let exports_before = count_requests(&environment, "/actions/export");
@@ -442,8 +513,15 @@ async fn a_restarted_agent_adopts_the_run_it_started_instead_of_starting_another
     .await;
     let status = adopted.status.clone().expect("status");
     assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{status:?}");
-    assert_eq!(count_requests(&environment, "/actions/export"), exports_before, "one export, not two");
-    assert_eq!(std::fs::read_dir(root.path().join(name)).expect("dir").count(), status.files.iter().flatten().count());
+    assert_eq!(
+        count_requests(&environment, "/actions/export"),
+        exports_before,
+        "one export, not two"
+    );
+    assert_eq!(
+        std::fs::read_dir(root.path().join(name)).expect("dir").count(),
+        status.files.iter().flatten().count()
+    );
     controllers.kill().await;
     environment.stop().await;
 }
@@ -476,7 +554,11 @@ async fn verify_proves_a_good_backup_and_catches_a_corrupted_file() {
             }
         }
         backups(&environment)
-            .patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"verify": true}})))
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"verify": true}})),
+            )
             .await
             .expect("verify asked");
     }
@@ -495,10 +577,20 @@ async fn verify_proves_a_good_backup_and_catches_a_corrupted_file() {
     assert!(good, "{good_message}");
     let (bad, bad_message) = verified("bad").await;
     assert!(!bad, "a corrupted file is caught: {bad_message}");
-    assert!(bad_message.contains("import into a scratch database failed"), "{bad_message}");
+    assert!(
+        bad_message.contains("import into a scratch database failed"),
+        "{bad_message}"
+    );
     // The scratch databases are deleted.
     eventually("the scratch databases gone", Duration::from_secs(30), || async {
-        let names: Vec<String> = environment.rest.databases().await.ok()?.into_iter().map(|bdb| bdb.name).collect();
+        let names: Vec<String> = environment
+            .rest
+            .databases()
+            .await
+            .ok()?
+            .into_iter()
+            .map(|bdb| bdb.name)
+            .collect();
         (names == ["cache"]).then_some(())
     })
     .await;
@@ -528,7 +620,11 @@ async fn kubectl_shows_the_printer_columns_of_schedules_backups_and_restores() {
     })
     .await;
     let kubeconfig = root.path().join("kubeconfig");
-    environment.sandbox.apiserver.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+    environment
+        .sandbox
+        .apiserver
+        .write_kubeconfig(&kubeconfig)
+        .expect("kubeconfig");
     let get = |resource: &str| {
         let output = std::process::Command::new("kubectl")
             .args(["get", resource, "-n", NAMESPACE])
@@ -538,15 +634,30 @@ async fn kubectl_shows_the_printer_columns_of_schedules_backups_and_restores() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
-    let header = |text: &str| text.lines().next().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+    let header = |text: &str| {
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     let rbs = get("rbs");
     assert_eq!(header(&rbs), "NAME SCHEDULE LAST SUCCESS LAST RESULT NEXT AGE", "{rbs}");
     assert!(rbs.contains("shown") && rbs.contains("*/2 * * * * *"), "{rbs}");
     let rbk = get("rbk");
-    assert_eq!(header(&rbk), "NAME DATABASE PHASE KEYS SIZE VERIFIED COMPLETED REASON AGE", "{rbk}");
+    assert_eq!(
+        header(&rbk),
+        "NAME DATABASE PHASE KEYS SIZE VERIFIED COMPLETED REASON AGE",
+        "{rbk}"
+    );
     assert!(rbk.contains(&backup.name_any()) && rbk.contains("Succeeded"), "{rbk}");
     let rrs = get("rrs");
-    assert_eq!(header(&rrs), "NAME BACKUP DATABASE PHASE COMPLETED MESSAGE AGE", "{rrs}");
+    assert_eq!(
+        header(&rrs),
+        "NAME BACKUP DATABASE PHASE COMPLETED MESSAGE AGE",
+        "{rrs}"
+    );
     assert!(rrs.contains(&backup.name_any()) && rrs.contains("Succeeded"), "{rrs}");
     controllers.kill().await;
     environment.stop().await;

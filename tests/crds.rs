@@ -121,9 +121,21 @@ fn names_versions_and_printer_columns_match_the_official_crds() {
     assert_eq!(columns(3), ["Schedule", "Last Success", "Last Result", "Next", "Age"]);
     assert_eq!(
         columns(4),
-        ["Database", "Phase", "Keys", "Size", "Verified", "Completed", "Reason", "Age"]
+        [
+            "Database",
+            "Phase",
+            "Keys",
+            "Size",
+            "Verified",
+            "Completed",
+            "Reason",
+            "Age"
+        ]
     );
-    assert_eq!(columns(5), ["Backup", "Database", "Phase", "Completed", "Message", "Age"]);
+    assert_eq!(
+        columns(5),
+        ["Backup", "Database", "Phase", "Completed", "Message", "Age"]
+    );
     // Both REC versions carry the same schema.
     assert_eq!(crds[0].spec.versions[0].schema, crds[0].spec.versions[1].schema);
 }

@@ -203,15 +203,24 @@ pub async fn database_on_cluster(
         .redis_enterprise_cluster
         .clone()
         .or_else(|| redb.spec.redis_enterprise_cluster.as_ref().map(|c| c.name.clone()))
-        .ok_or_else(|| BackupError::Waiting(format!("RedisEnterpriseDatabase {namespace}/{name} has no cluster yet")))?;
+        .ok_or_else(|| {
+            BackupError::Waiting(format!("RedisEnterpriseDatabase {namespace}/{name} has no cluster yet"))
+        })?;
     let recs: Api<RedisEnterpriseCluster> = Api::namespaced(context.client.clone(), namespace);
     let cluster = recs
         .get_opt(&cluster_name)
         .await
         .map_err(|source| {
-            BackupError::kube(format!("read RedisEnterpriseCluster {namespace}/{cluster_name}"), source)
+            BackupError::kube(
+                format!("read RedisEnterpriseCluster {namespace}/{cluster_name}"),
+                source,
+            )
         })?
-        .ok_or_else(|| BackupError::Waiting(format!("RedisEnterpriseCluster {namespace}/{cluster_name} does not exist")))?;
+        .ok_or_else(|| {
+            BackupError::Waiting(format!(
+                "RedisEnterpriseCluster {namespace}/{cluster_name} does not exist"
+            ))
+        })?;
     let cluster_key = format!("{namespace}/{cluster_name}");
     let client = connect_to_cluster(context, namespace, &cluster)
         .await
@@ -298,7 +307,11 @@ async fn read_secret(client: &kube::Client, namespace: &str, name: &str) -> Resu
         .get_opt(name)
         .await
         .map_err(|source| BackupError::kube(format!("read Secret {namespace}/{name}"), source))?
-        .ok_or_else(|| BackupError::Invalid(format!("the Secret {namespace}/{name} of the backup location does not exist")))
+        .ok_or_else(|| {
+            BackupError::Invalid(format!(
+                "the Secret {namespace}/{name} of the backup location does not exist"
+            ))
+        })
 }
 
 /// The key count of a database from `GET /v1/bdbs/stats/last/{uid}` (`no_of_keys`); `None` when the cluster does
@@ -351,7 +364,12 @@ where
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|source| BackupError::kube(format!("write the status of {} {namespace}/{name}", K::kind(&())), source))?;
+    .map_err(|source| {
+        BackupError::kube(
+            format!("write the status of {} {namespace}/{name}", K::kind(&())),
+            source,
+        )
+    })?;
     Ok(())
 }
 

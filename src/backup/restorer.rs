@@ -42,7 +42,9 @@ pub async fn run_in(
     let shutdown = ShutdownSignal::relay(shutdown);
     info!(namespace = scope.unwrap_or("*"), "restore controller started");
     Controller::new(restores, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(shutdown.stopped())
         .run(reconcile_guarded, error_policy, context)
         .for_each(|_| async {})
@@ -61,7 +63,11 @@ async fn reconcile_guarded(
                 Err(BackupError::Waiting(_)) => "waiting",
                 Err(_) => "failure",
             };
-            let failure = result.as_ref().err().filter(|_| outcome == "failure").map(|e| e.category());
+            let failure = result
+                .as_ref()
+                .err()
+                .filter(|_| outcome == "failure")
+                .map(|e| e.category());
             context.shared.metrics.record_reconcile(CONTROLLER, outcome, failure);
             result
         }
@@ -69,7 +75,11 @@ async fn reconcile_guarded(
     }
 }
 
-fn error_policy(restore: Arc<DeserializeGuard<RedisRestore>>, error: &BackupError, context: Arc<BackupContext>) -> Action {
+fn error_policy(
+    restore: Arc<DeserializeGuard<RedisRestore>>,
+    error: &BackupError,
+    context: Arc<BackupContext>,
+) -> Action {
     if let BackupError::Waiting(_) = error {
         return Action::requeue(context.settings.poll * 2);
     }
@@ -93,7 +103,9 @@ async fn resolve_backup(restore: &RedisRestore, client: &kube::Client, namespace
                 return Err("spec.database is required with spec.schedule".to_string());
             };
             let list = api
-                .list(&ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule},{DATABASE_LABEL}={database}")))
+                .list(
+                    &ListParams::default().labels(&format!("{SCHEDULE_LABEL}={schedule},{DATABASE_LABEL}={database}")),
+                )
                 .await
                 .map_err(|error| format!("failed to list the RedisBackups of schedule {schedule}: {error}"))?;
             list.items
@@ -131,12 +143,22 @@ async fn reconcile(restore: &RedisRestore, context: &BackupContext) -> Result<Ac
     let backup_status = backup.status.clone().unwrap_or_default();
     if backup_status.phase.as_deref() != Some(phases::SUCCEEDED) {
         if phases::is_finished(backup_status.phase.as_deref()) {
-            let message = format!("RedisBackup {} failed; only a succeeded backup can be restored", backup.name_any());
+            let message = format!(
+                "RedisBackup {} failed; only a succeeded backup can be restored",
+                backup.name_any()
+            );
             return fail(restore, context, &status, "BackupFailed", &message).await;
         }
-        return Err(BackupError::Waiting(format!("RedisBackup {} has not finished yet", backup.name_any())));
+        return Err(BackupError::Waiting(format!(
+            "RedisBackup {} has not finished yet",
+            backup.name_any()
+        )));
     }
-    let target = restore.spec.database.clone().unwrap_or_else(|| backup.spec.database.clone());
+    let target = restore
+        .spec
+        .database
+        .clone()
+        .unwrap_or_else(|| backup.spec.database.clone());
     let database = database_on_cluster(&context.shared, &namespace, &target).await?;
     let mut next = status.clone();
     next.backup_name = Some(backup.name_any());
@@ -146,7 +168,10 @@ async fn reconcile(restore: &RedisRestore, context: &BackupContext) -> Result<Ac
     }
     let bdb = read_bdb(&database).await?;
     if status.phase.as_deref() == Some(phases::RUNNING)
-        && matches!(field(&bdb, "import_status").as_deref(), Some("importing" | "initializing"))
+        && matches!(
+            field(&bdb, "import_status").as_deref(),
+            Some("importing" | "initializing")
+        )
     {
         // Sent by an agent that stopped before recording it: follow it.
         next.import_requested = Some(true);
@@ -177,10 +202,20 @@ async fn reconcile(restore: &RedisRestore, context: &BackupContext) -> Result<Ac
         let message = format!("RedisBackup {} records no files", backup.name_any());
         return fail(restore, context, &status, "NoFiles", &message).await;
     }
-    let location = run_location(client, &namespace, &backup.spec.location, &backup.name_any(), Some(&database.cluster)).await?;
+    let location = run_location(
+        client,
+        &namespace,
+        &backup.spec.location,
+        &backup.name_any(),
+        Some(&database.cluster),
+    )
+    .await?;
     next.phase = Some(phases::RUNNING.to_string());
     next.start_time.get_or_insert_with(|| rfc3339(chrono::Utc::now()));
-    next.message = Some(format!("importing RedisBackup {} into database {target}", backup.name_any()));
+    next.message = Some(format!(
+        "importing RedisBackup {} into database {target}",
+        backup.name_any()
+    ));
     save(context, restore, &status, next.clone()).await?;
     let sources: Vec<Value> = files.iter().map(|file| location.import_source(&file.name)).collect();
     match database.client.import_database(database.uid, &sources).await {
@@ -229,7 +264,13 @@ async fn follow_import(
             save(context, restore, &status, next.clone()).await?;
             context
                 .events
-                .publish(restore, EventType::Normal, "Restored", "Import", next.message.as_deref().unwrap_or_default())
+                .publish(
+                    restore,
+                    EventType::Normal,
+                    "Restored",
+                    "Import",
+                    next.message.as_deref().unwrap_or_default(),
+                )
                 .await;
             Ok(Action::await_change())
         }
@@ -281,7 +322,10 @@ async fn save(
 async fn read_bdb(database: &super::DatabaseOnCluster) -> Result<Value, BackupError> {
     match database.client.database(database.uid).await {
         Ok(Some(bdb)) => Ok(bdb.to_value()),
-        Ok(None) => Err(BackupError::Waiting(format!("database uid {} is gone from cluster {}", database.uid, database.cluster_key))),
+        Ok(None) => Err(BackupError::Waiting(format!(
+            "database uid {} is gone from cluster {}",
+            database.uid, database.cluster_key
+        ))),
         Err(error) => Err(BackupError::Rest {
             action: format!("read database {}", database.uid),
             cluster: database.cluster_key.clone(),

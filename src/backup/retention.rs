@@ -111,7 +111,12 @@ mod tests {
 
     #[test]
     fn never_prunes_without_a_new_success() {
-        let runs = [run("a", true, 1), run("b", true, 2), run("c", false, 3), run("d", false, 4)];
+        let runs = [
+            run("a", true, 1),
+            run("b", true, 2),
+            run("c", false, 3),
+            run("d", false, 4),
+        ];
         // The newest success (b) was already pruned after: failures since then prune nothing.
         assert!(runs_to_prune(&runs, keep(1), now(5), Some(now(2))).is_empty());
         // Only failures: nothing at all.

@@ -50,7 +50,9 @@ pub async fn run_in(
     let shutdown = ShutdownSignal::relay(shutdown);
     info!(namespace = scope.unwrap_or("*"), "backup controller started");
     Controller::new(backups, watcher::Config::default().any_semantic())
-        .with_config(kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY))
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(shutdown.stopped())
         .run(reconcile_guarded, error_policy, context)
         .for_each(|_| async {})
@@ -69,7 +71,11 @@ async fn reconcile_guarded(
                 Err(BackupError::Waiting(_)) => "waiting",
                 Err(_) => "failure",
             };
-            let failure = result.as_ref().err().filter(|_| outcome == "failure").map(|e| e.category());
+            let failure = result
+                .as_ref()
+                .err()
+                .filter(|_| outcome == "failure")
+                .map(|e| e.category());
             context.shared.metrics.record_reconcile(CONTROLLER, outcome, failure);
             if result.is_ok() {
                 context.backoff.succeeded(&object_key(backup.as_ref()));
@@ -80,7 +86,11 @@ async fn reconcile_guarded(
     }
 }
 
-fn error_policy(backup: Arc<DeserializeGuard<RedisBackup>>, error: &BackupError, context: Arc<BackupContext>) -> Action {
+fn error_policy(
+    backup: Arc<DeserializeGuard<RedisBackup>>,
+    error: &BackupError,
+    context: Arc<BackupContext>,
+) -> Action {
     if let BackupError::Waiting(_) = error {
         return Action::requeue(context.settings.poll * 2);
     }
@@ -117,9 +127,13 @@ async fn reconcile(backup: &RedisBackup, context: &BackupContext) -> Result<Acti
     if deletes_files(backup) && !has_finalizer {
         let mut finalizers = backup.finalizers().to_vec();
         finalizers.push(FINALIZER.to_string());
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
-            .await
-            .map_err(|source| BackupError::kube(format!("add the finalizer to RedisBackup {namespace}/{name}"), source))?;
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+        )
+        .await
+        .map_err(|source| BackupError::kube(format!("add the finalizer to RedisBackup {namespace}/{name}"), source))?;
     }
     // The watch cache can lag behind this controller's own status writes; a run must never send a second export
     // because it saw an older copy.
@@ -152,7 +166,14 @@ async fn reconcile(backup: &RedisBackup, context: &BackupContext) -> Result<Acti
         }
         Err(error) => return Err(error),
     };
-    let location = run_location(client, &namespace, &backup.spec.location, &name, Some(&database.cluster)).await?;
+    let location = run_location(
+        client,
+        &namespace,
+        &backup.spec.location,
+        &name,
+        Some(&database.cluster),
+    )
+    .await?;
     let mut next = status.clone();
     next.location = Some(location.display());
     next.database_uid = Some(database.uid as i64);
@@ -172,7 +193,10 @@ async fn reconcile(backup: &RedisBackup, context: &BackupContext) -> Result<Acti
 /// database, or files already in the run's directory.
 async fn adopt_export(database: &DatabaseOnCluster, location: &RunLocation) -> Result<bool, BackupError> {
     let bdb = read_bdb(database).await?;
-    if matches!(field(&bdb, "export_status").as_deref(), Some("exporting" | "initializing")) {
+    if matches!(
+        field(&bdb, "export_status").as_deref(),
+        Some("exporting" | "initializing")
+    ) {
         return Ok(true);
     }
     Ok(location.list().await?.is_some_and(|files| !files.is_empty()))
@@ -191,19 +215,30 @@ async fn start_export(
     next.phase = Some(phases::RUNNING.to_string());
     next.start_time.get_or_insert_with(|| rfc3339(now));
     next.key_count = key_count(&database.client, database.uid).await.or(status.key_count);
-    next.message = Some(format!("exporting database {} to {}", backup.spec.database, location.display()));
+    next.message = Some(format!(
+        "exporting database {} to {}",
+        backup.spec.database,
+        location.display()
+    ));
     // Recorded before the request, so a restarted agent knows a request may have been sent.
     save(context, backup, &status, next.clone()).await?;
     if let Err(error) = location.prepare() {
         return fail(backup, context, &next, "wrong-file-path", &error.to_string()).await;
     }
-    match database.client.export_database(database.uid, &location.export_location()).await {
+    match database
+        .client
+        .export_database(database.uid, &location.export_location())
+        .await
+    {
         Ok(()) => {}
         Err(EnterpriseError::Busy { .. }) => {
             // Busy is not a failed run: wait and ask again.
             let delay = context.backoff.failed(&object_key(backup), true);
             let mut busy = next.clone();
-            busy.message = Some(format!("the database is busy (HTTP 409); retrying the export in {}s", delay.as_secs()));
+            busy.message = Some(format!(
+                "the database is busy (HTTP 409); retrying the export in {}s",
+                delay.as_secs()
+            ));
             save(context, backup, &next, busy).await?;
             return Ok(Action::requeue(delay));
         }
@@ -277,7 +312,13 @@ async fn follow_export(
             save(context, backup, &status, next.clone()).await?;
             context
                 .events
-                .publish(backup, EventType::Normal, "BackupSucceeded", "Export", next.message.as_deref().unwrap_or_default())
+                .publish(
+                    backup,
+                    EventType::Normal,
+                    "BackupSucceeded",
+                    "Export",
+                    next.message.as_deref().unwrap_or_default(),
+                )
                 .await;
             if backup.spec.verify == Some(true) {
                 return Ok(Action::requeue(context.settings.poll));
@@ -286,7 +327,14 @@ async fn follow_export(
         }
         Some("failed") => {
             let reason = field(&bdb, "export_failure_reason").unwrap_or_else(|| "general-error".to_string());
-            fail(backup, context, &next, &reason, &format!("the cluster reports the export failed: {reason}")).await
+            fail(
+                backup,
+                context,
+                &next,
+                &reason,
+                &format!("the cluster reports the export failed: {reason}"),
+            )
+            .await
         }
         _ => {
             if let Some(progress) = bdb.get("export_progress").and_then(Value::as_f64) {
@@ -385,16 +433,20 @@ fn field(bdb: &Value, name: &str) -> Option<String> {
 }
 
 /// The location of a recorded backup's run.
-pub async fn backup_location(
-    backup: &RedisBackup,
-    context: &ControllerContext,
-) -> Result<RunLocation, BackupError> {
+pub async fn backup_location(backup: &RedisBackup, context: &ControllerContext) -> Result<RunLocation, BackupError> {
     let namespace = backup.namespace().unwrap_or_else(|| "default".to_string());
     let cluster = match database_on_cluster(context, &namespace, &backup.spec.database).await {
         Ok(database) => Some(database.cluster),
         Err(_) => None,
     };
-    run_location(&context.client, &namespace, &backup.spec.location, &backup.name_any(), cluster.as_ref()).await
+    run_location(
+        &context.client,
+        &namespace,
+        &backup.spec.location,
+        &backup.name_any(),
+        cluster.as_ref(),
+    )
+    .await
 }
 
 /// Deletes a backup's files (already gone counts as deleted).
@@ -405,21 +457,37 @@ pub async fn delete_files(backup: &RedisBackup, context: &BackupContext) -> Resu
 }
 
 async fn remove_finalizer(api: &Api<RedisBackup>, backup: &RedisBackup) -> Result<(), BackupError> {
-    let finalizers: Vec<String> = backup.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let finalizers: Vec<String> = backup
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
     let name = backup.name_any();
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
-        .await
-        .map(drop)
-        .or_else(|error| match &error {
-            kube::Error::Api(status) if status.code == 404 => Ok(()),
-            _ => Err(BackupError::kube(format!("remove the finalizer of RedisBackup {name}"), error)),
-        })
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+    )
+    .await
+    .map(drop)
+    .or_else(|error| match &error {
+        kube::Error::Api(status) if status.code == 404 => Ok(()),
+        _ => Err(BackupError::kube(
+            format!("remove the finalizer of RedisBackup {name}"),
+            error,
+        )),
+    })
 }
 
 /// The name of the scratch database that verifies `backup` (stable, so a restarted agent finds and removes it).
 pub fn scratch_name(backup: &RedisBackup) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("{}/{}", backup.namespace().unwrap_or_default(), backup.name_any()));
+    let digest = sha2::Sha256::digest(format!(
+        "{}/{}",
+        backup.namespace().unwrap_or_default(),
+        backup.name_any()
+    ));
     let hash: String = digest[..6].iter().map(|byte| format!("{byte:02x}")).collect();
     format!("verify-{hash}")
 }
@@ -493,10 +561,15 @@ async fn verify_in_scratch(
     };
     let files = status.files.clone().unwrap_or_default();
     if files.is_empty() {
-        return Err(VerifyFailure::Failed("the backup records no files to import".to_string()));
+        return Err(VerifyFailure::Failed(
+            "the backup records no files to import".to_string(),
+        ));
     }
     let source = read_bdb(database).await?;
-    let memory = source.get("memory_size").and_then(Value::as_u64).unwrap_or(100 * 1024 * 1024);
+    let memory = source
+        .get("memory_size")
+        .and_then(Value::as_u64)
+        .unwrap_or(100 * 1024 * 1024);
     let deadline = Instant::now() + context.settings.verify_timeout;
     let existing = database
         .client
@@ -518,8 +591,15 @@ async fn verify_in_scratch(
         }
     };
     loop {
-        let bdb = database.client.database(uid).await.map_err(rest(format!("read scratch database {scratch}")))?;
-        if bdb.as_ref().is_some_and(|bdb| bdb.to_value().get("status").and_then(Value::as_str) == Some("active")) {
+        let bdb = database
+            .client
+            .database(uid)
+            .await
+            .map_err(rest(format!("read scratch database {scratch}")))?;
+        if bdb
+            .as_ref()
+            .is_some_and(|bdb| bdb.to_value().get("status").and_then(Value::as_str) == Some("active"))
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -536,23 +616,37 @@ async fn verify_in_scratch(
             Err(EnterpriseError::Busy { .. }) if Instant::now() < deadline => {
                 tokio::time::sleep(context.settings.poll).await;
             }
-            Err(EnterpriseError::Api { description, error_code, .. }) => {
-                return Err(VerifyFailure::Failed(format!("the cluster refused the import: {error_code} {description}")));
+            Err(EnterpriseError::Api {
+                description,
+                error_code,
+                ..
+            }) => {
+                return Err(VerifyFailure::Failed(format!(
+                    "the cluster refused the import: {error_code} {description}"
+                )));
             }
             Err(error) => return Err(rest(format!("import into scratch database {scratch}"))(error)),
         }
     }
     loop {
-        let bdb = database.client.database(uid).await.map_err(rest(format!("read scratch database {scratch}")))?;
+        let bdb = database
+            .client
+            .database(uid)
+            .await
+            .map_err(rest(format!("read scratch database {scratch}")))?;
         let value = bdb.map(|bdb| bdb.to_value()).unwrap_or(Value::Null);
         match value.get("import_status").and_then(Value::as_str) {
             Some("succeeded") => break,
             Some("failed") => {
                 let reason = field(&value, "import_failure_reason").unwrap_or_else(|| "general-error".to_string());
-                return Err(VerifyFailure::Failed(format!("the import into a scratch database failed: {reason}")));
+                return Err(VerifyFailure::Failed(format!(
+                    "the import into a scratch database failed: {reason}"
+                )));
             }
             _ if Instant::now() > deadline => {
-                return Err(VerifyFailure::Failed("the import into a scratch database did not finish in time".to_string()));
+                return Err(VerifyFailure::Failed(
+                    "the import into a scratch database did not finish in time".to_string(),
+                ));
             }
             _ => tokio::time::sleep(context.settings.poll).await,
         }
@@ -563,7 +657,9 @@ async fn verify_in_scratch(
         (Some(recorded), Some(restored)) if recorded != restored => Err(VerifyFailure::Failed(format!(
             "the scratch database holds {restored} keys after the import; the backup recorded {recorded}"
         ))),
-        (Some(recorded), Some(_)) => Ok(format!("imported into a scratch database with the recorded {recorded} keys")),
+        (Some(recorded), Some(_)) => Ok(format!(
+            "imported into a scratch database with the recorded {recorded} keys"
+        )),
         _ => Ok("imported into a scratch database (the cluster reports no key counts to compare)".to_string()),
     }
 }

@@ -194,7 +194,12 @@ pub fn decide(
         None => {
             // So many slots passed that counting them all is not worth it: at least MAX_SLOTS were missed, and the
             // latest due one is found from a short window before `now`.
-            for window in [Duration::days(1), Duration::hours(1), Duration::minutes(1), Duration::seconds(2)] {
+            for window in [
+                Duration::days(1),
+                Duration::hours(1),
+                Duration::minutes(1),
+                Duration::seconds(2),
+            ] {
                 if let Some((_, found_latest, found_next)) = scan((now - offset - window).max(since)) {
                     (due, latest, next_slot) = (MAX_SLOTS as u64 + 1, found_latest, found_next);
                     break;
@@ -245,7 +250,10 @@ pub fn run_name(schedule: &str, database: &str, slot: DateTime<Utc>) -> String {
     }
     let digest = sha2::Sha256::digest(format!("{schedule}/{database}").as_bytes());
     let hash: String = digest[..4].iter().map(|byte| format!("{byte:02x}")).collect();
-    let prefix: String = format!("{schedule}-{database}").chars().take(63 - 1 - 8 - 1 - 14).collect();
+    let prefix: String = format!("{schedule}-{database}")
+        .chars()
+        .take(63 - 1 - 8 - 1 - 14)
+        .collect();
     format!("{}-{hash}-{stamp}", prefix.trim_end_matches('-'))
 }
 
@@ -274,8 +282,16 @@ mod tests {
     #[test]
     fn expressions_with_five_or_six_fields_and_macros_parse() {
         let cases: &[(&str, &str, &[&str])] = &[
-            ("0 3 * * *", "2026-01-01T00:00:00Z", &["2026-01-01T03:00:00+00:00", "2026-01-02T03:00:00+00:00"]),
-            ("*/15 * * * * *", "2026-01-01T00:00:00Z", &["2026-01-01T00:00:15+00:00", "2026-01-01T00:00:30+00:00"]),
+            (
+                "0 3 * * *",
+                "2026-01-01T00:00:00Z",
+                &["2026-01-01T03:00:00+00:00", "2026-01-02T03:00:00+00:00"],
+            ),
+            (
+                "*/15 * * * * *",
+                "2026-01-01T00:00:00Z",
+                &["2026-01-01T00:00:15+00:00", "2026-01-01T00:00:30+00:00"],
+            ),
             ("@daily", "2026-01-01T12:00:00Z", &["2026-01-02T00:00:00+00:00"]),
             ("@hourly", "2026-01-01T12:30:00Z", &["2026-01-01T13:00:00+00:00"]),
             // Standard day-of-week numbers: 0 is Sunday (2026-01-04 is a Sunday), 1-5 Monday to Friday.
@@ -284,13 +300,19 @@ mod tests {
             ("0 0 * * 1-5", "2026-01-02T12:00:00Z", &["2026-01-05T00:00:00+00:00"]),
         ];
         for (expression, after, expected) in cases {
-            assert_eq!(slots(&schedule(expression, None), after, expected.len()), *expected, "{expression}");
+            assert_eq!(
+                slots(&schedule(expression, None), after, expected.len()),
+                *expected,
+                "{expression}"
+            );
         }
     }
 
     #[test]
     fn bad_expressions_and_zones_are_refused_with_the_reason() {
-        assert!(matches!(parse("0 3 * *", None), Err(ScheduleError::Cron { reason, .. }) if reason == "it has 4 fields, not 5 or 6"));
+        assert!(
+            matches!(parse("0 3 * *", None), Err(ScheduleError::Cron { reason, .. }) if reason == "it has 4 fields, not 5 or 6")
+        );
         assert!(matches!(parse("61 * * * *", None), Err(ScheduleError::Cron { .. })));
         assert!(matches!(parse("@sometimes", None), Err(ScheduleError::Cron { .. })));
         assert_eq!(
@@ -431,7 +453,12 @@ mod tests {
                 case.deadline.map(Duration::seconds),
                 Duration::seconds(case.offset),
             );
-            assert_eq!(decision.run.map(|slot| slot.to_rfc3339()).as_deref(), case.run, "{}", case.name);
+            assert_eq!(
+                decision.run.map(|slot| slot.to_rfc3339()).as_deref(),
+                case.run,
+                "{}",
+                case.name
+            );
             assert_eq!(decision.missed, case.missed, "{}", case.name);
             assert_eq!(
                 decision.next_due.map(|slot| slot.to_rfc3339()).as_deref(),
@@ -447,7 +474,13 @@ mod tests {
         // Suspended from 00:00 to 05:00: the controller moves `since` to the resume time, so the hourly slots
         // passed while suspended neither run nor count as missed.
         let hourly = schedule("0 * * * *", None);
-        let decision = decide(&hourly, at("2026-01-01T05:00:10Z"), at("2026-01-01T05:00:20Z"), None, Duration::zero());
+        let decision = decide(
+            &hourly,
+            at("2026-01-01T05:00:10Z"),
+            at("2026-01-01T05:00:20Z"),
+            None,
+            Duration::zero(),
+        );
         assert_eq!(decision.run, None);
         assert_eq!(decision.missed, 0);
         assert_eq!(decision.next_due, Some(at("2026-01-01T06:00:00Z")));
@@ -456,7 +489,13 @@ mod tests {
     #[test]
     fn a_very_long_downtime_is_decided_quickly() {
         let every_second = schedule("* * * * * *", None);
-        let decision = decide(&every_second, at("2025-01-01T00:00:00Z"), at("2026-01-01T00:00:00.500Z"), None, Duration::zero());
+        let decision = decide(
+            &every_second,
+            at("2025-01-01T00:00:00Z"),
+            at("2026-01-01T00:00:00.500Z"),
+            None,
+            Duration::zero(),
+        );
         assert_eq!(decision.run, Some(at("2026-01-01T00:00:00Z")));
         assert!(decision.missed >= 10_000, "missed {}", decision.missed);
     }

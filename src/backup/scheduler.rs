@@ -29,7 +29,9 @@ use crate::api::backup::{
 };
 use crate::api::conditions::{Condition, types};
 use crate::controllers::ControllerContext;
-use crate::runtime::{ConditionStatus, ErrorCategory, ShutdownSignal, api_in, guard, new_condition, object_key, set_condition};
+use crate::runtime::{
+    ConditionStatus, ErrorCategory, ShutdownSignal, api_in, guard, new_condition, object_key, set_condition,
+};
 
 /// The controller's name on events.
 pub const CONTROLLER_NAME: &str = "redis-gitops-backup-schedule";
@@ -50,12 +52,18 @@ pub async fn run_in(
     let shutdown = ShutdownSignal::relay(shutdown);
     info!(namespace = scope.unwrap_or("*"), "backup schedule controller started");
     Controller::new(schedules, watcher::Config::default().any_semantic())
-        .watches(backups, watcher::Config::default().labels(SCHEDULE_LABEL), |backup: RedisBackup| {
-            let schedule = backup.labels().get(SCHEDULE_LABEL).cloned()?;
-            let namespace = backup.namespace()?;
-            Some(ObjectRef::<DeserializeGuard<RedisBackupSchedule>>::new(&schedule).within(&namespace))
-        })
-        .with_config(kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY))
+        .watches(
+            backups,
+            watcher::Config::default().labels(SCHEDULE_LABEL),
+            |backup: RedisBackup| {
+                let schedule = backup.labels().get(SCHEDULE_LABEL).cloned()?;
+                let namespace = backup.namespace()?;
+                Some(ObjectRef::<DeserializeGuard<RedisBackupSchedule>>::new(&schedule).within(&namespace))
+            },
+        )
+        .with_config(
+            kube::runtime::controller::Config::default().concurrency(crate::controllers::RECONCILE_CONCURRENCY),
+        )
         .graceful_shutdown_on(shutdown.stopped())
         .run(reconcile_guarded, error_policy, context)
         .for_each(|_| async {})
@@ -158,7 +166,14 @@ pub async fn reconcile(
     let parsed = match schedule::parse(&schedule.spec.schedule, schedule.spec.time_zone.as_deref()) {
         Ok(parsed) => parsed,
         Err(error) => {
-            set_ready(&mut status, schedule, ConditionStatus::False, "InvalidSchedule", &error.to_string(), now);
+            set_ready(
+                &mut status,
+                schedule,
+                ConditionStatus::False,
+                "InvalidSchedule",
+                &error.to_string(),
+                now,
+            );
             save(context, schedule, &current, status).await?;
             return Ok(Action::await_change());
         }
@@ -186,7 +201,9 @@ pub async fn reconcile(
         status.last_check_time = Some(rfc3339(now));
     }
     status.suspended = Some(suspended);
-    let floor = parse_time(status.last_check_time.as_deref()).unwrap_or(created).max(created);
+    let floor = parse_time(status.last_check_time.as_deref())
+        .unwrap_or(created)
+        .max(created);
     let deadline = schedule.spec.starting_deadline_seconds.map(chrono::Duration::seconds);
     let previous: BTreeMap<String, ScheduledDatabase> = current
         .databases
@@ -207,16 +224,18 @@ pub async fn reconcile(
         });
         let runs = by_database.remove(database).unwrap_or_default();
         if !suspended {
-            let offset = schedule::jitter_offset(&namespace, &name, database, schedule.spec.jitter_seconds.unwrap_or(0));
+            let offset =
+                schedule::jitter_offset(&namespace, &name, database, schedule.spec.jitter_seconds.unwrap_or(0));
             let since = parse_time(entry.last_schedule_time.as_deref()).map_or(floor, |last| last.max(floor));
             let decision = schedule::decide(&parsed, since, now, deadline, offset);
             missed_total += decision.missed;
             if let Some(slot) = decision.run {
                 let run_name = schedule::run_name(&name, database, slot);
                 let exists = runs.iter().any(|run| run.name_any() == run_name);
-                let busy = runs
-                    .iter()
-                    .any(|run| run.name_any() != run_name && !phases::is_finished(run.status.as_ref().and_then(|s| s.phase.as_deref())));
+                let busy = runs.iter().any(|run| {
+                    run.name_any() != run_name
+                        && !phases::is_finished(run.status.as_ref().and_then(|s| s.phase.as_deref()))
+                });
                 if exists {
                     // Created before a restart: adopted, not repeated.
                 } else if busy {
@@ -228,7 +247,10 @@ pub async fn reconcile(
                             EventType::Warning,
                             "BackupSkipped",
                             "Schedule",
-                            &format!("the slot {} of database {database} was skipped: the previous run still goes", rfc3339(slot)),
+                            &format!(
+                                "the slot {} of database {database} was skipped: the previous run still goes",
+                                rfc3339(slot)
+                            ),
                         )
                         .await;
                 } else {
@@ -243,7 +265,12 @@ pub async fn reconcile(
         }
         apply_retention(schedule, context, &backups_api, &mut entry, &runs, now).await?;
         let latest = runs.iter().max_by_key(|run| run_time(run));
-        entry.last_result = latest.and_then(|run| run.status.as_ref().and_then(|s| s.phase.clone()).or(Some(phases::PENDING.to_string())));
+        entry.last_result = latest.and_then(|run| {
+            run.status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .or(Some(phases::PENDING.to_string()))
+        });
         if let Some(success) = newest_success(&runs) {
             entry.last_successful_time = Some(rfc3339(success.1));
             context
@@ -279,20 +306,44 @@ pub async fn reconcile(
     status.databases = Some(entries);
     let missing = missing_databases(client, &namespace, &databases).await?;
     if databases.is_empty() {
-        set_ready(&mut status, schedule, ConditionStatus::False, "NoDatabases", "the schedule names or selects no database", now);
+        set_ready(
+            &mut status,
+            schedule,
+            ConditionStatus::False,
+            "NoDatabases",
+            "the schedule names or selects no database",
+            now,
+        );
     } else if !missing.is_empty() {
         set_ready(
             &mut status,
             schedule,
             ConditionStatus::False,
             "DatabaseNotFound",
-            &format!("RedisEnterpriseDatabase {} does not exist in {namespace}", missing.join(", ")),
+            &format!(
+                "RedisEnterpriseDatabase {} does not exist in {namespace}",
+                missing.join(", ")
+            ),
             now,
         );
     } else if suspended {
-        set_ready(&mut status, schedule, ConditionStatus::True, "Suspended", "the schedule is suspended", now);
+        set_ready(
+            &mut status,
+            schedule,
+            ConditionStatus::True,
+            "Suspended",
+            "the schedule is suspended",
+            now,
+        );
     } else {
-        set_ready(&mut status, schedule, ConditionStatus::True, "Scheduled", &format!("{} databases scheduled", databases.len()), now);
+        set_ready(
+            &mut status,
+            schedule,
+            ConditionStatus::True,
+            "Scheduled",
+            &format!("{} databases scheduled", databases.len()),
+            now,
+        );
     }
     save(context, schedule, &current, status).await?;
     let max_wait = context.settings.max_schedule_wait;
@@ -312,8 +363,12 @@ fn min_time(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTi
 
 /// When a run happened: its slot, else its creation.
 fn run_time(run: &RedisBackup) -> Option<DateTime<Utc>> {
-    parse_time(run.spec.scheduled_time.as_deref())
-        .or_else(|| run.metadata.creation_timestamp.as_ref().and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0)))
+    parse_time(run.spec.scheduled_time.as_deref()).or_else(|| {
+        run.metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+    })
 }
 
 fn finish_time(run: &RedisBackup) -> Option<DateTime<Utc>> {
@@ -343,7 +398,11 @@ fn latest_result(entries: &[ScheduledDatabase]) -> Option<String> {
     entries.iter().find_map(|e| e.last_result.clone())
 }
 
-async fn missing_databases(client: &kube::Client, namespace: &str, names: &[String]) -> Result<Vec<String>, BackupError> {
+async fn missing_databases(
+    client: &kube::Client,
+    namespace: &str,
+    names: &[String],
+) -> Result<Vec<String>, BackupError> {
     let redbs: Api<RedisEnterpriseDatabase> = Api::namespaced(client.clone(), namespace);
     let mut missing = Vec::new();
     for name in names {
@@ -380,7 +439,10 @@ async fn create_run(
     let labels = backup.metadata.labels.get_or_insert_with(Default::default);
     labels.insert(SCHEDULE_LABEL.to_string(), schedule.name_any());
     labels.insert(DATABASE_LABEL.to_string(), database.to_string());
-    labels.insert(crate::api::keys::MANAGED_BY.to_string(), crate::api::keys::MANAGER.to_string());
+    labels.insert(
+        crate::api::keys::MANAGED_BY.to_string(),
+        crate::api::keys::MANAGER.to_string(),
+    );
     match api.create(&PostParams::default(), &backup).await {
         Ok(_) => {
             context
@@ -390,7 +452,10 @@ async fn create_run(
                     EventType::Normal,
                     "BackupScheduled",
                     "Schedule",
-                    &format!("created RedisBackup {run_name} for database {database} at slot {}", rfc3339(slot)),
+                    &format!(
+                        "created RedisBackup {run_name} for database {database} at slot {}",
+                        rfc3339(slot)
+                    ),
                 )
                 .await;
             Ok(())
@@ -473,10 +538,18 @@ fn set_ready(
     now: DateTime<Utc>,
 ) {
     let mut conditions: Vec<Condition> = status.conditions.clone().unwrap_or_default();
-    let stamp = k8s_openapi::jiff::Timestamp::from_second(now.timestamp()).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    let stamp =
+        k8s_openapi::jiff::Timestamp::from_second(now.timestamp()).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     set_condition(
         &mut conditions,
-        new_condition(types::READY, value, reason, message, schedule.metadata.generation, stamp),
+        new_condition(
+            types::READY,
+            value,
+            reason,
+            message,
+            schedule.metadata.generation,
+            stamp,
+        ),
     );
     status.conditions = Some(conditions);
 }

@@ -382,7 +382,10 @@ impl EnterpriseClient {
     /// `GET /v1/bdbs/stats/last/{uid}`: the database's latest statistics (`no_of_keys`, ...); `None` when the
     /// cluster has none (404).
     pub async fn database_last_stats(&self, uid: u64) -> Result<Option<Value>, EnterpriseError> {
-        match self.call(Method::GET, &format!("/v1/bdbs/stats/last/{uid}"), None).await {
+        match self
+            .call(Method::GET, &format!("/v1/bdbs/stats/last/{uid}"), None)
+            .await
+        {
             Ok(stats) => Ok(Some(stats)),
             Err(error) if error.is_not_found() => Ok(None),
             Err(error) => Err(error),

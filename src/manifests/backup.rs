@@ -38,7 +38,10 @@ pub fn validate_schedule(object: &RedisBackupSchedule) -> Vec<Issue> {
         )),
         (Some(names), None) => {
             if names.is_empty() {
-                issues.push(error(FieldPath::of(&["spec", "databases"]), "databases is empty; name at least one"));
+                issues.push(error(
+                    FieldPath::of(&["spec", "databases"]),
+                    "databases is empty; name at least one",
+                ));
             }
             for (index, name) in names.iter().enumerate() {
                 if !is_object_name(name) {
@@ -75,21 +78,19 @@ pub fn validate_schedule(object: &RedisBackupSchedule) -> Vec<Issue> {
 fn is_object_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
 /// The issues of a location: exactly one kind.
 pub fn validate_location(location: &BackupLocation, path: &FieldPath) -> Vec<Issue> {
-    let set = [
-        location.mount.is_some(),
-        location.s3.is_some(),
-        location.sftp.is_some(),
-    ]
-    .iter()
-    .filter(|set| **set)
-    .count();
+    let set = [location.mount.is_some(), location.s3.is_some(), location.sftp.is_some()]
+        .iter()
+        .filter(|set| **set)
+        .count();
     match set {
         1 => Vec::new(),
         0 => vec![error(path.clone(), "set one location: mount, s3 or sftp")],
@@ -126,7 +127,10 @@ mod tests {
     }
 
     fn messages(issues: &[Issue]) -> Vec<(String, String)> {
-        issues.iter().map(|issue| (issue.path.to_string(), issue.message.clone())).collect()
+        issues
+            .iter()
+            .map(|issue| (issue.path.to_string(), issue.message.clone()))
+            .collect()
     }
 
     const HEAD: &str = "apiVersion: redisgitops.dev/v1alpha1\nkind: RedisBackupSchedule\nmetadata: {name: nightly}\n";
@@ -136,7 +140,11 @@ mod tests {
         let object = schedule(&format!(
             "{HEAD}spec: {{schedule: '0 3 * * *', timeZone: Europe/Berlin, databases: [cache], location: {{mount: {{path: /backups}}}}, retention: {{keepLast: 3, maxAge: 720h}}}}"
         ));
-        assert!(validate_schedule(&object).is_empty(), "{:?}", messages(&validate_schedule(&object)));
+        assert!(
+            validate_schedule(&object).is_empty(),
+            "{:?}",
+            messages(&validate_schedule(&object))
+        );
     }
 
     #[test]
@@ -146,14 +154,29 @@ mod tests {
         ));
         let found = messages(&validate_schedule(&object));
         let paths: Vec<&str> = found.iter().map(|(path, _)| path.as_str()).collect();
-        assert_eq!(paths, ["spec.timeZone", "spec.databases", "spec.location", "spec.retention"], "{found:?}");
+        assert_eq!(
+            paths,
+            ["spec.timeZone", "spec.databases", "spec.location", "spec.retention"],
+            "{found:?}"
+        );
         let object = schedule(&format!(
             "{HEAD}spec: {{schedule: 'every day', databases: [Cache], selector: {{matchLabels: {{a: b}}}}, location: {{mount: {{path: /b}}, sftp: {{url: 'sftp://h/', secretName: s}}}}}}"
         ));
         let found = messages(&validate_schedule(&object));
         assert_eq!(found[0].0, "spec.schedule");
-        assert!(found[0].1.starts_with("invalid cron expression \"every day\": it has 2 fields, not 5 or 6"), "{found:?}");
-        assert_eq!(found[1], ("spec.selector".to_string(), "set either databases or selector, not both".to_string()));
+        assert!(
+            found[0]
+                .1
+                .starts_with("invalid cron expression \"every day\": it has 2 fields, not 5 or 6"),
+            "{found:?}"
+        );
+        assert_eq!(
+            found[1],
+            (
+                "spec.selector".to_string(),
+                "set either databases or selector, not both".to_string()
+            )
+        );
         assert_eq!(found[2].0, "spec.location");
         assert_eq!(found[2].1, "set exactly one location of mount, s3 and sftp");
     }
@@ -168,8 +191,14 @@ mod tests {
         };
         assert!(validate_restore(&restore("{backupName: nightly-cache-20260101000000}")).is_empty());
         assert!(validate_restore(&restore("{schedule: nightly, database: cache}")).is_empty());
-        assert_eq!(messages(&validate_restore(&restore("{schedule: nightly}")))[0].0, "spec.database");
+        assert_eq!(
+            messages(&validate_restore(&restore("{schedule: nightly}")))[0].0,
+            "spec.database"
+        );
         assert_eq!(messages(&validate_restore(&restore("{}")))[0].0, "spec.backupName");
-        assert_eq!(messages(&validate_restore(&restore("{backupName: a, schedule: b}")))[0].0, "spec.schedule");
+        assert_eq!(
+            messages(&validate_restore(&restore("{backupName: a, schedule: b}")))[0].0,
+            "spec.schedule"
+        );
     }
 }

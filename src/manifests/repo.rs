@@ -674,12 +674,21 @@ impl Loader<'_> {
         let mut seen: HashMap<(&str, String, String), SourceLocation> = HashMap::new();
         let mut keep_schedules = Vec::new();
         for schedule in std::mem::take(&mut self.schedules) {
-            let key = (SCHEDULE_KIND, namespace_of(&schedule.object.metadata), schedule.object.metadata.name.clone().unwrap_or_default());
+            let key = (
+                SCHEDULE_KIND,
+                namespace_of(&schedule.object.metadata),
+                schedule.object.metadata.name.clone().unwrap_or_default(),
+            );
             if let Some(first) = seen.get(&key) {
-                found.push(error_at(&schedule.source, &schedule.spans, &name_path, format!(
-                    "{SCHEDULE_KIND} {}/{} is also defined in {}:{}; names must be unique per kind and namespace",
-                    key.1, key.2, first.file, first.location.line
-                )));
+                found.push(error_at(
+                    &schedule.source,
+                    &schedule.spans,
+                    &name_path,
+                    format!(
+                        "{SCHEDULE_KIND} {}/{} is also defined in {}:{}; names must be unique per kind and namespace",
+                        key.1, key.2, first.file, first.location.line
+                    ),
+                ));
                 continue;
             }
             seen.insert(key.clone(), schedule.source.clone());
@@ -698,34 +707,52 @@ impl Loader<'_> {
         let schedules: std::collections::BTreeSet<(String, String)> = self
             .schedules
             .iter()
-            .map(|s| (namespace_of(&s.object.metadata), s.object.metadata.name.clone().unwrap_or_default()))
+            .map(|s| {
+                (
+                    namespace_of(&s.object.metadata),
+                    s.object.metadata.name.clone().unwrap_or_default(),
+                )
+            })
             .collect();
         let mut keep_restores = Vec::new();
         for restore in std::mem::take(&mut self.restores) {
-            let key = (RESTORE_KIND, namespace_of(&restore.object.metadata), restore.object.metadata.name.clone().unwrap_or_default());
+            let key = (
+                RESTORE_KIND,
+                namespace_of(&restore.object.metadata),
+                restore.object.metadata.name.clone().unwrap_or_default(),
+            );
             if let Some(first) = seen.get(&key) {
-                found.push(error_at(&restore.source, &restore.spans, &name_path, format!(
-                    "{RESTORE_KIND} {}/{} is also defined in {}:{}; names must be unique per kind and namespace",
-                    key.1, key.2, first.file, first.location.line
-                )));
+                found.push(error_at(
+                    &restore.source,
+                    &restore.spans,
+                    &name_path,
+                    format!(
+                        "{RESTORE_KIND} {}/{} is also defined in {}:{}; names must be unique per kind and namespace",
+                        key.1, key.2, first.file, first.location.line
+                    ),
+                ));
                 continue;
             }
             seen.insert(key.clone(), restore.source.clone());
             if let Some(schedule) = &restore.object.spec.schedule
                 && !schedules.contains(&(key.1.clone(), schedule.clone()))
             {
-                found.push(error_at(&restore.source, &restore.spans, &FieldPath::of(&["spec", "schedule"]), format!(
-                    "{SCHEDULE_KIND} {}/{schedule} is not in this revision",
-                    key.1
-                )));
+                found.push(error_at(
+                    &restore.source,
+                    &restore.spans,
+                    &FieldPath::of(&["spec", "schedule"]),
+                    format!("{SCHEDULE_KIND} {}/{schedule} is not in this revision", key.1),
+                ));
             }
             if let Some(database) = &restore.object.spec.database
                 && !databases.contains(&(key.1.clone(), database.clone()))
             {
-                found.push(error_at(&restore.source, &restore.spans, &FieldPath::of(&["spec", "database"]), format!(
-                    "RedisEnterpriseDatabase {}/{database} is not in this revision",
-                    key.1
-                )));
+                found.push(error_at(
+                    &restore.source,
+                    &restore.spans,
+                    &FieldPath::of(&["spec", "database"]),
+                    format!("RedisEnterpriseDatabase {}/{database} is not in this revision", key.1),
+                ));
             }
             keep_restores.push(restore);
         }
