@@ -570,7 +570,11 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
         .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let rdb = std::fs::read(&files[0]).expect("read the export");
-    assert!(rdb.starts_with(b"REDIS"), "the export is an RDB file");
+    assert!(
+        rdb.starts_with(&[0x1f, 0x8b]),
+        "the export is a gzip-compressed RDB file"
+    );
+    assert!(files[0].to_string_lossy().ends_with("_shard-1.rdb.gz"), "{files:?}");
 
     let target_uid = target["uid"].as_u64().expect("uid");
     let url = format!("file://{}", files[0].display());
@@ -641,6 +645,7 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
     let mut target_connection = redis_connect(ip, target_port, Some("b")).expect("reconnect target");
     assert_eq!(redis_get(&mut target_connection, "invoice:7").as_deref(), Some("sent"));
 
+    // A truncated gzip file is corrupted too.
     let gzipped = backups.0.join("dump.rdb.gz");
     std::fs::write(&gzipped, [0x1f, 0x8b, 0x08, 0x00, 0x00]).expect("write a gzip header");
     let gz = harness
@@ -650,11 +655,12 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
             Some(json!({"dataset_import_sources": [{"type": "url", "url": format!("file://{}", gzipped.display())}]})),
         )
         .await;
-    assert_eq!(
-        (gz.status.as_u16(), gz.error_code()),
-        (501, "not_implemented"),
-        "{gz:?}"
-    );
+    let action = harness
+        .wait_action(gz.body["action_uid"].as_str().expect("action_uid"))
+        .await;
+    assert_eq!(action["status"], "failed", "{action}");
+    let view = harness.call(Method::GET, &format!("/v1/bdbs/{target_uid}"), None).await;
+    assert_eq!(view.body["import_failure_reason"], "file-corrupted");
 
     // An export to a missing directory fails with the documented reason.
     let missing = harness
@@ -678,7 +684,11 @@ async fn export_writes_an_rdb_that_import_loads_into_another_database() {
             Some(json!({"export_location": {"type": "s3", "bucket_name": "b"}})),
         )
         .await;
-    assert_eq!(s3.status, StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        (s3.status, s3.error_code()),
+        (StatusCode::BAD_REQUEST, "invalid_schema"),
+        "an s3 location without its keys: {s3:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

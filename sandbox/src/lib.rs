@@ -11,6 +11,7 @@
 pub mod apiserver;
 pub mod enterprise;
 pub mod forge;
+pub mod s3;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

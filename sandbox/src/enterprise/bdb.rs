@@ -66,7 +66,7 @@ const READ_ONLY_FIELDS: [&str; 18] = [
 ];
 
 /// Fields accepted, stored and returned as given, without behaviour in the emulator.
-const RECORDED_FIELDS: [&str; 18] = [
+const RECORDED_FIELDS: [&str; 19] = [
     "proxy_policy",
     "shards_placement",
     "oss_cluster",
@@ -80,6 +80,7 @@ const RECORDED_FIELDS: [&str; 18] = [
     "sched_policy",
     "tags",
     "email_alerts",
+    "backup",
     "backup_interval",
     "backup_interval_offset",
     "backup_history",
@@ -182,6 +183,7 @@ impl BdbConfig {
             "eviction_policy": "volatile-lru",
             "redis_version": DEFAULT_REDIS_VERSION,
             "default_user": true,
+            "backup": false,
         });
         match defaults {
             Value::Object(map) => map,
@@ -216,7 +218,6 @@ impl BdbConfig {
             "module_list": [],
             "roles_permissions": [],
             "tls_mode": "disabled",
-            "backup": false,
             "rack_aware": false,
             "bigstore": false,
         });
@@ -463,17 +464,7 @@ fn check_unimplemented(fields: &Map<String, Value>) -> Result<(), ApiError> {
     if fields.get("tls_mode").is_some_and(|mode| mode != "disabled") {
         return Err(ApiError::not_implemented("TLS for databases (tls_mode)"));
     }
-    if fields.get("backup").is_some_and(|backup| backup == true) {
-        if !fields.contains_key("backup_interval") {
-            return Err(ApiError::not_acceptable(
-                "missing_backup_interval",
-                "BDB backup is enabled but backup interval is missing",
-            ));
-        }
-        return Err(ApiError::not_implemented(
-            "scheduled backups (backup: true); use POST /v1/bdbs/{uid}/actions/export",
-        ));
-    }
+    super::backup::check_backup_fields(fields)?;
     if fields.get("rack_aware").is_some_and(|rack| rack == true) {
         return Err(ApiError::not_acceptable(
             "not_rack_aware",

@@ -184,6 +184,8 @@ pub(crate) struct Bdb {
     pub down_since: Option<Instant>,
     pub export: TransferStatus,
     pub import: TransferStatus,
+    /// The cluster's periodic backup of this database (`backup_status`, `last_backup_time`, ...).
+    pub backup: super::backup::BackupState,
     /// The alert settings (`/v1/bdbs/alerts/{uid}`), recorded: the sandbox sends no alerts.
     pub alerts: Map<String, Value>,
 }
@@ -434,6 +436,7 @@ impl ClusterState {
         if let Some(reason) = &bdb.import.failure_reason {
             map.insert("import_failure_reason".to_string(), json!(reason));
         }
+        bdb.backup.extend_json(&mut map);
         Value::Object(map)
     }
 

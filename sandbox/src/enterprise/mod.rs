@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 mod actions;
+mod backup;
 mod bdb;
 mod bootstrap;
 mod cluster;
@@ -114,6 +115,9 @@ pub struct EmulatorConfig {
     pub software_version: String,
     /// The memory each node reports (`total_memory`, bytes).
     pub node_memory: u64,
+    /// How often the periodic backup trigger wakes up to start the backups that are due (RS: every 5 minutes;
+    /// tests and the sandbox make it shorter).
+    pub backup_trigger_interval: Duration,
 }
 
 impl Default for EmulatorConfig {
@@ -125,6 +129,7 @@ impl Default for EmulatorConfig {
             restart_dead_databases_after: Some(Duration::from_secs(1)),
             software_version: "7.22.2-43".to_string(),
             node_memory: 16 * 1024 * 1024 * 1024,
+            backup_trigger_interval: Duration::from_secs(300),
         }
     }
 }
@@ -301,10 +306,12 @@ impl EnterpriseEmulator {
         });
         let service_task = server::serve(listener, tls, routes::router(endpoint), &what)?;
         let monitor_task = tokio::spawn(ops.clone().monitor());
+        let backup_task = tokio::spawn(backup::trigger(ops.clone()));
         {
             let mut tasks = cluster.tasks.lock().unwrap_or_else(|p| p.into_inner());
             tasks.push(service_task.abort_handle());
             tasks.push(monitor_task.abort_handle());
+            tasks.push(backup_task.abort_handle());
         }
         for name in &names {
             self.shared.names.insert(name, service_ip)?;

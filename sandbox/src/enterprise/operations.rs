@@ -1,5 +1,6 @@
-//! Database operations behind the bdb endpoints: create, update, password changes, upgrade, delete,
-//! export and import, each run as an async action against the database's real redis-server; and
+//! Database operations behind the bdb endpoints: create, update, password changes, upgrade and delete,
+//! each run as an async action against the database's real redis-server (export, import and backups are in
+//! `backup/`); and
 //! the per-cluster monitor that notices a dead process (bdb status `recovery`, shard `down`) and
 //! restarts it after `EmulatorConfig::restart_dead_databases_after`.
 //!
@@ -10,7 +11,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use super::actions::{ActionKind, ActionStatus};
+use super::backup::BackupState;
 use super::bdb::{BdbConfig, REDIS_VERSIONS};
 use super::cluster::{Bdb, Cluster, ClusterState, Shared, TransferStatus, now, restart_delay, step};
 use super::error::ApiError;
@@ -38,7 +40,7 @@ fn port_free(ip: IpAddr, port: u16) -> bool {
 }
 
 /// Refuses a change while the bdb is busy or not active.
-fn check_changeable(bdb: &Bdb) -> Result<(), ApiError> {
+pub(crate) fn check_changeable(bdb: &Bdb) -> Result<(), ApiError> {
     if let Some(action) = &bdb.busy {
         return Err(ApiError::busy(format!(
             "database {} is busy with action {action}; retry later",
@@ -55,7 +57,7 @@ fn check_changeable(bdb: &Bdb) -> Result<(), ApiError> {
 }
 
 /// The status that matches the process: active with one, recovery without.
-fn settle_status(bdb: &mut Bdb) {
+pub(crate) fn settle_status(bdb: &mut Bdb) {
     if bdb.process.is_some() {
         bdb.status = "active";
         bdb.down_since = None;
@@ -65,7 +67,7 @@ fn settle_status(bdb: &mut Bdb) {
     }
 }
 
-fn body_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
+pub(crate) fn body_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object()
         .ok_or_else(|| ApiError::invalid_schema("the request body must be a JSON object"))
 }
@@ -98,7 +100,7 @@ impl Ops {
 
     /// Runs `work` as action `action_uid`: pending → active → (held?) → completed | failed, then
     /// frees the bdb. `work` records its own effect on the bdb before returning.
-    fn spawn_action<F>(&self, bdb_uid: u64, action_uid: String, work: F)
+    pub(crate) fn spawn_action<F>(&self, bdb_uid: u64, action_uid: String, work: F)
     where
         F: Future<Output = Result<(), String>> + Send + 'static,
     {
@@ -215,6 +217,7 @@ impl Ops {
                 down_since: None,
                 export: TransferStatus::default(),
                 import: TransferStatus::default(),
+                backup: BackupState::default(),
                 alerts: Map::new(),
             },
         );
@@ -542,203 +545,6 @@ impl Ops {
         outcome
     }
 
-    /// `POST /v1/bdbs/{uid}/actions/export`: writes an RDB snapshot to the location.
-    pub fn export(&self, uid: u64, body: &Value) -> Result<Value, ApiError> {
-        let body = body_object(body)?;
-        if let Some(key) = body
-            .keys()
-            .find(|key| !["export_location", "email_notification"].contains(&key.as_str()))
-        {
-            return Err(ApiError::invalid_schema(format!("unknown export field '{key}'")));
-        }
-        let location = body
-            .get("export_location")
-            .ok_or_else(|| ApiError::invalid_schema("missing field 'export_location'"))?;
-        let dir = location_path(location, false)?;
-        let mut state = self.cluster.lock();
-        let bdb = state
-            .bdbs
-            .get_mut(&uid)
-            .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
-        check_changeable(bdb)?;
-        bdb.export = TransferStatus::running("exporting");
-        let action_uid = state.start_bdb_action(&self.shared, uid, "export", ActionKind::Task);
-        drop(state);
-        let ops = self.clone();
-        self.spawn_action(uid, action_uid.clone(), async move {
-            let outcome = ops.export_to(uid, &dir).await;
-            let mut state = ops.cluster.lock();
-            if let Some(bdb) = state.bdbs.get_mut(&uid) {
-                bdb.export = TransferStatus::finished(&outcome);
-            }
-            outcome.map(|_| ()).map_err(|(_, detail)| detail)
-        });
-        Ok(json!({ "action_uid": action_uid }))
-    }
-
-    async fn export_to(&self, uid: u64, dir: &Path) -> Result<PathBuf, (&'static str, String)> {
-        let general = |detail: String| ("general-error", detail);
-        if !dir.is_dir() {
-            return Err((
-                "wrong-file-path",
-                format!("export directory {} does not exist", dir.display()),
-            ));
-        }
-        let (settings, name) = {
-            let state = self.cluster.lock();
-            let bdb = state
-                .bdbs
-                .get(&uid)
-                .ok_or_else(|| general(format!("database {uid} vanished")))?;
-            if bdb.process.is_none() {
-                return Err(general(format!("database {uid} has no running process")));
-            }
-            (bdb.settings(self.cluster.service_ip), bdb.config.name.clone())
-        };
-        let dump = save_snapshot(&settings)
-            .await
-            .map_err(|error| general(error.to_string()))?;
-        let stamp = now().replace(':', "-");
-        let target = dir.join(format!("{name}-{uid}-{stamp}.rdb"));
-        let partial = dir.join(format!(".{name}-{uid}-{stamp}.rdb.partial"));
-        let copied = std::fs::copy(&dump, &partial).and_then(|_| std::fs::rename(&partial, &target));
-        if settings.persistence == Persistence::Disabled {
-            // A database without persistence must not find this snapshot when it restarts.
-            let _ = std::fs::remove_file(&dump);
-        }
-        copied.map_err(|error| {
-            let _ = std::fs::remove_file(&partial);
-            let reason = if error.kind() == std::io::ErrorKind::PermissionDenied {
-                "no-permission"
-            } else {
-                "general-error"
-            };
-            (reason, format!("failed to write {}: {error}", target.display()))
-        })?;
-        Ok(target)
-    }
-
-    /// `POST /v1/bdbs/{uid}/actions/import`: replaces the content with an RDB file.
-    pub fn import(&self, uid: u64, body: &Value) -> Result<Value, ApiError> {
-        let body = body_object(body)?;
-        if let Some(key) = body
-            .keys()
-            .find(|key| !["dataset_import_sources", "email_notification"].contains(&key.as_str()))
-        {
-            return Err(ApiError::invalid_schema(format!(
-                "field '{key}' is not allowed in an import request"
-            )));
-        }
-        let sources = body
-            .get("dataset_import_sources")
-            .and_then(Value::as_array)
-            .filter(|sources| !sources.is_empty())
-            .ok_or_else(|| ApiError::invalid_schema("missing field 'dataset_import_sources' (a non-empty list)"))?;
-        if sources.len() > 1 {
-            return Err(ApiError::not_implemented(
-                "imports from more than one source file (one per shard)",
-            ));
-        }
-        let file = location_path(&sources[0], true)?;
-        if read_magic(&file).is_ok_and(|magic| magic[..2] == [0x1f, 0x8b]) {
-            return Err(ApiError::not_implemented(
-                "importing gzip-compressed RDB files (RDB.gz)",
-            ));
-        }
-        let mut state = self.cluster.lock();
-        let bdb = state
-            .bdbs
-            .get_mut(&uid)
-            .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
-        check_changeable(bdb)?;
-        bdb.status = "import-pending";
-        bdb.import = TransferStatus::running("importing");
-        let action_uid = state.start_bdb_action(&self.shared, uid, "import", ActionKind::Task);
-        drop(state);
-        let ops = self.clone();
-        self.spawn_action(uid, action_uid.clone(), async move {
-            let outcome = ops.import_from(uid, &file).await;
-            let mut state = ops.cluster.lock();
-            if let Some(bdb) = state.bdbs.get_mut(&uid) {
-                bdb.import = TransferStatus::finished(&outcome);
-                settle_status(bdb);
-            }
-            outcome.map_err(|(_, detail)| detail)
-        });
-        Ok(json!({ "action_uid": action_uid }))
-    }
-
-    async fn import_from(&self, uid: u64, file: &Path) -> Result<(), (&'static str, String)> {
-        let header = read_magic(file)
-            .map_err(|error| ("file-not-found", format!("unable to read {}: {error}", file.display())))?;
-        if header[..2] == [0x1f, 0x8b] {
-            return Err((
-                "general-error",
-                "importing gzip-compressed RDB files is not implemented by the emulator".to_string(),
-            ));
-        }
-        if &header != b"REDIS" {
-            return Err(("file-corrupted", format!("{} is not an RDB file", file.display())));
-        }
-        let (process, settings) = {
-            let mut state = self.cluster.lock();
-            let bdb = state
-                .bdbs
-                .get_mut(&uid)
-                .ok_or_else(|| ("general-error", format!("database {uid} vanished")))?;
-            (bdb.process.take(), bdb.settings(self.cluster.service_ip))
-        };
-        // Killed, not stopped: the old content must not be saved over the import.
-        drop(process);
-        let dump = settings.dir.join("dump.rdb");
-        let binary = &self.shared.config.redis_server;
-        let mut outcome = std::fs::copy(file, &dump)
-            .map(|_| ())
-            .map_err(|error| ("general-error", format!("failed to copy {}: {error}", file.display())));
-        let mut process = None;
-        if outcome.is_ok() {
-            match start_from_snapshot(binary, &settings).await {
-                Ok(started) => process = Some(started),
-                Err(error) => outcome = Err(("file-corrupted", error.to_string())),
-            }
-        }
-        if process.is_none() {
-            // The file did not load: come back empty, as RS leaves a database after a failed import.
-            let _ = std::fs::remove_file(&dump);
-            process = start_from_snapshot(binary, &settings).await.ok();
-        }
-        let mut state = self.cluster.lock();
-        if let Some(bdb) = state.bdbs.get_mut(&uid) {
-            bdb.process = process;
-        }
-        outcome
-    }
-
-    /// `PUT /v1/bdbs/{uid}/actions/{export,import}_reset_status`.
-    pub fn reset_status(&self, uid: u64, export: bool) -> Result<Value, ApiError> {
-        let mut state = self.cluster.lock();
-        let bdb = state
-            .bdbs
-            .get_mut(&uid)
-            .ok_or_else(|| ApiError::not_found(format!("database {uid} does not exist")))?;
-        if bdb.busy.is_some() {
-            return Err(ApiError::busy(format!("database {uid} is busy")));
-        }
-        if export {
-            bdb.export = TransferStatus::default();
-        } else {
-            bdb.import = TransferStatus::default();
-        }
-        let view = self.view(
-            &state,
-            state
-                .bdbs
-                .get(&uid)
-                .ok_or_else(|| ApiError::internal(format!("database {uid} vanished")))?,
-        );
-        Ok(view)
-    }
-
     /// Fault injection: SIGKILL the database's process (the monitor then notices it).
     pub fn kill_process(&self, uid: u64) -> Result<u32, super::EmulatorError> {
         let state = self.cluster.lock();
@@ -827,18 +633,10 @@ impl Ops {
     }
 }
 
-/// The first five bytes of a file (`REDIS` for an RDB file, `1f 8b` for gzip).
-fn read_magic(file: &Path) -> std::io::Result<[u8; 5]> {
-    let mut header = [0u8; 5];
-    let mut opened = std::fs::File::open(file)?;
-    std::io::Read::read_exact(&mut opened, &mut header)?;
-    Ok(header)
-}
-
 /// Starts a database from `dir/dump.rdb` alone (never from an older AOF), then turns its AOF on
 /// when it has AOF persistence, which rewrites the AOF from what was loaded. Used after an import
 /// and for upgrades, so the loaded data never depends on an AOF rewrite having finished.
-async fn start_from_snapshot(binary: &Path, settings: &RedisSettings) -> Result<RedisProcess, ProcessError> {
+pub(crate) async fn start_from_snapshot(binary: &Path, settings: &RedisSettings) -> Result<RedisProcess, ProcessError> {
     let dir = &settings.dir;
     let _ = std::fs::remove_dir_all(dir.join("appendonlydir"));
     let _ = std::fs::remove_file(dir.join("appendonly.aof"));
@@ -853,50 +651,4 @@ async fn start_from_snapshot(binary: &Path, settings: &RedisSettings) -> Result<
         let _ = std::fs::remove_file(dir.join("dump.rdb"));
     }
     Ok(process)
-}
-
-/// The local path of an export location (a directory) or import source (a file).
-fn location_path(location: &Value, import: bool) -> Result<PathBuf, ApiError> {
-    let kind = location
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid_schema("the location needs a 'type'"))?;
-    let path = match kind {
-        "mount_point" => {
-            let path = location
-                .get("path")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::invalid_schema("a mount_point location needs 'path'"))?;
-            let mut path = PathBuf::from(path);
-            if import && let Some(filename) = location.get("filename").and_then(Value::as_str) {
-                path = path.join(filename);
-            }
-            path
-        }
-        "url" => {
-            let url = location
-                .get("url")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::invalid_schema("a url location needs 'url'"))?;
-            let Some(path) = url.strip_prefix("file://") else {
-                let scheme = url.split("://").next().unwrap_or(url);
-                return Err(ApiError::not_implemented(format!(
-                    "{scheme}:// locations (only file:// URLs and mount_point)"
-                )));
-            };
-            PathBuf::from(path)
-        }
-        other => {
-            return Err(ApiError::not_implemented(format!(
-                "{other} locations (only mount_point and file:// URLs)"
-            )));
-        }
-    };
-    if !path.is_absolute() {
-        return Err(ApiError::invalid_schema(format!(
-            "location path {} must be absolute",
-            path.display()
-        )));
-    }
-    Ok(path)
 }

@@ -83,6 +83,8 @@ pub(crate) fn router(endpoint: Arc<Endpoint>) -> Router {
         )
         .route("/v1/bdbs/{uid}/upgrade", post(upgrade))
         .route("/v1/bdbs/alerts/{uid}", get(get_alerts).post(post_alerts))
+        .route("/v1/bdbs/stats/last", get(get_stats_last_all))
+        .route("/v1/bdbs/stats/last/{uid}", get(get_stats_last))
         .route("/v1/bdbs/{uid}/actions/export", post(export))
         .route("/v1/bdbs/{uid}/actions/import", post(import))
         .route("/v1/bdbs/{uid}/actions/{action}", put(reset_status))
@@ -231,7 +233,10 @@ async fn get_cluster(State(endpoint): Ep) -> ApiResult {
 }
 
 /// Cluster settings `PUT /v1/cluster` records (no behaviour in the emulator).
-const CLUSTER_SETTINGS: [&str; 14] = [
+const CLUSTER_SETTINGS: [&str; 16] = [
+    // The S3-compatible endpoint of s3 backup locations and its CA (`rladmin cluster config s3_url|s3_ca_cert`).
+    "s3_url",
+    "s3_ca_cert",
     "email_alerts",
     "alert_settings",
     "cm_session_timeout_minutes",
@@ -503,11 +508,27 @@ async fn import(State(endpoint): Ep, Path(uid): Path<String>, body: Bytes) -> Ap
     ok(endpoint.ops.import(uid, &body)?)
 }
 
+async fn get_stats_last_all(State(endpoint): Ep, Query(query): Query<HashMap<String, String>>) -> ApiResult {
+    let metrics = query.get("metrics").map(String::as_str);
+    ok(endpoint.ops.stats_last(None, metrics).await?)
+}
+
+async fn get_stats_last(
+    State(endpoint): Ep,
+    Path(uid): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let uid = parse_uid(&uid, "database")?;
+    let metrics = query.get("metrics").map(String::as_str);
+    ok(endpoint.ops.stats_last(Some(uid), metrics).await?)
+}
+
 async fn reset_status(State(endpoint): Ep, Path((uid, action)): Path<(String, String)>) -> ApiResult {
     let uid = parse_uid(&uid, "database")?;
     match action.as_str() {
         "export_reset_status" => ok(endpoint.ops.reset_status(uid, true)?),
         "import_reset_status" => ok(endpoint.ops.reset_status(uid, false)?),
+        "backup_reset_status" => ok(endpoint.ops.backup_reset_status(uid)?),
         other => Err(ApiError::not_implemented(format!("PUT /v1/bdbs/{uid}/actions/{other}"))),
     }
 }
