@@ -662,3 +662,76 @@ async fn kubectl_shows_the_printer_columns_of_schedules_backups_and_restores() {
     controllers.kill().await;
     environment.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_schedule_backs_up_to_the_clusters_s3_endpoint_and_restores_from_it() {
+    use redis_gitops_sandbox::s3::S3Server;
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools");
+    let s3 = tokio::task::spawn_blocking(move || S3Server::start(&tools))
+        .await
+        .expect("join")
+        .expect("moto_server starts");
+    s3.create_bucket("backups").expect("bucket");
+    let environment = start().await;
+    // What the cluster controller does for `spec.backup.s3.url`; the agent lists the same endpoint.
+    environment
+        .rest
+        .update_cluster(&json!({"s3_url": s3.endpoint}))
+        .await
+        .expect("s3_url set");
+    Api::<redis_gitops::api::RedisEnterpriseCluster>::namespaced(environment.kube.clone(), NAMESPACE)
+        .patch(
+            "rec",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"backup": {"s3": {"url": s3.endpoint}}}})),
+        )
+        .await
+        .expect("REC patched");
+    create(
+        &environment.secrets(),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "backup-s3", "namespace": NAMESPACE},
+               "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.secret_access_key}}),
+    )
+    .await;
+    let controllers = Controllers::start(&environment);
+    ready_database(&environment, "cache").await;
+    let mut connection = connect(&environment, "cache").await;
+    write_keys(&mut connection, 12);
+    create_schedule(
+        &environment,
+        "to-s3",
+        json!({"schedule": "*/2 * * * * *", "databases": ["cache"],
+               "location": {"s3": {"bucketName": "backups", "subdir": "prod", "regionName": s3.region, "secretName": "backup-s3"}}}),
+    )
+    .await;
+    let backup = first_success(&environment, "to-s3").await;
+    suspend(&environment, "to-s3").await;
+    let status = backup.status.clone().expect("status");
+    assert_eq!(status.location, Some(format!("s3://backups/prod/{}/", backup.name_any())));
+    let files = status.files.clone().unwrap_or_default();
+    assert!(!files.is_empty() && files.iter().all(|file| file.size > 0 && file.name.ends_with(".rdb.gz")), "{files:?}");
+    assert_eq!(status.key_count, Some(12), "the key count at backup time");
+    let recorded = format!("{:?}", environment.sandbox.emulator.requests().all());
+    assert!(!recorded.contains(&s3.secret_access_key), "no secret in what the cluster logged");
+    let shown = serde_json::to_string(&backup).expect("json");
+    assert!(!shown.contains(&s3.secret_access_key), "no secret in the RedisBackup");
+
+    redis::cmd("FLUSHALL").query::<()>(&mut connection).expect("FLUSHALL");
+    create(
+        &restores(&environment),
+        json!({"apiVersion": "redisgitops.dev/v1alpha1", "kind": "RedisRestore",
+               "metadata": {"name": "from-s3", "namespace": NAMESPACE},
+               "spec": {"schedule": "to-s3", "database": "cache"}}),
+    )
+    .await;
+    let status = eventually("the restore from S3", Duration::from_secs(60), || async {
+        let status = restores(&environment).get("from-s3").await.ok()?.status?;
+        matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")).then_some(status)
+    })
+    .await;
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"), "{status:?}");
+    assert_eq!(status.key_count, Some(12));
+    assert_eq!(dbsize(&mut connect(&environment, "cache").await), 12);
+    controllers.kill().await;
+    environment.stop().await;
+}

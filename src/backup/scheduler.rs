@@ -265,11 +265,11 @@ pub async fn reconcile(
         }
         apply_retention(schedule, context, &backups_api, &mut entry, &runs, now).await?;
         let latest = runs.iter().max_by_key(|run| run_time(run));
-        entry.last_result = latest.and_then(|run| {
+        entry.last_result = latest.map(|run| {
             run.status
                 .as_ref()
                 .and_then(|s| s.phase.clone())
-                .or(Some(phases::PENDING.to_string()))
+                .unwrap_or_else(|| phases::PENDING.to_string())
         });
         if let Some(success) = newest_success(&runs) {
             entry.last_successful_time = Some(rfc3339(success.1));
@@ -490,13 +490,14 @@ async fn apply_retention(
         .filter(|run| run.metadata.deletion_timestamp.is_none())
         .filter_map(|run| {
             let phase = run.status.as_ref().and_then(|s| s.phase.as_deref());
-            phases::is_finished(phase).then(|| {
-                Some(FinishedRun {
-                    name: run.name_any(),
-                    succeeded: phase == Some(phases::SUCCEEDED),
-                    time: finish_time(run)?,
-                })
-            })?
+            if !phases::is_finished(phase) {
+                return None;
+            }
+            Some(FinishedRun {
+                name: run.name_any(),
+                succeeded: phase == Some(phases::SUCCEEDED),
+                time: finish_time(run)?,
+            })
         })
         .collect();
     let Some((_, newest)) = newest_success(runs) else {
