@@ -119,7 +119,7 @@ fn kustomize_output_passes_the_schemas_and_equals_install_export() {
     ] {
         assert!(kinds.contains(&kind), "deploy/ has a {kind}");
     }
-    assert_eq!(kinds.len(), 12, "nothing else: {kinds:?}");
+    assert_eq!(kinds.len(), 15, "nothing else: {kinds:?}");
 
     let directory = tempfile::tempdir().expect("temporary directory");
     let file = directory.path().join("deploy.yaml");
