@@ -126,7 +126,7 @@ fn kustomize_output_passes_the_schemas_and_equals_install_export() {
     std::fs::write(&file, &kustomized).expect("write");
     assert_eq!(
         check_schemas(&file),
-        "12 objects checked against Kubernetes 1.33, 0 invalid"
+        "15 objects checked against Kubernetes 1.33, 0 invalid"
     );
 }
 
@@ -158,7 +158,7 @@ fn the_network_policy_component_passes_the_schemas() {
     std::fs::write(&file, builtin).expect("write");
     assert_eq!(
         check_schemas(&file),
-        "13 objects checked against Kubernetes 1.33, 0 invalid"
+        "16 objects checked against Kubernetes 1.33, 0 invalid"
     );
 }
 
