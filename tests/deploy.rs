@@ -300,7 +300,7 @@ async fn install_twice_changes_nothing_and_uninstall_keeps_crds_and_databases() 
     run(binary, &["install"], Some(&kubeconfig));
     let again = run(binary, &["install"], Some(&kubeconfig));
     let lines: Vec<&str> = again.lines().collect();
-    assert_eq!(lines.len(), 12, "{again}");
+    assert_eq!(lines.len(), 15, "{again}");
     assert!(lines.iter().all(|line| line.ends_with(" unchanged")), "{again}");
 
     // Another writer sets a field of ours to another value: install refuses to take it over unless told to.
