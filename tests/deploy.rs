@@ -378,7 +378,7 @@ async fn install_twice_changes_nothing_and_uninstall_keeps_crds_and_databases() 
     assert!(removed.contains("kept: the CRDs"), "{removed}");
     assert!(!removed.contains("CustomResourceDefinition"), "{removed}");
     let crds = kubectl(&kubeconfig, &["get", "crd", "-o", "name"]);
-    assert_eq!(crds.lines().count(), 3, "{crds}");
+    assert_eq!(crds.lines().count(), 6, "{crds}");
     kubectl(&kubeconfig, &["get", "namespace", "redis-gitops-system"]);
     let redb = kubectl(
         &kubeconfig,
