@@ -707,12 +707,21 @@ async fn an_s3_schedule_backs_up_to_the_clusters_s3_endpoint_and_restores_from_i
     let backup = first_success(&environment, "to-s3").await;
     suspend(&environment, "to-s3").await;
     let status = backup.status.clone().expect("status");
-    assert_eq!(status.location, Some(format!("s3://backups/prod/{}/", backup.name_any())));
+    assert_eq!(
+        status.location,
+        Some(format!("s3://backups/prod/{}/", backup.name_any()))
+    );
     let files = status.files.clone().unwrap_or_default();
-    assert!(!files.is_empty() && files.iter().all(|file| file.size > 0 && file.name.ends_with(".rdb.gz")), "{files:?}");
+    assert!(
+        !files.is_empty() && files.iter().all(|file| file.size > 0 && file.name.ends_with(".rdb.gz")),
+        "{files:?}"
+    );
     assert_eq!(status.key_count, Some(12), "the key count at backup time");
     let recorded = format!("{:?}", environment.sandbox.emulator.requests().all());
-    assert!(!recorded.contains(&s3.secret_access_key), "no secret in what the cluster logged");
+    assert!(
+        !recorded.contains(&s3.secret_access_key),
+        "no secret in what the cluster logged"
+    );
     let shown = serde_json::to_string(&backup).expect("json");
     assert!(!shown.contains(&s3.secret_access_key), "no secret in the RedisBackup");
 

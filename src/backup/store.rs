@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 use crate::api::backup::BackupFile;
 
+/// An opened store and the run's prefix in it.
+type OpenStore = (Arc<dyn ObjectStore>, StorePath);
+
 /// Credentials of an S3 location. `Debug` never shows them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct S3Credentials {
@@ -175,7 +178,7 @@ impl RunLocation {
     }
 
     /// The store and the run's prefix in it; `None` for SFTP (not listable by the agent).
-    fn store(&self) -> Result<Option<(Arc<dyn ObjectStore>, StorePath)>, StoreError> {
+    fn store(&self) -> Result<Option<OpenStore>, StoreError> {
         let open = |reason: String| StoreError::Open {
             location: self.display(),
             reason,

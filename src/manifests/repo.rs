@@ -21,8 +21,8 @@ use crate::model::{ValidatedCluster, ValidatedDatabase};
 
 /// A backup kind, loaded.
 enum Loaded {
-    Schedule(LoadedSchedule),
-    Restore(LoadedRestore),
+    Schedule(Box<LoadedSchedule>),
+    Restore(Box<LoadedRestore>),
 }
 
 /// How a revision is loaded.
@@ -315,7 +315,7 @@ impl Loader<'_> {
                 if let Some((object, removed)) = self.typed::<RedisBackupSchedule>(file, &document, BACKUP_VERSION) {
                     let issues = super::backup::validate_schedule(&object);
                     self.add_backup_kind(file, document, issues, &removed, |source, spans| {
-                        Loaded::Schedule(LoadedSchedule { object, source, spans })
+                        Loaded::Schedule(Box::new(LoadedSchedule { object, source, spans }))
                     });
                 }
             }
@@ -323,7 +323,7 @@ impl Loader<'_> {
                 if let Some((object, removed)) = self.typed::<RedisRestore>(file, &document, BACKUP_VERSION) {
                     let issues = super::backup::validate_restore(&object);
                     self.add_backup_kind(file, document, issues, &removed, |source, spans| {
-                        Loaded::Restore(LoadedRestore { object, source, spans })
+                        Loaded::Restore(Box::new(LoadedRestore { object, source, spans }))
                     });
                 }
             }
@@ -779,8 +779,8 @@ impl Loader<'_> {
             location: document.start,
         };
         match build(source, document.spans) {
-            Loaded::Schedule(schedule) => self.schedules.push(schedule),
-            Loaded::Restore(restore) => self.restores.push(restore),
+            Loaded::Schedule(schedule) => self.schedules.push(*schedule),
+            Loaded::Restore(restore) => self.restores.push(*restore),
         }
     }
 
