@@ -1,7 +1,7 @@
 //! The agent as one runtime (design.md §6): what `redis-gitops agent` runs in a cluster and `redis-gitops sandbox`
 //! runs locally, the same way. It serves the health and metrics endpoints (and push webhooks), waits for the CRDs, holds the leader
 //! Lease with its write fence, and runs the GitSync, cluster and database controllers until shutdown or until the
-//! Lease is lost. It may do I/O (files, sockets, the API server); it reads no command line and no environment
+//! Lease is lost, and the backup controllers beside them. It may do I/O (files, sockets, the API server); it reads no command line and no environment
 //! besides what [`AgentConfig`] says.
 
 use std::collections::BTreeSet;
@@ -307,7 +307,7 @@ pub async fn run(
             WatchScope::Cluster => "*".to_string(),
             WatchScope::Namespaces(list) => list.join(","),
         },
-        "agent started: GitSync, cluster and database controllers running"
+        "agent started: GitSync, cluster, database and backup controllers running"
     );
     // The controllers run as tasks so that losing the lease can abort them at once, wherever they are; one set
     // per watched namespace in a namespaced install.
@@ -325,6 +325,12 @@ pub async fn run(
             shutdown.clone(),
         ));
         running.spawn(crate::controllers::database::run_in(
+            controllers.clone(),
+            Default::default(),
+            namespace.clone(),
+            shutdown.clone(),
+        ));
+        running.spawn(crate::backup::run_in(
             controllers.clone(),
             Default::default(),
             namespace,

@@ -309,7 +309,7 @@ mod tests {
         assert_eq!(kinds.last(), Some(&"Deployment"));
         assert_eq!(
             kinds.iter().filter(|kind| **kind == "CustomResourceDefinition").count(),
-            3
+            6
         );
         let position = |kind: &str| kinds.iter().position(|k| *k == kind).expect(kind);
         assert!(position("CustomResourceDefinition") < position("ServiceAccount"));

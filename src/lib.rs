@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod backup;
 pub mod controllers;
 pub mod desired;
 pub mod enterprise;

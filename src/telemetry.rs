@@ -90,6 +90,39 @@ pub struct Metrics {
         prometheus_client::metrics::family::Family<WebhookLabels, prometheus_client::metrics::counter::Counter>,
     /// From a push webhook that triggered a sync to the end of that sync, when it applied the revision.
     pub webhook_to_applied: prometheus_client::metrics::histogram::Histogram,
+    /// When each schedule's database last had a successful backup (Unix seconds).
+    pub backup_last_success: prometheus_client::metrics::family::Family<
+        BackupLabels,
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    >,
+    /// Duration of backup runs, from the export request to its end.
+    pub backup_duration: prometheus_client::metrics::histogram::Histogram,
+    /// Failed backup runs by reason (the cluster's `export_failure_reason` or the agent's category).
+    pub backup_failures:
+        prometheus_client::metrics::family::Family<CategoryLabels, prometheus_client::metrics::counter::Counter>,
+    /// Schedule slots not run (past the starting deadline, after downtime, or while the previous run went on).
+    pub backup_runs_missed:
+        prometheus_client::metrics::family::Family<ScheduleLabels, prometheus_client::metrics::counter::Counter>,
+}
+
+/// Labels of [`Metrics::backup_last_success`]: one series per schedule and database.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct BackupLabels {
+    /// Namespace of the schedule.
+    pub namespace: String,
+    /// Name of the schedule (empty for on-demand backups).
+    pub schedule: String,
+    /// Name of the RedisEnterpriseDatabase.
+    pub database: String,
+}
+
+/// Labels of [`Metrics::backup_runs_missed`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ScheduleLabels {
+    /// Namespace of the schedule.
+    pub namespace: String,
+    /// Name of the schedule.
+    pub schedule: String,
 }
 
 /// Labels of [`Metrics::commit_statuses`].
@@ -168,6 +201,10 @@ impl Default for Metrics {
             commit_statuses: Default::default(),
             webhook_deliveries: Default::default(),
             webhook_to_applied: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            backup_last_success: Default::default(),
+            backup_duration: Histogram::new(exponential_buckets(0.5, 2.0, 14)),
+            backup_failures: Default::default(),
+            backup_runs_missed: Default::default(),
         };
         registry.register("gitsync_syncs", "GitSync syncs by result", metrics.syncs.clone());
         registry.register(
@@ -217,6 +254,27 @@ impl Default for Metrics {
             "From a push webhook to the end of the sync that applied it",
             prometheus_client::registry::Unit::Seconds,
             metrics.webhook_to_applied.clone(),
+        );
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When each schedule's database last had a successful backup, in Unix seconds",
+            metrics.backup_last_success.clone(),
+        );
+        registry.register_with_unit(
+            "backup_duration",
+            "Duration of backup runs",
+            prometheus_client::registry::Unit::Seconds,
+            metrics.backup_duration.clone(),
+        );
+        registry.register(
+            "backup_failures",
+            "Failed backup runs by reason",
+            metrics.backup_failures.clone(),
+        );
+        registry.register(
+            "backup_runs_missed",
+            "Schedule slots that did not run, by schedule",
+            metrics.backup_runs_missed.clone(),
         );
         Self { registry, ..metrics }
     }

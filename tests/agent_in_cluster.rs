@@ -114,6 +114,33 @@ const USED_ELSEWHERE: &[(&str, &str, &str, &str)] = &[
         "namespaces",
         "spec.createNamespace: the namespaces of new objects",
     ),
+    // Backup paths: examples-repo's schedule runs nightly, so the loop sees it applied and watched only.
+    (
+        "delete",
+        "redisgitops.dev",
+        "redisbackupschedules",
+        "pruning a schedule",
+    ),
+    (
+        "get",
+        "redisgitops.dev",
+        "redisrestores",
+        "a RedisRestore read fresh before its import",
+    ),
+    ("create", "redisgitops.dev", "redisrestores", "a RedisRestore from Git"),
+    ("patch", "redisgitops.dev", "redisrestores", "a RedisRestore from Git"),
+    ("delete", "redisgitops.dev", "redisrestores", "pruning a RedisRestore"),
+    (
+        "patch",
+        "redisgitops.dev",
+        "redisrestores/status",
+        "a restore's progress",
+    ),
+    ("get", "redisgitops.dev", "redisbackups", "a run read fresh"),
+    ("create", "redisgitops.dev", "redisbackups", "a schedule's slot"),
+    ("patch", "redisgitops.dev", "redisbackups", "the files finalizer"),
+    ("delete", "redisgitops.dev", "redisbackups", "retention"),
+    ("patch", "redisgitops.dev", "redisbackups/status", "a run's progress"),
 ];
 
 fn root() -> PathBuf {

@@ -73,7 +73,7 @@ fn render_only_rest_prints_the_requests() {
 #[test]
 fn crds_prints_three_definitions_and_writes_files() {
     let text = stdout(&run(&["crds"]));
-    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 3);
+    assert_eq!(text.matches("kind: CustomResourceDefinition").count(), 6);
     let directory = std::env::temp_dir().join(format!("redis-gitops-crds-{}", std::process::id()));
     let output = run(&["crds", "--output-dir", directory.to_str().expect("utf-8 path")]);
     assert!(output.status.success());

@@ -74,6 +74,21 @@ fn names_versions_and_printer_columns_match_the_official_crds() {
                 vec!["v1alpha1*".into()],
                 vec!["gsync".into()]
             ),
+            (
+                "redisbackupschedules.redisgitops.dev".into(),
+                vec!["v1alpha1*".into()],
+                vec!["rbs".into()]
+            ),
+            (
+                "redisbackups.redisgitops.dev".into(),
+                vec!["v1alpha1*".into()],
+                vec!["rbk".into()]
+            ),
+            (
+                "redisrestores.redisgitops.dev".into(),
+                vec!["v1alpha1*".into()],
+                vec!["rrs".into()]
+            ),
         ]
     );
     let columns = |index: usize| -> Vec<String> {
@@ -103,6 +118,24 @@ fn names_versions_and_printer_columns_match_the_official_crds() {
         ]
     );
     assert_eq!(columns(2), ["URL", "Revision", "Ready", "Reason", "Status", "Age"]);
+    assert_eq!(columns(3), ["Schedule", "Last Success", "Last Result", "Next", "Age"]);
+    assert_eq!(
+        columns(4),
+        [
+            "Database",
+            "Phase",
+            "Keys",
+            "Size",
+            "Verified",
+            "Completed",
+            "Reason",
+            "Age"
+        ]
+    );
+    assert_eq!(
+        columns(5),
+        ["Backup", "Database", "Phase", "Completed", "Message", "Age"]
+    );
     // Both REC versions carry the same schema.
     assert_eq!(crds[0].spec.versions[0].schema, crds[0].spec.versions[1].schema);
 }

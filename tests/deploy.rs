@@ -119,14 +119,14 @@ fn kustomize_output_passes_the_schemas_and_equals_install_export() {
     ] {
         assert!(kinds.contains(&kind), "deploy/ has a {kind}");
     }
-    assert_eq!(kinds.len(), 12, "nothing else: {kinds:?}");
+    assert_eq!(kinds.len(), 15, "nothing else: {kinds:?}");
 
     let directory = tempfile::tempdir().expect("temporary directory");
     let file = directory.path().join("deploy.yaml");
     std::fs::write(&file, &kustomized).expect("write");
     assert_eq!(
         check_schemas(&file),
-        "12 objects checked against Kubernetes 1.33, 0 invalid"
+        "15 objects checked against Kubernetes 1.33, 0 invalid"
     );
 }
 
@@ -158,7 +158,7 @@ fn the_network_policy_component_passes_the_schemas() {
     std::fs::write(&file, builtin).expect("write");
     assert_eq!(
         check_schemas(&file),
-        "13 objects checked against Kubernetes 1.33, 0 invalid"
+        "16 objects checked against Kubernetes 1.33, 0 invalid"
     );
 }
 
@@ -300,7 +300,7 @@ async fn install_twice_changes_nothing_and_uninstall_keeps_crds_and_databases() 
     run(binary, &["install"], Some(&kubeconfig));
     let again = run(binary, &["install"], Some(&kubeconfig));
     let lines: Vec<&str> = again.lines().collect();
-    assert_eq!(lines.len(), 12, "{again}");
+    assert_eq!(lines.len(), 15, "{again}");
     assert!(lines.iter().all(|line| line.ends_with(" unchanged")), "{again}");
 
     // Another writer sets a field of ours to another value: install refuses to take it over unless told to.
@@ -378,7 +378,7 @@ async fn install_twice_changes_nothing_and_uninstall_keeps_crds_and_databases() 
     assert!(removed.contains("kept: the CRDs"), "{removed}");
     assert!(!removed.contains("CustomResourceDefinition"), "{removed}");
     let crds = kubectl(&kubeconfig, &["get", "crd", "-o", "name"]);
-    assert_eq!(crds.lines().count(), 3, "{crds}");
+    assert_eq!(crds.lines().count(), 6, "{crds}");
     kubectl(&kubeconfig, &["get", "namespace", "redis-gitops-system"]);
     let redb = kubectl(
         &kubeconfig,

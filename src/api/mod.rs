@@ -2,11 +2,13 @@
 //! `RedisEnterpriseDatabase` (group `app.redislabs.com`), our `GitSync` (group `redisgitops.dev`), their CRDs,
 //! and the labels and annotations the agent puts on what it manages.
 
+pub mod backup;
 pub mod cluster;
 pub mod conditions;
 pub mod database;
 pub mod gitsync;
 
+pub use backup::{RedisBackup, RedisBackupSchedule, RedisRestore};
 pub use cluster::{RedisEnterpriseCluster, RedisEnterpriseClusterSpec, RedisEnterpriseClusterStatus};
 pub use database::{RedisEnterpriseDatabase, RedisEnterpriseDatabaseSpec, RedisEnterpriseDatabaseStatus};
 pub use gitsync::{GitSync, GitSyncSpec, GitSyncStatus};
@@ -44,15 +46,25 @@ pub mod keys {
     pub const DELETION_POLICY: &str = "redisgitops.dev/deletion-policy";
     /// The value of [`DELETION_POLICY`] that keeps the database.
     pub const DELETION_POLICY_ORPHAN: &str = "orphan";
+    /// On a RedisBackup: `"true"` deletes its files when the object is deleted (same as
+    /// `spec.deleteFilesOnDeletion`, for objects whose spec one does not want to edit).
+    pub const DELETE_BACKUP_FILES: &str = "redisgitops.dev/delete-backup-files";
     /// On a GitSync: any new value asks for a sync at once (like Flux's `reconcile.fluxcd.io/requestedAt`); the
     /// value handled last is recorded in `status.lastHandledReconcileAt`.
     pub const RECONCILE_REQUESTED_AT: &str = "redisgitops.dev/reconcile-requested-at";
 }
 
 /// Every CRD this project serves, in a stable order: RECs (v1 storage, v1alpha1 served with the same schema),
-/// REDBs, GitSyncs.
+/// REDBs, GitSyncs, then the backup kinds (schedules, backups, restores).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![cluster_crd(), RedisEnterpriseDatabase::crd(), GitSync::crd()]
+    vec![
+        cluster_crd(),
+        RedisEnterpriseDatabase::crd(),
+        GitSync::crd(),
+        RedisBackupSchedule::crd(),
+        RedisBackup::crd(),
+        RedisRestore::crd(),
+    ]
 }
 
 /// The REC CRD with both official versions. The official CRD serves `v1alpha1` beside the storage version `v1`

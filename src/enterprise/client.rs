@@ -396,6 +396,42 @@ impl EnterpriseClient {
         self.call_typed(Method::GET, "/v1/shards", None).await
     }
 
+    /// `POST /v1/bdbs/{uid}/actions/export` with an `export_location` (which holds credentials: never logged);
+    /// progress is in the bdb's `export_status`. 409 (busy) comes back as [`EnterpriseError::Busy`].
+    pub async fn export_database(&self, uid: u64, location: &Value) -> Result<(), EnterpriseError> {
+        let body = serde_json::json!({ "export_location": location, "email_notification": false });
+        self.call(Method::POST, &format!("/v1/bdbs/{uid}/actions/export"), Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// `POST /v1/bdbs/{uid}/actions/import` with one source per shard file (which hold credentials: never
+    /// logged); it erases the database's content. Progress is in the bdb's `import_status`.
+    pub async fn import_database(&self, uid: u64, sources: &[Value]) -> Result<(), EnterpriseError> {
+        let body = serde_json::json!({ "dataset_import_sources": sources, "email_notification": false });
+        self.call(Method::POST, &format!("/v1/bdbs/{uid}/actions/import"), Some(&body))
+            .await
+            .map(drop)
+    }
+
+    /// `GET /v1/bdbs/stats/last/{uid}`: the database's latest statistics (`no_of_keys`, ...); `None` when the
+    /// cluster has none (404).
+    pub async fn database_last_stats(&self, uid: u64) -> Result<Option<Value>, EnterpriseError> {
+        match self
+            .call(Method::GET, &format!("/v1/bdbs/stats/last/{uid}"), None)
+            .await
+        {
+            Ok(stats) => Ok(Some(stats)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `PUT /v1/cluster` with the fields to change (for example `s3_url`).
+    pub async fn update_cluster(&self, changes: &Value) -> Result<(), EnterpriseError> {
+        self.call(Method::PUT, "/v1/cluster", Some(changes)).await.map(drop)
+    }
+
     /// `GET /v1/actions/{uid}`; `None` when the cluster no longer knows the action.
     pub async fn action(&self, action_uid: &str) -> Result<Option<Action>, EnterpriseError> {
         match self

@@ -2,6 +2,7 @@
 //! the file and line it came from. Every problem of a revision is collected (not just the first), located by
 //! file, line, column and field, with a fix hint. Nothing here does I/O beyond reading the given directory.
 
+pub mod backup;
 pub mod budget;
 pub mod diagnostics;
 pub mod files;

@@ -15,9 +15,15 @@ use super::files::{SourceFile, read_directory};
 use super::schema::{self, Violation, ViolationKind};
 use super::validate::{Issue, PLAINTEXT_SECRET_MESSAGE, memory_size_message, validate_cluster, validate_database};
 use super::yaml::{Document, Limits, Spans, parse_documents};
-use crate::api::{self, RedisEnterpriseCluster, RedisEnterpriseDatabase};
+use crate::api::{self, RedisBackupSchedule, RedisEnterpriseCluster, RedisEnterpriseDatabase, RedisRestore};
 use crate::model::names;
 use crate::model::{ValidatedCluster, ValidatedDatabase};
+
+/// A backup kind, loaded.
+enum Loaded {
+    Schedule(Box<LoadedSchedule>),
+    Restore(Box<LoadedRestore>),
+}
 
 /// How a revision is loaded.
 #[derive(Clone, Debug)]
@@ -77,6 +83,28 @@ pub struct LoadedDatabase {
     pub spans: Spans,
 }
 
+/// A valid RedisBackupSchedule of the revision.
+#[derive(Clone, Debug)]
+pub struct LoadedSchedule {
+    /// The object as it will be applied.
+    pub object: RedisBackupSchedule,
+    /// Where it came from.
+    pub source: SourceLocation,
+    /// Locations of its fields.
+    pub spans: Spans,
+}
+
+/// A valid RedisRestore of the revision.
+#[derive(Clone, Debug)]
+pub struct LoadedRestore {
+    /// The object as it will be applied.
+    pub object: RedisRestore,
+    /// Where it came from.
+    pub source: SourceLocation,
+    /// Locations of its fields.
+    pub spans: Spans,
+}
+
 /// A valid revision: its objects in file order, and the warnings found.
 #[derive(Clone, Debug, Default)]
 pub struct Repository {
@@ -84,6 +112,10 @@ pub struct Repository {
     pub clusters: Vec<LoadedCluster>,
     /// The REDBs.
     pub databases: Vec<LoadedDatabase>,
+    /// The backup schedules.
+    pub schedules: Vec<LoadedSchedule>,
+    /// The restores.
+    pub restores: Vec<LoadedRestore>,
     /// Warnings (nothing that blocks applying).
     pub warnings: Vec<Diagnostic>,
 }
@@ -113,6 +145,8 @@ pub fn load_files(files: &[SourceFile], options: &LoadOptions) -> Result<Reposit
         diagnostics: Vec::new(),
         clusters: Vec::new(),
         databases: Vec::new(),
+        schedules: Vec::new(),
+        restores: Vec::new(),
         used: BudgetUse::default(),
         exhausted: false,
     };
@@ -123,10 +157,13 @@ pub fn load_files(files: &[SourceFile], options: &LoadOptions) -> Result<Reposit
         loader.load_file(file);
     }
     loader.check_across_objects();
+    loader.check_backup_targets();
     let Loader {
         mut diagnostics,
         clusters,
         databases,
+        schedules,
+        restores,
         ..
     } = loader;
     diagnostics.sort();
@@ -137,6 +174,8 @@ pub fn load_files(files: &[SourceFile], options: &LoadOptions) -> Result<Reposit
     Ok(Repository {
         clusters,
         databases,
+        schedules,
+        restores,
         warnings: diagnostics,
     })
 }
@@ -146,6 +185,8 @@ struct Loader<'a> {
     diagnostics: Vec<Diagnostic>,
     clusters: Vec<LoadedCluster>,
     databases: Vec<LoadedDatabase>,
+    schedules: Vec<LoadedSchedule>,
+    restores: Vec<LoadedRestore>,
     /// What the revision has used of [`LoadOptions::budget`].
     used: BudgetUse,
     /// Whether the budget is used up: the files after the one that exceeded it are not read.
@@ -154,6 +195,9 @@ struct Loader<'a> {
 
 const CLUSTER_KIND: &str = "RedisEnterpriseCluster";
 const DATABASE_KIND: &str = "RedisEnterpriseDatabase";
+const SCHEDULE_KIND: &str = "RedisBackupSchedule";
+const RESTORE_KIND: &str = "RedisRestore";
+const BACKUP_VERSION: &str = "redisgitops.dev/v1alpha1";
 
 impl Loader<'_> {
     fn load_file(&mut self, file: &SourceFile) {
@@ -267,6 +311,36 @@ impl Loader<'_> {
                     self.add_database(file, document, object, &removed);
                 }
             }
+            (BACKUP_VERSION, SCHEDULE_KIND) => {
+                if let Some((object, removed)) = self.typed::<RedisBackupSchedule>(file, &document, BACKUP_VERSION) {
+                    let issues = super::backup::validate_schedule(&object);
+                    self.add_backup_kind(file, document, issues, &removed, |source, spans| {
+                        Loaded::Schedule(Box::new(LoadedSchedule { object, source, spans }))
+                    });
+                }
+            }
+            (BACKUP_VERSION, RESTORE_KIND) => {
+                if let Some((object, removed)) = self.typed::<RedisRestore>(file, &document, BACKUP_VERSION) {
+                    let issues = super::backup::validate_restore(&object);
+                    self.add_backup_kind(file, document, issues, &removed, |source, spans| {
+                        Loaded::Restore(Box::new(LoadedRestore { object, source, spans }))
+                    });
+                }
+            }
+            (_, SCHEDULE_KIND | RESTORE_KIND) => self.error(
+                file,
+                document.spans.value(&version_path),
+                Some(version_path),
+                format!("{kind} is not served as {}; use apiVersion {BACKUP_VERSION}", quote(api_version)),
+            ),
+            (_, "RedisBackup") => self.error(
+                file,
+                document.spans.value(&kind_path),
+                Some(kind_path),
+                "a RedisBackup is one run of a backup, created by the agent (or with kubectl for an on-demand backup), \
+                 never applied from Git; commit a RedisBackupSchedule instead"
+                    .to_string(),
+            ),
             (_, CLUSTER_KIND | DATABASE_KIND) => {
                 let served = if kind == CLUSTER_KIND { "app.redislabs.com/v1 or app.redislabs.com/v1alpha1" } else { "app.redislabs.com/v1alpha1" };
                 self.error(
@@ -583,6 +657,130 @@ impl Loader<'_> {
                 });
             }
             Err(issues) => self.report_issues(file, &document.spans, issues, removed),
+        }
+    }
+
+    /// The backup kinds' references: names unique per kind and namespace, the databases a schedule names and the
+    /// schedules and databases a restore names are in the revision (same namespace).
+    fn check_backup_targets(&mut self) {
+        let name_path = FieldPath::of(&["metadata", "name"]);
+        let namespace_of = |object: &kube::api::ObjectMeta| object.namespace.clone().unwrap_or_default();
+        let databases: std::collections::BTreeSet<(String, String)> = self
+            .databases
+            .iter()
+            .map(|d| (d.validated.namespace.clone(), d.validated.name.clone()))
+            .collect();
+        let mut found = Vec::new();
+        let mut seen: HashMap<(&str, String, String), SourceLocation> = HashMap::new();
+        let mut keep_schedules = Vec::new();
+        for schedule in std::mem::take(&mut self.schedules) {
+            let key = (
+                SCHEDULE_KIND,
+                namespace_of(&schedule.object.metadata),
+                schedule.object.metadata.name.clone().unwrap_or_default(),
+            );
+            if let Some(first) = seen.get(&key) {
+                found.push(error_at(
+                    &schedule.source,
+                    &schedule.spans,
+                    &name_path,
+                    format!(
+                        "{SCHEDULE_KIND} {}/{} is also defined in {}:{}; names must be unique per kind and namespace",
+                        key.1, key.2, first.file, first.location.line
+                    ),
+                ));
+                continue;
+            }
+            seen.insert(key.clone(), schedule.source.clone());
+            for (index, database) in schedule.object.spec.databases.iter().flatten().enumerate() {
+                if !databases.contains(&(key.1.clone(), database.clone())) {
+                    found.push(error_at(&schedule.source, &schedule.spans, &FieldPath::of(&["spec", "databases"]).index(index), format!(
+                        "RedisEnterpriseDatabase {}/{database} is not in this revision; add it, or back up only databases \
+                         this repository defines",
+                        key.1
+                    )));
+                }
+            }
+            keep_schedules.push(schedule);
+        }
+        self.schedules = keep_schedules;
+        let schedules: std::collections::BTreeSet<(String, String)> = self
+            .schedules
+            .iter()
+            .map(|s| {
+                (
+                    namespace_of(&s.object.metadata),
+                    s.object.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let mut keep_restores = Vec::new();
+        for restore in std::mem::take(&mut self.restores) {
+            let key = (
+                RESTORE_KIND,
+                namespace_of(&restore.object.metadata),
+                restore.object.metadata.name.clone().unwrap_or_default(),
+            );
+            if let Some(first) = seen.get(&key) {
+                found.push(error_at(
+                    &restore.source,
+                    &restore.spans,
+                    &name_path,
+                    format!(
+                        "{RESTORE_KIND} {}/{} is also defined in {}:{}; names must be unique per kind and namespace",
+                        key.1, key.2, first.file, first.location.line
+                    ),
+                ));
+                continue;
+            }
+            seen.insert(key.clone(), restore.source.clone());
+            if let Some(schedule) = &restore.object.spec.schedule
+                && !schedules.contains(&(key.1.clone(), schedule.clone()))
+            {
+                found.push(error_at(
+                    &restore.source,
+                    &restore.spans,
+                    &FieldPath::of(&["spec", "schedule"]),
+                    format!("{SCHEDULE_KIND} {}/{schedule} is not in this revision", key.1),
+                ));
+            }
+            if let Some(database) = &restore.object.spec.database
+                && !databases.contains(&(key.1.clone(), database.clone()))
+            {
+                found.push(error_at(
+                    &restore.source,
+                    &restore.spans,
+                    &FieldPath::of(&["spec", "database"]),
+                    format!("RedisEnterpriseDatabase {}/{database} is not in this revision", key.1),
+                ));
+            }
+            keep_restores.push(restore);
+        }
+        self.restores = keep_restores;
+        self.diagnostics.extend(found);
+    }
+
+    /// Adds a backup kind whose semantic `issues` are known, unless one of them is an error.
+    fn add_backup_kind(
+        &mut self,
+        file: &str,
+        document: Document,
+        issues: Vec<Issue>,
+        removed: &[FieldPath],
+        build: impl FnOnce(SourceLocation, Spans) -> Loaded,
+    ) {
+        let failed = issues.iter().any(|issue| issue.severity == Severity::Error) || !removed.is_empty();
+        self.report_issues(file, &document.spans, issues, removed);
+        if failed {
+            return;
+        }
+        let source = SourceLocation {
+            file: file.to_string(),
+            location: document.start,
+        };
+        match build(source, document.spans) {
+            Loaded::Schedule(schedule) => self.schedules.push(*schedule),
+            Loaded::Restore(restore) => self.restores.push(*restore),
         }
     }
 

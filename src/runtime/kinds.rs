@@ -4,7 +4,7 @@
 use kube::Resource;
 use kube::api::ApiResource;
 
-use crate::api::{GitSync, RedisEnterpriseCluster, RedisEnterpriseDatabase};
+use crate::api::{GitSync, RedisBackupSchedule, RedisEnterpriseCluster, RedisEnterpriseDatabase, RedisRestore};
 
 /// How a kind is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct KindResource {
 /// A kind the agent does not handle.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "kind {kind} of API group {group:?} is not one the agent applies (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync)"
+    "kind {kind} of API group {group:?} is not one the agent applies (RedisEnterpriseCluster, RedisEnterpriseDatabase, GitSync, RedisBackupSchedule, RedisRestore)"
 )]
 pub struct UnknownKind {
     /// The group asked for.
@@ -31,7 +31,7 @@ pub struct UnknownKind {
     pub kind: String,
 }
 
-fn table() -> [KindResource; 3] {
+fn table() -> [KindResource; 5] {
     fn entry<K: Resource<DynamicType = ()>>(
         group: &'static str,
         kind: &'static str,
@@ -54,6 +54,8 @@ fn table() -> [KindResource; 3] {
             "redisenterprisedatabases",
         ),
         entry::<GitSync>("redisgitops.dev", "GitSync", "gitsyncs"),
+        entry::<RedisBackupSchedule>("redisgitops.dev", "RedisBackupSchedule", "redisbackupschedules"),
+        entry::<RedisRestore>("redisgitops.dev", "RedisRestore", "redisrestores"),
     ]
 }
 

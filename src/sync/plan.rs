@@ -59,7 +59,16 @@ pub fn desired_objects(repository: &Repository, target: &SyncTarget) -> Result<V
         .databases
         .iter()
         .map(|d| (serde_json::to_value(&d.object), &d.source, &d.spans));
-    for (value, source, spans) in clusters.chain(databases) {
+    // Backup schedules and restores come after the databases they name.
+    let schedules = repository
+        .schedules
+        .iter()
+        .map(|s| (serde_json::to_value(&s.object), &s.source, &s.spans));
+    let restores = repository
+        .restores
+        .iter()
+        .map(|r| (serde_json::to_value(&r.object), &r.source, &r.spans));
+    for (value, source, spans) in clusters.chain(databases).chain(schedules).chain(restores) {
         let Ok(value) = value else { continue };
         match desired_object(value, source, target) {
             Ok(object) => objects.push(object),

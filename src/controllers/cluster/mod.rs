@@ -496,6 +496,9 @@ async fn reconcile_cluster(cluster: &RedisEnterpriseCluster, shared: &Shared) ->
         .unwrap_or_else(|p| p.into_inner())
         .insert(key.clone(), memory);
     let progress = progress?;
+    if matches!(progress, NodesProgress::Running { .. }) {
+        ensure_s3_url(shared, cluster).await?;
+    }
 
     let report = compose_report(cluster, &plan, &progress, &old_state, observed.stateful_set.is_none());
     for note in &notes {
@@ -612,6 +615,41 @@ fn compose_report(
         reconciling,
         stalled,
     }
+}
+
+/// Sends `spec.backup.s3.url` to the cluster as its `s3_url` (the S3-compatible endpoint of backups of type s3),
+/// when the cluster has another one.
+async fn ensure_s3_url(shared: &Shared, cluster: &RedisEnterpriseCluster) -> Result<(), ClusterError> {
+    let Some(url) = cluster
+        .spec
+        .backup
+        .as_ref()
+        .and_then(|backup| backup.s3.as_ref())
+        .and_then(|s3| s3.url.clone())
+        .filter(|url| !url.is_empty())
+    else {
+        return Ok(());
+    };
+    let namespace = cluster.namespace().unwrap_or_default();
+    let rest = crate::controllers::connect_to_cluster(&shared.context, &namespace, cluster)
+        .await
+        .map_err(|error| ClusterError::Rest {
+            action: format!("connect to cluster {namespace}/{}", cluster.name_any()),
+            source: crate::enterprise::EnterpriseError::Configuration {
+                reason: error.to_string(),
+            },
+        })?;
+    let rest_error = |action: &str| {
+        let action = format!("{action} of cluster {namespace}/{}", cluster.name_any());
+        move |source| ClusterError::Rest { action, source }
+    };
+    let live = rest.cluster().await.map_err(rest_error("read the settings"))?;
+    if live.get("s3_url").and_then(serde_json::Value::as_str) != Some(url.as_str()) {
+        rest.update_cluster(&serde_json::json!({ "s3_url": url }))
+            .await
+            .map_err(rest_error("set the S3 endpoint (s3_url)"))?;
+    }
+    Ok(())
 }
 
 async fn publish_transitions(
