@@ -56,8 +56,11 @@ fn the_sandbox_command_serves_kubectl_and_stops_on_sigterm() {
         crds.lines().collect::<Vec<_>>(),
         [
             "customresourcedefinition.apiextensions.k8s.io/gitsyncs.redisgitops.dev",
+            "customresourcedefinition.apiextensions.k8s.io/redisbackups.redisgitops.dev",
+            "customresourcedefinition.apiextensions.k8s.io/redisbackupschedules.redisgitops.dev",
             "customresourcedefinition.apiextensions.k8s.io/redisenterpriseclusters.app.redislabs.com",
             "customresourcedefinition.apiextensions.k8s.io/redisenterprisedatabases.app.redislabs.com",
+            "customresourcedefinition.apiextensions.k8s.io/redisrestores.redisgitops.dev",
         ]
     );
     let explain = kubectl(&kubeconfig, &["explain", "redb.spec.memorySize"], None);
@@ -218,11 +221,15 @@ fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everyth
     let table: Vec<&str> = text.lines().skip_while(|line| !line.starts_with("KIND")).collect();
     assert_eq!(
         table.len(),
-        14,
-        "header, GitSync, 2 RECs, 8 REDBs, summary, stopped: {text}"
+        15,
+        "header, GitSync, 2 RECs, 8 REDBs, 1 backup schedule, summary, stopped: {text}"
     );
     assert!(table[1].starts_with("gitsync  default/sandbox"), "{text}");
-    for row in &table[1..12] {
+    assert!(
+        table[12].starts_with("rbs      redis-staging/sessions-nightly"),
+        "{text}"
+    );
+    for row in &table[1..13] {
         assert!(row.contains(" Ready "), "every object is Ready: {row}");
     }
     assert!(
@@ -231,7 +238,7 @@ fn sandbox_once_runs_the_whole_loop_on_examples_repo_and_exits_zero_when_everyth
             .any(|row| row.contains("redis-production/prod") && row.contains("all 5 nodes are active")),
         "{text}"
     );
-    assert!(table[12].starts_with("10/10 objects Ready, revision "), "{text}");
+    assert!(table[13].starts_with("11/11 objects Ready, revision "), "{text}");
     assert!(
         text.contains("Created the license Secret redis-production/redis-enterprise-license"),
         "{text}"

@@ -196,6 +196,9 @@ impl RunLocation {
                 endpoint,
                 credentials,
             } => {
+                // object_store builds its own reqwest client, which takes the process's default rustls provider;
+                // the workspace builds rustls with ring only (a no-op when a provider is installed already).
+                let _ = rustls::crypto::ring::default_provider().install_default();
                 let mut builder = object_store::aws::AmazonS3Builder::new()
                     .with_bucket_name(bucket)
                     .with_region(region)

@@ -152,6 +152,8 @@ fn short_kind(kind: &str) -> &str {
         "RedisEnterpriseCluster" => "rec",
         "RedisEnterpriseDatabase" => "redb",
         "GitSync" => "gitsync",
+        "RedisBackupSchedule" => "rbs",
+        "RedisRestore" => "rrs",
         other => other,
     }
 }

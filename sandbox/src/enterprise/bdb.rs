@@ -413,6 +413,8 @@ impl BdbConfig {
             ));
         }
 
+        // The documented 406 for an incomplete location of a periodic backup comes before the emulator's own checks.
+        check_backup_location(fields)?;
         check_unimplemented(fields)?;
         let module_list = parse_module_list(get("module_list"))?;
         let tls_mode = as_str("tls_mode", get("tls_mode"))?.to_string();
@@ -422,7 +424,6 @@ impl BdbConfig {
                 TLS_MODES.join(", ")
             )));
         }
-        check_backup_location(fields)?;
 
         let mut recorded: Map<String, Value> = fields
             .iter()

@@ -368,6 +368,9 @@ impl Location {
         else {
             return Err(("general-error", "not an S3 location".to_string()));
         };
+        // object_store builds its own reqwest client, which takes the process's default rustls provider; the
+        // workspace builds rustls with ring only, so ring is made the default (a no-op when one is installed).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut options = ClientOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)
             .with_timeout(Duration::from_secs(120));
