@@ -71,6 +71,17 @@ pub struct BackupContext {
 }
 
 impl BackupContext {
+    /// Records one reconcile of `controller` in the metrics: success, waiting (a transient wait, not a failure),
+    /// or failure with the error's category.
+    pub fn record_outcome<T>(&self, controller: &'static str, result: &Result<T, BackupError>) {
+        let (outcome, failure) = match result {
+            Ok(_) => ("success", None),
+            Err(BackupError::Waiting(_)) => ("waiting", None),
+            Err(error) => ("failure", Some(error.category())),
+        };
+        self.shared.metrics.record_reconcile(controller, outcome, failure);
+    }
+
     /// A context for the controller `name`.
     pub fn new(shared: ControllerContext, settings: BackupSettings, name: &str) -> Arc<Self> {
         Arc::new(Self {

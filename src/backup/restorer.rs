@@ -58,17 +58,7 @@ async fn reconcile_guarded(
     match guard::decoded(restore.as_ref(), &context.events).await {
         Some(restore) => {
             let result = reconcile(&restore, &context).await;
-            let outcome = match &result {
-                Ok(_) => "success",
-                Err(BackupError::Waiting(_)) => "waiting",
-                Err(_) => "failure",
-            };
-            let failure = result
-                .as_ref()
-                .err()
-                .filter(|_| outcome == "failure")
-                .map(|e| e.category());
-            context.shared.metrics.record_reconcile(CONTROLLER, outcome, failure);
+            context.record_outcome(CONTROLLER, &result);
             result
         }
         None => Ok(Action::await_change()),

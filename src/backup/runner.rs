@@ -66,17 +66,7 @@ async fn reconcile_guarded(
     match guard::decoded(backup.as_ref(), &context.events).await {
         Some(backup) => {
             let result = reconcile(&backup, &context).await;
-            let outcome = match &result {
-                Ok(_) => "success",
-                Err(BackupError::Waiting(_)) => "waiting",
-                Err(_) => "failure",
-            };
-            let failure = result
-                .as_ref()
-                .err()
-                .filter(|_| outcome == "failure")
-                .map(|e| e.category());
-            context.shared.metrics.record_reconcile(CONTROLLER, outcome, failure);
+            context.record_outcome(CONTROLLER, &result);
             if result.is_ok() {
                 context.backoff.succeeded(&object_key(backup.as_ref()));
             }
