@@ -49,7 +49,7 @@ impl Controllers {
             poll: Duration::from_millis(200),
             max_schedule_wait: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
-            verify_timeout: Duration::from_secs(30),
+            verify_timeout: Duration::from_secs(120),
         };
         let task = tokio::spawn(run_in(
             context(environment),
@@ -329,7 +329,7 @@ async fn a_scheduled_backup_is_a_valid_rdb_and_restores_the_keys_after_a_flush()
                "spec": {"backupName": backup.name_any()}}),
     )
     .await;
-    let refused = eventually("the restore to be refused", Duration::from_secs(30), || async {
+    let refused = eventually("the restore to be refused", Duration::from_secs(120), || async {
         let status = restores(&environment).get("refused").await.ok()?.status?;
         (status.phase.as_deref() == Some("Failed")).then_some(status)
     })
@@ -506,7 +506,7 @@ async fn a_restarted_agent_adopts_the_run_it_started_instead_of_starting_another
     let exports_before = count_requests(&environment, "/actions/export");
 
     let controllers = Controllers::start(&environment);
-    let adopted = eventually("the adopted run to finish", Duration::from_secs(30), || async {
+    let adopted = eventually("the adopted run to finish", Duration::from_secs(120), || async {
         let backup = backups(&environment).get(name).await.ok()?;
         matches!(phase(&backup), Some("Succeeded" | "Failed")).then_some(backup)
     })
@@ -543,7 +543,7 @@ async fn verify_proves_a_good_backup_and_catches_a_corrupted_file() {
         .await;
     }
     for name in ["good", "bad"] {
-        let backup = eventually("the on-demand backup", Duration::from_secs(30), || async {
+        let backup = eventually("the on-demand backup", Duration::from_secs(120), || async {
             let backup = backups(&environment).get(name).await.ok()?;
             (phase(&backup) == Some("Succeeded")).then_some(backup)
         })
@@ -582,7 +582,7 @@ async fn verify_proves_a_good_backup_and_catches_a_corrupted_file() {
         "{bad_message}"
     );
     // The scratch databases are deleted.
-    eventually("the scratch databases gone", Duration::from_secs(30), || async {
+    eventually("the scratch databases gone", Duration::from_secs(120), || async {
         let names: Vec<String> = environment
             .rest
             .databases()
@@ -614,7 +614,7 @@ async fn kubectl_shows_the_printer_columns_of_schedules_backups_and_restores() {
                "spec": {"backupName": backup.name_any(), "overwrite": true}}),
     )
     .await;
-    eventually("the restore to succeed", Duration::from_secs(30), || async {
+    eventually("the restore to succeed", Duration::from_secs(120), || async {
         let restore = restores(&environment).get("shown").await.ok()?;
         (restore.status?.phase? == "Succeeded").then_some(())
     })
